@@ -43,7 +43,7 @@ class Commit:
     db_checksum: int
 
 
-class ShadowWalFile(apsw.VFSFile):  # type: ignore[misc]
+class ShadowWalFile(apsw.VFSFile):
     """A pass-through file that mirrors its contents in memory."""
 
     def __init__(self, vfs: ShadowVFS, name: Any, flags: list[int]) -> None:
@@ -71,7 +71,7 @@ class ShadowWalFile(apsw.VFSFile):  # type: ignore[misc]
         self._vfs.wal_file = None
 
 
-class ShadowVFS(apsw.VFS):  # type: ignore[misc]
+class ShadowVFS(apsw.VFS):
     """Default VFS plus a mirror of the one ``-wal`` file of the database it serves."""
 
     def __init__(self) -> None:
@@ -177,7 +177,9 @@ class WalCapture:
             self._consumed = 0
             self._cksum = (hdr.cksum1, hdr.cksum2)
         if nframes <= self._consumed:
-            raise CaptureError(f"WAL hook reports {nframes} frames, but {self._consumed} were already captured")
+            raise CaptureError(
+                f"WAL hook reports {nframes} frames, but {self._consumed} were already captured"
+            )
         psize = self.page_size
         fsize = FRAME_HEADER_SIZE + psize
         need = WAL_HEADER_SIZE + nframes * fsize
@@ -207,7 +209,12 @@ class WalCapture:
         self._frames_in_wal = nframes
         pages = {p: b for p, b in pages.items() if p <= db_pages}
         value = self.checksum.apply(pages, db_pages)
-        self.on_commit(Commit(pages=pages, db_pages=db_pages, page_size=psize, db_checksum=value))
+        try:
+            self.on_commit(Commit(pages=pages, db_pages=db_pages, page_size=psize, db_checksum=value))
+        except Exception as e:
+            # The commit happened in SQLite but did not become a log entry: local state and log
+            # now disagree, which only a reset can repair. Never let it pass as an app error.
+            raise CaptureError(f"commit could not become a log entry: {type(e).__name__}: {e}") from e
 
     # -- maintenance ---------------------------------------------------------------------------
 

@@ -106,7 +106,17 @@ def encode(
         parts.append(bytes(page))
     body = b"".join(parts)
     prefix = HEADER.pack(
-        MAGIC, VERSION, 0, epoch, seq, timestamp_us, page_size, db_pages, len(pgnos), db_checksum, GENESIS_CHAIN
+        MAGIC,
+        VERSION,
+        0,
+        epoch,
+        seq,
+        timestamp_us,
+        page_size,
+        db_pages,
+        len(pgnos),
+        db_checksum,
+        GENESIS_CHAIN,
     )[:CHAIN_INPUT_PREFIX]
     chain = chain_hash(prev_chain, prefix, body)
     without_crc = prefix + chain + body
@@ -128,12 +138,18 @@ def decode(raw: bytes, *, what: str = "entry") -> Entry:
     """Decode and verify one entry (magic, version, lengths, crc32). ``what`` names it in errors."""
     raw = bytes(raw)
     if len(raw) < HEADER_SIZE + CRC_SIZE:
-        raise EntryFormatError(f"{what}: {len(raw)} bytes is shorter than the {HEADER_SIZE + CRC_SIZE}-byte minimum")
-    (magic, version, flags, epoch, seq, ts, page_size, db_pages, count, db_checksum, chain) = HEADER.unpack_from(raw)
+        raise EntryFormatError(
+            f"{what}: {len(raw)} bytes is shorter than the {HEADER_SIZE + CRC_SIZE}-byte minimum"
+        )
+    (magic, version, flags, epoch, seq, ts, page_size, db_pages, count, db_checksum, chain) = (
+        HEADER.unpack_from(raw)
+    )
     if magic != MAGIC:
         raise EntryFormatError(f"{what}: bad magic {magic!r}, expected {MAGIC!r}")
     if version != VERSION:
-        raise EntryFormatError(f"{what}: unsupported entry format version {version} (this build reads {VERSION})")
+        raise EntryFormatError(
+            f"{what}: unsupported entry format version {version} (this build reads {VERSION})"
+        )
     stored_crc = int.from_bytes(raw[-CRC_SIZE:], "big")
     if zlib.crc32(memoryview(raw)[:-CRC_SIZE]) != stored_crc:
         raise EntryFormatError(f"{what}: crc32 mismatch (corrupt or truncated bytes)")

@@ -25,9 +25,7 @@ class StaleEpochError(WalrelayError):
     """A replica has promised a higher epoch than the one this request carries (fencing)."""
 
     def __init__(self, sent_epoch: int, promised_epoch: int) -> None:
-        super().__init__(
-            f"epoch {sent_epoch} is fenced: the replica has promised epoch {promised_epoch}"
-        )
+        super().__init__(f"epoch {sent_epoch} is fenced: the replica has promised epoch {promised_epoch}")
         self.sent_epoch = sent_epoch
         self.promised_epoch = promised_epoch
 

@@ -36,7 +36,9 @@ class Replayer:
         if entry.seq != self.last_seq + 1:
             raise ChainError(f"entry seq {entry.seq} does not follow seq {self.last_seq} (gap or overlap)")
         if entry.page_size != self.page_size:
-            raise ChainError(f"entry seq {entry.seq} has page size {entry.page_size}, database has {self.page_size}")
+            raise ChainError(
+                f"entry seq {entry.seq} has page size {entry.page_size}, database has {self.page_size}"
+            )
         check_follows(entry, self.last_chain)
         psize = self.page_size
         need = entry.db_pages * psize

@@ -1,0 +1,6 @@
+"""Applications that run inside an object. ``flights`` is the seed article's booking example."""
+
+from walrelay.app import App
+from walrelay.apps.flights import FlightBooking
+
+APPS: dict[str, type[App]] = {"flights": FlightBooking}

@@ -1,0 +1,112 @@
+"""One object: its SQLite database, its application, and the primary's protocol state.
+
+``run`` is the input gate: it executes one operation synchronously in one transaction, and the
+commit (seen by the WAL hook) becomes the next log entry before ``run`` returns. It hands back the
+seq the reply must wait for; the output gate (PrimaryState.hold) decides when the reply may leave.
+Nothing in here awaits, which is what makes "one event at a time" true by construction.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import apsw
+
+from walrelay.app import App, AppError
+from walrelay.capture import Commit, WalCapture
+from walrelay.entry import Entry
+from walrelay.errors import CaptureError, ObjectResetError
+from walrelay.primary import PrimaryEffect, PrimaryState
+from walrelay.sql import SqlError, SqlStorage
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What an operation produced locally; ``seq`` is the last entry the reply depends on."""
+
+    ok: bool
+    value: Any
+    seq: int
+    wrote: bool = False
+
+
+class ObjectRuntime:
+    def __init__(
+        self,
+        db_path: str,
+        app: App,
+        state: PrimaryState,
+        execute: Callable[[list[PrimaryEffect]], None],
+        *,
+        monotonic_us: Callable[[], int],
+        wall_us: Callable[[], int] = lambda: time.time_ns() // 1000,
+        checkpoint_frames: int = 1000,
+        on_entry: Callable[[Entry], None] | None = None,
+    ) -> None:
+        self.app = app
+        self.state = state
+        self.execute = execute
+        self.monotonic_us = monotonic_us
+        self.wall_us = wall_us
+        self.on_entry = on_entry
+        self.capture = WalCapture(db_path, self._on_commit, checkpoint_frames=checkpoint_frames)
+        self.sql = SqlStorage(self.capture.conn)
+        self.operations = app.operations()
+        self._in_op = False
+        self._run_txn(lambda: app.migrate(self.sql))
+
+    def _on_commit(self, commit: Commit) -> None:
+        entry, effects = self.state.primary_commit(commit, now_us=self.monotonic_us(), wall_us=self.wall_us())
+        if self.on_entry is not None:
+            self.on_entry(entry)
+        self.execute(effects)
+
+    def _run_txn(self, body: Callable[[], Any]) -> Any:
+        conn = self.capture.conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            value = body()
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        try:
+            conn.execute("COMMIT")
+        except apsw.Error as e:
+            self.capture.check()  # a capture failure is the real story; raise that
+            raise CaptureError(f"commit failed: {e}") from None
+        self.capture.check()
+        self.capture.maybe_checkpoint()
+        return value
+
+    def run(self, op: str, args: list[Any]) -> Outcome:
+        """Run one operation to completion (input gate). Raises ObjectResetError once reset."""
+        if self.state.reset_reason is not None:
+            raise ObjectResetError(f"object was reset: {self.state.reset_reason}")
+        fn = self.operations.get(op)
+        if fn is None:
+            return Outcome(
+                False, {"type": "UnknownOperation", "message": f"no operation {op!r}"}, self.state.last_seq
+            )
+        if self._in_op:
+            raise RuntimeError("re-entrant call into the object: the input gate admits one event at a time")
+        self._in_op = True
+        before = self.state.last_seq
+        try:
+            value = self._run_txn(lambda: fn(self.sql, *args))
+            return Outcome(True, value, self.state.last_seq, wrote=self.state.last_seq > before)
+        except CaptureError as e:
+            self.execute(self.state.reset(f"capture failed: {e}"))
+            raise ObjectResetError(f"object was reset: capture failed: {e}") from None
+        except (AppError, SqlError, TypeError, ValueError) as e:
+            return Outcome(False, {"type": type(e).__name__, "message": str(e)}, self.state.last_seq)
+        finally:
+            self._in_op = False
+
+    def image(self) -> bytes:
+        return self.capture.image()
+
+    def close(self) -> None:
+        self.capture.close()

@@ -1,0 +1,289 @@
+"""Primary protocol logic as a pure state machine: an event in, a list of effects out.
+
+The primary turns each captured commit into the next log entry (PrimaryCommit), sends it to every
+connected replica at once, and counts cumulative ACKs. ``durable_seq`` is the highest seq that a
+quorum of *distinct* replicas has acknowledged as stored; the output gate releases a held reply
+only once ``durable_seq`` reaches the seq of the last write that came before the reply. Nothing
+here waits: pipelining falls out of the shape, since commits keep coming while earlier entries are
+still in flight, and the I/O layer batches whatever queued up for a replica into one frame.
+
+If durability is not reached before ``deadline_us`` (or a replica proves this primary is fenced),
+the primary resets: every held reply fails as UNKNOWN (the write may or may not survive; it was
+never reported as a success) and no further commit is accepted.
+
+Times are plain integers (microseconds) passed in by the caller, so the same logic runs under a
+mock clock in simulation. Spec names: ``primary_commit`` is PrimaryCommit, ``on_ack`` is
+PrimaryReceiveAck, ``durable_seq`` is ``durable``, ``match`` is ``matchSeq``.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+
+from walrelay.capture import Commit
+from walrelay.entry import GENESIS_CHAIN, Entry, encode
+from walrelay.errors import ObjectResetError
+from walrelay.wire import RejectReason
+
+
+@dataclass(frozen=True, slots=True)
+class SendEntries:
+    replica: int
+    entries: tuple[Entry, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ReleaseReply:
+    token: int
+
+
+@dataclass(frozen=True, slots=True)
+class FailReply:
+    token: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class ResetObject:
+    reason: str
+
+
+PrimaryEffect = SendEntries | ReleaseReply | FailReply | ResetObject
+
+
+@dataclass(frozen=True, slots=True)
+class PrimaryConfig:
+    epoch: int
+    replicas: int = 5
+    quorum: int = 3
+    deadline_us: int = 30_000_000
+    retransmit_us: int = 1_000_000
+    max_batch_bytes: int = 8 * 1024 * 1024
+    max_retained_bytes: int = 256 * 1024 * 1024
+
+    def __post_init__(self) -> None:
+        if self.epoch < 1:
+            raise ValueError(f"epoch must be >= 1, got {self.epoch}")
+        if not 1 <= self.quorum <= self.replicas:
+            raise ValueError(f"quorum {self.quorum} must be in 1..{self.replicas}")
+        if 2 * self.quorum <= self.replicas:
+            raise ValueError(
+                f"quorum {self.quorum} of {self.replicas} is not a majority: two quorums might not intersect"
+            )
+
+
+class PrimaryState:
+    def __init__(
+        self,
+        config: PrimaryConfig,
+        *,
+        last_seq: int = 0,
+        last_chain: bytes = GENESIS_CHAIN,
+        last_timestamp_us: int = 0,
+    ) -> None:
+        self.config = config
+        self.epoch = config.epoch
+        n = config.replicas
+        self.last_seq = last_seq
+        self.last_chain = last_chain
+        self.last_timestamp_us = last_timestamp_us
+        self.durable_seq = last_seq  # whatever we start from was recovered from a quorum
+        self.match = [0] * n  # highest seq replica r acknowledged as durably stored
+        self.sent = [0] * n  # highest seq handed to replica r's current connection
+        self.connected = [False] * n
+        self.progress_at = [0] * n  # when replica r last made progress (or connected)
+        self.log: dict[int, Entry] = {}  # entries some replica may still need, in seq order
+        self.log_bytes = 0
+        self.committed_at: dict[int, int] = {}  # seq -> monotonic time of its commit (deadline)
+        self.held: deque[tuple[int, int]] = deque()  # (seq, token), seq non-decreasing
+        self.reset_reason: str | None = None
+
+    # -- commits -------------------------------------------------------------------------------
+
+    def primary_commit(
+        self, commit: Commit, *, now_us: int, wall_us: int
+    ) -> tuple[Entry, list[PrimaryEffect]]:
+        """PrimaryCommit: the next entry of the log. Timestamps never go back, even if the clock does."""
+        if self.reset_reason is not None:
+            raise ObjectResetError(f"object was reset: {self.reset_reason}")
+        ts = max(wall_us, self.last_timestamp_us)
+        entry = encode(
+            epoch=self.epoch,
+            seq=self.last_seq + 1,
+            timestamp_us=ts,
+            page_size=commit.page_size,
+            db_pages=commit.db_pages,
+            db_checksum=commit.db_checksum,
+            frames=commit.pages,
+            prev_chain=self.last_chain,
+        )
+        self.last_seq = entry.seq
+        self.last_chain = entry.chain
+        self.last_timestamp_us = ts
+        self.log[entry.seq] = entry
+        self.log_bytes += entry.size
+        self.committed_at[entry.seq] = now_us
+        effects: list[PrimaryEffect] = []
+        for r in range(self.config.replicas):
+            if self.connected[r] and self.sent[r] == entry.seq - 1:
+                self.sent[r] = entry.seq
+                effects.append(SendEntries(r, (entry,)))
+        return entry, effects
+
+    # -- the output gate -----------------------------------------------------------------------
+
+    def hold(self, token: int, seq: int) -> list[PrimaryEffect]:
+        """Hold a reply until every entry through ``seq`` is durable (released at once if it is)."""
+        if self.reset_reason is not None:
+            return [FailReply(token, self.reset_reason)]
+        if seq <= self.durable_seq:
+            return [ReleaseReply(token)]
+        if self.held and seq < self.held[-1][0]:
+            raise ValueError(f"held replies must come in seq order ({seq} after {self.held[-1][0]})")
+        self.held.append((seq, token))
+        return []
+
+    def _advance(self) -> list[PrimaryEffect]:
+        q = self.config.quorum
+        durable = sorted(self.match, reverse=True)[q - 1]
+        effects: list[PrimaryEffect] = []
+        if durable > self.durable_seq:
+            for s in range(self.durable_seq + 1, durable + 1):
+                self.committed_at.pop(s, None)
+            self.durable_seq = durable
+            while self.held and self.held[0][0] <= durable:
+                effects.append(ReleaseReply(self.held.popleft()[1]))
+        # Keep entries some replica may still need, within a memory budget. Only durable entries
+        # are ever dropped; a replica that falls behind the budget needs catch-up (issue 4).
+        floor = min(min(self.match), self.durable_seq)
+        while self.log:
+            oldest = next(iter(self.log))
+            if oldest > self.durable_seq or (
+                oldest > floor and self.log_bytes <= self.config.max_retained_bytes
+            ):
+                break
+            self.log_bytes -= self.log.pop(oldest).size
+        return effects
+
+    # -- replica events ------------------------------------------------------------------------
+
+    def on_connected(
+        self, r: int, *, promised_epoch: int, stored_through: int, now_us: int
+    ) -> list[PrimaryEffect]:
+        """A replica's HELLO: where its log ends and which epoch it promised."""
+        if self.reset_reason is not None:
+            return []
+        if promised_epoch > self.epoch:
+            return self._reset(f"fenced: replica {r} has promised epoch {promised_epoch} > {self.epoch}")
+        if stored_through > self.last_seq:
+            return self._reset(
+                f"replica {r} holds seq {stored_through}, beyond this primary's log ({self.last_seq}): "
+                "this primary must recover (view change) before serving"
+            )
+        self.connected[r] = True
+        self.progress_at[r] = now_us
+        self.match[r] = max(self.match[r], stored_through)
+        self.sent[r] = stored_through
+        return self._advance() + self._send_from(r)
+
+    def on_disconnected(self, r: int) -> None:
+        self.connected[r] = False
+
+    def on_ack(self, r: int, *, epoch: int, stored_through: int, now_us: int) -> list[PrimaryEffect]:
+        """PrimaryReceiveAck. Acks are cumulative; a stale or future-epoch ack never counts."""
+        if self.reset_reason is not None:
+            return []
+        if epoch > self.epoch:
+            return self._reset(f"fenced: replica {r} acknowledged under epoch {epoch} > {self.epoch}")
+        if epoch < self.epoch or stored_through > self.last_seq:
+            return []  # not an ack of this primary's log; ignore rather than count it
+        if stored_through > self.match[r]:
+            self.match[r] = stored_through
+            self.progress_at[r] = now_us
+        # An ack below ``sent`` is normal (the rest is in flight). A real gap (a lost APPEND) shows
+        # up as no progress, and on_tick resends from match + 1.
+        return self._advance()
+
+    def on_reject(
+        self, r: int, *, reason: RejectReason, promised_epoch: int, message: str
+    ) -> list[PrimaryEffect]:
+        if self.reset_reason is not None:
+            return []
+        if reason is RejectReason.STALE_EPOCH and promised_epoch > self.epoch:
+            return self._reset(
+                f"fenced: replica {r} promised epoch {promised_epoch} > {self.epoch} ({message})"
+            )
+        # Divergence or a bad entry: this replica cannot count towards durability of our log.
+        self.connected[r] = False
+        return []
+
+    # -- time ----------------------------------------------------------------------------------
+
+    def on_tick(self, now_us: int) -> list[PrimaryEffect]:
+        """Deadline and retransmission. Called periodically by the I/O layer."""
+        if self.reset_reason is not None:
+            return []
+        first_pending = self.durable_seq + 1
+        if first_pending <= self.last_seq:
+            t0 = self.committed_at.get(first_pending)
+            if t0 is not None and now_us - t0 > self.config.deadline_us:
+                acks = sum(1 for m in self.match if m >= first_pending)
+                return self._reset(
+                    f"seq {first_pending} not durable after {self.config.deadline_us / 1e6:g}s: "
+                    f"{acks} of {self.config.replicas} replicas stored it, {self.config.quorum} needed"
+                )
+        effects: list[PrimaryEffect] = []
+        for r in range(self.config.replicas):
+            if (
+                self.connected[r]
+                and self.match[r] < self.last_seq
+                and now_us - self.progress_at[r] > self.config.retransmit_us
+            ):
+                self.sent[r] = self.match[r]
+                self.progress_at[r] = now_us
+                effects.extend(self._send_from(r))
+        return effects
+
+    # -- helpers -------------------------------------------------------------------------------
+
+    def _send_from(self, r: int) -> list[PrimaryEffect]:
+        start = self.sent[r] + 1
+        if start > self.last_seq:
+            return []
+        if start not in self.log:
+            # Issue 4 adds catch-up from another replica or a snapshot; until then say so plainly.
+            self.connected[r] = False
+            return []
+        batch: list[Entry] = []
+        size = 0
+        effects: list[PrimaryEffect] = []
+        for s in range(start, self.last_seq + 1):
+            e = self.log[s]
+            if batch and size + e.size > self.config.max_batch_bytes:
+                effects.append(SendEntries(r, tuple(batch)))
+                batch, size = [], 0
+            batch.append(e)
+            size += e.size
+        effects.append(SendEntries(r, tuple(batch)))
+        self.sent[r] = self.last_seq
+        return effects
+
+    def reset(self, reason: str) -> list[PrimaryEffect]:
+        """Give up: fail every held reply and accept nothing more (the output gate's reset)."""
+        if self.reset_reason is not None:
+            return []
+        return self._reset(reason)
+
+    def _reset(self, reason: str) -> list[PrimaryEffect]:
+        self.reset_reason = reason
+        effects: list[PrimaryEffect] = [FailReply(tok, reason) for _, tok in self.held]
+        self.held.clear()
+        effects.append(ResetObject(reason))
+        return effects
+
+    def replica_status(self) -> list[dict[str, int | bool]]:
+        return [
+            {"replica": r, "connected": self.connected[r], "stored_through": self.match[r]}
+            for r in range(self.config.replicas)
+        ]

@@ -1,0 +1,146 @@
+"""The replica as a trio server: executes the pure ReplicaState's effects against ReplicaStore.
+
+One replica process can hold many objects. Per object there is one lock, so the appends of two
+connections (say, a stale primary and its successor) are applied in one order and persisted in
+that order. Group commit: every APPEND already received on a connection is run through the state
+machine first, then the new entries of all of them are written with one fdatasync, then a single
+cumulative ACK goes back.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+
+import trio
+
+from walrelay.errors import ProtocolError
+from walrelay.replica import PersistEntries, PersistPromise, ReplicaEffect, ReplicaState, SendAck, SendReject
+from walrelay.replica_store import ReplicaStore, check_object_name
+from walrelay.transport import Channel, Transport
+from walrelay.wire import Ack as AckMsg
+from walrelay.wire import Append, Hello, Message, Reject, RejectReason, Role
+
+log = logging.getLogger("walrelay.replica")
+
+
+class ObjectReplica:
+    def __init__(self, replica_id: int, store: ReplicaStore) -> None:
+        self.store = store
+        loaded = store.load()
+        if loaded.torn_bytes_dropped:
+            log.warning(
+                "%s: dropped %d bytes of torn tail (never acknowledged)",
+                store.log_path,
+                loaded.torn_bytes_dropped,
+            )
+        self.state = ReplicaState(
+            replica_id,
+            promised_epoch=loaded.promised_epoch,
+            last_seq=loaded.last_seq,
+            last_chain=loaded.last_chain,
+            archived_through=loaded.archived_through,
+            chains=loaded.chains,
+        )
+        self.lock = trio.Lock()
+
+
+class ReplicaNode:
+    def __init__(self, replica_id: int, data_dir: str, transport: Transport) -> None:
+        self.replica_id = replica_id
+        self.data_dir = data_dir
+        self.transport = transport
+        self.objects: dict[str, ObjectReplica] = {}
+
+    def get_object(self, name: str) -> ObjectReplica:
+        obj = self.objects.get(name)
+        if obj is None:
+            obj = ObjectReplica(self.replica_id, ReplicaStore(self.data_dir, check_object_name(name)))
+            self.objects[name] = obj
+        return obj
+
+    async def serve(
+        self, address: str, *, task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        await self.transport.serve(address, self.handle, task_status=task_status)
+
+    async def handle(self, stream: trio.abc.Stream) -> None:
+        chan = Channel(stream)
+        peer = "?"
+        try:
+            first = await chan.receive()
+            if first is None:
+                return
+            if not isinstance(first, Hello) or first.role is not Role.PRIMARY:
+                raise ProtocolError(f"expected HELLO from a primary, got {type(first).__name__}")
+            try:
+                obj = self.get_object(first.object_name)
+            except ValueError as e:
+                await chan.send(Reject(RejectReason.WRONG_OBJECT, 0, str(e)))
+                return
+            peer = f"primary epoch {first.epoch} for {first.object_name}"
+            st = obj.state
+            await chan.send(
+                Hello(Role.REPLICA, self.replica_id, first.object_name, st.promised_epoch, st.last_seq)
+            )
+            while True:
+                msg = await chan.receive()
+                if msg is None:
+                    return
+                batch = [msg, *chan.receive_nowait_buffered()]
+                await self._process(obj, chan, batch)
+        except ProtocolError as e:
+            log.warning(
+                "replica %d: protocol error from %s: %s; closing connection", self.replica_id, peer, e
+            )
+            # Best effort: tell the peer why before hanging up.
+            with trio.move_on_after(1):
+                with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+                    await chan.send(Reject(RejectReason.BAD_ENTRY, 0, f"protocol error: {e}"))
+        except (trio.BrokenResourceError, trio.ClosedResourceError, ConnectionError):
+            return
+
+    async def _process(self, obj: ObjectReplica, chan: Channel, batch: list[Message]) -> None:
+        async with obj.lock:
+            effects: list[ReplicaEffect] = []
+            for msg in batch:
+                if not isinstance(msg, Append):
+                    raise ProtocolError(f"expected APPEND, got {type(msg).__name__}")
+                effects.extend(obj.state.on_append(msg.epoch, msg.entries))
+            await self._execute(obj, chan, effects)
+
+    async def _execute(self, obj: ObjectReplica, chan: Channel, effects: list[ReplicaEffect]) -> None:
+        pending: list[PersistEntries] = []
+        promise: int | None = None
+        last_ack: SendAck | None = None
+        for eff in effects:
+            if isinstance(eff, PersistEntries):
+                pending.append(eff)
+            elif isinstance(eff, PersistPromise):
+                promise = eff.epoch
+            elif isinstance(eff, SendAck):
+                last_ack = eff  # cumulative: only the last one matters
+            elif isinstance(eff, SendReject):
+                await self._flush(obj, pending, promise)
+                pending, promise = [], None
+                if last_ack is not None:
+                    await chan.send(AckMsg(last_ack.epoch, last_ack.stored_through))
+                    last_ack = None
+                await chan.send(Reject(eff.reason, eff.promised_epoch, eff.message))
+        await self._flush(obj, pending, promise)
+        if last_ack is not None:
+            await chan.send(AckMsg(last_ack.epoch, last_ack.stored_through))
+
+    @staticmethod
+    async def _flush(obj: ObjectReplica, pending: list[PersistEntries], promise: int | None) -> None:
+        """Make the effects durable: promise first (it fences), then entries, one fdatasync each."""
+        store = obj.store
+        if promise is not None:
+            await trio.to_thread.run_sync(store.save_state, promise, obj.state.archived_through)
+        entries = tuple(e for p in pending for e in p.entries)
+        if entries:
+            await trio.to_thread.run_sync(store.append_durably, entries)
+
+    def close(self) -> None:
+        for obj in self.objects.values():
+            obj.store.close()

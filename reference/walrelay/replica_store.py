@@ -1,0 +1,173 @@
+"""A replica's durable storage for one object: an append-only entry log plus a small state file.
+
+Layout under ``<data>/objects/<object>/``:
+
+* ``entries.log``: records ``u32 length | entry bytes`` (entry.py format; each entry carries its
+  own CRC-32 and chain hash). Appended with ``os.write`` then ``os.fdatasync`` before any ACK.
+* ``state.json``: ``{"promised_epoch": int, "archived_through": int}``, replaced atomically
+  (write temp, fsync, rename, fsync directory) because a promise must survive a crash.
+
+On open the log is scanned and verified. A torn or corrupt *last* record is what a crash between
+write and fsync leaves; it was never acknowledged, so it is cut off. A bad record *followed by good
+ones* is disk corruption of acknowledged data: opening fails with an error naming the offset,
+instead of silently dropping entries.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import struct
+from dataclasses import dataclass
+
+from walrelay.entry import GENESIS_CHAIN, Entry, check_follows, decode
+from walrelay.errors import ChainError, EntryFormatError, WalrelayError
+
+_LEN = struct.Struct(">I")
+OBJECT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+
+
+class StoreCorruptError(WalrelayError):
+    """The replica's own log is corrupt somewhere other than a torn tail."""
+
+
+def check_object_name(name: str) -> str:
+    if not OBJECT_NAME.match(name):
+        raise ValueError(f"object name {name!r} must match {OBJECT_NAME.pattern}")
+    return name
+
+
+@dataclass
+class Loaded:
+    promised_epoch: int
+    archived_through: int
+    last_seq: int
+    last_chain: bytes
+    chains: dict[int, bytes]
+    torn_bytes_dropped: int
+
+
+class ReplicaStore:
+    def __init__(self, data_dir: str, object_name: str) -> None:
+        self.dir = os.path.join(data_dir, "objects", check_object_name(object_name))
+        os.makedirs(self.dir, exist_ok=True)
+        self.log_path = os.path.join(self.dir, "entries.log")
+        self.state_path = os.path.join(self.dir, "state.json")
+        self._fd = -1
+
+    # -- opening -------------------------------------------------------------------------------
+
+    def load(self) -> Loaded:
+        """Read state and verify the whole log; truncate a torn tail. Called once, before serving."""
+        promised, archived = 0, 0
+        if os.path.exists(self.state_path):
+            try:
+                with open(self.state_path, encoding="utf-8") as f:
+                    st = json.load(f)
+                promised, archived = int(st["promised_epoch"]), int(st["archived_through"])
+            except (ValueError, KeyError, TypeError) as e:
+                raise StoreCorruptError(f"{self.state_path}: unreadable replica state ({e})") from None
+        chains: dict[int, bytes] = {}
+        last_seq, last_chain = 0, GENESIS_CHAIN
+        good_end = 0
+        data = b""
+        if os.path.exists(self.log_path):
+            with open(self.log_path, "rb") as f:
+                data = f.read()
+        off = 0
+        while off < len(data):
+            bad: str | None = None
+            entry: Entry | None = None
+            if off + 4 > len(data):
+                bad = "torn length prefix"
+            else:
+                (n,) = _LEN.unpack_from(data, off)
+                if off + 4 + n > len(data):
+                    bad = "torn record"
+                else:
+                    try:
+                        entry = decode(data[off + 4 : off + 4 + n], what=f"{self.log_path} @ {off}")
+                        if entry.seq != last_seq + 1 and last_seq != 0:
+                            raise ChainError(f"seq {entry.seq} after {last_seq}")
+                        if last_seq != 0:
+                            check_follows(entry, last_chain)
+                    except (EntryFormatError, ChainError) as e:
+                        bad = str(e)
+            if bad is not None:
+                if self._any_valid_record_after(data, off + 1):
+                    raise StoreCorruptError(
+                        f"{self.log_path}: corrupt record at byte {off} ({bad}) followed by valid records; "
+                        "refusing to start rather than drop acknowledged entries"
+                    )
+                break
+            assert entry is not None
+            last_seq, last_chain = entry.seq, entry.chain
+            chains[entry.seq] = entry.chain
+            off += 4 + _LEN.unpack_from(data, off)[0]
+            good_end = off
+        torn = len(data) - good_end
+        if torn:
+            with open(self.log_path, "r+b") as f:
+                f.truncate(good_end)
+                os.fsync(f.fileno())
+        self._fd = os.open(self.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        return Loaded(promised, archived, last_seq, last_chain, chains, torn)
+
+    @staticmethod
+    def _any_valid_record_after(data: bytes, start: int) -> bool:
+        """Is there a decodable entry record anywhere after ``start``? (distinguishes torn tail from rot)"""
+        i = data.find(b"WRLE", start)
+        while i != -1:
+            if i >= 4:
+                (n,) = _LEN.unpack_from(data, i - 4)
+                if i + n <= len(data):
+                    try:
+                        decode(data[i : i + n])
+                        return True
+                    except EntryFormatError:
+                        pass
+            i = data.find(b"WRLE", i + 1)
+        return False
+
+    # -- writing (blocking; the node runs these in a worker thread) -----------------------------
+
+    def append_durably(self, entries: tuple[Entry, ...]) -> None:
+        buf = b"".join(_LEN.pack(len(e.raw)) + e.raw for e in entries)
+        view = memoryview(buf)
+        while view:
+            n = os.write(self._fd, view)
+            view = view[n:]
+        os.fdatasync(self._fd)
+
+    def save_state(self, promised_epoch: int, archived_through: int) -> None:
+        tmp = self.state_path + ".tmp"
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump({"promised_epoch": promised_epoch, "archived_through": archived_through}, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self.state_path)
+        dfd = os.open(self.dir, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+
+    def read_entries(self, from_seq: int) -> list[Entry]:
+        """Entries with seq >= from_seq, verified (used for catch-up and recovery, issue 4)."""
+        out: list[Entry] = []
+        with open(self.log_path, "rb") as f:
+            data = f.read()
+        off = 0
+        while off + 4 <= len(data):
+            (n,) = _LEN.unpack_from(data, off)
+            e = decode(data[off + 4 : off + 4 + n], what=f"{self.log_path} @ {off}")
+            if e.seq >= from_seq:
+                out.append(e)
+            off += 4 + n
+        return out
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1

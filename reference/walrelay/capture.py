@@ -177,9 +177,7 @@ class WalCapture:
             self._consumed = 0
             self._cksum = (hdr.cksum1, hdr.cksum2)
         if nframes <= self._consumed:
-            raise CaptureError(
-                f"WAL hook reports {nframes} frames, but {self._consumed} were already captured"
-            )
+            raise CaptureError(f"WAL hook reports {nframes} frames, but {self._consumed} were already captured")
         psize = self.page_size
         fsize = FRAME_HEADER_SIZE + psize
         need = WAL_HEADER_SIZE + nframes * fsize

@@ -138,18 +138,12 @@ def decode(raw: bytes, *, what: str = "entry") -> Entry:
     """Decode and verify one entry (magic, version, lengths, crc32). ``what`` names it in errors."""
     raw = bytes(raw)
     if len(raw) < HEADER_SIZE + CRC_SIZE:
-        raise EntryFormatError(
-            f"{what}: {len(raw)} bytes is shorter than the {HEADER_SIZE + CRC_SIZE}-byte minimum"
-        )
-    (magic, version, flags, epoch, seq, ts, page_size, db_pages, count, db_checksum, chain) = (
-        HEADER.unpack_from(raw)
-    )
+        raise EntryFormatError(f"{what}: {len(raw)} bytes is shorter than the {HEADER_SIZE + CRC_SIZE}-byte minimum")
+    (magic, version, flags, epoch, seq, ts, page_size, db_pages, count, db_checksum, chain) = HEADER.unpack_from(raw)
     if magic != MAGIC:
         raise EntryFormatError(f"{what}: bad magic {magic!r}, expected {MAGIC!r}")
     if version != VERSION:
-        raise EntryFormatError(
-            f"{what}: unsupported entry format version {version} (this build reads {VERSION})"
-        )
+        raise EntryFormatError(f"{what}: unsupported entry format version {version} (this build reads {VERSION})")
     stored_crc = int.from_bytes(raw[-CRC_SIZE:], "big")
     if zlib.crc32(memoryview(raw)[:-CRC_SIZE]) != stored_crc:
         raise EntryFormatError(f"{what}: crc32 mismatch (corrupt or truncated bytes)")

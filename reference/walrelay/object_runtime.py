@@ -87,9 +87,7 @@ class ObjectRuntime:
             raise ObjectResetError(f"object was reset: {self.state.reset_reason}")
         fn = self.operations.get(op)
         if fn is None:
-            return Outcome(
-                False, {"type": "UnknownOperation", "message": f"no operation {op!r}"}, self.state.last_seq
-            )
+            return Outcome(False, {"type": "UnknownOperation", "message": f"no operation {op!r}"}, self.state.last_seq)
         if self._in_op:
             raise RuntimeError("re-entrant call into the object: the input gate admits one event at a time")
         self._in_op = True

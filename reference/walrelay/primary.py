@@ -101,9 +101,7 @@ class PrimaryState:
 
     # -- commits -------------------------------------------------------------------------------
 
-    def primary_commit(
-        self, commit: Commit, *, now_us: int, wall_us: int
-    ) -> tuple[Entry, list[PrimaryEffect]]:
+    def primary_commit(self, commit: Commit, *, now_us: int, wall_us: int) -> tuple[Entry, list[PrimaryEffect]]:
         """PrimaryCommit: the next entry of the log. Timestamps never go back, even if the clock does."""
         if self.reset_reason is not None:
             raise ObjectResetError(f"object was reset: {self.reset_reason}")
@@ -159,18 +157,14 @@ class PrimaryState:
         floor = min(min(self.match), self.durable_seq)
         while self.log:
             oldest = next(iter(self.log))
-            if oldest > self.durable_seq or (
-                oldest > floor and self.log_bytes <= self.config.max_retained_bytes
-            ):
+            if oldest > self.durable_seq or (oldest > floor and self.log_bytes <= self.config.max_retained_bytes):
                 break
             self.log_bytes -= self.log.pop(oldest).size
         return effects
 
     # -- replica events ------------------------------------------------------------------------
 
-    def on_connected(
-        self, r: int, *, promised_epoch: int, stored_through: int, now_us: int
-    ) -> list[PrimaryEffect]:
+    def on_connected(self, r: int, *, promised_epoch: int, stored_through: int, now_us: int) -> list[PrimaryEffect]:
         """A replica's HELLO: where its log ends and which epoch it promised."""
         if self.reset_reason is not None:
             return []
@@ -205,15 +199,11 @@ class PrimaryState:
         # up as no progress, and on_tick resends from match + 1.
         return self._advance()
 
-    def on_reject(
-        self, r: int, *, reason: RejectReason, promised_epoch: int, message: str
-    ) -> list[PrimaryEffect]:
+    def on_reject(self, r: int, *, reason: RejectReason, promised_epoch: int, message: str) -> list[PrimaryEffect]:
         if self.reset_reason is not None:
             return []
         if reason is RejectReason.STALE_EPOCH and promised_epoch > self.epoch:
-            return self._reset(
-                f"fenced: replica {r} promised epoch {promised_epoch} > {self.epoch} ({message})"
-            )
+            return self._reset(f"fenced: replica {r} promised epoch {promised_epoch} > {self.epoch} ({message})")
         # Divergence or a bad entry: this replica cannot count towards durability of our log.
         self.connected[r] = False
         return []

@@ -130,9 +130,7 @@ class ReplicaLink:
                 return
             if isinstance(msg, Ack):
                 node.execute(
-                    state.on_ack(
-                        self.index, epoch=msg.epoch, stored_through=msg.stored_through, now_us=now_us()
-                    )
+                    state.on_ack(self.index, epoch=msg.epoch, stored_through=msg.stored_through, now_us=now_us())
                 )
             elif isinstance(msg, Reject):
                 log.warning("replica %d rejected: %s (%s)", self.index, msg.reason.name, msg.message)
@@ -255,9 +253,7 @@ class PrimaryNode:
         try:
             outcome = self.runtime.run(op, args)
         except ObjectResetError as e:
-            await chan.send(
-                Reply(msg.request_id, ReplyStatus.ERROR, {"type": "ObjectReset", "message": str(e)})
-            )
+            await chan.send(Reply(msg.request_id, ReplyStatus.ERROR, {"type": "ObjectReset", "message": str(e)}))
             return
         token = next(self._tokens)
         waiter = _Waiter()
@@ -270,13 +266,9 @@ class PrimaryNode:
                 status = ReplyStatus.OK if outcome.ok else ReplyStatus.ERROR
                 reply = Reply(msg.request_id, status, outcome.value)
             elif outcome.wrote:
-                reply = Reply(
-                    msg.request_id, ReplyStatus.UNKNOWN, {"type": "NotDurable", "message": waiter.failed}
-                )
+                reply = Reply(msg.request_id, ReplyStatus.UNKNOWN, {"type": "NotDurable", "message": waiter.failed})
             else:
-                reply = Reply(
-                    msg.request_id, ReplyStatus.ERROR, {"type": "ObjectReset", "message": waiter.failed}
-                )
+                reply = Reply(msg.request_id, ReplyStatus.ERROR, {"type": "ObjectReset", "message": waiter.failed})
             await self._send_quietly(chan, reply)
 
         nursery.start_soon(reply_when_released)

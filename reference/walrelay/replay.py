@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+import apsw
+
 from walrelay.entry import GENESIS_CHAIN, Entry, check_follows
 from walrelay.errors import ChainError
 from walrelay.pagehash import DbChecksum
@@ -36,9 +38,7 @@ class Replayer:
         if entry.seq != self.last_seq + 1:
             raise ChainError(f"entry seq {entry.seq} does not follow seq {self.last_seq} (gap or overlap)")
         if entry.page_size != self.page_size:
-            raise ChainError(
-                f"entry seq {entry.seq} has page size {entry.page_size}, database has {self.page_size}"
-            )
+            raise ChainError(f"entry seq {entry.seq} has page size {entry.page_size}, database has {self.page_size}")
         check_follows(entry, self.last_chain)
         psize = self.page_size
         need = entry.db_pages * psize
@@ -61,3 +61,19 @@ class Replayer:
     def apply_all(self, entries: Iterable[Entry]) -> None:
         for e in entries:
             self.apply(e)
+
+
+def open_image(image: bytes | bytearray) -> apsw.Connection:
+    """Open a database image in memory, read-only use (queries, integrity_check).
+
+    Images captured from a WAL-mode database say so in their header (bytes 18-19 = 2), and SQLite
+    cannot open a WAL-mode database without a shared-memory file. The copy opened here is switched
+    to rollback mode in those two header bytes only; the image itself is not changed.
+    """
+    data = bytearray(image)
+    if len(data) >= 20 and data[18] == 2 and data[19] == 2:
+        data[18] = data[19] = 1
+    conn = apsw.Connection(":memory:")
+    if data:
+        conn.deserialize("main", bytes(data))
+    return conn

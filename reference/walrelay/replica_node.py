@@ -59,9 +59,7 @@ class ReplicaNode:
             self.objects[name] = obj
         return obj
 
-    async def serve(
-        self, address: str, *, task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED
-    ) -> None:
+    async def serve(self, address: str, *, task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED) -> None:
         await self.transport.serve(address, self.handle, task_status=task_status)
 
     async def handle(self, stream: trio.abc.Stream) -> None:
@@ -80,9 +78,7 @@ class ReplicaNode:
                 return
             peer = f"primary epoch {first.epoch} for {first.object_name}"
             st = obj.state
-            await chan.send(
-                Hello(Role.REPLICA, self.replica_id, first.object_name, st.promised_epoch, st.last_seq)
-            )
+            await chan.send(Hello(Role.REPLICA, self.replica_id, first.object_name, st.promised_epoch, st.last_seq))
             while True:
                 msg = await chan.receive()
                 if msg is None:
@@ -90,9 +86,7 @@ class ReplicaNode:
                 batch = [msg, *chan.receive_nowait_buffered()]
                 await self._process(obj, chan, batch)
         except ProtocolError as e:
-            log.warning(
-                "replica %d: protocol error from %s: %s; closing connection", self.replica_id, peer, e
-            )
+            log.warning("replica %d: protocol error from %s: %s; closing connection", self.replica_id, peer, e)
             # Best effort: tell the peer why before hanging up.
             with trio.move_on_after(1):
                 with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):

@@ -42,9 +42,7 @@ class Channel:
             data = await self.stream.receive_some(1 << 20)
             if not data:
                 if self._decoder.pending:
-                    raise ProtocolError(
-                        f"connection closed inside a frame ({self._decoder.pending} bytes pending)"
-                    )
+                    raise ProtocolError(f"connection closed inside a frame ({self._decoder.pending} bytes pending)")
                 return None
             self._ready.extend(self._decoder.feed(data))
         return self._ready.pop(0)

@@ -46,9 +46,7 @@ class FlightBooking(App):
 
     @operation
     def bookings(self, sql: SqlStorage, flight: str) -> list[dict[str, Any]]:
-        return sql.exec(
-            "SELECT seat, passenger FROM bookings WHERE flight = ? ORDER BY seat", flight
-        ).to_array()
+        return sql.exec("SELECT seat, passenger FROM bookings WHERE flight = ? ORDER BY seat", flight).to_array()
 
     @operation
     def seats_left(self, sql: SqlStorage, flight: str) -> int:

@@ -1,0 +1,193 @@
+"""The ``walrelay`` command: one CLI for the whole product.
+
+Bad arguments get a one-line error and exit code 2 (argparse's convention), never a traceback.
+Errors walrelay raises on purpose (WalrelayError) print their message and exit 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import trio
+
+from walrelay.errors import WalrelayError
+from walrelay.transport import split_address
+
+
+def _address(value: str) -> str:
+    try:
+        split_address(value)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return value
+
+
+def _addresses(value: str) -> list[str]:
+    parts = [p.strip() for p in value.split(",") if p.strip()]
+    if not parts:
+        raise argparse.ArgumentTypeError("expected a comma-separated list of HOST:PORT")
+    return [_address(p) for p in parts]
+
+
+def _positive_float(value: str) -> float:
+    try:
+        f = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number") from None
+    if f <= 0:
+        raise argparse.ArgumentTypeError(f"{value!r} must be > 0")
+    return f
+
+
+def _nonneg_int(value: str) -> int:
+    if not value.isdigit():
+        raise argparse.ArgumentTypeError(f"{value!r} is not a non-negative integer")
+    return int(value)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="walrelay", description=__doc__.splitlines()[0] if __doc__ else None)
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging on stderr")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    d = sub.add_parser("demo", help="run the flight-booking demo: 1 primary + 5 replica processes over TCP")
+    d.add_argument("--dir", help="data directory (default: a new temporary directory, removed afterwards)")
+    d.add_argument("--bookings", type=_nonneg_int, default=60, help="bookings per phase (default 60)")
+    d.add_argument("--hold-seconds", type=_positive_float, default=2.0, help="how long to watch held writes")
+
+    r = sub.add_parser("replica", help="run one replica process")
+    r.add_argument("--id", type=_nonneg_int, required=True, help="replica id (0-based)")
+    r.add_argument("--listen", type=_address, default="127.0.0.1:0", help="HOST:PORT (port 0 = any)")
+    r.add_argument("--data", required=True, help="data directory")
+
+    pr = sub.add_parser("primary", help="run the primary for one object")
+    pr.add_argument("--object", required=True, help="object name")
+    pr.add_argument("--app", default="flights", help="application (default: flights)")
+    pr.add_argument("--replicas", type=_addresses, required=True, help="comma-separated HOST:PORT of each replica")
+    pr.add_argument("--listen", type=_address, default="127.0.0.1:0", help="client address HOST:PORT")
+    pr.add_argument("--data", required=True, help="data directory")
+    pr.add_argument("--epoch", type=_nonneg_int, default=1, help="epoch (>= 1)")
+    pr.add_argument("--quorum", type=_nonneg_int, default=3, help="acks needed (default 3)")
+    pr.add_argument(
+        "--deadline",
+        type=_positive_float,
+        default=30.0,
+        help="seconds before a write that is not durable resets the object (default 30)",
+    )
+
+    c = sub.add_parser("call", help="call an operation on an object's primary and print the reply as JSON")
+    c.add_argument("--primary", type=_address, required=True, help="primary HOST:PORT")
+    c.add_argument("op", help="operation name, or __status__")
+    c.add_argument("args", nargs="*", help="arguments, each parsed as JSON if possible, else a string")
+
+    b = sub.add_parser("bench", help="run the benchmark (not a test) and print ratios to raw apsw")
+    b.add_argument("--seconds", type=_positive_float, default=3.0, help="seconds per measurement")
+    b.add_argument("--concurrency", type=_nonneg_int, default=64, help="requests in flight for (c)")
+    return p
+
+
+def _parse_arg(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def _print_listening(address: str) -> None:
+    # The first line on stdout is the machine-readable contract for whoever started us.
+    print(f"LISTENING {address}", flush=True)
+
+
+async def _run_replica(args: argparse.Namespace) -> None:
+    from walrelay.replica_node import ReplicaNode
+    from walrelay.transport import TcpTransport
+
+    node = ReplicaNode(args.id, args.data, TcpTransport())
+    try:
+        async with trio.open_nursery() as nursery:
+            address = await nursery.start(node.serve, args.listen)
+            _print_listening(address)
+    finally:
+        node.close()
+
+
+async def _run_primary(args: argparse.Namespace) -> None:
+    from walrelay.apps import APPS
+    from walrelay.primary_node import PrimaryNode
+    from walrelay.transport import TcpTransport
+
+    app_cls = APPS.get(args.app)
+    if app_cls is None:
+        raise WalrelayError(f"unknown app {args.app!r}; known: {', '.join(sorted(APPS))}")
+    node = PrimaryNode(
+        object_name=args.object,
+        app=app_cls(),
+        replica_addresses=args.replicas,
+        data_dir=args.data,
+        transport=TcpTransport(),
+        epoch=args.epoch,
+        quorum=args.quorum,
+        deadline_s=args.deadline,
+    )
+    try:
+        async with trio.open_nursery() as nursery:
+            address = await nursery.start(node.run, args.listen)
+            _print_listening(address)
+    finally:
+        node.close()
+
+
+async def _run_call(args: argparse.Namespace) -> int:
+    from walrelay.client import Client
+    from walrelay.transport import TcpTransport
+
+    async with Client.connect(TcpTransport(), args.primary) as client:
+        reply = await client.call(args.op, *[_parse_arg(a) for a in args.args])
+    print(json.dumps({"status": reply.status.name, "body": reply.body}, sort_keys=True))
+    return 0 if reply.status == 0 else 1
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(name)s %(levelname)s %(message)s",
+        stream=sys.stderr,
+    )
+    # SIGTERM ends a node cleanly (KeyboardInterrupt unwinds trio); SIGKILL is the crash test.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        if args.command == "replica":
+            trio.run(_run_replica, args)
+            return 0
+        if args.command == "primary":
+            trio.run(_run_primary, args)
+            return 0
+        if args.command == "call":
+            return trio.run(_run_call, args)
+        if args.command == "demo":
+            from walrelay.demo import run_demo
+
+            return run_demo(dir=args.dir, bookings=args.bookings, hold_seconds=args.hold_seconds)
+        if args.command == "bench":
+            from walrelay.bench import run_bench
+
+            return run_bench(seconds=args.seconds, concurrency=args.concurrency)
+    except KeyboardInterrupt:
+        return 0 if args.command in ("replica", "primary") else 130
+    except (WalrelayError, ValueError, OSError) as e:
+        print(f"walrelay {args.command}: error: {e}", file=sys.stderr)
+        return 1
+    parser.error(f"unknown command {args.command}")
+    return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:] if len(sys.argv) > 1 else None))

@@ -102,7 +102,7 @@ def _replayed_bookings(root: str, replica: int) -> tuple[set[tuple[str, int, str
     rep.apply_all(entries)
     conn = open_image(rep.image)
     rows = conn.execute("SELECT flight, seat, passenger FROM bookings").fetchall()
-    return {(str(f), int(s), str(p)) for f, s, p in rows}, rep.last_seq
+    return {(str(f), int(str(s)), str(p)) for f, s, p in rows}, rep.last_seq
 
 
 async def _scenario(cluster: Cluster, bookings: int, hold_seconds: float) -> list[Check]:

@@ -2,5 +2,6 @@
 
 from walrelay.app import App
 from walrelay.apps.flights import FlightBooking
+from walrelay.apps.kv import KeyValue
 
-APPS: dict[str, type[App]] = {"flights": FlightBooking}
+APPS: dict[str, type[App]] = {"flights": FlightBooking, "kv": KeyValue}

@@ -92,11 +92,7 @@ class ReplicaLink:
                         now_us=now_us(),
                     )
                 )
-                async with trio.open_nursery() as nursery:
-                    nursery.start_soon(self._sender, chan)
-                    await self._receiver(chan)
-                    nursery.cancel_scope.cancel()
-                self.last_error = "connection closed by replica"
+                await self._session(chan)
             except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as e:
                 self.last_error = f"connection lost: {e or type(e).__name__}"
             except ProtocolError as e:
@@ -106,6 +102,23 @@ class ReplicaLink:
                 state.on_disconnected(self.index)
                 await trio.aclose_forcefully(stream)
             await trio.sleep(backoff)
+
+    async def _session(self, chan: Channel) -> None:
+        """Send and receive until the connection ends; record why it ended.
+
+        trio wraps errors from a nursery in an ExceptionGroup, hence ``except*``.
+        """
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._sender, chan)
+                await self._receiver(chan)
+                nursery.cancel_scope.cancel()
+            self.last_error = "connection closed by replica"
+        except* (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as eg:
+            self.last_error = f"connection lost: {eg.exceptions[0]!r}"
+        except* ProtocolError as eg:
+            self.last_error = f"protocol error: {eg.exceptions[0]}"
+            log.warning("replica %d (%s): %s", self.index, self.address, eg.exceptions[0])
 
     async def _sender(self, chan: Channel) -> None:
         max_bytes = self.node.state.config.max_batch_bytes
@@ -217,8 +230,10 @@ class PrimaryNode:
 
     async def handle_client(self, stream: trio.abc.Stream) -> None:
         chan = Channel(stream)
-        try:
-            async with trio.open_nursery() as nursery:
+        async with trio.open_nursery() as nursery:
+            # Replies already promised keep their tasks in this nursery: a protocol error later
+            # on the same connection closes it only after they have been sent or failed.
+            try:
                 while True:
                     msg = await chan.receive()
                     if msg is None:
@@ -226,14 +241,14 @@ class PrimaryNode:
                     if not isinstance(msg, Request):
                         raise ProtocolError(f"expected REQUEST from a client, got {type(msg).__name__}")
                     await self._handle_request(chan, msg, nursery)
-        except ProtocolError as e:
-            log.warning("client protocol error: %s; closing that connection", e)
-            with trio.move_on_after(1):
-                await self._send_quietly(
-                    chan, Reply(0, ReplyStatus.ERROR, {"type": "ProtocolError", "message": str(e)})
-                )
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            pass
+            except ProtocolError as e:
+                log.warning("client protocol error: %s; closing that connection", e)
+                with trio.move_on_after(1):
+                    await self._send_quietly(
+                        chan, Reply(0, ReplyStatus.ERROR, {"type": "ProtocolError", "message": str(e)})
+                    )
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                pass
 
     async def _handle_request(self, chan: Channel, msg: Request, nursery: trio.Nursery) -> None:
         op = msg.body["op"]

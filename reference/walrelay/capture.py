@@ -96,8 +96,9 @@ _FORBIDDEN_PRAGMAS = frozenset(
 
 def _authorizer(op: int, p1: str | None, p2: str | None, db: str | None, trigger: str | None) -> int:
     # ATTACH of a file would put writes where the WAL hook of "main" never sees them. VACUUM
-    # attaches an empty name (a temporary database) internally, so that one must pass.
-    if op == apsw.SQLITE_ATTACH and p1:
+    # attaches an empty name (a temporary database) internally, so that one must pass. A bound
+    # parameter or an expression reaches the authorizer as None: deny that too.
+    if op == apsw.SQLITE_ATTACH and p1 != "":
         return apsw.SQLITE_DENY
     if op == apsw.SQLITE_PRAGMA and p1 is not None and p1.lower() in _FORBIDDEN_PRAGMAS:
         return apsw.SQLITE_DENY

@@ -31,7 +31,7 @@ import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from walrelay.errors import ChainError, EntryFormatError
+from walrelay.errors import ChainError, EntryFormatError, UnsupportedVersionError
 
 MAGIC = b"WRLE"
 VERSION = 1
@@ -143,7 +143,9 @@ def decode(raw: bytes, *, what: str = "entry") -> Entry:
     if magic != MAGIC:
         raise EntryFormatError(f"{what}: bad magic {magic!r}, expected {MAGIC!r}")
     if version != VERSION:
-        raise EntryFormatError(f"{what}: unsupported entry format version {version} (this build reads {VERSION})")
+        raise UnsupportedVersionError(
+            f"{what}: unsupported entry format version {version} (this build reads {VERSION})"
+        )
     stored_crc = int.from_bytes(raw[-CRC_SIZE:], "big")
     if zlib.crc32(memoryview(raw)[:-CRC_SIZE]) != stored_crc:
         raise EntryFormatError(f"{what}: crc32 mismatch (corrupt or truncated bytes)")

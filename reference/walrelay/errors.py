@@ -9,6 +9,10 @@ class EntryFormatError(WalrelayError):
     """A log entry's bytes are malformed, truncated, of an unknown version, or fail a checksum."""
 
 
+class UnsupportedVersionError(EntryFormatError):
+    """Well-formed bytes of a format version this build does not read (written by a newer build?)."""
+
+
 class ChainError(WalrelayError):
     """An entry does not follow from the previous one (chain hash mismatch): divergence or corruption."""
 

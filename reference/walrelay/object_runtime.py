@@ -8,6 +8,7 @@ Nothing in here awaits, which is what makes "one event at a time" true by constr
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,7 +21,7 @@ from walrelay.capture import Commit, WalCapture
 from walrelay.entry import Entry
 from walrelay.errors import CaptureError, ObjectResetError
 from walrelay.primary import PrimaryEffect, PrimaryState
-from walrelay.sql import SqlError, SqlStorage
+from walrelay.sql import SqlStorage
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +32,15 @@ class Outcome:
     value: Any
     seq: int
     wrote: bool = False
+
+
+def _json_checked(value: Any) -> Any:
+    """Refuse, inside the transaction, a result the reply could not carry (so it rolls back)."""
+    try:
+        json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError) as e:
+        raise AppError(f"operation result is not JSON-representable: {e}") from None
+    return value
 
 
 class ObjectRuntime:
@@ -93,12 +103,12 @@ class ObjectRuntime:
         self._in_op = True
         before = self.state.last_seq
         try:
-            value = self._run_txn(lambda: fn(self.sql, *args))
+            value = self._run_txn(lambda: _json_checked(fn(self.sql, *args)))
             return Outcome(True, value, self.state.last_seq, wrote=self.state.last_seq > before)
         except CaptureError as e:
             self.execute(self.state.reset(f"capture failed: {e}"))
             raise ObjectResetError(f"object was reset: capture failed: {e}") from None
-        except (AppError, SqlError, TypeError, ValueError) as e:
+        except Exception as e:  # the operation's own failure: rolled back, reported, object lives on
             return Outcome(False, {"type": type(e).__name__, "message": str(e)}, self.state.last_seq)
         finally:
             self._in_op = False

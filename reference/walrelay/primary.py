@@ -61,6 +61,7 @@ class PrimaryConfig:
     retransmit_us: int = 1_000_000
     max_batch_bytes: int = 8 * 1024 * 1024
     max_retained_bytes: int = 256 * 1024 * 1024
+    max_entry_bytes: int = 64 * 1024 * 1024  # must fit one wire frame (wire.DEFAULT_MAX_FRAME)
 
     def __post_init__(self) -> None:
         if self.epoch < 1:
@@ -93,6 +94,8 @@ class PrimaryState:
         self.sent = [0] * n  # highest seq handed to replica r's current connection
         self.connected = [False] * n
         self.progress_at = [0] * n  # when replica r last made progress (or connected)
+        self.chains: dict[int, bytes] = {last_seq: last_chain}  # seq -> chain, to verify ACKs
+        self.notes: list[str | None] = [None] * n  # why a replica is not counted, for status
         self.log: dict[int, Entry] = {}  # entries some replica may still need, in seq order
         self.log_bytes = 0
         self.committed_at: dict[int, int] = {}  # seq -> monotonic time of its commit (deadline)
@@ -106,6 +109,12 @@ class PrimaryState:
         if self.reset_reason is not None:
             raise ObjectResetError(f"object was reset: {self.reset_reason}")
         ts = max(wall_us, self.last_timestamp_us)
+        size = sum(len(p) + 4 for p in commit.pages.values()) + 72
+        if size > self.config.max_entry_bytes:
+            raise ValueError(
+                f"transaction wrote {len(commit.pages)} pages ({size} bytes as an entry), more than the "
+                f"{self.config.max_entry_bytes}-byte entry limit: it cannot be replicated"
+            )
         entry = encode(
             epoch=self.epoch,
             seq=self.last_seq + 1,
@@ -118,6 +127,7 @@ class PrimaryState:
         )
         self.last_seq = entry.seq
         self.last_chain = entry.chain
+        self.chains[entry.seq] = entry.chain
         self.last_timestamp_us = ts
         self.log[entry.seq] = entry
         self.log_bytes += entry.size
@@ -164,7 +174,9 @@ class PrimaryState:
 
     # -- replica events ------------------------------------------------------------------------
 
-    def on_connected(self, r: int, *, promised_epoch: int, stored_through: int, now_us: int) -> list[PrimaryEffect]:
+    def on_connected(
+        self, r: int, *, promised_epoch: int, stored_through: int, chain: bytes, now_us: int
+    ) -> list[PrimaryEffect]:
         """A replica's HELLO: where its log ends and which epoch it promised."""
         if self.reset_reason is not None:
             return []
@@ -175,6 +187,14 @@ class PrimaryState:
                 f"replica {r} holds seq {stored_through}, beyond this primary's log ({self.last_seq}): "
                 "this primary must recover (view change) before serving"
             )
+        if self.chains.get(stored_through) != chain:
+            # Same length is not the same log: only a matching chain proves the prefix is ours.
+            self.notes[r] = (
+                f"replica log diverges from this primary's at or before seq {stored_through}; "
+                "not counted (repair comes with failover/catch-up)"
+            )
+            return []
+        self.notes[r] = None
         self.connected[r] = True
         self.progress_at[r] = now_us
         self.match[r] = max(self.match[r], stored_through)
@@ -184,7 +204,7 @@ class PrimaryState:
     def on_disconnected(self, r: int) -> None:
         self.connected[r] = False
 
-    def on_ack(self, r: int, *, epoch: int, stored_through: int, now_us: int) -> list[PrimaryEffect]:
+    def on_ack(self, r: int, *, epoch: int, stored_through: int, chain: bytes, now_us: int) -> list[PrimaryEffect]:
         """PrimaryReceiveAck. Acks are cumulative; a stale or future-epoch ack never counts."""
         if self.reset_reason is not None:
             return []
@@ -192,6 +212,9 @@ class PrimaryState:
             return self._reset(f"fenced: replica {r} acknowledged under epoch {epoch} > {self.epoch}")
         if epoch < self.epoch or stored_through > self.last_seq:
             return []  # not an ack of this primary's log; ignore rather than count it
+        if self.chains.get(stored_through) != chain:
+            self.notes[r] = f"ACK for seq {stored_through} carries a different chain: replica diverged; not counted"
+            return []
         if stored_through > self.match[r]:
             self.match[r] = stored_through
             self.progress_at[r] = now_us
@@ -272,8 +295,8 @@ class PrimaryState:
         effects.append(ResetObject(reason))
         return effects
 
-    def replica_status(self) -> list[dict[str, int | bool]]:
+    def replica_status(self) -> list[dict[str, int | bool | str | None]]:
         return [
-            {"replica": r, "connected": self.connected[r], "stored_through": self.match[r]}
+            {"replica": r, "connected": self.connected[r], "stored_through": self.match[r], "note": self.notes[r]}
             for r in range(self.config.replicas)
         ]

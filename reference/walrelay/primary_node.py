@@ -81,6 +81,11 @@ class ReplicaLink:
                     raise ProtocolError(f"replica refused the connection: {hello.message}")
                 if not isinstance(hello, Hello) or hello.role is not Role.REPLICA:
                     raise ProtocolError(f"expected HELLO from a replica, got {type(hello).__name__}")
+                if hello.node_id != self.index or hello.object_name != node.object_name:
+                    raise ProtocolError(
+                        f"{self.address} is replica {hello.node_id} for object {hello.object_name!r}, but is "
+                        f"configured as replica {self.index} for {node.object_name!r}"
+                    )
                 backoff = 0.05
                 self.last_error = None
                 self.queue.clear()
@@ -89,6 +94,7 @@ class ReplicaLink:
                         self.index,
                         promised_epoch=hello.epoch,
                         stored_through=hello.stored_through,
+                        chain=hello.last_chain,
                         now_us=now_us(),
                     )
                 )
@@ -143,7 +149,9 @@ class ReplicaLink:
                 return
             if isinstance(msg, Ack):
                 node.execute(
-                    state.on_ack(self.index, epoch=msg.epoch, stored_through=msg.stored_through, now_us=now_us())
+                    state.on_ack(
+                        self.index, epoch=msg.epoch, stored_through=msg.stored_through, chain=msg.chain, now_us=now_us()
+                    )
                 )
             elif isinstance(msg, Reject):
                 log.warning("replica %d rejected: %s (%s)", self.index, msg.reason.name, msg.message)
@@ -298,8 +306,8 @@ class PrimaryNode:
         st = self.state
         replicas = st.replica_status()
         for row, link in zip(replicas, self.links, strict=True):
-            row["address"] = link.address  # type: ignore[assignment]
-            row["error"] = link.last_error  # type: ignore[assignment]
+            row["address"] = link.address
+            row["error"] = link.last_error
         return {
             "object": self.object_name,
             "epoch": st.epoch,

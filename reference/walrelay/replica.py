@@ -32,6 +32,7 @@ class PersistPromise:
 class SendAck:
     epoch: int
     stored_through: int
+    chain: bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,13 +102,13 @@ class ReplicaState:
             self.chains[e.seq] = e.chain
         if new:
             effects.append(PersistEntries(tuple(new)))
-        effects.append(SendAck(self.promised_epoch, self.last_seq))
+        effects.append(SendAck(self.promised_epoch, self.last_seq, self.last_chain))
         return effects
 
     def _stop(self, effects: list[ReplicaEffect], new: list[Entry], why: str) -> list[ReplicaEffect]:
         """Keep (and acknowledge) the good prefix of a batch, then refuse the divergent entry."""
         if new:
             effects.append(PersistEntries(tuple(new)))
-        effects.append(SendAck(self.promised_epoch, self.last_seq))
+        effects.append(SendAck(self.promised_epoch, self.last_seq, self.last_chain))
         effects.append(SendReject(RejectReason.DIVERGED, self.promised_epoch, why))
         return effects

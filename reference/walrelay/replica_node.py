@@ -78,7 +78,9 @@ class ReplicaNode:
                 return
             peer = f"primary epoch {first.epoch} for {first.object_name}"
             st = obj.state
-            await chan.send(Hello(Role.REPLICA, self.replica_id, first.object_name, st.promised_epoch, st.last_seq))
+            await chan.send(
+                Hello(Role.REPLICA, self.replica_id, first.object_name, st.promised_epoch, st.last_seq, st.last_chain)
+            )
             while True:
                 msg = await chan.receive()
                 if msg is None:
@@ -97,11 +99,17 @@ class ReplicaNode:
     async def _process(self, obj: ObjectReplica, chan: Channel, batch: list[Message]) -> None:
         async with obj.lock:
             effects: list[ReplicaEffect] = []
+            bad: Message | None = None
             for msg in batch:
                 if not isinstance(msg, Append):
-                    raise ProtocolError(f"expected APPEND, got {type(msg).__name__}")
+                    bad = msg
+                    break
                 effects.extend(obj.state.on_append(msg.epoch, msg.entries))
+            # The state machine already counts the good prefix as held: persist it before
+            # hanging up on the bad frame, or a later HELLO would claim entries the disk lacks.
             await self._execute(obj, chan, effects)
+            if bad is not None:
+                raise ProtocolError(f"expected APPEND, got {type(bad).__name__}")
 
     async def _execute(self, obj: ObjectReplica, chan: Channel, effects: list[ReplicaEffect]) -> None:
         pending: list[PersistEntries] = []
@@ -118,12 +126,12 @@ class ReplicaNode:
                 await self._flush(obj, pending, promise)
                 pending, promise = [], None
                 if last_ack is not None:
-                    await chan.send(AckMsg(last_ack.epoch, last_ack.stored_through))
+                    await chan.send(AckMsg(last_ack.epoch, last_ack.stored_through, last_ack.chain))
                     last_ack = None
                 await chan.send(Reject(eff.reason, eff.promised_epoch, eff.message))
         await self._flush(obj, pending, promise)
         if last_ack is not None:
-            await chan.send(AckMsg(last_ack.epoch, last_ack.stored_through))
+            await chan.send(AckMsg(last_ack.epoch, last_ack.stored_through, last_ack.chain))
 
     @staticmethod
     async def _flush(obj: ObjectReplica, pending: list[PersistEntries], promise: int | None) -> None:

@@ -22,7 +22,7 @@ import struct
 from dataclasses import dataclass
 
 from walrelay.entry import GENESIS_CHAIN, Entry, check_follows, decode
-from walrelay.errors import ChainError, EntryFormatError, WalrelayError
+from walrelay.errors import ChainError, EntryFormatError, UnsupportedVersionError, WalrelayError
 
 _LEN = struct.Struct(">I")
 OBJECT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
@@ -92,6 +92,10 @@ class ReplicaStore:
                             raise ChainError(f"seq {entry.seq} after {last_seq}")
                         if last_seq != 0:
                             check_follows(entry, last_chain)
+                    except UnsupportedVersionError as e:
+                        raise StoreCorruptError(
+                            f"{e}; this log was written by another walrelay version, refusing to truncate it"
+                        ) from None
                     except (EntryFormatError, ChainError) as e:
                         bad = str(e)
             if bad is not None:

@@ -52,8 +52,10 @@ class RejectReason(IntEnum):
 class Hello:
     """First frame on every connection, both directions.
 
-    ``stored_through`` and ``epoch`` tell a primary where a replica stands: the highest seq it
-    holds durably and the epoch it has promised. A primary or client sends zeros there.
+    ``stored_through``, ``last_chain`` and ``epoch`` tell a primary where a replica stands: the
+    highest seq it holds durably, the chain hash of that entry (which commits to the whole prefix,
+    so the primary can verify the replica holds *its* log, not just as many entries), and the
+    epoch it has promised. A primary sends zeros there. Clients send no HELLO.
     """
 
     role: Role
@@ -61,6 +63,7 @@ class Hello:
     object_name: str
     epoch: int
     stored_through: int
+    last_chain: bytes = bytes(16)
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,10 +77,15 @@ class Append:
 
 @dataclass(frozen=True, slots=True)
 class Ack:
-    """Cumulative: the replica holds every entry 1..stored_through durably (fsync'd)."""
+    """Cumulative: the replica holds entries 1..stored_through durably (fsync'd).
+
+    ``chain`` is the chain hash of entry ``stored_through`` in the replica's log. An ACK is
+    self-certifying: the primary counts it only if that chain equals its own at that seq.
+    """
 
     epoch: int
     stored_through: int
+    chain: bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,9 +118,9 @@ class Reply:
 
 Message = Hello | Append | Ack | Reject | Request | Reply
 
-_HELLO = struct.Struct(">BQQQH")
+_HELLO = struct.Struct(">BQQQ16sH")
 _APPEND = struct.Struct(">QQI")
-_ACK = struct.Struct(">QQ")
+_ACK = struct.Struct(">QQ16s")
 _REJECT = struct.Struct(">BQH")
 _REQ = struct.Struct(">Q")
 _REPLY = struct.Struct(">QB")
@@ -123,7 +131,7 @@ def _frame(t: MsgType, body: bytes) -> bytes:
 
 
 def _json(obj: Any) -> bytes:
-    return json.dumps(obj, separators=(",", ":"), sort_keys=True).encode()
+    return json.dumps(obj, separators=(",", ":"), sort_keys=True, allow_nan=False).encode()
 
 
 def encode(msg: Message) -> bytes:
@@ -131,7 +139,8 @@ def encode(msg: Message) -> bytes:
     if isinstance(msg, Hello):
         name = msg.object_name.encode()
         return _frame(
-            MsgType.HELLO, _HELLO.pack(msg.role, msg.node_id, msg.epoch, msg.stored_through, len(name)) + name
+            MsgType.HELLO,
+            _HELLO.pack(msg.role, msg.node_id, msg.epoch, msg.stored_through, msg.last_chain, len(name)) + name,
         )
     if isinstance(msg, Append):
         parts = [_APPEND.pack(msg.epoch, msg.durable_seq, len(msg.entries))]
@@ -140,7 +149,7 @@ def encode(msg: Message) -> bytes:
             parts.append(e.raw)
         return _frame(MsgType.APPEND, b"".join(parts))
     if isinstance(msg, Ack):
-        return _frame(MsgType.ACK, _ACK.pack(msg.epoch, msg.stored_through))
+        return _frame(MsgType.ACK, _ACK.pack(msg.epoch, msg.stored_through, msg.chain))
     if isinstance(msg, Reject):
         text = msg.message.encode()[:65535]
         return _frame(MsgType.REJECT, _REJECT.pack(msg.reason, msg.promised_epoch, len(text)) + text)
@@ -182,14 +191,14 @@ def decode_payload(payload: bytes) -> Message:
         raise ProtocolError(f"unknown message type {mtype:#04x}") from None
     if t is MsgType.HELLO:
         _need(body, _HELLO.size, "HELLO")
-        role, node_id, epoch, stored, nlen = _HELLO.unpack_from(body)
+        role, node_id, epoch, stored, chain, nlen = _HELLO.unpack_from(body)
         _exact(body, _HELLO.size + nlen, "HELLO")
         try:
             r = Role(role)
             name = body[_HELLO.size :].decode("utf-8")
         except (ValueError, UnicodeDecodeError):
             raise ProtocolError(f"HELLO has invalid role {role} or object name") from None
-        return Hello(r, node_id, name, epoch, stored)
+        return Hello(r, node_id, name, epoch, stored, chain)
     if t is MsgType.APPEND:
         _need(body, _APPEND.size, "APPEND")
         epoch, durable, count = _APPEND.unpack_from(body)

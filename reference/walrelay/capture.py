@@ -157,6 +157,10 @@ class WalCapture:
     def _on_wal(self, conn: apsw.Connection, dbname: str, nframes: int) -> int:
         if dbname != "main":
             return apsw.SQLITE_OK
+        if self.error is not None:
+            # The log already misses a commit; anything captured now would be replayed onto the
+            # wrong database. Stay failed until the owner resets the object.
+            return apsw.SQLITE_ERROR
         try:
             self._consume(nframes)
         except CaptureError as e:

@@ -92,6 +92,15 @@ def encode(
         raise ValueError(f"page size {page_size} is not a power of two in [512, 65536]")
     if seq < 1:
         raise ValueError(f"seq {seq} must be >= 1")
+    for name, value, bits in (
+        ("epoch", epoch, 64),
+        ("seq", seq, 64),
+        ("timestamp_us", timestamp_us, 64),
+        ("db_pages", db_pages, 32),
+        ("db_checksum", db_checksum, 64),
+    ):
+        if not 0 <= value < 1 << bits:
+            raise ValueError(f"{name} {value} does not fit an unsigned {bits}-bit field")
     if len(prev_chain) != 16:
         raise ValueError("prev_chain must be 16 bytes")
     pgnos = sorted(frames)

@@ -1,0 +1,21 @@
+"""Shared pytest configuration.
+
+Hypothesis profiles: ``ci`` (the default) is derandomized and sized so the suite stays fast on a
+2-core machine; ``nightly`` runs many more random examples. Pick one with the environment variable
+``HYPOTHESIS_PROFILE``, e.g. ``HYPOTHESIS_PROFILE=nightly pytest tests``.
+"""
+
+from __future__ import annotations
+
+import os
+
+from hypothesis import settings
+
+settings.register_profile("ci", derandomize=True, max_examples=100, deadline=None, print_blob=True)
+settings.register_profile("nightly", derandomize=False, max_examples=2000, deadline=None, print_blob=True)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+
+# ---------------------------------------------------------------------------------------------
+# Fixtures (shared by several test modules) go below this line.
+# ---------------------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 
 import apsw
 import trio
@@ -28,7 +29,7 @@ from walrelay.wire import ReplyStatus
 PAYLOAD = "x" * 100
 
 
-def _loop(conn: apsw.Connection, seconds: float) -> float:
+def _loop(conn: apsw.Connection, seconds: float, after_commit: Callable[[], object] = lambda: None) -> float:
     conn.execute("CREATE TABLE IF NOT EXISTS kv (k INTEGER PRIMARY KEY, v TEXT NOT NULL)")
     n = 0
     t0 = time.perf_counter()
@@ -38,6 +39,7 @@ def _loop(conn: apsw.Connection, seconds: float) -> float:
             conn.execute("BEGIN")
             conn.execute("INSERT INTO kv (k, v) VALUES (?, ?)", (n, PAYLOAD))
             conn.execute("COMMIT")
+            after_commit()
             n += 1
         now = time.perf_counter()
         if now >= deadline:
@@ -68,21 +70,7 @@ def bench_capture(root: str, seconds: float) -> float:
 
     cap = WalCapture(os.path.join(root, "capture.db"), on_commit)
     try:
-        conn = cap.conn
-        conn.execute("CREATE TABLE IF NOT EXISTS kv (k INTEGER PRIMARY KEY, v TEXT NOT NULL)")
-        n = 0
-        t0 = time.perf_counter()
-        deadline = t0 + seconds
-        while True:
-            for _ in range(100):
-                conn.execute("BEGIN")
-                conn.execute("INSERT INTO kv (k, v) VALUES (?, ?)", (n, PAYLOAD))
-                conn.execute("COMMIT")
-                cap.maybe_checkpoint()
-                n += 1
-            now = time.perf_counter()
-            if now >= deadline:
-                return n / (now - t0)
+        return _loop(cap.conn, seconds, cap.maybe_checkpoint)
     finally:
         cap.close()
 

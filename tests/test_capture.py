@@ -13,6 +13,7 @@ import random
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import apsw
 import pytest
@@ -39,7 +40,7 @@ from strategies import (
     seeded_bytes,
     workloads,
 )
-from walrelay.capture import Commit, WalCapture
+from walrelay.capture import Commit, ShadowVFS, ShadowWalFile, WalCapture
 from walrelay.entry import GENESIS_CHAIN, Entry, decode, encode
 from walrelay.errors import CaptureError
 from walrelay.pagehash import DbChecksum, page_hash
@@ -95,9 +96,22 @@ def integrity_check(image: bytes | bytearray) -> list[str]:
 class Harness:
     """A WalCapture plus the log built from its commits and a Replayer following that log."""
 
-    def __init__(self, path: Path, *, cache_size: int | None = None, checkpoint_frames: int = 1000) -> None:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        cache_size: int | None = None,
+        checkpoint_frames: int = 1000,
+        synchronous: str = "NORMAL",
+    ) -> None:
         self.commits: list[Commit] = []
-        self.cap = WalCapture(str(path), self._on_commit, cache_size=cache_size, checkpoint_frames=checkpoint_frames)
+        self.cap = WalCapture(
+            str(path),
+            self._on_commit,
+            cache_size=cache_size,
+            checkpoint_frames=checkpoint_frames,
+            synchronous=synchronous,
+        )
         self.conn = self.cap.conn
         self.page_size = self.cap.page_size
         self.base = self.cap.image()
@@ -174,8 +188,10 @@ class Harness:
 
 
 @contextmanager
-def harness(path: Path, *, cache_size: int | None = None, checkpoint_frames: int = 1000) -> Iterator[Harness]:
-    h = Harness(path, cache_size=cache_size, checkpoint_frames=checkpoint_frames)
+def harness(
+    path: Path, *, cache_size: int | None = None, checkpoint_frames: int = 1000, synchronous: str = "NORMAL"
+) -> Iterator[Harness]:
+    h = Harness(path, cache_size=cache_size, checkpoint_frames=checkpoint_frames, synchronous=synchronous)
     try:
         yield h
     finally:
@@ -309,19 +325,40 @@ def test_replay_of_captured_commits_reproduces_the_database(
 # -- targeted scenarios (deterministic) -----------------------------------------------------------
 
 
-def frames_of_last_commit(h: Harness, nframes_before: int) -> list[int]:
-    """Page numbers of the WAL frames the last commit appended, in WAL order."""
+WalMark = tuple[tuple[int, int] | None, int]
+
+
+def wal_mark(h: Harness) -> WalMark:
+    """(salts, frames of the current WAL generation), read from the mirror: where the next commit's
+    frames will start. Counts the leading frames that carry the header's salts; the tests using it
+    never leave rolled-back frames behind, the one case where stale frames would match too."""
+    f = h.cap.vfs.wal_file
+    if f is None or len(f.mirror) < WAL_HEADER_SIZE:
+        return None, 0
+    salts = wal_salts(h)
+    fsize = FRAME_HEADER_SIZE + h.page_size
+    n = 0
+    while WAL_HEADER_SIZE + (n + 1) * fsize <= len(f.mirror):
+        _pgno, _commit, salt1, salt2, *_ = FRAME_HEADER.unpack_from(f.mirror, WAL_HEADER_SIZE + n * fsize)
+        if (salt1, salt2) != salts:
+            break
+        n += 1
+    return salts, n
+
+
+def frames_since(h: Harness, mark: WalMark) -> list[tuple[int, int]]:
+    """(pgno, commit size) of the frames written since ``mark`` (from 0 if the WAL restarted)."""
     f = h.cap.vfs.wal_file
     assert f is not None
+    salts, count = mark
+    now_salts, now_count = wal_mark(h)
+    start = count if now_salts == salts else 0
     fsize = FRAME_HEADER_SIZE + h.page_size
-    n = (len(f.mirror) - WAL_HEADER_SIZE) // fsize
-    pgnos: list[int] = []
-    for i in range(nframes_before, n):
+    out: list[tuple[int, int]] = []
+    for i in range(start, now_count):
         pgno, commit, *_ = FRAME_HEADER.unpack_from(f.mirror, WAL_HEADER_SIZE + i * fsize)
-        pgnos.append(pgno)
-        if commit:
-            break
-    return pgnos
+        out.append((pgno, commit))
+    return out
 
 
 def test_page_spilled_then_rewritten_is_captured_with_its_final_content(tmp_path: Path) -> None:
@@ -337,16 +374,14 @@ def test_page_spilled_then_rewritten_is_captured_with_its_final_content(tmp_path
         assert isinstance(root, int)
         assert root == h.conn.pragma("page_count"), "table hi must own the last page"
         h.log_and_verify()
-        f = h.cap.vfs.wal_file
-        assert f is not None
-        before = (len(f.mirror) - WAL_HEADER_SIZE) // (FRAME_HEADER_SIZE + h.page_size)
+        mark = wal_mark(h)
         n0 = len(h.commits)
         h.sql("BEGIN")
         h.sql("UPDATE hi SET a = ?", (b"first" * 20,))
         h.sql("UPDATE t SET a = ?", (seeded_bytes(99, 1000),))  # spills, hi's page included
         h.sql("UPDATE hi SET a = ?", (b"final" * 20,))
         h.sql("COMMIT")
-        pgnos = frames_of_last_commit(h, before)
+        pgnos = [pgno for pgno, _ in frames_since(h, mark)]
         assert pgnos.count(root) == 2, f"scenario did not put page {root} in the commit twice: {pgnos}"
         (commit,) = h.new_commits(n0)
         assert b"final" * 20 in commit.pages[root]
@@ -621,3 +656,43 @@ def test_exception_in_on_commit_is_a_capture_error(tmp_path: Path) -> None:
             cap.check()
     finally:
         cap.close()
+
+
+def test_sector_padding_frames_are_one_commit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without POWERSAFE_OVERWRITE and with synchronous=FULL, SQLite pads each commit to a sector
+    boundary with copies of the commit frame; they belong to the same transaction."""
+
+    class NoPowersafeOverwrite(apsw.VFSFile):
+        def xDeviceCharacteristics(self) -> int:
+            return int(super().xDeviceCharacteristics()) & ~apsw.SQLITE_IOCAP_POWERSAFE_OVERWRITE
+
+    original = ShadowVFS.xOpen
+
+    def x_open(self: ShadowVFS, name: Any, flags: list[int]) -> apsw.VFSFile:
+        f = original(self, name, flags)
+        return f if isinstance(f, ShadowWalFile) else NoPowersafeOverwrite("", name, flags)
+
+    monkeypatch.setattr(ShadowVFS, "xOpen", x_open)
+    path = tmp_path / "db"
+    create_db(path, 512)
+    with harness(path, cache_size=5, checkpoint_frames=50, synchronous="FULL") as h:
+        padded = 0
+        transactions = [
+            ["CREATE TABLE t(id INTEGER PRIMARY KEY, a BLOB)"],
+            ["INSERT INTO t(a) VALUES (x'01')"],
+            ["BEGIN", *[f"INSERT INTO t(a) VALUES (zeroblob({300 + 97 * i}))" for i in range(40)], "COMMIT"],
+            ["UPDATE t SET a = x'02' WHERE id % 3 = 0"],
+            ["DELETE FROM t WHERE id % 4 = 0"],
+            ["INSERT INTO t(a) VALUES (x'03')"],
+        ]
+        for statements in transactions:
+            n0 = len(h.commits)
+            mark = wal_mark(h)
+            for sql in statements:
+                h.sql(sql)
+            assert len(h.new_commits(n0)) == 1
+            if sum(1 for _pgno, commit in frames_since(h, mark) if commit) > 1:
+                padded += 1
+            h.log_and_verify()
+            h.cap.maybe_checkpoint()
+        assert padded >= 4, "the scenario should have produced sector padding"

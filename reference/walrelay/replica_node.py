@@ -77,10 +77,15 @@ class ReplicaNode:
                 await chan.send(Reject(RejectReason.WRONG_OBJECT, 0, str(e)))
                 return
             peer = f"primary epoch {first.epoch} for {first.object_name}"
-            st = obj.state
-            await chan.send(
-                Hello(Role.REPLICA, self.replica_id, first.object_name, st.promised_epoch, st.last_seq, st.last_chain)
-            )
+            # Under the object's lock: another connection's batch may be between state update and
+            # fsync, and a HELLO must only report what is on disk.
+            async with obj.lock:
+                st = obj.state
+                await chan.send(
+                    Hello(
+                        Role.REPLICA, self.replica_id, first.object_name, st.promised_epoch, st.last_seq, st.last_chain
+                    )
+                )
             while True:
                 msg = await chan.receive()
                 if msg is None:

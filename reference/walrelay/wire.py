@@ -175,6 +175,8 @@ def _load_json(data: bytes, what: str) -> Any:
         return json.loads(data.decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as e:
         raise ProtocolError(f"{what} frame carries invalid JSON: {e}") from None
+    except RecursionError:
+        raise ProtocolError(f"{what} frame carries invalid JSON: nested too deeply to decode") from None
 
 
 def decode_payload(payload: bytes) -> Message:

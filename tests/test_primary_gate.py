@@ -1,0 +1,393 @@
+"""The primary's output gate: a reply leaves only once its writes are on a quorum of replica disks.
+
+The properties run a simulated cluster (tests/simcluster.py) under a Hypothesis-chosen schedule of
+message deliveries, drops, duplicates, partial replica I/O, crashes, clock jumps and stale-epoch
+acks, and check the gate against ground truth (the simulated disks), never against PrimaryState's
+own bookkeeping. The unit tests below pin single rules: config validation, which acks count,
+fencing, and timestamps.
+"""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from simcluster import PAGE_SIZE, Sim, Step, batch_limits, schedules
+from walrelay.capture import Commit
+from walrelay.entry import GENESIS_CHAIN
+from walrelay.errors import ObjectResetError
+from walrelay.primary import (
+    FailReply,
+    PrimaryConfig,
+    PrimaryEffect,
+    PrimaryState,
+    ReleaseReply,
+    ResetObject,
+    SendEntries,
+)
+from walrelay.wire import RejectReason
+
+QUORUM = 3
+seeds = st.integers(0, 2**32 - 1)
+
+
+def run_sim(
+    seed: int, schedule: list[Step], max_batch_bytes: int = 8 * 1024 * 1024, *, zombie: bool = False, **kw: int
+) -> Sim:
+    sim = Sim(seed=seed, quorum=QUORUM, max_batch_bytes=max_batch_bytes, zombie=zombie, **kw)
+    sim.run(schedule)
+    return sim
+
+
+def assert_gate(sim: Sim) -> None:
+    for rec in sim.releases:
+        for s, holders in enumerate(rec.holders, start=1):
+            assert len(holders) >= QUORUM, (
+                f"reply {rec.token} (seq {rec.seq}) released while seq {s} was on the disks of "
+                f"replicas {sorted(holders)} only"
+            )
+
+
+# -- the gate against ground truth --------------------------------------------------------------
+
+
+@given(seeds, schedules(), batch_limits, st.booleans())
+def test_release_only_when_every_earlier_entry_is_on_a_quorum_of_disks(
+    seed: int, schedule: list[Step], max_batch: int, zombie: bool
+) -> None:
+    sim = run_sim(seed, schedule, max_batch, zombie=zombie)
+    assert_gate(sim)
+    sim.heal()
+    assert_gate(sim)
+    assert not sim.ack_violations
+
+
+@given(seeds, schedules(), batch_limits, st.booleans(), st.sampled_from([10**15, 3_000_000]))
+def test_each_reply_has_exactly_one_outcome_and_releases_come_in_seq_order(
+    seed: int, schedule: list[Step], max_batch: int, zombie: bool, deadline: int
+) -> None:
+    sim = run_sim(seed, schedule, max_batch, zombie=zombie, deadline_us=deadline)
+    sim.heal()
+    released = sim.released_tokens
+    failed = sim.failed_tokens
+    assert len(released) == len(set(released)), f"a reply was released twice: {released}"
+    assert len(failed) == len(set(failed)), f"a reply was failed twice: {failed}"
+    assert not set(released) & set(failed), "a reply was both released and failed"
+    # Holds come in seq order, so releases come in hold (token) order with seqs non-decreasing.
+    assert released == sorted(released)
+    seqs = [rec.seq for rec in sim.releases]
+    assert seqs == sorted(seqs)
+    # Once everything healed, no reply is left without an outcome; failures only come from a reset.
+    assert sorted(released + failed) == [h.token for h in sim.holds]
+    assert not failed or sim.resets
+    if deadline == 10**15 and not zombie:
+        assert not sim.resets
+
+
+@given(seeds, schedules(), batch_limits)
+def test_every_held_reply_is_released_once_all_faults_heal(seed: int, schedule: list[Step], max_batch: int) -> None:
+    sim = run_sim(seed, schedule, max_batch)
+    sim.heal()
+    assert sim.resets == []
+    assert sorted(sim.released_tokens) == [h.token for h in sim.holds]
+    assert not sim.primary.held
+    assert sim.primary.durable_seq == sim.primary.last_seq
+    # And every replica caught up with exactly the primary's log.
+    for r, disk in enumerate(sim.disks):
+        assert [e.chain for e in disk.entries.values()] == [sim.log[s].chain for s in sorted(sim.log)], r
+        if sim.log:
+            assert disk.promised_epoch == sim.primary.epoch
+
+
+@given(seeds, schedules(), batch_limits)
+def test_reply_held_at_an_already_durable_seq_is_released_at_once(
+    seed: int, schedule: list[Step], max_batch: int
+) -> None:
+    sim = run_sim(seed, schedule, max_batch)
+    sim.read()  # at least one read that depends on the last write
+    sim.heal()
+    sim.read()  # after healing, everything is durable
+    for h in sim.holds:
+        if h.seq <= h.durable_before:
+            assert h.effects == (ReleaseReply(h.token),)
+        else:
+            assert h.effects == ()
+    assert sim.holds[-1].effects == (ReleaseReply(sim.holds[-1].token),)
+
+
+@given(seeds, schedules(max_steps=60), st.integers(1, 4))
+def test_deadline_reset_fails_held_replies_and_never_releases_them(
+    seed: int, schedule: list[Step], extra_writes: int
+) -> None:
+    deadline = 3_000_000
+    sim = run_sim(seed, schedule, deadline_us=deadline)
+    # Cut everyone off, write once more, and let the deadline pass: the primary must reset.
+    sim.partition()
+    pending = sim.write()
+    sim.advance(deadline + 1)
+    assert sim.resets, "the deadline passed with an entry on no replica, yet the primary did not reset"
+    assert pending in sim.failed_tokens
+    released_before_reset = set(sim.released_tokens)
+    refusals_before = sim.commit_refusals
+    # Replies held after the reset fail at once, and commits are refused.
+    late = [sim.write() for _ in range(extra_writes)] + [sim.read()]
+    for tok in late:
+        hold = next(h for h in sim.holds if h.token == tok)
+        assert hold.was_reset
+        assert len(hold.effects) == 1
+        assert isinstance(hold.effects[0], FailReply)
+    assert sim.commit_refusals - refusals_before == extra_writes
+    with pytest.raises(ObjectResetError):
+        sim.primary.primary_commit(Commit({1: bytes(PAGE_SIZE)}, 1, PAGE_SIZE, 0), now_us=0, wall_us=0)
+    # Heal everything: nothing is released any more.
+    sim.heal()
+    assert set(sim.released_tokens) == released_before_reset
+    assert not any(rec.after_reset for rec in sim.releases)
+    # Every reply has exactly one outcome, and the gate held for those released before the reset.
+    outcomes = sim.released_tokens + sim.failed_tokens
+    assert sorted(outcomes) == [h.token for h in sim.holds]
+    assert_gate(sim)
+    assert sim.resets[0].startswith("seq ") or "not durable" in sim.resets[0]
+    assert len(sim.resets) == 1
+
+
+# -- unit tests: config ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("replicas", "quorum"), [(5, 2), (4, 2), (3, 1), (5, 0), (5, 6), (2, 1)])
+def test_config_rejects_a_quorum_that_is_not_a_majority(replicas: int, quorum: int) -> None:
+    with pytest.raises(ValueError, match="quorum"):
+        PrimaryConfig(epoch=1, replicas=replicas, quorum=quorum)
+
+
+@pytest.mark.parametrize(("replicas", "quorum"), [(5, 3), (5, 5), (4, 3), (3, 2), (1, 1)])
+def test_config_accepts_a_majority_quorum(replicas: int, quorum: int) -> None:
+    assert PrimaryConfig(epoch=1, replicas=replicas, quorum=quorum).quorum == quorum
+
+
+@pytest.mark.parametrize("epoch", [0, -1])
+def test_config_rejects_epoch_below_one(epoch: int) -> None:
+    with pytest.raises(ValueError, match="epoch"):
+        PrimaryConfig(epoch=epoch)
+
+
+# -- unit tests: which acks count -----------------------------------------------------------------
+
+
+def commit(n: int = 1) -> Commit:
+    return Commit({1: bytes([n % 256]) * PAGE_SIZE}, 1, PAGE_SIZE, n)
+
+
+FOREIGN = bytes(range(16))  # a chain no entry of these tests has
+
+
+def connect(
+    p: PrimaryState, r: int, *, stored_through: int = 0, chain: bytes = GENESIS_CHAIN, promised: int = 0
+) -> list[PrimaryEffect]:
+    return p.on_connected(r, promised_epoch=promised, stored_through=stored_through, chain=chain, now_us=0)
+
+
+def ack(
+    p: PrimaryState, r: int, seq: int, *, epoch: int | None = None, chain: bytes | None = None
+) -> list[PrimaryEffect]:
+    """An ACK of ``seq``: by default under the primary's epoch, carrying the primary's own chain."""
+    if chain is None:
+        chain = p.chains.get(seq, p.last_chain)
+    return p.on_ack(r, epoch=p.epoch if epoch is None else epoch, stored_through=seq, chain=chain, now_us=10)
+
+
+def primary_with_held(epoch: int = 3, writes: int = 2) -> PrimaryState:
+    p = PrimaryState(PrimaryConfig(epoch=epoch))
+    for r in range(5):
+        connect(p, r)
+    for i in range(1, writes + 1):
+        entry, _ = p.primary_commit(commit(i), now_us=i, wall_us=i)
+        assert p.hold(100 + i, entry.seq) == []
+    return p
+
+
+def test_acks_under_an_older_epoch_never_count() -> None:
+    p = primary_with_held(epoch=3)
+    for r in range(5):
+        # Even with this primary's own chains: the epoch alone disqualifies them.
+        assert ack(p, r, 2, epoch=2) == []
+        assert ack(p, r, 1, epoch=1) == []
+    assert p.match == [0] * 5
+    assert p.durable_seq == 0
+    assert len(p.held) == 2
+    # The same acks under this primary's epoch do count, and release both replies in order.
+    effects = [eff for r in range(3) for eff in ack(p, r, 2)]
+    assert effects == [ReleaseReply(101), ReleaseReply(102)]
+    assert p.durable_seq == 2
+
+
+def test_acks_beyond_last_seq_never_count() -> None:
+    p = primary_with_held(epoch=3, writes=2)
+    for r in range(5):
+        assert ack(p, r, 3, chain=p.last_chain) == []
+        assert ack(p, r, 2**63, chain=p.last_chain) == []
+    assert p.match == [0] * 5
+    assert p.durable_seq == 0
+    assert [tok for _, tok in p.held] == [101, 102]
+
+
+def test_acks_carrying_another_logs_chain_never_count() -> None:
+    p = primary_with_held(epoch=3, writes=2)
+    for r in range(5):
+        assert ack(p, r, 2, chain=FOREIGN) == []
+        assert ack(p, r, 2, chain=p.chains[1]) == []  # a chain of ours, but not the one at seq 2
+    assert p.match == [0] * 5
+    assert p.durable_seq == 0
+    assert p.replica_status()[0]["note"]
+    assert [eff for r in range(3) for eff in ack(p, r, 2)] == [ReleaseReply(101), ReleaseReply(102)]
+
+
+def test_acks_need_distinct_replicas() -> None:
+    p = primary_with_held(epoch=3, writes=1)
+    for _ in range(5):
+        assert ack(p, 0, 1) == []
+        assert ack(p, 1, 1) == []
+    assert p.durable_seq == 0
+    assert ack(p, 4, 1) == [ReleaseReply(101)]
+
+
+def test_a_quorum_must_cover_every_earlier_entry() -> None:
+    p = primary_with_held(epoch=3, writes=2)
+    # Three replicas hold seq 1, but only two hold seq 2: only the first reply may go.
+    assert ack(p, 0, 2) == []
+    assert ack(p, 1, 2) == []
+    assert ack(p, 2, 1) == [ReleaseReply(101)]
+    assert p.durable_seq == 1
+    assert ack(p, 2, 2) == [ReleaseReply(102)]
+
+
+def test_a_lower_ack_after_a_higher_one_changes_nothing() -> None:
+    p = primary_with_held(epoch=3, writes=2)
+    for r in range(2):
+        ack(p, r, 2)
+    ack(p, 2, 1)
+    assert p.durable_seq == 1
+    assert ack(p, 0, 1) == []  # cumulative: a late, lower ack does not lower match
+    assert p.match[:3] == [2, 2, 1]
+
+
+def test_ack_from_a_future_epoch_fences_the_primary() -> None:
+    p = primary_with_held(epoch=3)
+    effects = ack(p, 0, 1, epoch=4)
+    assert [type(e) for e in effects] == [FailReply, FailReply, ResetObject]
+    assert {e.token for e in effects if isinstance(e, FailReply)} == {101, 102}
+    assert p.reset_reason is not None and "fenced" in p.reset_reason
+
+
+def test_reject_stale_epoch_with_higher_promise_resets_and_fails_held_replies() -> None:
+    p = primary_with_held(epoch=3)
+    effects = p.on_reject(0, reason=RejectReason.STALE_EPOCH, promised_epoch=4, message="promised 4")
+    fails = [e for e in effects if isinstance(e, FailReply)]
+    assert sorted(e.token for e in fails) == [101, 102]
+    assert isinstance(effects[-1], ResetObject)
+    assert p.reset_reason is not None and "fenced" in p.reset_reason
+    # Fenced for good: acks that would have made it durable release nothing, new holds fail.
+    for r in range(5):
+        assert ack(p, r, 2) == []
+    assert p.durable_seq == 0
+    assert p.hold(200, 2) == [FailReply(200, p.reset_reason)]
+    assert p.hold(201, 0) == [FailReply(201, p.reset_reason)]
+    with pytest.raises(ObjectResetError):
+        p.primary_commit(commit(), now_us=20, wall_us=20)
+    assert p.reset("again") == []  # resetting twice fails nothing twice
+
+
+def test_reject_that_does_not_prove_fencing_only_disconnects_that_replica() -> None:
+    p = primary_with_held(epoch=3)
+    assert p.on_reject(0, reason=RejectReason.STALE_EPOCH, promised_epoch=3, message="x") == []
+    assert p.on_reject(1, reason=RejectReason.DIVERGED, promised_epoch=5, message="x") == []
+    assert p.reset_reason is None
+    assert p.connected[:2] == [False, False]
+    assert len(p.held) == 2
+
+
+def test_hello_with_a_higher_promise_fences_the_primary() -> None:
+    p = primary_with_held(epoch=3)
+    p.on_disconnected(2)
+    effects = connect(p, 2, promised=7)
+    assert [type(e) for e in effects] == [FailReply, FailReply, ResetObject]
+
+
+def test_hello_with_another_logs_chain_is_not_counted() -> None:
+    p = primary_with_held(epoch=3, writes=2)
+    p.on_disconnected(0)
+    assert connect(p, 0, stored_through=2, chain=FOREIGN) == []
+    assert p.match[0] == 0
+    assert not p.connected[0]
+    # The true chain counts, and sending resumes after what the replica holds.
+    p.on_disconnected(1)
+    effects = connect(p, 1, stored_through=1, chain=p.chains[1])
+    assert p.match[1] == 1
+    assert [tuple(e.seq for e in eff.entries) for eff in effects if isinstance(eff, SendEntries)] == [(2,)]
+
+
+def test_deadline_resets_only_after_deadline_and_fails_held_replies() -> None:
+    p = PrimaryState(PrimaryConfig(epoch=1, deadline_us=1_000))
+    for r in range(5):
+        connect(p, r)
+    entry, _ = p.primary_commit(commit(), now_us=100, wall_us=0)
+    p.hold(7, entry.seq)
+    assert not any(isinstance(e, (FailReply, ResetObject)) for e in p.on_tick(1_100))
+    effects = p.on_tick(1_101)
+    assert effects[0] == FailReply(7, p.reset_reason or "")
+    assert isinstance(effects[-1], ResetObject)
+    assert p.reset_reason is not None and "not durable" in p.reset_reason
+    # Acks arriving after the reset never release anything.
+    for r in range(5):
+        assert ack(p, r, 1) == []
+    assert p.hold(8, 0) == [FailReply(8, p.reset_reason)]
+
+
+def test_hold_at_a_durable_seq_releases_at_once() -> None:
+    chain5 = bytes([5]) * 16
+    p = PrimaryState(PrimaryConfig(epoch=2), last_seq=5, last_chain=chain5)  # recovered: 1..5 durable
+    assert p.hold(1, 5) == [ReleaseReply(1)]
+    assert p.hold(2, 0) == [ReleaseReply(2)]
+    entry, _ = p.primary_commit(commit(), now_us=0, wall_us=0)
+    assert entry.seq == 6
+    assert p.hold(3, 6) == []
+    # A replica that holds the recovered prefix is recognised by its chain.
+    connect(p, 0, stored_through=5, chain=chain5, promised=1)
+    assert p.match[0] == 5 and p.connected[0]
+
+
+def test_send_entries_goes_only_to_connected_replicas() -> None:
+    p = PrimaryState(PrimaryConfig(epoch=1))
+    for r in (0, 2, 4):
+        connect(p, r)
+    _, effects = p.primary_commit(commit(), now_us=0, wall_us=0)
+    assert sorted(e.replica for e in effects if isinstance(e, SendEntries)) == [0, 2, 4]
+
+
+# -- timestamps -----------------------------------------------------------------------------------
+
+
+@given(st.lists(st.integers(0, 2**62), min_size=1, max_size=30), st.integers(0, 2**40))
+def test_timestamps_never_go_back_even_when_the_wall_clock_does(walls: list[int], start: int) -> None:
+    p = PrimaryState(PrimaryConfig(epoch=1), last_timestamp_us=start)
+    stamps = []
+    for i, wall in enumerate(walls):
+        entry, _ = p.primary_commit(commit(i), now_us=i, wall_us=wall)
+        stamps.append(entry.timestamp_us)
+    assert stamps == sorted(stamps)
+    assert stamps[0] >= start
+    # Never invented: each stamp is the wall clock of that commit or carries an earlier one forward.
+    expected, hi = [], start
+    for wall in walls:
+        hi = max(hi, wall)
+        expected.append(hi)
+    assert stamps == expected
+
+
+@given(seeds, schedules(max_steps=40))
+def test_timestamps_monotonic_in_the_simulated_log(seed: int, schedule: list[Step]) -> None:
+    sim = run_sim(seed, schedule)
+    stamps = [sim.log[s].timestamp_us for s in sorted(sim.log)]
+    assert stamps == sorted(stamps)
+    assert sorted(sim.log) == list(range(1, len(sim.log) + 1))

@@ -1,0 +1,292 @@
+"""ReplicaState.on_append: fencing, promises, duplicates, gaps, divergence, and effect order.
+
+The durability contract is in the order of the effects: an I/O layer that runs them in order must
+have made every entry an ACK covers durable before that ACK goes out. So besides the single rules,
+a property drives random APPEND sequences (retransmissions, reordering, gaps, foreign entries,
+epoch changes) through one replica and replays its effects against a model disk.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+from pathlib import Path
+
+import trio
+import trio.testing
+from hypothesis import given
+from hypothesis import strategies as st
+
+from walrelay.entry import GENESIS_CHAIN, Entry, encode
+from walrelay.replica import (
+    PersistEntries,
+    PersistPromise,
+    ReplicaEffect,
+    ReplicaState,
+    SendAck,
+    SendReject,
+)
+from walrelay.replica_node import ReplicaNode
+from walrelay.transport import Channel, MemoryTransport
+from walrelay.wire import Ack, Append, Hello, Message, RejectReason, Role
+
+PAGE = 512
+
+
+def make_log(n: int, *, epoch: int = 1, salt: int = 0, prev: bytes = GENESIS_CHAIN, first: int = 1) -> list[Entry]:
+    """``n`` chained entries from seq ``first``; a different ``salt`` gives a different log."""
+    rng = random.Random(salt * 1_000_003 + epoch)
+    out: list[Entry] = []
+    for seq in range(first, first + n):
+        e = encode(
+            epoch=epoch,
+            seq=seq,
+            timestamp_us=seq,
+            page_size=PAGE,
+            db_pages=3,
+            db_checksum=rng.getrandbits(64),
+            frames={rng.randint(1, 3): rng.randbytes(PAGE)},
+            prev_chain=prev,
+        )
+        out.append(e)
+        prev = e.chain
+    return out
+
+
+LOG = make_log(8, epoch=2)
+
+
+def persisted(effects: list[ReplicaEffect]) -> list[int]:
+    return [e.seq for eff in effects if isinstance(eff, PersistEntries) for e in eff.entries]
+
+
+# -- fencing and promises -------------------------------------------------------------------------
+
+
+def test_older_epoch_is_refused_with_the_promised_epoch() -> None:
+    st_ = ReplicaState(4, promised_epoch=5)
+    effects = st_.on_append(4, tuple(LOG[:2]))
+    assert len(effects) == 1
+    rej = effects[0]
+    assert isinstance(rej, SendReject)
+    assert rej.reason is RejectReason.STALE_EPOCH
+    assert rej.promised_epoch == 5
+    assert "epoch 4" in rej.message and "5" in rej.message
+    # Nothing was taken: no promise, no entries, no ack.
+    assert (st_.promised_epoch, st_.last_seq, st_.last_chain, st_.chains) == (5, 0, GENESIS_CHAIN, {})
+
+
+def test_higher_epoch_persists_the_promise_before_the_entries_and_the_ack() -> None:
+    st_ = ReplicaState(0, promised_epoch=1)
+    effects = st_.on_append(2, tuple(LOG[:3]))
+    assert effects == [PersistPromise(2), PersistEntries(tuple(LOG[:3])), SendAck(2, 3, LOG[2].chain)]
+    assert st_.promised_epoch == 2
+    # An empty APPEND under a still higher epoch is a promise on its own.
+    assert st_.on_append(3, ()) == [PersistPromise(3), SendAck(3, 3, LOG[2].chain)]
+    # The same epoch again promises nothing new.
+    assert st_.on_append(3, tuple(LOG[3:4])) == [PersistEntries((LOG[3],)), SendAck(3, 4, LOG[3].chain)]
+
+
+def test_acks_carry_the_promised_epoch_not_the_entries_epoch() -> None:
+    st_ = ReplicaState(0)
+    old = make_log(2, epoch=1)
+    effects = st_.on_append(7, tuple(old))
+    assert effects[-1] == SendAck(7, 2, old[1].chain)
+
+
+# -- duplicates and gaps --------------------------------------------------------------------------
+
+
+def test_duplicates_are_acked_again_without_a_second_persist() -> None:
+    st_ = ReplicaState(0)
+    st_.on_append(2, tuple(LOG[:3]))
+    assert st_.on_append(2, tuple(LOG[:3])) == [SendAck(2, 3, LOG[2].chain)]
+    assert st_.on_append(2, (LOG[1],)) == [SendAck(2, 3, LOG[2].chain)]
+    # A batch overlapping what is held persists only the new tail.
+    assert st_.on_append(2, tuple(LOG[1:5])) == [PersistEntries(tuple(LOG[3:5])), SendAck(2, 5, LOG[4].chain)]
+    assert st_.last_seq == 5
+
+
+def test_gap_stops_processing_and_acks_the_last_contiguous_seq() -> None:
+    st_ = ReplicaState(0, promised_epoch=2)
+    effects = st_.on_append(2, (LOG[0], LOG[1], LOG[3], LOG[4]))
+    assert effects == [PersistEntries((LOG[0], LOG[1])), SendAck(2, 2, LOG[1].chain)]
+    assert st_.last_seq == 2
+    # Only entries past the gap: nothing to persist, the ack says where the log ends.
+    assert st_.on_append(2, tuple(LOG[4:7])) == [SendAck(2, 2, LOG[1].chain)]
+    # The missing entry then lets the rest in.
+    assert persisted(st_.on_append(2, tuple(LOG[2:7]))) == [3, 4, 5, 6, 7]
+
+
+# -- divergence -----------------------------------------------------------------------------------
+
+
+def test_entry_not_following_the_chain_is_rejected_after_the_good_prefix() -> None:
+    st_ = ReplicaState(1, promised_epoch=2)
+    st_.on_append(2, (LOG[0],))
+    # seq 4 of another log, built on top of *our* seq 2: seqs 2, 3 follow, the foreign 4 does not.
+    foreign = make_log(3, epoch=2, salt=9, prev=LOG[2].chain, first=4)
+    bogus = make_log(1, epoch=2, salt=7, prev=bytes(16), first=4)[0]
+    effects = st_.on_append(2, (LOG[1], LOG[2], bogus, foreign[1]))
+    assert effects[:2] == [PersistEntries((LOG[1], LOG[2])), SendAck(2, 3, LOG[2].chain)]
+    assert len(effects) == 3
+    rej = effects[2]
+    assert isinstance(rej, SendReject) and rej.reason is RejectReason.DIVERGED
+    assert rej.promised_epoch == 2
+    assert "seq 4" in rej.message
+    assert (st_.last_seq, st_.last_chain) == (3, LOG[2].chain)
+    # The honest seq 4 (built on our chain) still follows.
+    assert persisted(st_.on_append(2, (foreign[0],))) == [4]
+
+
+def test_a_different_entry_at_a_held_seq_is_rejected_diverged() -> None:
+    st_ = ReplicaState(2)
+    st_.on_append(2, tuple(LOG[:3]))
+    other = make_log(4, epoch=3, salt=5)
+    effects = st_.on_append(3, tuple(other))
+    assert effects[0] == PersistPromise(3)
+    assert effects[1] == SendAck(3, 3, LOG[2].chain)  # what it holds, with its own chain
+    assert isinstance(effects[2], SendReject) and effects[2].reason is RejectReason.DIVERGED
+    assert not persisted(effects)
+    assert st_.chains == {1: LOG[0].chain, 2: LOG[1].chain, 3: LOG[2].chain}
+
+
+def test_divergence_mid_batch_keeps_only_the_prefix_before_it() -> None:
+    st_ = ReplicaState(0)
+    other = make_log(3, epoch=2, salt=11)
+    effects = st_.on_append(2, (LOG[0], other[1], LOG[1]))
+    assert persisted(effects) == [1]
+    assert [type(e) for e in effects] == [PersistPromise, PersistEntries, SendAck, SendReject]
+    assert effects[2] == SendAck(2, 1, LOG[0].chain)
+
+
+# -- effect order: the durability contract --------------------------------------------------------
+
+
+def check_contract(calls: list[tuple[int, list[ReplicaEffect]]]) -> dict[int, bytes]:
+    """Run effects in order against a model disk; every ACK must be covered by what ran before.
+
+    ``calls`` holds, per on_append call, the replica's ``last_seq`` after it and its effects.
+    Returns the model disk (seq -> chain).
+    """
+    disk: dict[int, bytes] = {}
+    promised = 0
+    for last_seq, effects in calls:
+        seen_entries = False
+        for eff in effects:
+            if isinstance(eff, PersistPromise):
+                assert not seen_entries, "a promise must come before the entries of its APPEND"
+                assert eff.epoch > promised
+                promised = eff.epoch
+            elif isinstance(eff, PersistEntries):
+                seen_entries = True
+                for e in eff.entries:
+                    assert e.seq not in disk, f"seq {e.seq} persisted twice"
+                    assert e.seq == len(disk) + 1, f"seq {e.seq} persisted after {len(disk)}"
+                    disk[e.seq] = e.chain
+            elif isinstance(eff, SendAck):
+                assert eff.epoch == promised, "ACK under an epoch not yet durable"
+                assert eff.stored_through <= len(disk), (
+                    f"ACK through {eff.stored_through} sent with only {len(disk)} entries persisted"
+                )
+                want = disk[eff.stored_through] if eff.stored_through else GENESIS_CHAIN
+                assert eff.chain == want
+            elif isinstance(eff, SendReject) and eff.reason is RejectReason.STALE_EPOCH:
+                assert effects == [eff]
+        assert last_seq == len(disk)
+    return disk
+
+
+appends = st.lists(
+    st.tuples(
+        st.integers(1, 4),  # epoch
+        st.lists(st.integers(0, 9), max_size=6),  # indices into LOG; 8, 9: foreign entries
+    ),
+    min_size=1,
+    max_size=25,
+)
+FOREIGN = make_log(2, epoch=2, salt=3)
+
+
+@given(appends, st.integers(0, 3))
+def test_ack_never_overtakes_the_persist_of_what_it_covers(script: list[tuple[int, list[int]]], start: int) -> None:
+    state = ReplicaState(0, promised_epoch=start)
+    calls: list[tuple[int, list[ReplicaEffect]]] = []
+    if start:
+        calls.append((0, [PersistPromise(start)]))  # what the disk said at startup
+    for epoch, idx in script:
+        batch = tuple(LOG[i] if i < 8 else FOREIGN[i - 8] for i in idx)
+        effects = state.on_append(epoch, batch)
+        calls.append((state.last_seq, effects))
+        assert effects, "every APPEND gets an answer"
+        if epoch >= state.promised_epoch:
+            assert any(isinstance(e, SendAck) for e in effects)
+    disk = check_contract(calls)
+    assert state.chains == disk
+    # What was persisted is one log: a prefix of LOG, or of the foreign log if its seq 1 came first.
+    logs = [{e.seq: e.chain for e in log[: state.last_seq]} for log in (LOG, FOREIGN)]
+    assert disk in logs
+
+
+# -- the node reports only durable state ----------------------------------------------------------
+
+
+async def test_hello_during_an_unfinished_fsync_reports_only_durable_entries(tmp_path: Path) -> None:
+    """A primary that reconnects while the replica still fsyncs the old connection's APPEND.
+
+    The HELLO's ``stored_through`` counts towards durability at once (PrimaryState.on_connected
+    sets ``match`` from it), so it must not include entries whose fsync has not finished. Either
+    answer is fine: report the durable state at once (seq 0 here), or wait for the fsync.
+    """
+    transport = MemoryTransport()
+    node = ReplicaNode(3, str(tmp_path), transport)
+    obj = node.get_object("obj")
+    in_fsync, finish, fsync_done = threading.Event(), threading.Event(), threading.Event()
+    real_append = obj.store.append_durably
+
+    def slow_append(entries: tuple[Entry, ...]) -> None:
+        in_fsync.set()
+        finish.wait(10)
+        real_append(entries)
+        fsync_done.set()
+
+    obj.store.append_durably = slow_append  # type: ignore[method-assign]
+    answers: list[tuple[Message | None, bool]] = []  # (HELLO, was the fsync done when it arrived)
+    got_hello = trio.Event()
+
+    async def reconnect(address: str) -> None:
+        new = Channel(await transport.connect(address))
+        await new.send(Hello(Role.PRIMARY, 0, "obj", 2, 0))
+        answers.append((await new.receive(), fsync_done.is_set()))
+        got_hello.set()
+
+    try:
+        async with trio.open_nursery() as nursery:
+            address = await nursery.start(node.serve, "mem:0")
+            try:
+                old = Channel(await transport.connect(address))
+                await old.send(Hello(Role.PRIMARY, 0, "obj", 2, 0))
+                first = await old.receive()
+                await old.send(Append(2, 0, (LOG[0],)))
+                assert await trio.to_thread.run_sync(in_fsync.wait, 10)
+                # Entry 1 is written but not yet durable; now the primary reconnects.
+                nursery.start_soon(reconnect, address)
+                await trio.testing.wait_all_tasks_blocked()
+            finally:
+                finish.set()
+            ack = await old.receive()
+            with trio.fail_after(10):
+                await got_hello.wait()
+            nursery.cancel_scope.cancel()
+    finally:
+        finish.set()
+        node.close()
+    assert isinstance(first, Hello) and first.stored_through == 0
+    assert ack == Ack(2, 1, LOG[0].chain)
+    [(hello, durable_then)] = answers
+    assert isinstance(hello, Hello)
+    if hello.stored_through == 1:
+        assert durable_then, "HELLO claimed seq 1 as stored while its fsync had not finished"
+        assert hello.last_chain == LOG[0].chain
+    else:
+        assert (hello.stored_through, hello.last_chain) == (0, GENESIS_CHAIN)

@@ -636,6 +636,23 @@ def test_no_commit_is_delivered_after_a_capture_error(tmp_path: Path, monkeypatc
         assert not h.new_commits(n0), "commits were captured after the capture had failed"
 
 
+def test_after_a_capture_error_later_writes_fail_as_sqlite_errors(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The stored CaptureError must not pin a buffer export on the WAL mirror: if it does, the next
+    write that grows the WAL fails inside ShadowWalFile.xWrite with a BufferError (an I/O error to
+    SQLite) instead of reaching the hook, which refuses it with an ordinary SQLite error."""
+    with harness(tmp_path / "db") as h:
+        h.sql("CREATE TABLE t(x)")
+        corrupt_next_wal_write(monkeypatch, h, size=h.page_size, at=100)
+        with pytest.raises(apsw.Error):
+            h.conn.execute("INSERT INTO t VALUES (1)")
+        assert isinstance(h.cap.error, CaptureError)
+        for i in range(3):
+            with pytest.raises(apsw.Error):  # not BufferError
+                h.conn.execute("INSERT INTO t VALUES (?)", (i + 2,))
+
+
 def test_exception_in_on_commit_is_a_capture_error(tmp_path: Path) -> None:
     """If the owner's callback fails, the commit is in the database but not in the log: that is a
     capture failure and must be reported by check(), like any other."""

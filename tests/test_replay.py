@@ -175,6 +175,26 @@ def test_replay_rejects_a_wrong_db_checksum() -> None:
     expect_chain_error(r, bad, "entry seq 3", "database checksum", f"{good ^ 1:#018x}")
 
 
+def test_replay_refuses_to_continue_after_a_checksum_failure() -> None:
+    """The checksum is checked after the pages are written, so the image then holds a rejected
+    entry: even a correct next entry must not be applied on top of it."""
+    base = base_image(3)
+    log = Log(base)
+    log.commit({1: page(1)}, 3)
+    bad = log.commit({2: page(2)}, 3, db_checksum=0)
+    right = DbChecksum.of_image(bytes(log.image), PAGE).value
+    good = encode(
+        epoch=3, seq=2, timestamp_us=2000, page_size=PAGE, db_pages=3,
+        db_checksum=right, frames={2: page(2)}, prev_chain=log.entries[0].chain,
+    )  # fmt: skip
+    r = Replayer(base, PAGE)
+    r.apply(log.entries[0])
+    with pytest.raises(ChainError, match="database checksum"):
+        r.apply(bad)
+    with pytest.raises(ChainError, match="replay already failed"):
+        r.apply(good)
+
+
 def test_replay_rejects_the_wrong_base_image() -> None:
     _base, log = five_entry_log()
     r = Replayer(base_image(3, seed=1), PAGE)

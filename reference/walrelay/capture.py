@@ -172,8 +172,11 @@ class WalCapture:
         f = self.vfs.wal_file
         if f is None:
             raise CaptureError("WAL hook fired but no -wal file is open")
-        wal = memoryview(f.mirror)
-        hdr = parse_header(wal[:WAL_HEADER_SIZE])
+        mirror = f.mirror
+        # Copies, not views: a view kept alive (say, by a stored error's traceback) would pin the
+        # mirror's size, and SQLite's next WAL write would fail inside xWrite. Only the header and
+        # the new frames are copied, so a commit costs its own size, not the WAL's.
+        hdr = parse_header(bytes(mirror[:WAL_HEADER_SIZE]))
         if hdr.page_size != self.page_size:
             raise CaptureError(f"WAL page size {hdr.page_size} != database page size {self.page_size}")
         if (hdr.salt1, hdr.salt2) != self._salts:
@@ -185,14 +188,16 @@ class WalCapture:
             raise CaptureError(f"WAL hook reports {nframes} frames, but {self._consumed} were already captured")
         psize = self.page_size
         fsize = FRAME_HEADER_SIZE + psize
+        start = WAL_HEADER_SIZE + self._consumed * fsize
         need = WAL_HEADER_SIZE + nframes * fsize
-        if len(wal) < need:
-            raise CaptureError(f"WAL mirror holds {len(wal)} bytes, {nframes} frames need {need}")
+        if len(mirror) < need:
+            raise CaptureError(f"WAL mirror holds {len(mirror)} bytes, {nframes} frames need {need}")
+        wal = bytes(mirror[start:need])
         s0, s1 = self._cksum
         pages: dict[int, bytes] = {}
         db_pages = 0
         for i in range(self._consumed, nframes):
-            off = WAL_HEADER_SIZE + i * fsize
+            off = (i - self._consumed) * fsize
             pgno, commit, salt1, salt2, c1, c2 = FRAME_HEADER.unpack_from(wal, off)
             if (salt1, salt2) != self._salts:
                 raise CaptureError(f"WAL frame {i + 1}: salt mismatch (torn or stale frame)")

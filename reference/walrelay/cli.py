@@ -11,7 +11,7 @@ import json
 import logging
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import trio
@@ -104,17 +104,22 @@ def _print_listening(address: str) -> None:
     print(f"LISTENING {address}", flush=True)
 
 
+async def _serve(run: Callable[..., Awaitable[None]], listen: str, close: Callable[[], None]) -> None:
+    """Start a node, announce its bound address on stdout, serve until cancelled, then close it."""
+    try:
+        async with trio.open_nursery() as nursery:
+            address = await nursery.start(run, listen)
+            _print_listening(address)
+    finally:
+        close()
+
+
 async def _run_replica(args: argparse.Namespace) -> None:
     from walrelay.replica_node import ReplicaNode
     from walrelay.transport import TcpTransport
 
     node = ReplicaNode(args.id, args.data, TcpTransport())
-    try:
-        async with trio.open_nursery() as nursery:
-            address = await nursery.start(node.serve, args.listen)
-            _print_listening(address)
-    finally:
-        node.close()
+    await _serve(node.serve, args.listen, node.close)
 
 
 async def _run_primary(args: argparse.Namespace) -> None:
@@ -135,12 +140,7 @@ async def _run_primary(args: argparse.Namespace) -> None:
         quorum=args.quorum,
         deadline_s=args.deadline,
     )
-    try:
-        async with trio.open_nursery() as nursery:
-            address = await nursery.start(node.run, args.listen)
-            _print_listening(address)
-    finally:
-        node.close()
+    await _serve(node.run, args.listen, node.close)
 
 
 async def _run_call(args: argparse.Namespace) -> int:

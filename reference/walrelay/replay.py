@@ -33,8 +33,15 @@ class Replayer:
         self.last_seq = last_seq
         self.last_chain = last_chain
         self.checksum = DbChecksum.of_image(bytes(image), page_size)
+        self.failed: ChainError | None = None
 
     def apply(self, entry: Entry) -> None:
+        """Apply one entry. Seq and chain are checked before anything changes, so rejecting an
+        entry there leaves the Replayer usable. The database checksum can only be checked after
+        the pages are written; if it fails, the image holds the rejected entry, so the Replayer
+        refuses all further work instead of ever handing out an unverified image."""
+        if self.failed is not None:
+            raise ChainError(f"replay already failed and cannot continue: {self.failed}")
         if entry.seq != self.last_seq + 1:
             raise ChainError(f"entry seq {entry.seq} does not follow seq {self.last_seq} (gap or overlap)")
         if entry.page_size != self.page_size:
@@ -51,10 +58,11 @@ class Replayer:
                 img[(pgno - 1) * psize : pgno * psize] = page
         value = self.checksum.apply(entry.frames, entry.db_pages)
         if value != entry.db_checksum:
-            raise ChainError(
+            self.failed = ChainError(
                 f"entry seq {entry.seq}: database checksum after applying it is {value:#018x}, "
                 f"the entry says {entry.db_checksum:#018x} (corrupt entry or wrong base image)"
             )
+            raise self.failed
         self.last_seq = entry.seq
         self.last_chain = entry.chain
 

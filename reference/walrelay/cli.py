@@ -51,6 +51,12 @@ def _nonneg_int(value: str) -> int:
     return int(value)
 
 
+def _positive_int(value: str) -> int:
+    if not value.isdigit() or int(value) < 1:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a positive integer")
+    return int(value)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="walrelay", description=__doc__.splitlines()[0] if __doc__ else None)
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging on stderr")
@@ -89,6 +95,30 @@ def build_parser() -> argparse.ArgumentParser:
     b = sub.add_parser("bench", help="run the benchmark (not a test) and print ratios to raw apsw")
     b.add_argument("--seconds", type=_positive_float, default=3.0, help="seconds per measurement")
     b.add_argument("--concurrency", type=_nonneg_int, default=64, help="requests in flight for (c)")
+
+    t = sub.add_parser("tlc", help="model-check the TLA+ spec: run TLC on each config and compare with its expectation")
+    t.add_argument(
+        "configs",
+        nargs="*",
+        metavar="CONFIG",
+        help="config name (file stem) or .cfg path; runs regardless of --suite (default: every config of --suite)",
+    )
+    t.add_argument(
+        "--spec-dir", metavar="DIR", help="spec root with the .tla modules and .cfg files (default: <repo>/spec)"
+    )
+    t.add_argument("--suite", choices=("ci", "deep", "all"), default="ci", help="which configs to run (default ci)")
+    t.add_argument(
+        "--workers", metavar="N", type=_positive_int, help="TLC worker threads per config (default: CPUs / --jobs)"
+    )
+    t.add_argument("--jobs", metavar="K", type=_positive_int, default=1, help="configs run in parallel (default 1)")
+    t.add_argument("--list", action="store_true", help="list the selected configs and exit")
+    t.add_argument("--json", metavar="FILE", help="write the results as JSON to FILE (for CI records)")
+    stop = t.add_mutually_exclusive_group()
+    stop.add_argument(
+        "--keep-going", dest="fail_fast", action="store_false", help="run every config even after a failure (default)"
+    )
+    stop.add_argument("--fail-fast", dest="fail_fast", action="store_true", help="start no config after a failure")
+    t.set_defaults(fail_fast=False)
     return p
 
 
@@ -180,6 +210,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             from walrelay.bench import run_bench
 
             return run_bench(seconds=args.seconds, concurrency=args.concurrency)
+        if args.command == "tlc":
+            from walrelay.tlc.command import run_command
+
+            return run_command(
+                args.configs,
+                spec_dir=args.spec_dir,
+                suite=args.suite,
+                workers=args.workers,
+                jobs=args.jobs,
+                list_only=args.list,
+                json_path=args.json,
+                fail_fast=args.fail_fast,
+            )
     except KeyboardInterrupt:
         return 0 if args.command in ("replica", "primary") else 130
     except (WalrelayError, ValueError, OSError) as e:

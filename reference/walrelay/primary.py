@@ -1,6 +1,6 @@
 """Primary protocol logic as a pure state machine: an event in, a list of effects out.
 
-The primary turns each captured commit into the next log entry (PrimaryCommit), sends it to every
+The primary turns each captured commit into the next log entry (spec: ClientWrite), sends it to every
 connected replica at once, and counts cumulative ACKs. ``durable_seq`` is the highest seq that a
 quorum of *distinct* replicas has acknowledged as stored; the output gate releases a held reply
 only once ``durable_seq`` reaches the seq of the last write that came before the reply. Nothing
@@ -12,8 +12,9 @@ the primary resets: every held reply fails as UNKNOWN (the write may or may not 
 never reported as a success) and no further commit is accepted.
 
 Times are plain integers (microseconds) passed in by the caller, so the same logic runs under a
-mock clock in simulation. Spec names: ``primary_commit`` is PrimaryCommit, ``on_ack`` is
-PrimaryReceiveAck, ``durable_seq`` is ``durable``, ``match`` is ``matchSeq``.
+mock clock in simulation. Spec names (spec/WalRelay.tla, docs/spec-map.md): ``primary_commit`` is
+ClientWrite (its timestamp rule is NextTs), ``on_ack`` is AdvanceCommit, ``on_reject`` is
+ReceiveReject, ``durable_seq`` is ``commit[e]``, ``match`` is the ACK table ``acks[e]``.
 """
 
 from __future__ import annotations
@@ -105,7 +106,7 @@ class PrimaryState:
     # -- commits -------------------------------------------------------------------------------
 
     def primary_commit(self, commit: Commit, *, now_us: int, wall_us: int) -> tuple[Entry, list[PrimaryEffect]]:
-        """PrimaryCommit: the next entry of the log. Timestamps never go back, even if the clock does."""
+        """ClientWrite: the next entry of the log. Timestamps never go back, even if the clock does."""
         if self.reset_reason is not None:
             raise ObjectResetError(f"object was reset: {self.reset_reason}")
         ts = max(wall_us, self.last_timestamp_us)

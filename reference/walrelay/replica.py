@@ -6,8 +6,8 @@ before it sends any ``SendAck`` that follows it. That ordering is the whole dura
 ACK means "on stable storage". The I/O layer may merge the persists of several calls into one
 fsync (group commit) as long as no ACK overtakes its data.
 
-Spec names (spec/, docs/spec-map.md): ``on_append`` is ReplicaAppend; ``promised_epoch`` is
-``promised[r]``; ``last_seq`` is ``Len(log[r])``.
+Spec names (spec/WalRelay.tla, docs/spec-map.md): ``on_append`` is ReceiveAppend (its epoch check
+is MayAccept); ``promised_epoch`` is ``promised[r]``; ``last_seq`` is ``logLen[r]``.
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ class ReplicaState:
     chains: dict[int, bytes] = field(default_factory=dict)  # seq -> chain, for entries still held
 
     def on_append(self, epoch: int, entries: tuple[Entry, ...]) -> list[ReplicaEffect]:
-        """ReplicaAppend: store entries that extend the log, refuse a fenced epoch.
+        """ReceiveAppend: store entries that extend the log, refuse a fenced epoch.
 
         Duplicates (an entry already held with the same chain) are acknowledged again, so a
         retransmission is harmless. An entry past a gap stops processing: the ACK then tells the

@@ -1,0 +1,59 @@
+------------------------------ MODULE MCWalRelay ------------------------------
+(***************************************************************************)
+(* Model bounds for TLC, plus what TLC needs that is not protocol:         *)
+(* symmetry, the fair spec for liveness, and reachability witnesses.       *)
+(* The configs in models/ and mutants/ pick the constants.                 *)
+(***************************************************************************)
+EXTENDS WalRelayProperties, TLC
+
+CONSTANT LiveReplicas  \* the quorum that stays up and connected (liveness only)
+
+ReplicaSymmetry == Permutations(Replicas)
+
+\* Weak fairness for the primaries, the LiveReplicas and object storage;
+\* not for clients, the clock, crashes or disk loss (those may stop or never
+\* happen). Placement keeps starting primaries while epochs remain.
+Fairness ==
+    /\ WF_vars(StartPrimary)
+    /\ \A e \in Epochs : /\ WF_vars(Recover(e)) /\ WF_vars(AdvanceCommit(e))
+                         /\ WF_vars(ReceiveReject(e)) /\ WF_vars(CutSegment(e)) /\ WF_vars(ConfirmUpload(e))
+    /\ \A r \in LiveReplicas : /\ WF_vars(\E m \in msgs : ReceivePrepare(r, m))
+                               /\ WF_vars(\E m \in msgs : ReceiveAppend(r, m))
+    /\ WF_vars(\E o \in puts : S3Apply(o))
+
+FairSpec == Spec /\ Fairness
+
+-----------------------------------------------------------------------------
+(* Reachability witnesses: each MUST be violated (models/*witness*.cfg).  *)
+(* An invariant that no interesting state ever reaches proves nothing.      *)
+
+\* A new primary serves after an earlier primary's write was acknowledged.
+NoFailoverAfterAck == ~\E e \in Epochs : pstate[e] = "serving" /\ \E a \in acked : a.epoch < e
+
+\* A stale primary learned it is fenced (REJECT) and stopped.
+NoStalePrimaryFenced == \A e \in Epochs : pstate[e] /= "fenced"
+
+\* A replica truncated entries the archive confirmed.
+NoTruncationAfterArchival == \A r \in Replicas : truncated[r] = 0
+
+\* A restore offered by a serving primary spans two segments and a snapshot.
+NoRestoreAcrossSegments ==
+    ~\E e \in Epochs : pstate[e] = "serving" /\
+        \E b \in RestorePoints(e) : \E g1, g2 \in segments :
+            /\ g1.last + 1 = g2.first /\ g2.first <= b /\ BestSnap(b).last < g1.last
+
+\* Retention deleted something and a restore inside the window still works.
+NoRetention == Genesis \in snapshots
+
+\* A replica lost its disk, caught up, and was admitted as a voter again.
+NoRejoinedVoter == ~\E m \in msgs : m.type = "admit" /\ voter[m.dest]
+
+\* An ambiguous PUT: the segment is stored, but its uploader crashed before
+\* it saw the confirmation.
+NoAmbiguousPut == ~\E e \in Epochs : pstate[e] = "crashed" /\ upload[e] \in segments
+
+\* An entry acknowledged before a failover is restorable from the archive.
+NoArchivedAckAfterFailover ==
+    ~\E a \in acked : a.epoch = 1 /\ a.seq <= ArchiveEnd /\ epochAlloc > 1 /\ \E e \in Epochs : pstate[e] = "serving" /\ e > 1
+
+=============================================================================

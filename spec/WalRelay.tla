@@ -1,0 +1,434 @@
+------------------------------ MODULE WalRelay ------------------------------
+(***************************************************************************)
+(* The walrelay protocol for ONE object: a primary per epoch, N replicas,  *)
+(* an output gate that releases a reply once Quorum replicas stored its    *)
+(* entry, failover under a higher epoch (promise quorum, choose the most   *)
+(* recent log by (log epoch, length), re-replicate, then serve), and the   *)
+(* WAL archive in object storage (segments, snapshots, retention, PITR).   *)
+(*                                                                         *)
+(* What is abstracted, and why it is sound:                                *)
+(*  - An entry is [w |-> write id, ts |-> timestamp]. Write ids are unique *)
+(*    (a client write is a fresh INSERT), so the database after a log      *)
+(*    prefix is the SET of its write ids (DbOf). Page-exactness is the     *)
+(*    implementation's job (tests/test_capture.py); the spec decides WHICH *)
+(*    entries a state contains.                                            *)
+(*  - The chain hash of an entry identifies the whole log prefix it ends.  *)
+(*    So a replica's log is always a prefix of some primary's log and is   *)
+(*    stored as (logEpoch, logLen): it holds elog[logEpoch][1..logLen]. A  *)
+(*    replica accepting an APPEND adopts the sender's prefix (the          *)
+(*    implementation gets there by DIVERGED/catch-up round trips; chains   *)
+(*    make the result the same).                                           *)
+(*  - elog[e] is primary e's log (its SQLite database). When e crashes it  *)
+(*    is kept only because messages in flight refer to it; a crashed       *)
+(*    primary takes no step.                                               *)
+(*  - Messages live in a set that handlers never consume: any message can  *)
+(*    be delivered late, twice, out of order, or never (loss). Retries are *)
+(*    therefore implicit. The same holds for PUTs to object storage: a PUT *)
+(*    may be applied late, twice, or never, and its confirmation may be    *)
+(*    lost (the ambiguous PUT).                                            *)
+(*  - A replica crash without disk loss is not an action: a replica has no *)
+(*    volatile state that matters (it persists before it acknowledges,     *)
+(*    atomically in ReceiveAppend), so a crash looks like a replica that   *)
+(*    takes no steps for a while. Permanent disk loss IS an action.        *)
+(*  - The 16 MB / 10 s cut of the archiver is a nondeterministic segment   *)
+(*    boundary; 30 days is Window ticks of the clock `now`.                *)
+(*  - Entries archived and then deleted by retention survive only inside a *)
+(*    snapshot's database. Where recovery needs such an entry it reads the *)
+(*    history variable `committed` instead, guarded by ArchiveHolds; the   *)
+(*    invariant ArchiveIsCommittedPrefix proves the snapshot equals it.    *)
+(*                                                                         *)
+(* Operators named Mayxxx / xxxEnd / Better / NextTs / Eager... are the    *)
+(* protocol's decision points; mutants (MCWalRelayMutants.tla) replace one *)
+(* of them with a classic bug and TLC must refute it.                      *)
+(***************************************************************************)
+EXTENDS Integers, Sequences, FiniteSets
+
+CONSTANTS
+    Replicas,     \* the replicas of the object (5 in production)
+    Quorum,       \* stored copies before the output gate releases a reply (3)
+    FenceQuorum,  \* promises a new primary needs before it recovers (3)
+    MaxEpoch,     \* bound: primaries ever started (epochs 1..MaxEpoch)
+    MaxWrites,    \* bound: client writes (so also the longest log)
+    MaxTime,      \* bound: ticks of the wall clock
+    MaxDiskLoss,  \* bound: permanent disk losses (tolerated: N - Quorum)
+    MaxPuts,      \* bound: distinct objects (segments + snapshots) ever PUT
+    Lags,         \* how far behind a primary's host clock may be, e.g. {0, 1}
+    Window        \* retention window in ticks (30 days)
+
+ASSUME /\ Quorum \in 1..Cardinality(Replicas)
+       /\ FenceQuorum \in 1..Cardinality(Replicas)
+       /\ MaxEpoch \in Nat /\ MaxWrites \in Nat /\ MaxTime \in Nat
+       /\ MaxDiskLoss \in Nat /\ MaxPuts \in Nat /\ Window \in Nat /\ Lags \subseteq Nat
+
+VARIABLES
+    \* ---- replica, persistent (fsync'd before any ACK/PROMISE leaves) ----
+    promised,    \* highest epoch promised; APPENDs and PREPAREs below it are refused
+    logEpoch,    \* epoch of the primary whose log this replica holds a prefix of
+    logLen,      \* ... and how much of it: elog[logEpoch][1..logLen]
+    truncated,   \* entries 1..truncated were dropped after the archive confirmed them
+    voter,       \* FALSE after a disk loss, until caught up (its promise must not count)
+    \* ---- placement, durable, outside the object ----
+    epochAlloc,  \* highest epoch ever handed to a primary
+    \* ---- primary e (one per epoch), volatile ----
+    pstate,      \* "idle" | "recovering" | "syncing" | "serving" | "fenced" | "crashed"
+    elog,        \* its log (its SQLite database)
+    commit,      \* output gate: entries 1..commit are durable, their replies released
+    lag,         \* how far behind its host's clock is
+    archived,    \* the archive is confirmed to hold its log through here
+    upload,      \* the segment it is uploading (kind "none" if none)
+    acks,        \* its ACK table: acks[e][r] = how far r said it stores e's log
+    \* ---- environment ----
+    msgs,        \* every message ever sent (see header)
+    puts,        \* every PUT ever sent to object storage
+    segments,    \* segment objects in the archive
+    snapshots,   \* snapshot objects in the archive
+    now,         \* wall clock
+    nextWrite,   \* id of the next client write
+    diskLost,    \* disk losses so far
+    \* ---- history variables: read only by WalRelayProperties ----
+    committed,   \* the longest log prefix any primary has seen durable
+    acked,       \* every reply the output gate released: [seq, entry, epoch]
+    lateDurable  \* <<e, s>>: entry s of e became durable although a later recovered primary lacks it
+
+replicaVars == <<promised, logEpoch, logLen, truncated, voter>>
+primaryVars == <<epochAlloc, pstate, elog, commit, lag, archived, upload, acks>>
+envVars == <<msgs, puts, segments, snapshots, now, nextWrite, diskLost>>
+historyVars == <<committed, acked, lateDurable>>
+vars == <<replicaVars, primaryVars, envVars, historyVars>>
+
+Epochs == 1..MaxEpoch
+Max(a, b) == IF a >= b THEN a ELSE b
+Min(a, b) == IF a <= b THEN a ELSE b
+MaxOf(S) == CHOOSE x \in S : \A y \in S : y <= x
+DbOf(log, n) == {log[i].w : i \in 1..n}
+Live(e) == pstate[e] \in {"syncing", "serving"}
+
+\* Archive objects share one record shape (kind "seg" | "snap" | "none").
+\* A snapshot at seq `at` has first = last = at and holds the database `db`.
+NoUpload == [kind |-> "none", first |-> 0, last |-> 0, ents |-> <<>>, db |-> {}]
+Segment(e, f, l) == [kind |-> "seg", first |-> f, last |-> l, ents |-> SubSeq(elog[e], f, l), db |-> {}]
+Snapshot(e, a) == [kind |-> "snap", first |-> a, last |-> a, ents |-> <<>>, db |-> DbOf(elog[e], a)]
+Append_(e, n) == [type |-> "append", epoch |-> e, to |-> n]
+Genesis == [kind |-> "snap", first |-> 0, last |-> 0, ents |-> <<>>, db |-> {}]
+
+-----------------------------------------------------------------------------
+(* Reading the archive (what restore and recovery do).                      *)
+
+SegCovers(i) == \E g \in segments : g.first <= i /\ i <= g.last
+SegEntry(i) == LET g == CHOOSE g \in segments : g.first <= i /\ i <= g.last
+               IN g.ents[i - g.first + 1]
+\* The archive alone can rebuild the database right after entry b.
+ArchiveHolds(b) == \E s \in snapshots : s.last <= b /\ \A i \in s.last + 1..b : SegCovers(i)
+ArchiveEnd == MaxOf({b \in 0..MaxWrites : ArchiveHolds(b)} \cup {0})
+\* An archived entry; one older than every snapshot kept survives only in the
+\* snapshot's database (header: abstraction of retention).
+Filler == [w |-> 0, ts |-> 0]
+ArchivedEntry(i) == IF SegCovers(i) THEN SegEntry(i)
+                    ELSE IF i <= Len(committed) THEN committed[i] ELSE Filler
+BestSnap(b) == CHOOSE s \in snapshots : s.last <= b /\ \A o \in snapshots : o.last <= b => o.last <= s.last
+
+\* PITR as served by primary e: archive, then e's own log for what is not
+\* uploaded yet (the replicas' suffix, which e holds after recovery).
+RestorableEnd(e) == commit[e]
+EntryFor(e, i) == IF SegCovers(i) THEN SegEntry(i) ELSE elog[e][i]
+CanRestore(e, b) == /\ \E s \in snapshots : s.last <= b
+                    /\ \A i \in BestSnap(b).last + 1..b : SegCovers(i) \/ i <= Len(elog[e])
+RestorePoints(e) == {b \in 0..RestorableEnd(e) : CanRestore(e, b)}
+RestoreDb(e, b) == BestSnap(b).db \cup {EntryFor(e, i).w : i \in BestSnap(b).last + 1..b}
+\* bookmark_for_time(t): the last entry with timestamp <= t (0 = before the first).
+BookmarkForTime(log, n, t) == MaxOf({i \in 1..n : log[i].ts <= t} \cup {0})
+
+-----------------------------------------------------------------------------
+(* Decision points (each one is replaced by a mutant).                      *)
+
+\* Fencing: a replica takes entries only from its promised epoch or above.
+MayAccept(r, e) == e >= promised[r]
+\* Adopt the sender's log prefix if it is another epoch's log, or longer.
+Adopts(r, m) == m.epoch /= logEpoch[r] \/ m.to > logLen[r]
+\* A promise counts toward the fence quorum only from a replica that has not
+\* lost its disk since it last caught up.
+MayVote(p) == p.voter
+\* After a disk loss the replica promises the highest epoch ever issued, so no
+\* stale primary can use it (it cannot remember what it promised before).
+RejoinPromise == epochAlloc
+WipedVoter == FALSE
+\* The most recent log: by log epoch, then by length.
+Better(p, q) == \/ p.logEpoch > q.logEpoch
+                \/ p.logEpoch = q.logEpoch /\ p.logLen > q.logLen
+\* Only durable entries are archived.
+ArchivableEnd(e) == commit[e]
+\* Replicas are told to truncate only after the upload is confirmed.
+EagerTruncate == FALSE
+\* A primary never goes back in time: max(own clock, last timestamp).
+Clock(e) == Max(0, now - lag[e])
+NextTs(e) == IF elog[e] = <<>> THEN Clock(e) ELSE Max(Clock(e), elog[e][Len(elog[e])].ts)
+
+\* Stored by Quorum replicas, as far as primary e's ACK table A knows.
+Durable(e, s, A) == Cardinality({r \in Replicas : A[e][r] >= s}) >= Quorum
+\* Entry s of e would be lost behind the back of a later primary that already
+\* recovered without it. The promise quorum must prevent e from making such an
+\* entry durable (an entry accepted before the promise is reported by it, so
+\* "durable after a quorum promised" alone is not the bug; this is).
+Behind(e, s) == \E f \in Epochs : /\ f > e
+                                  /\ pstate[f] \in {"syncing", "serving", "fenced"}
+                                  /\ ~(Len(elog[f]) >= s /\ elog[f][s] = elog[e][s])
+
+-----------------------------------------------------------------------------
+Init ==
+    /\ promised = [r \in Replicas |-> 0]
+    /\ logEpoch = [r \in Replicas |-> 0]
+    /\ logLen = [r \in Replicas |-> 0]
+    /\ truncated = [r \in Replicas |-> 0]
+    /\ voter = [r \in Replicas |-> TRUE]
+    /\ epochAlloc = 0
+    /\ pstate = [e \in Epochs |-> "idle"]
+    /\ elog = [e \in Epochs |-> <<>>]
+    /\ commit = [e \in Epochs |-> 0]
+    /\ lag = [e \in Epochs |-> 0]
+    /\ archived = [e \in Epochs |-> 0]
+    /\ upload = [e \in Epochs |-> NoUpload]
+    /\ acks = [e \in Epochs |-> [r \in Replicas |-> 0]]
+    /\ msgs = {}
+    /\ puts = {}
+    /\ segments = {}
+    /\ snapshots = {Genesis}
+    /\ now = 0
+    /\ nextWrite = 1
+    /\ diskLost = 0
+    /\ committed = <<>>
+    /\ acked = {}
+    /\ lateDurable = {}
+
+-----------------------------------------------------------------------------
+(* Failover.                                                                *)
+
+\* Placement starts a primary with a fresh epoch (on a host with some lag).
+\* It asks every replica to promise that epoch (PREPARE).
+StartPrimary ==
+    /\ epochAlloc < MaxEpoch
+    /\ LET e == epochAlloc + 1 IN
+       /\ epochAlloc' = e
+       /\ pstate' = [pstate EXCEPT ![e] = "recovering"]
+       /\ \E k \in Lags : lag' = [lag EXCEPT ![e] = k]
+       /\ msgs' = msgs \cup {[type |-> "prepare", epoch |-> e]}
+    /\ UNCHANGED <<replicaVars, elog, commit, archived, upload, acks, puts, segments, snapshots,
+                   now, nextWrite, diskLost, historyVars>>
+
+\* A replica promises a higher epoch and reports its log (PROMISE), or tells a
+\* primary whose epoch is below its promise that it is fenced (REJECT).
+ReceivePrepare(r, m) ==
+    /\ m.type = "prepare"
+    /\ m.epoch /= promised[r]
+    /\ IF m.epoch > promised[r]
+       THEN /\ promised' = [promised EXCEPT ![r] = m.epoch]
+            /\ msgs' = msgs \cup {[type |-> "promise", epoch |-> m.epoch, from |-> r, logEpoch |-> logEpoch[r],
+                                   logLen |-> logLen[r], truncated |-> truncated[r], voter |-> voter[r]]}
+       ELSE /\ msgs' = msgs \cup {[type |-> "reject", epoch |-> m.epoch]}
+            /\ UNCHANGED promised
+    /\ UNCHANGED <<logEpoch, logLen, truncated, voter, primaryVars, puts, segments, snapshots,
+                   now, nextWrite, diskLost, historyVars>>
+
+\* With FenceQuorum promises from voters, take the most recent log, rebuilt
+\* from the archive where the replica already truncated it. Then re-replicate
+\* it under e (one APPEND of the whole log) and serve once a quorum holds it (AdvanceCommit).
+Recover(e) ==
+    /\ pstate[e] = "recovering"
+    /\ \E S \in SUBSET {m \in msgs : m.type = "promise" /\ m.epoch = e} :
+        /\ Cardinality(S) = FenceQuorum
+        /\ \A p \in S : MayVote(p)
+        /\ \E best \in S :
+            /\ \A q \in S : ~Better(q, best)
+            /\ LET ks == {k \in best.truncated..best.logLen : ArchiveHolds(k)}
+                   base == IF ks = {} THEN 0 ELSE MaxOf(ks)
+                   log == [i \in 1..best.logLen |->
+                              IF i <= base THEN ArchivedEntry(i) ELSE elog[best.logEpoch][i]]
+               IN /\ best.truncated = 0 \/ ks /= {}   \* else: archive gap, recovery stops
+                  /\ elog' = [elog EXCEPT ![e] = log]
+                  /\ pstate' = [pstate EXCEPT ![e] = IF log = <<>> THEN "serving" ELSE "syncing"]
+                  /\ archived' = [archived EXCEPT ![e] = Min(ArchiveEnd, Len(log))]
+                  /\ msgs' = IF log = <<>> THEN msgs ELSE msgs \cup {Append_(e, Len(log))}
+    /\ UNCHANGED <<replicaVars, epochAlloc, commit, lag, upload, acks,
+                   puts, segments, snapshots, now, nextWrite, diskLost, historyVars>>
+
+\* A primary crashes: its volatile state is gone; it takes no further step.
+CrashPrimary(e) ==
+    /\ pstate[e] \in {"recovering", "syncing", "serving"}
+    /\ pstate' = [pstate EXCEPT ![e] = "crashed"]
+    /\ UNCHANGED <<replicaVars, epochAlloc, elog, commit, lag, archived, upload, acks, envVars, historyVars>>
+
+\* A replica's disk is gone for good; it rejoins empty, as a non-voter, and
+\* promises the highest epoch issued (it cannot remember its old promise).
+LoseDisk(r) ==
+    /\ diskLost < MaxDiskLoss
+    /\ promised' = [promised EXCEPT ![r] = RejoinPromise]
+    /\ logEpoch' = [logEpoch EXCEPT ![r] = 0]
+    /\ logLen' = [logLen EXCEPT ![r] = 0]
+    /\ truncated' = [truncated EXCEPT ![r] = 0]
+    /\ voter' = [voter EXCEPT ![r] = WipedVoter]
+    /\ diskLost' = diskLost + 1
+    \* ACKs and ADMITs travel on the replica's connection, which dies with it:
+    \* the lost disk's ACKs stop counting (replies already released stay) and
+    \* an ADMIT meant for the old disk never reaches the new one.
+    /\ acks' = [e \in Epochs |-> [acks[e] EXCEPT ![r] = 0]]
+    /\ msgs' = {m \in msgs : ~(m.type = "admit" /\ m.dest = r)}
+    /\ UNCHANGED <<epochAlloc, pstate, elog, commit, lag, archived, upload, puts, segments, snapshots, now, nextWrite, historyVars>>
+
+\* A serving primary re-admits a rejoined replica as a voter once it holds the
+\* log through the commit point (which counted no ACK from its lost disk).
+Admit(e, r) ==
+    /\ pstate[e] = "serving"
+    /\ ~voter[r] /\ acks[e][r] >= commit[e]
+    /\ msgs' = msgs \cup {[type |-> "admit", epoch |-> e, dest |-> r, upto |-> commit[e]]}
+    /\ UNCHANGED <<replicaVars, primaryVars, puts, segments, snapshots, now, nextWrite, diskLost, historyVars>>
+
+ReceiveAdmit(r, m) ==
+    /\ m.type = "admit" /\ m.dest = r
+    /\ ~voter[r]
+    /\ logEpoch[r] = m.epoch /\ logLen[r] >= m.upto   \* not a stale ADMIT from before another loss
+    /\ voter' = [voter EXCEPT ![r] = TRUE]
+    /\ UNCHANGED <<promised, logEpoch, logLen, truncated, primaryVars, envVars, historyVars>>
+
+-----------------------------------------------------------------------------
+(* Write path.                                                              *)
+
+\* A client write runs as one transaction: one new entry in the log.
+ClientWrite(e) ==
+    /\ pstate[e] = "serving"
+    /\ nextWrite <= MaxWrites
+    /\ LET log == Append(elog[e], [w |-> nextWrite, ts |-> NextTs(e)]) IN
+       /\ elog' = [elog EXCEPT ![e] = log]
+       /\ msgs' = msgs \cup {Append_(e, Len(log))}
+    /\ nextWrite' = nextWrite + 1
+    /\ UNCHANGED <<replicaVars, epochAlloc, pstate, commit, lag, archived, upload, acks,
+                   puts, segments, snapshots, now, diskLost, historyVars>>
+
+\* A replica stores (fsync) then ACKs, or refuses a fenced epoch (REJECT).
+\* The ACK lands in the primary's ACK table at once; a delayed or lost ACK is
+\* a primary that runs AdvanceCommit later or never.
+ReceiveAppend(r, m) ==
+    /\ m.type = "append"
+    /\ IF MayAccept(r, m.epoch)
+       THEN LET adopt == Adopts(r, m)
+                len == IF adopt THEN m.to ELSE logLen[r]
+                ep == IF adopt THEN m.epoch ELSE logEpoch[r]
+                acks2 == IF ep = m.epoch THEN [acks EXCEPT ![m.epoch][r] = Max(@, len)] ELSE acks
+            IN /\ promised' = [promised EXCEPT ![r] = Max(@, m.epoch)]
+               /\ logEpoch' = [logEpoch EXCEPT ![r] = ep]
+               /\ logLen' = [logLen EXCEPT ![r] = len]
+               /\ truncated' = [truncated EXCEPT ![r] = Min(@, len)]
+               /\ acks' = acks2
+               /\ lateDurable' = lateDurable \cup
+                      {<<m.epoch, s>> : s \in {s \in 1..len : /\ Behind(m.epoch, s)
+                                                             /\ ~Durable(m.epoch, s, acks)
+                                                             /\ Durable(m.epoch, s, acks2)}}
+               /\ UNCHANGED <<voter, msgs>>
+       ELSE /\ msgs' = msgs \cup {[type |-> "reject", epoch |-> m.epoch]}
+            /\ UNCHANGED <<replicaVars, acks, lateDurable>>
+    /\ UNCHANGED <<epochAlloc, pstate, elog, commit, lag, archived, upload,
+                   puts, segments, snapshots, now, nextWrite, diskLost, committed, acked>>
+
+\* The output gate: advance to the highest entry stored by Quorum replicas and
+\* release the held replies. Serve once the recovered log is durable.
+AdvanceCommit(e) ==
+    /\ Live(e)
+    /\ \E c \in commit[e] + 1..Len(elog[e]) :
+        /\ Durable(e, c, acks)
+        /\ \A d \in c + 1..Len(elog[e]) : ~Durable(e, d, acks)
+        /\ commit' = [commit EXCEPT ![e] = c]
+        /\ pstate' = IF c = Len(elog[e]) THEN [pstate EXCEPT ![e] = "serving"] ELSE pstate
+        /\ acked' = acked \cup {[seq |-> i, entry |-> elog[e][i], epoch |-> e] : i \in commit[e] + 1..c}
+        /\ committed' = IF Len(committed) < c THEN SubSeq(elog[e], 1, c) ELSE committed
+    /\ UNCHANGED <<replicaVars, epochAlloc, elog, lag, archived, upload, acks, envVars, lateDurable>>
+
+\* A REJECT tells a stale primary it is fenced: it resets (held replies fail
+\* as errors) and never acknowledges again.
+ReceiveReject(e) ==
+    /\ pstate[e] \in {"recovering", "syncing", "serving"}
+    /\ [type |-> "reject", epoch |-> e] \in msgs
+    /\ pstate' = [pstate EXCEPT ![e] = "fenced"]
+    /\ UNCHANGED <<replicaVars, epochAlloc, elog, commit, lag, archived, upload, acks, envVars, historyVars>>
+
+-----------------------------------------------------------------------------
+(* Archive.                                                                 *)
+
+\* Cut a segment of durable entries at any boundary (16 MB or 10 s) and PUT it.
+CutSegment(e) ==
+    /\ pstate[e] = "serving"
+    /\ upload[e].kind = "none"
+    /\ Cardinality(puts) < MaxPuts
+    /\ \E k \in archived[e] + 1..ArchivableEnd(e) :
+        LET g == Segment(e, archived[e] + 1, k) IN
+        /\ upload' = [upload EXCEPT ![e] = g]
+        /\ puts' = puts \cup {g}
+        /\ msgs' = IF EagerTruncate THEN msgs \cup {[type |-> "truncate", upto |-> k]} ELSE msgs
+    /\ UNCHANGED <<replicaVars, epochAlloc, pstate, elog, commit, lag, archived, acks,
+                   segments, snapshots, now, nextWrite, diskLost, historyVars>>
+
+\* Object storage applies a PUT (maybe late, maybe again: same key, same bytes).
+S3Apply(o) ==
+    /\ o \in puts
+    /\ IF o.kind = "seg"
+       THEN o \notin segments /\ segments' = segments \cup {o} /\ UNCHANGED snapshots
+       ELSE o \notin snapshots /\ snapshots' = snapshots \cup {o} /\ UNCHANGED segments
+    /\ UNCHANGED <<replicaVars, primaryVars, msgs, puts, now, nextWrite, diskLost, historyVars>>
+
+\* The PUT is confirmed (the object is there): only now may replicas truncate.
+ConfirmUpload(e) ==
+    /\ pstate[e] = "serving"
+    /\ upload[e].kind = "seg"
+    /\ upload[e] \in segments
+    /\ archived' = [archived EXCEPT ![e] = upload[e].last]
+    /\ upload' = [upload EXCEPT ![e] = NoUpload]
+    /\ msgs' = msgs \cup {[type |-> "truncate", upto |-> upload[e].last]}
+    /\ UNCHANGED <<replicaVars, epochAlloc, pstate, elog, commit, lag, acks,
+                   puts, segments, snapshots, now, nextWrite, diskLost, historyVars>>
+
+ReceiveTruncate(r, m) ==
+    /\ m.type = "truncate"
+    /\ Min(m.upto, logLen[r]) > truncated[r]
+    /\ truncated' = [truncated EXCEPT ![r] = Min(m.upto, logLen[r])]
+    /\ UNCHANGED <<promised, logEpoch, logLen, voter, primaryVars, envVars, historyVars>>
+
+\* A snapshot of the database at the confirmed archive boundary.
+TakeSnapshot(e) ==
+    /\ pstate[e] = "serving"
+    /\ archived[e] > 0
+    /\ Cardinality(puts) < MaxPuts
+    /\ \A o \in puts \cup snapshots : o.kind = "snap" => o.last /= archived[e]
+    /\ puts' = puts \cup {Snapshot(e, archived[e])}
+    /\ UNCHANGED <<replicaVars, primaryVars, msgs, segments, snapshots, now, nextWrite, diskLost, historyVars>>
+
+\* Retention: keep the newest snapshot at or before the state at the window's
+\* start, and everything after it; delete what is older.
+Retain(e) ==
+    /\ pstate[e] = "serving"
+    /\ LET bw == BookmarkForTime(elog[e], archived[e], now - Window)
+           keep == BestSnap(bw)
+           dsegs == {g \in segments : g.last <= keep.last}
+           dsnaps == {s \in snapshots : s.last < keep.last}
+       IN /\ \E s \in snapshots : s.last <= bw
+          /\ dsegs \cup dsnaps /= {}
+          /\ segments' = segments \ dsegs
+          /\ snapshots' = snapshots \ dsnaps
+    /\ UNCHANGED <<replicaVars, primaryVars, msgs, puts, now, nextWrite, diskLost, historyVars>>
+
+Tick ==
+    /\ now < MaxTime
+    /\ now' = now + 1
+    /\ UNCHANGED <<replicaVars, primaryVars, msgs, puts, segments, snapshots, nextWrite, diskLost, historyVars>>
+
+-----------------------------------------------------------------------------
+Next ==
+    \/ StartPrimary
+    \/ Tick
+    \/ \E e \in Epochs : \/ Recover(e) \/ CrashPrimary(e) \/ ClientWrite(e)
+                         \/ AdvanceCommit(e) \/ ReceiveReject(e) \/ \E r \in Replicas : Admit(e, r)
+                         \/ CutSegment(e) \/ ConfirmUpload(e) \/ TakeSnapshot(e) \/ Retain(e)
+    \/ \E r \in Replicas : \/ LoseDisk(r)
+                           \/ \E m \in msgs : \/ ReceivePrepare(r, m) \/ ReceiveAppend(r, m)
+                                             \/ ReceiveTruncate(r, m) \/ ReceiveAdmit(r, m)
+    \/ \E o \in puts : S3Apply(o)
+
+Spec == Init /\ [][Next]_vars
+
+=============================================================================

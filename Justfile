@@ -29,9 +29,13 @@ fmt:
 bench *args:
     ./dev bench "$@"
 
-# TLA+ model check (placeholder until `walrelay tlc` lands)
+# TLA+ model check: every CI config (correct models, mutants, witnesses); args go to `walrelay tlc`
 tlc *args:
     ./dev walrelay tlc "$@"
+
+# the deeper exhaustive models (spec/README.md lists their size and time)
+tlc-deep *args:
+    ./dev walrelay tlc --suite deep "$@"
 
 # chaos run (placeholder until `walrelay chaos` lands)
 chaos *args:

@@ -33,6 +33,13 @@ MutNextTsClockOnly(e) == Clock(e)
 MutWipedVoter == TRUE
 MutMayVoteAlways(p) == TRUE
 
+\* Regression of the first counterexample TLC found in this spec: the primary
+\* keeps counting the ACKs a replica sent before it lost its disk.
+MutAcksAfterLossKept(r) == acks
+
+\* ... and an ADMIT addressed to the lost disk still admits the empty one.
+MutMsgsAfterLossKept(r) == msgs
+
 \* A replica that lost its disk forgets its promise (starts at epoch 0).
 MutRejoinPromiseZero == 0
 

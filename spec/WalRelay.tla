@@ -173,6 +173,10 @@ Behind(e, s) == \E f \in Epochs : /\ f > e
                                   /\ pstate[f] \in {"syncing", "serving", "fenced"}
                                   /\ ~(Len(elog[f]) >= s /\ elog[f][s] = elog[e][s])
 
+\* What a disk loss does to the connection-scoped state of the primaries.
+AcksAfterLoss(r) == [e \in Epochs |-> [acks[e] EXCEPT ![r] = 0]]
+MsgsAfterLoss(r) == {m \in msgs : ~(m.type = "admit" /\ m.dest = r)}
+
 -----------------------------------------------------------------------------
 Init ==
     /\ promised = [r \in Replicas |-> 0]
@@ -269,8 +273,8 @@ LoseDisk(r) ==
     \* ACKs and ADMITs travel on the replica's connection, which dies with it:
     \* the lost disk's ACKs stop counting (replies already released stay) and
     \* an ADMIT meant for the old disk never reaches the new one.
-    /\ acks' = [e \in Epochs |-> [acks[e] EXCEPT ![r] = 0]]
-    /\ msgs' = {m \in msgs : ~(m.type = "admit" /\ m.dest = r)}
+    /\ acks' = AcksAfterLoss(r)
+    /\ msgs' = MsgsAfterLoss(r)
     /\ UNCHANGED <<epochAlloc, pstate, elog, commit, lag, archived, upload, puts, segments, snapshots, now, nextWrite, historyVars>>
 
 \* A serving primary re-admits a rejoined replica as a voter once it holds the
@@ -341,11 +345,12 @@ AdvanceCommit(e) ==
     /\ UNCHANGED <<replicaVars, epochAlloc, elog, lag, archived, upload, acks, envVars, lateDurable>>
 
 \* A REJECT tells a stale primary it is fenced: it resets (held replies fail
-\* as errors) and never acknowledges again.
+\* as errors) and never acknowledges again. "fenced" means it had recovered.
 ReceiveReject(e) ==
     /\ pstate[e] \in {"recovering", "syncing", "serving"}
     /\ [type |-> "reject", epoch |-> e] \in msgs
-    /\ pstate' = [pstate EXCEPT ![e] = "fenced"]
+    \* One that never recovered gives up (its process exits): like a crash.
+    /\ pstate' = [pstate EXCEPT ![e] = IF @ = "recovering" THEN "crashed" ELSE "fenced"]
     /\ UNCHANGED <<replicaVars, epochAlloc, elog, commit, lag, archived, upload, acks, envVars, historyVars>>
 
 -----------------------------------------------------------------------------

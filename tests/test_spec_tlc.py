@@ -73,7 +73,7 @@ def test_every_mutant_operator_and_witness_is_used_by_a_ci_config() -> None:
     for op in _definitions("MCWalRelayMutants", "Mut"):
         assert any(re.search(rf"<-\s*{op}\b", t) for t in texts.values()), f"mutant {op} is in no CI config"
     witnesses = _definitions("MCWalRelay", "No")
-    assert REQUIRED_WITNESSES <= witnesses
+    assert witnesses >= REQUIRED_WITNESSES
     expected = {c.expect.name for c in configs if c.suite == "ci" and c.expect.kind == "witness"}
     assert witnesses <= expected, f"witnesses without a CI config: {witnesses - expected}"
 
@@ -112,4 +112,7 @@ def test_tlc_ci_suite_gets_every_expected_outcome(tmp_path: Path) -> None:
         assert r["verdict"] == "PASS", (name, r)
         assert r["distinct_states"] and r["distinct_states"] > 0, name
     # A correct model that explored almost nothing would prove little.
-    assert all(results[c]["distinct_states"] > 10_000 for c in ci if results[c]["expected"] == "ok"), results
+    oks = [c for c in _configs() if c.suite == "ci" and c.expect.kind == "ok"]
+    for c in oks:
+        floor = 100 if c.properties and not c.invariants else 10_000
+        assert results[c.name]["distinct_states"] > floor, (c.name, results[c.name])

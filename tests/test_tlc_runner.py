@@ -22,7 +22,7 @@ from walrelay.tlc.errors import ConfigError, TlcSetupError
 from walrelay.tlc.jar import JAR_ENV, find_jar, find_java, parse_java_major
 from walrelay.tlc.messages import parse_messages
 from walrelay.tlc.suite import ConfigResult, run_suite
-from walrelay.tlc.tlcproc import TlcRun, summarize
+from walrelay.tlc.tlcproc import TlcRun, summarize, tlc_command
 from walrelay.tlc.trace import render_trace, trace_from
 from walrelay.tlc.verdict import judge
 
@@ -59,6 +59,20 @@ def test_header_parses_all_keys(tmp_path: Path) -> None:
 def test_header_defaults(tmp_path: Path) -> None:
     c = parse_config(_cfg(tmp_path, "\\* module: M\n\\* expect: ok\n\\* suite: ci\nINIT Init\nNEXT Next\n"), tmp_path)
     assert c.expect == Expectation("ok") and not c.check_deadlock and c.timeout is None and c.about == ""
+
+
+def test_only_correct_models_run_on_several_workers(tmp_path: Path) -> None:
+    """A counterexample search runs on one worker, so the reported invariant cannot vary between runs."""
+    ok = parse_config(_cfg(tmp_path, "\\* module: M\n\\* expect: ok\n\\* suite: ci\nINIT I\n", "a.cfg"), tmp_path)
+    bug = parse_config(
+        _cfg(tmp_path, "\\* module: M\n\\* expect: violation Inv\n\\* suite: ci\nINVARIANT Inv\n", "b.cfg"), tmp_path
+    )
+    wit = parse_config(
+        _cfg(tmp_path, "\\* module: M\n\\* expect: witness Inv\n\\* suite: ci\nINVARIANT Inv\n", "c.cfg"), tmp_path
+    )
+    assert tlc_command("java", Path("t.jar"), ok, 4, "m")[-4:] == ["-workers", "4", "-deadlock", "M.tla"]
+    for c in (bug, wit):
+        assert tlc_command("java", Path("t.jar"), c, 4, "m")[-4:] == ["-workers", "1", "-deadlock", "M.tla"]
 
 
 @pytest.mark.parametrize(

@@ -47,11 +47,13 @@ from walrelay.primary import (
 )
 from walrelay.replica import (
     PersistEntries,
+    PersistLogEpoch,
     PersistPromise,
     ReplicaEffect,
     ReplicaState,
     SendAck,
     SendReject,
+    TruncateSuffix,
 )
 from walrelay.wire import RejectReason
 
@@ -186,6 +188,7 @@ class Disk:
     """What survives a crash: entries of executed PersistEntries, the last PersistPromise."""
 
     promised_epoch: int = 0
+    log_epoch: int = 0
     entries: dict[int, Entry] = field(default_factory=dict)
 
     @property
@@ -281,6 +284,11 @@ class Sim:
                 disk.entries[e.seq] = e
         elif isinstance(eff, PersistPromise):
             disk.promised_epoch = eff.epoch
+        elif isinstance(eff, TruncateSuffix):
+            for seq in [q for q in disk.entries if q > eff.keep_through]:
+                del disk.entries[seq]
+        elif isinstance(eff, PersistLogEpoch):
+            disk.log_epoch = eff.epoch
         elif isinstance(eff, SendAck):
             if eff.stored_through > disk.last_seq:
                 self.ack_violations.append(
@@ -370,6 +378,7 @@ class Sim:
         self.replicas[r] = ReplicaState(
             r,
             promised_epoch=disk.promised_epoch,
+            log_epoch=disk.log_epoch,
             last_seq=last,
             last_chain=chain,
             chains={s: e.chain for s, e in disk.entries.items()},

@@ -20,11 +20,15 @@ from hypothesis import strategies as st
 from walrelay.entry import GENESIS_CHAIN, Entry, encode
 from walrelay.replica import (
     PersistEntries,
+    PersistLogEpoch,
     PersistPromise,
+    PersistVoter,
     ReplicaEffect,
     ReplicaState,
     SendAck,
+    SendPromise,
     SendReject,
+    TruncateSuffix,
 )
 from walrelay.replica_node import ReplicaNode
 from walrelay.transport import Channel, MemoryTransport
@@ -79,12 +83,23 @@ def test_older_epoch_is_refused_with_the_promised_epoch() -> None:
 def test_higher_epoch_persists_the_promise_before_the_entries_and_the_ack() -> None:
     st_ = ReplicaState(0, promised_epoch=1)
     effects = st_.on_append(2, tuple(LOG[:3]))
-    assert effects == [PersistPromise(2), PersistEntries(tuple(LOG[:3])), SendAck(2, 3, LOG[2].chain)]
-    assert st_.promised_epoch == 2
-    # An empty APPEND under a still higher epoch is a promise on its own.
+    assert effects == [
+        PersistPromise(2),
+        PersistEntries(tuple(LOG[:3])),
+        PersistLogEpoch(2),  # the log is now a prefix of epoch 2's log: saved after the entries
+        SendAck(2, 3, LOG[2].chain),
+    ]
+    assert (st_.promised_epoch, st_.log_epoch) == (2, 2)
+    # An empty APPEND under a still higher epoch is a promise on its own (it proves no log).
     assert st_.on_append(3, ()) == [PersistPromise(3), SendAck(3, 3, LOG[2].chain)]
-    # The same epoch again promises nothing new.
-    assert st_.on_append(3, tuple(LOG[3:4])) == [PersistEntries((LOG[3],)), SendAck(3, 4, LOG[3].chain)]
+    assert st_.log_epoch == 2
+    # The same epoch again promises nothing new; its first entry makes the log epoch 3's.
+    assert st_.on_append(3, tuple(LOG[3:4])) == [
+        PersistEntries((LOG[3],)),
+        PersistLogEpoch(3),
+        SendAck(3, 4, LOG[3].chain),
+    ]
+    assert st_.on_append(3, tuple(LOG[4:5])) == [PersistEntries((LOG[4],)), SendAck(3, 5, LOG[4].chain)]
 
 
 def test_acks_carry_the_promised_epoch_not_the_entries_epoch() -> None:
@@ -110,7 +125,7 @@ def test_duplicates_are_acked_again_without_a_second_persist() -> None:
 def test_gap_stops_processing_and_acks_the_last_contiguous_seq() -> None:
     st_ = ReplicaState(0, promised_epoch=2)
     effects = st_.on_append(2, (LOG[0], LOG[1], LOG[3], LOG[4]))
-    assert effects == [PersistEntries((LOG[0], LOG[1])), SendAck(2, 2, LOG[1].chain)]
+    assert effects == [PersistEntries((LOG[0], LOG[1])), PersistLogEpoch(2), SendAck(2, 2, LOG[1].chain)]
     assert st_.last_seq == 2
     # Only entries past the gap: nothing to persist, the ack says where the log ends.
     assert st_.on_append(2, tuple(LOG[4:7])) == [SendAck(2, 2, LOG[1].chain)]
@@ -139,16 +154,82 @@ def test_entry_not_following_the_chain_is_rejected_after_the_good_prefix() -> No
     assert persisted(st_.on_append(2, (foreign[0],))) == [4]
 
 
-def test_a_different_entry_at_a_held_seq_is_rejected_diverged() -> None:
+def test_a_newer_epochs_log_replaces_a_divergent_suffix() -> None:
+    """Spec: Adopts. An entry that differs at a held seq but follows the entry before it."""
     st_ = ReplicaState(2)
     st_.on_append(2, tuple(LOG[:3]))
-    other = make_log(4, epoch=3, salt=5)
+    other = make_log(4, epoch=3, salt=5, prev=LOG[0].chain, first=2)  # shares seq 1, differs from 2
     effects = st_.on_append(3, tuple(other))
+    assert effects == [
+        PersistPromise(3),
+        TruncateSuffix(1),
+        PersistEntries(tuple(other)),
+        PersistLogEpoch(3),
+        SendAck(3, 5, other[3].chain),
+    ]
+    assert st_.chains == {1: LOG[0].chain, **{e.seq: e.chain for e in other}}
+    assert (st_.last_seq, st_.last_chain, st_.log_epoch) == (5, other[3].chain, 3)
+
+
+def test_a_newer_epoch_drops_the_older_suffix_beyond_a_consistent_batch() -> None:
+    """Entries held beyond the batch belong to the older epoch's log, not the sender's."""
+    st_ = ReplicaState(0)
+    st_.on_append(2, tuple(LOG[:5]))
+    effects = st_.on_append(3, tuple(LOG[:3]))
+    assert effects == [PersistPromise(3), TruncateSuffix(3), PersistLogEpoch(3), SendAck(3, 3, LOG[2].chain)]
+    assert sorted(st_.chains) == [1, 2, 3]
+    # Within one epoch an old retransmission of a prefix drops nothing.
+    st_.on_append(3, tuple(LOG[3:6]))
+    assert st_.on_append(3, tuple(LOG[:2])) == [SendAck(3, 6, LOG[5].chain)]
+
+
+def test_a_different_entry_is_diverged_within_an_epoch_or_when_it_does_not_follow() -> None:
+    st_ = ReplicaState(2)
+    st_.on_append(2, tuple(LOG[:3]))
+    # Same epoch: a primary's log never changes, so a different entry is an error, not a repair.
+    same = make_log(2, epoch=2, salt=5, prev=LOG[0].chain, first=2)
+    effects = st_.on_append(2, tuple(same))
+    assert effects[0] == SendAck(2, 3, LOG[2].chain)  # what it holds, with its own chain
+    assert isinstance(effects[1], SendReject) and effects[1].reason is RejectReason.DIVERGED
+    # Newer epoch, but the entry does not follow the held entry before it: the primary must send
+    # from an earlier seq (nothing is dropped on a guess).
+    other = make_log(4, epoch=3, salt=5)
+    effects = st_.on_append(3, tuple(other[1:]))
     assert effects[0] == PersistPromise(3)
-    assert effects[1] == SendAck(3, 3, LOG[2].chain)  # what it holds, with its own chain
+    assert effects[1] == SendAck(3, 3, LOG[2].chain)
     assert isinstance(effects[2], SendReject) and effects[2].reason is RejectReason.DIVERGED
     assert not persisted(effects)
     assert st_.chains == {1: LOG[0].chain, 2: LOG[1].chain, 3: LOG[2].chain}
+    assert st_.log_epoch == 2
+
+
+# -- PREPARE and ADMIT ----------------------------------------------------------------------------
+
+
+def test_prepare_promises_a_higher_epoch_and_reports_the_log() -> None:
+    st_ = ReplicaState(3, promised_epoch=2, voter=False)
+    st_.on_append(2, tuple(LOG[:4]))
+    st_.archived_through = 2
+    assert st_.on_prepare(5) == [PersistPromise(5), SendPromise(5, 2, 4, LOG[3].chain, 2, False)]
+    # Asked again (the primary reconnected): the same answer, no second persist.
+    assert st_.on_prepare(5) == [SendPromise(5, 2, 4, LOG[3].chain, 2, False)]
+    rej = st_.on_prepare(4)
+    assert len(rej) == 1 and isinstance(rej[0], SendReject)
+    assert rej[0].reason is RejectReason.STALE_EPOCH and rej[0].promised_epoch == 5
+    # After the promise, the older epoch's APPEND is refused too.
+    assert isinstance(st_.on_append(2, tuple(LOG[4:5]))[0], SendReject)
+
+
+def test_admit_makes_a_replica_a_voter_only_if_it_holds_that_log_through_upto() -> None:
+    st_ = ReplicaState(1, voter=False)
+    st_.on_append(2, tuple(LOG[:3]))
+    assert st_.on_admit(2, 4) == [] and not st_.voter  # does not hold seq 4
+    assert st_.on_admit(1, 0) == [] and not st_.voter  # another epoch's log
+    st_.on_prepare(3)
+    assert st_.on_admit(2, 3) == [] and not st_.voter  # from a fenced primary
+    st_.on_append(3, tuple(LOG[:3]))
+    assert st_.on_admit(3, 3) == [PersistVoter()] and st_.voter
+    assert st_.on_admit(3, 3) == []  # once
 
 
 def test_divergence_mid_batch_keeps_only_the_prefix_before_it() -> None:
@@ -178,6 +259,9 @@ def check_contract(calls: list[tuple[int, list[ReplicaEffect]]]) -> dict[int, by
                 assert not seen_entries, "a promise must come before the entries of its APPEND"
                 assert eff.epoch > promised
                 promised = eff.epoch
+            elif isinstance(eff, TruncateSuffix):
+                for seq in [q for q in disk if q > eff.keep_through]:
+                    del disk[seq]
             elif isinstance(eff, PersistEntries):
                 seen_entries = True
                 for e in eff.entries:

@@ -7,7 +7,9 @@ ACK means "on stable storage". The I/O layer may merge the persists of several c
 fsync (group commit) as long as no ACK overtakes its data.
 
 Spec names (spec/WalRelay.tla, docs/spec-map.md): ``on_append`` is ReceiveAppend (its epoch check
-is MayAccept); ``promised_epoch`` is ``promised[r]``; ``last_seq`` is ``logLen[r]``.
+is MayAccept, its log replacement Adopts); ``on_prepare`` is ReceivePrepare; ``on_admit`` is
+ReceiveAdmit; ``promised_epoch`` is ``promised[r]``; ``log_epoch`` is ``logEpoch[r]``; ``last_seq``
+is ``logLen[r]``; ``voter`` is ``voter[r]``.
 """
 
 from __future__ import annotations
@@ -29,6 +31,37 @@ class PersistPromise:
 
 
 @dataclass(frozen=True, slots=True)
+class TruncateSuffix:
+    """Drop every entry after ``keep_through`` (a divergent suffix a newer epoch replaces)."""
+
+    keep_through: int
+
+
+@dataclass(frozen=True, slots=True)
+class PersistLogEpoch:
+    """The log is now a prefix of this epoch's log (persist with the entries, before the ACK)."""
+
+    epoch: int
+
+
+@dataclass(frozen=True, slots=True)
+class PersistVoter:
+    """Admitted: this replica's promises count again (persist before acting on anything else)."""
+
+
+@dataclass(frozen=True, slots=True)
+class SendPromise:
+    """PROMISE: what a recovering primary needs to choose the most recent log."""
+
+    epoch: int
+    log_epoch: int
+    last_seq: int
+    last_chain: bytes
+    truncated_through: int
+    voter: bool
+
+
+@dataclass(frozen=True, slots=True)
 class SendAck:
     epoch: int
     stored_through: int
@@ -42,7 +75,16 @@ class SendReject:
     message: str
 
 
-ReplicaEffect = PersistEntries | PersistPromise | SendAck | SendReject
+ReplicaEffect = (
+    PersistEntries
+    | PersistPromise
+    | TruncateSuffix
+    | PersistLogEpoch
+    | PersistVoter
+    | SendAck
+    | SendReject
+    | SendPromise
+)
 
 
 @dataclass
@@ -51,6 +93,8 @@ class ReplicaState:
 
     replica_id: int
     promised_epoch: int = 0
+    log_epoch: int = 0  # epoch of the primary whose log this replica holds a prefix of
+    voter: bool = True  # False for state created without a disk history (docs/failover.md)
     last_seq: int = 0
     last_chain: bytes = GENESIS_CHAIN
     archived_through: int = 0  # entries <= this may be truncated (set by the archiver, issue 5)
@@ -62,6 +106,13 @@ class ReplicaState:
         Duplicates (an entry already held with the same chain) are acknowledged again, so a
         retransmission is harmless. An entry past a gap stops processing: the ACK then tells the
         primary where the log really ends and it resends from there.
+
+        Entries from an epoch other than ``log_epoch`` may *replace* a suffix (spec: Adopts): when
+        an entry differs from the one held at its seq but follows the held entry before it, the
+        held suffix is dropped first. Once a whole batch from such an epoch is consistent with the
+        log, the log is a prefix of that epoch's log: entries held beyond the batch belong to an
+        older epoch and are dropped too, and ``log_epoch`` becomes the sender's. Within one epoch a
+        differing entry is never replaced (a primary's log never changes): that is DIVERGED.
         """
         if epoch < self.promised_epoch:
             return [
@@ -76,17 +127,23 @@ class ReplicaState:
         if epoch > self.promised_epoch:
             self.promised_epoch = epoch
             effects.append(PersistPromise(epoch))
+        adopting = epoch != self.log_epoch
         new: list[Entry] = []
+        consistent_through: int | None = None  # last batch seq known to equal the sender's log
         for e in entries:
             if e.seq <= self.last_seq:
                 held = self.chains.get(e.seq)
                 if held is None or held == e.chain:
+                    consistent_through = e.seq if held is not None else consistent_through
                     continue  # duplicate of what we hold (or of what was archived and truncated)
-                return self._stop(
-                    effects,
-                    new,
-                    f"entry seq {e.seq} differs from the one replica {self.replica_id} holds at that seq",
-                )
+                prev = GENESIS_CHAIN if e.seq == 1 else self.chains.get(e.seq - 1)
+                if not adopting or new or prev is None or not follows(e, prev):
+                    return self._stop(
+                        effects,
+                        new,
+                        f"entry seq {e.seq} differs from the one replica {self.replica_id} holds at that seq",
+                    )
+                self._truncate_after(e.seq - 1, prev, effects)
             if e.seq > self.last_seq + 1:
                 break  # gap: ack what we have, the primary resends
             if not follows(e, self.last_chain):
@@ -100,10 +157,59 @@ class ReplicaState:
             self.last_seq = e.seq
             self.last_chain = e.chain
             self.chains[e.seq] = e.chain
+            consistent_through = e.seq
         if new:
             effects.append(PersistEntries(tuple(new)))
+        if adopting and consistent_through is not None:
+            if self.last_seq > consistent_through:
+                # Nothing can be persisted after the truncation in this call: new entries would
+                # have moved consistent_through to the end of the log.
+                self._truncate_after(consistent_through, self.chains[consistent_through], effects)
+            self.log_epoch = epoch
+            effects.append(PersistLogEpoch(epoch))
         effects.append(SendAck(self.promised_epoch, self.last_seq, self.last_chain))
         return effects
+
+    def _truncate_after(self, keep_through: int, chain: bytes, effects: list[ReplicaEffect]) -> None:
+        for seq in range(keep_through + 1, self.last_seq + 1):
+            self.chains.pop(seq, None)
+        self.last_seq = keep_through
+        self.last_chain = chain
+        effects.append(TruncateSuffix(keep_through))
+
+    def on_prepare(self, epoch: int) -> list[ReplicaEffect]:
+        """ReceivePrepare: promise ``epoch`` and report the log, or tell a fenced primary so.
+
+        A PREPARE at the epoch already promised is answered again (a recovering primary that
+        reconnects asks twice); the promise itself is idempotent.
+        """
+        if epoch < self.promised_epoch:
+            return [
+                SendReject(
+                    RejectReason.STALE_EPOCH,
+                    self.promised_epoch,
+                    f"prepare for epoch {epoch} refused: replica {self.replica_id} promised epoch "
+                    f"{self.promised_epoch}",
+                )
+            ]
+        effects: list[ReplicaEffect] = []
+        if epoch > self.promised_epoch:
+            self.promised_epoch = epoch
+            effects.append(PersistPromise(epoch))
+        truncated = min(self.archived_through, self.last_seq)
+        effects.append(SendPromise(epoch, self.log_epoch, self.last_seq, self.last_chain, truncated, self.voter))
+        return effects
+
+    def on_admit(self, epoch: int, upto: int) -> list[ReplicaEffect]:
+        """ReceiveAdmit: a serving primary saw this replica hold its log through its commit point.
+
+        Only an ADMIT that matches what the replica holds counts: from the epoch whose log it holds,
+        covering ``upto``. Anything else (a stale ADMIT, one from a fenced primary) changes nothing.
+        """
+        if self.voter or epoch < self.promised_epoch or epoch != self.log_epoch or self.last_seq < upto:
+            return []
+        self.voter = True
+        return [PersistVoter()]
 
     def _stop(self, effects: list[ReplicaEffect], new: list[Entry], why: str) -> list[ReplicaEffect]:
         """Keep (and acknowledge) the good prefix of a batch, then refuse the divergent entry."""

@@ -15,7 +15,17 @@ import logging
 import trio
 
 from walrelay.errors import ProtocolError
-from walrelay.replica import PersistEntries, PersistPromise, ReplicaEffect, ReplicaState, SendAck, SendReject
+from walrelay.replica import (
+    PersistEntries,
+    PersistLogEpoch,
+    PersistPromise,
+    PersistVoter,
+    ReplicaEffect,
+    ReplicaState,
+    SendAck,
+    SendReject,
+    TruncateSuffix,
+)
 from walrelay.replica_store import ReplicaStore, check_object_name
 from walrelay.transport import Channel, Transport
 from walrelay.wire import Ack as AckMsg
@@ -41,8 +51,14 @@ class ObjectReplica:
             last_chain=loaded.last_chain,
             archived_through=loaded.archived_through,
             chains=loaded.chains,
+            log_epoch=loaded.log_epoch,
+            voter=loaded.voter,
         )
         self.lock = trio.Lock()
+        # What state.json holds: a promise saved ahead of the entries must not carry a log epoch
+        # (or voter flag) that describes entries not yet on disk.
+        self.disk_log_epoch = loaded.log_epoch
+        self.disk_voter = loaded.voter
 
 
 class ReplicaNode:
@@ -117,36 +133,72 @@ class ReplicaNode:
                 raise ProtocolError(f"expected APPEND, got {type(bad).__name__}")
 
     async def _execute(self, obj: ObjectReplica, chan: Channel, effects: list[ReplicaEffect]) -> None:
+        """Run effects in order, merging consecutive entry writes into one fdatasync (group commit).
+
+        Durability order: a new promise is saved before the entries (it fences); a truncation is
+        applied before the entries that follow it; a new log epoch or voter flag is saved after
+        the entries it describes (claiming a newer log epoch than the disk holds would make a
+        recovering primary prefer this log) and before any ACK or PROMISE that follows.
+        """
         pending: list[PersistEntries] = []
         promise: int | None = None
+        state_dirty = False
         last_ack: SendAck | None = None
+
+        async def durable() -> None:
+            nonlocal pending, promise, state_dirty
+            await self._flush(obj, pending, promise)
+            if state_dirty:
+                await self._save_state(obj)
+            pending, promise, state_dirty = [], None, False
+
         for eff in effects:
             if isinstance(eff, PersistEntries):
                 pending.append(eff)
             elif isinstance(eff, PersistPromise):
                 promise = eff.epoch
+            elif isinstance(eff, TruncateSuffix):
+                await durable()
+                await trio.to_thread.run_sync(obj.store.truncate_after, eff.keep_through)
+            elif isinstance(eff, PersistLogEpoch | PersistVoter):
+                state_dirty = True
             elif isinstance(eff, SendAck):
                 last_ack = eff  # cumulative: only the last one matters
             elif isinstance(eff, SendReject):
-                await self._flush(obj, pending, promise)
-                pending, promise = [], None
+                await durable()
                 if last_ack is not None:
                     await chan.send(AckMsg(last_ack.epoch, last_ack.stored_through, last_ack.chain))
                     last_ack = None
                 await chan.send(Reject(eff.reason, eff.promised_epoch, eff.message))
-        await self._flush(obj, pending, promise)
+            else:  # SendPromise answers PREPARE, which wire v1 cannot carry yet (issue 4)
+                raise ProtocolError(f"unexpected effect {type(eff).__name__} for an APPEND")
+        await durable()
         if last_ack is not None:
             await chan.send(AckMsg(last_ack.epoch, last_ack.stored_through, last_ack.chain))
 
     @staticmethod
-    async def _flush(obj: ObjectReplica, pending: list[PersistEntries], promise: int | None) -> None:
+    async def _save_state(obj: ObjectReplica) -> None:
+        st = obj.state
+        log_epoch, voter = st.log_epoch, st.voter
+        await trio.to_thread.run_sync(obj.store.save_state, st.promised_epoch, st.archived_through, log_epoch, voter)
+        obj.disk_log_epoch, obj.disk_voter = log_epoch, voter
+
+    @classmethod
+    async def _flush(cls, obj: ObjectReplica, pending: list[PersistEntries], promise: int | None) -> None:
         """Make the effects durable: promise first (it fences), then entries, one fdatasync each."""
         store = obj.store
         if promise is not None:
-            await trio.to_thread.run_sync(store.save_state, promise, obj.state.archived_through)
+            await cls._save_state_promise(obj, promise)
         entries = tuple(e for p in pending for e in p.entries)
         if entries:
             await trio.to_thread.run_sync(store.append_durably, entries)
+
+    @staticmethod
+    async def _save_state_promise(obj: ObjectReplica, promise: int) -> None:
+        """Save the promise with the log epoch and voter flag as they were on disk so far."""
+        await trio.to_thread.run_sync(
+            obj.store.save_state, promise, obj.state.archived_through, obj.disk_log_epoch, obj.disk_voter
+        )
 
     def close(self) -> None:
         for obj in self.objects.values():

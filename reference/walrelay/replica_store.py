@@ -42,6 +42,9 @@ def check_object_name(name: str) -> str:
 class Loaded:
     promised_epoch: int
     archived_through: int
+    log_epoch: int
+    voter: bool
+    fresh: bool  # no state.json: nothing was ever promised or stored here (or the disk was lost)
     last_seq: int
     last_chain: bytes
     chains: dict[int, bytes]
@@ -55,18 +58,27 @@ class ReplicaStore:
         self.log_path = os.path.join(self.dir, "entries.log")
         self.state_path = os.path.join(self.dir, "state.json")
         self._fd = -1
+        self._offsets: dict[int, int] = {}  # seq -> byte offset of its record in entries.log
+        self._size = 0
 
     # -- opening -------------------------------------------------------------------------------
 
     def load(self) -> Loaded:
         """Read state and verify the whole log; truncate a torn tail. Called once, before serving."""
-        promised, archived = 0, 0
-        if os.path.exists(self.state_path):
+        promised, archived, log_epoch, voter = 0, 0, 0, True
+        fresh = not os.path.exists(self.state_path)
+        if not fresh:
             try:
                 with open(self.state_path, encoding="utf-8") as f:
                     st = json.load(f)
                 promised, archived = int(st["promised_epoch"]), int(st["archived_through"])
-            except (ValueError, KeyError, TypeError) as e:
+                # Absent in state files written before failover existed: such a replica has
+                # followed epoch-1-only logs and was a voter (docs/failover.md).
+                log_epoch = int(st.get("log_epoch", 0))
+                voter = st.get("voter", True)
+                if not isinstance(voter, bool):
+                    raise TypeError(f"voter is {voter!r}, not true/false")
+            except (ValueError, KeyError, TypeError, AttributeError) as e:
                 raise StoreCorruptError(f"{self.state_path}: unreadable replica state ({e})") from None
         chains: dict[int, bytes] = {}
         last_seq, last_chain = 0, GENESIS_CHAIN
@@ -108,6 +120,7 @@ class ReplicaStore:
             assert entry is not None
             last_seq, last_chain = entry.seq, entry.chain
             chains[entry.seq] = entry.chain
+            self._offsets[entry.seq] = off
             off += 4 + _LEN.unpack_from(data, off)[0]
             good_end = off
         torn = len(data) - good_end
@@ -116,7 +129,8 @@ class ReplicaStore:
                 f.truncate(good_end)
                 os.fsync(f.fileno())
         self._fd = os.open(self.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-        return Loaded(promised, archived, last_seq, last_chain, chains, torn)
+        self._size = good_end
+        return Loaded(promised, archived, log_epoch, voter, fresh, last_seq, last_chain, chains, torn)
 
     @staticmethod
     def _any_valid_record_after(data: bytes, start: int) -> bool:
@@ -137,17 +151,39 @@ class ReplicaStore:
     # -- writing (blocking; the node runs these in a worker thread) -----------------------------
 
     def append_durably(self, entries: tuple[Entry, ...]) -> None:
+        off = self._size
+        for e in entries:
+            self._offsets[e.seq] = off
+            off += 4 + len(e.raw)
         buf = b"".join(_LEN.pack(len(e.raw)) + e.raw for e in entries)
         view = memoryview(buf)
         while view:
             n = os.write(self._fd, view)
             view = view[n:]
         os.fdatasync(self._fd)
+        self._size = off
 
-    def save_state(self, promised_epoch: int, archived_through: int) -> None:
+    def truncate_after(self, keep_through: int) -> None:
+        """Drop every entry after ``keep_through``, durably (a divergent suffix a newer epoch replaces)."""
+        cut = self._offsets.get(keep_through + 1)
+        if cut is None:
+            return  # nothing held after keep_through
+        os.ftruncate(self._fd, cut)
+        os.fsync(self._fd)
+        for seq in [s for s in self._offsets if s > keep_through]:
+            del self._offsets[seq]
+        self._size = cut
+
+    def save_state(self, promised_epoch: int, archived_through: int, log_epoch: int = 0, voter: bool = True) -> None:
         tmp = self.state_path + ".tmp"
+        state = {
+            "promised_epoch": promised_epoch,
+            "archived_through": archived_through,
+            "log_epoch": log_epoch,
+            "voter": voter,
+        }
         with open(tmp, "w", encoding="utf-8") as f:
-            json.dump({"promised_epoch": promised_epoch, "archived_through": archived_through}, f)
+            json.dump(state, f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, self.state_path)

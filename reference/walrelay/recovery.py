@@ -1,0 +1,200 @@
+"""Recovery (the view change) as a pure state machine: promises in, the log to serve from out.
+
+Spec: ``Recover`` in spec/WalRelay.tla; design and the rules TLC forced in docs/failover.md and
+docs/protocol.md §9.1. A new primary with epoch ``E`` (issued by placement) sends PREPARE(E) to every
+replica, and this machine collects the PROMISEs:
+
+* Only **voters** count towards ``fence_quorum`` (``MayVote``): a replica that lost its disk rejoins
+  as a non-voter, and counting its empty log could let a quorum miss an acknowledged entry.
+* Among the voters' promises it picks the most recent log by ``(log_epoch, last_seq)``
+  (``Better``): the epoch of the primary whose log a replica holds, *then* its length. The longest
+  log alone is wrong (spec/mutants/longest_log_ignoring_epochs.cfg).
+* It fetches that replica's entries and checks them: contiguous from seq 1, each chain following
+  the previous one, ending exactly at the promised ``(last_seq, last_chain)``. A replica that now
+  holds something else (it moved on to a newer epoch) makes recovery fail rather than guess.
+
+No sockets, no clock, no files: the I/O layer sends PREPARE/FETCH, feeds answers in, and, once
+``Recovered`` comes out, rebuilds the database by verified replay and re-replicates under ``E``.
+A REJECT carrying a higher promise means a newer primary exists: ``GiveUp`` (spec: a primary whose
+PREPARE is refused gives up).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from walrelay.entry import GENESIS_CHAIN, Entry, follows
+
+
+@dataclass(frozen=True, slots=True)
+class Promise:
+    """One replica's PROMISE: what it holds, as it reported it when it promised ``epoch``."""
+
+    replica: int
+    epoch: int
+    log_epoch: int
+    last_seq: int
+    last_chain: bytes
+    truncated_through: int
+    voter: bool
+
+
+@dataclass(frozen=True, slots=True)
+class SendFetch:
+    replica: int
+    from_seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class Recovered:
+    """The log to serve from. Empty for a new object. ``source`` is the replica it came from."""
+
+    entries: tuple[Entry, ...]
+    source: int | None
+
+    @property
+    def last_seq(self) -> int:
+        return self.entries[-1].seq if self.entries else 0
+
+    @property
+    def last_chain(self) -> bytes:
+        return self.entries[-1].chain if self.entries else GENESIS_CHAIN
+
+    @property
+    def last_timestamp_us(self) -> int:
+        return self.entries[-1].timestamp_us if self.entries else 0
+
+
+@dataclass(frozen=True, slots=True)
+class GiveUp:
+    reason: str
+
+
+RecoveryEffect = SendFetch | Recovered | GiveUp
+
+
+def better(p: Promise, q: Promise) -> bool:
+    """Better: is ``p``'s log more recent than ``q``'s? By log epoch, then by length."""
+    return (p.log_epoch, p.last_seq) > (q.log_epoch, q.last_seq)
+
+
+class Recovery:
+    """Collect promises for ``epoch``, choose the most recent log, fetch and verify it."""
+
+    def __init__(self, *, epoch: int, replicas: int, fence_quorum: int) -> None:
+        if not 2 * fence_quorum > replicas:
+            raise ValueError(f"fence quorum {fence_quorum} of {replicas} is not a majority")
+        self.epoch = epoch
+        self.replicas = replicas
+        self.fence_quorum = fence_quorum
+        self.promises: dict[int, Promise] = {}
+        self.chosen: Promise | None = None
+        self.fetched: list[Entry] = []
+        self.done = False
+
+    # -- promises ----------------------------------------------------------------------------
+
+    def start(self) -> list[RecoveryEffect]:
+        """Epoch 1 has no past: nothing can have been written before the first primary."""
+        if self.epoch == 1:
+            return self._finish((), None)
+        return []
+
+    def on_promise(self, p: Promise) -> list[RecoveryEffect]:
+        if self.done or p.epoch != self.epoch or not 0 <= p.replica < self.replicas:
+            return []  # an answer to another recovery, or after this one ended
+        self.promises[p.replica] = p  # a repeated PROMISE (reconnect) replaces the older report
+        if self.chosen is not None:
+            return []
+        return self._choose()
+
+    def _choose(self) -> list[RecoveryEffect]:
+        """The most recent log among the voters' promises, once they are a fence quorum.
+
+        Any fence quorum's most recent log holds every committed entry (spec: Recover picks from
+        any subset of FenceQuorum promises), so choosing among all voters heard so far is safe,
+        and so is choosing again among the rest when the chosen replica goes away.
+        """
+        voters = [q for q in self.promises.values() if q.voter]
+        if len(voters) < self.fence_quorum:
+            return self._maybe_nothing_ever_committed()
+        best = voters[0]
+        for q in voters[1:]:
+            if better(q, best):
+                best = q
+        if best.truncated_through > 0:
+            # The entries before it live only in the archive (issue 5 adds reading it).
+            return self._give_up(
+                f"replica {best.replica} holds the most recent log but truncated it through seq "
+                f"{best.truncated_through}; recovering from the archive is not built yet"
+            )
+        self.chosen = best
+        if best.last_seq == 0:
+            return self._finish((), best.replica)
+        return [SendFetch(best.replica, 1)]
+
+    def _maybe_nothing_ever_committed(self) -> list[RecoveryEffect]:
+        """All replicas answered, none is a voter, none holds an entry: nothing was ever committed.
+
+        (The first primary opens its input gate only once a fence quorum of voters exists, so
+        commits need voters; losing all of them takes more disk losses than the protocol
+        tolerates.) With any replica silent, wait: never guess.
+        """
+        if len(self.promises) == self.replicas and all(not q.voter and q.last_seq == 0 for q in self.promises.values()):
+            return self._finish((), None)
+        return []
+
+    def on_reject(self, replica: int, promised_epoch: int) -> list[RecoveryEffect]:
+        if self.done or promised_epoch <= self.epoch:
+            return []
+        return self._give_up(
+            f"replica {replica} promised epoch {promised_epoch} > {self.epoch}: a newer primary exists"
+        )
+
+    def on_disconnected(self, replica: int) -> list[RecoveryEffect]:
+        """A replica went away. Its promise stays valid (promises are durable), except that we
+        cannot fetch from it: if it was the chosen one, choose again among the others."""
+        if self.done or self.chosen is None or self.chosen.replica != replica:
+            return []
+        del self.promises[replica]
+        self.chosen = None
+        self.fetched = []
+        return self._choose()
+
+    # -- entries -----------------------------------------------------------------------------
+
+    def on_entries(self, replica: int, entries: tuple[Entry, ...], final: bool) -> list[RecoveryEffect]:
+        """One ENTRIES frame (the answer to one FETCH); ``final`` = it ends with the replica's last entry."""
+        chosen = self.chosen
+        if self.done or chosen is None or replica != chosen.replica:
+            return []
+        for e in entries:
+            expected = len(self.fetched) + 1
+            prev = self.fetched[-1].chain if self.fetched else GENESIS_CHAIN
+            if e.seq != expected or not follows(e, prev):
+                return self._give_up(
+                    f"replica {replica} sent seq {e.seq} where seq {expected} following its promised log was due"
+                )
+            if e.seq > chosen.last_seq:
+                return self._give_up(f"replica {replica} sent seq {e.seq} beyond the {chosen.last_seq} it promised")
+            self.fetched.append(e)
+        have = len(self.fetched)
+        if have == chosen.last_seq:
+            if self.fetched[-1].chain != chosen.last_chain:
+                return self._give_up(f"replica {replica}'s log no longer ends with the chain it promised")
+            return self._finish(tuple(self.fetched), replica)
+        if final:
+            return self._give_up(f"replica {replica} sent {have} entries of the {chosen.last_seq} it promised")
+        if not entries:
+            return self._give_up(f"replica {replica} sent an empty, non-final ENTRIES frame")
+        return [SendFetch(replica, have + 1)]  # one ENTRIES frame per FETCH
+
+    # -- ends --------------------------------------------------------------------------------
+
+    def _finish(self, entries: tuple[Entry, ...], source: int | None) -> list[RecoveryEffect]:
+        self.done = True
+        return [Recovered(entries, source)]
+
+    def _give_up(self, reason: str) -> list[RecoveryEffect]:
+        self.done = True
+        return [GiveUp(reason)]

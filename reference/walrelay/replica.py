@@ -113,6 +113,9 @@ class ReplicaState:
         log, the log is a prefix of that epoch's log: entries held beyond the batch belong to an
         older epoch and are dropped too, and ``log_epoch`` becomes the sender's. Within one epoch a
         differing entry is never replaced (a primary's log never changes): that is DIVERGED.
+
+        Known gap (docs/failover.md, "Open"): adoption must wait for a frame that reaches the
+        sender's log end, which APPEND does not carry yet; harmless while no failover runs.
         """
         if epoch < self.promised_epoch:
             return [

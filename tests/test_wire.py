@@ -3,12 +3,18 @@
 The decoder faces the network, so whatever bytes arrive it must either produce messages or raise
 ``ProtocolError`` with a message naming the problem; any other exception would take down the task
 serving that connection (or, through a nursery, the whole node).
+
+The frame vectors of docs/protocol.md section 11 are read from the document itself and compared
+with the encoder's output, so the document and the code cannot drift apart.
 """
 
 from __future__ import annotations
 
 import random
+import re
 import struct
+import typing
+from pathlib import Path
 
 import pytest
 import trio
@@ -24,11 +30,16 @@ from walrelay.wire import (
     LENGTH,
     WIRE_VERSION,
     Ack,
+    Admit,
     Append,
+    Entries,
+    Fetch,
     FrameDecoder,
     Hello,
     Message,
     MsgType,
+    Prepare,
+    Promise,
     Reject,
     RejectReason,
     Reply,
@@ -40,6 +51,7 @@ from walrelay.wire import (
 from walrelay.wire import encode as encode_msg
 
 u64 = st.integers(0, 2**64 - 1)
+epochs = st.integers(1, 2**64 - 1)  # a primary's epoch: never 0
 chains = st.binary(min_size=16, max_size=16)
 
 
@@ -82,7 +94,20 @@ acks = st.builds(Ack, u64, u64, chains)
 rejects = st.builds(Reject, st.sampled_from(RejectReason), u64, st.text(max_size=100))
 requests = st.builds(Request, u64, request_bodies)
 replies = st.builds(Reply, u64, st.sampled_from(ReplyStatus), json_values)
-messages: st.SearchStrategy[Message] = st.one_of(hellos, appends, acks, rejects, requests, replies)
+prepares = st.builds(Prepare, epochs)
+promises = st.builds(Promise, epochs, u64, u64, chains, u64, st.booleans())
+fetches = st.builds(Fetch, epochs, st.integers(1, 2**64 - 1), st.integers(1, 2**32 - 1))
+entries_msgs = st.builds(Entries, st.booleans(), entry_lists())
+admits = st.builds(Admit, epochs, u64)
+messages: st.SearchStrategy[Message] = st.one_of(
+    hellos, appends, acks, rejects, requests, replies, prepares, promises, fetches, entries_msgs, admits
+)
+MESSAGE_CLASSES = typing.get_args(Message)
+
+
+def test_messages_strategy_covers_every_message_class() -> None:
+    # The fuzz tests below draw from ``messages``: a new message type must be added there too.
+    assert len(MESSAGE_CLASSES) == len(MsgType)
 
 
 # -- round trips ----------------------------------------------------------------------------------
@@ -90,8 +115,8 @@ messages: st.SearchStrategy[Message] = st.one_of(hellos, appends, acks, rejects,
 
 @pytest.mark.parametrize(
     "strategy",
-    [hellos, appends, acks, rejects, requests, replies],
-    ids=["hello", "append", "ack", "reject", "request", "reply"],
+    [hellos, appends, acks, rejects, requests, replies, prepares, promises, fetches, entries_msgs, admits],
+    ids=["hello", "append", "ack", "reject", "request", "reply", "prepare", "promise", "fetch", "entries", "admit"],
 )
 @given(data=st.data())
 def test_every_message_type_round_trips(strategy: st.SearchStrategy[Message], data: st.DataObject) -> None:
@@ -121,7 +146,7 @@ def test_any_split_decodes_like_feeding_everything_at_once(msgs: list[Message], 
     assert split.pending == 0
 
 
-@given(st.lists(st.one_of(hellos, acks, rejects, requests, appends), min_size=1, max_size=3))
+@given(st.lists(messages, min_size=1, max_size=3))
 def test_byte_by_byte_equals_all_at_once(msgs: list[Message]) -> None:
     stream = b"".join(encode_msg(m) for m in msgs)
     dec = FrameDecoder()
@@ -160,7 +185,7 @@ def feed_checked(data: bytes, max_frame: int = DEFAULT_MAX_FRAME) -> list[Messag
 def test_arbitrary_bytes_yield_messages_or_protocol_error(data: bytes, max_frame: int) -> None:
     out = feed_checked(data, max_frame)
     if isinstance(out, list):
-        assert all(isinstance(m, (Hello, Append, Ack, Reject, Request, Reply)) for m in out)
+        assert all(isinstance(m, MESSAGE_CLASSES) for m in out)
 
 
 @given(
@@ -210,9 +235,23 @@ def test_body_with_extra_or_missing_bytes_is_refused_or_reparsed_cleanly(msg: Me
     for new_body in (body + junk, body[: max(0, len(body) - len(junk))]):
         payload = frame[4:6] + new_body
         out = feed_checked(LENGTH.pack(len(payload)) + payload)
-        if isinstance(msg, (Hello, Ack, Append, Reject)):
+        if not isinstance(msg, (Request, Reply)):
             # Fixed or self-delimiting layouts: a wrong length is always an error.
             assert isinstance(out, ProtocolError), f"{type(msg).__name__} with a wrong body length decoded"
+
+
+FIXED_SIZE = {MsgType.PREPARE: 8, MsgType.PROMISE: 49, MsgType.FETCH: 20, MsgType.ADMIT: 16}
+
+
+@given(st.sampled_from(sorted(FIXED_SIZE)), st.data())
+def test_fixed_size_bodies_of_the_right_length_decode_or_name_the_field(mtype: MsgType, data: st.DataObject) -> None:
+    # Random bodies of the exact size pass the length check, so they reach the range checks.
+    body = data.draw(st.binary(min_size=FIXED_SIZE[mtype], max_size=FIXED_SIZE[mtype]))
+    out = feed_checked(raw_frame(WIRE_VERSION, mtype, body))
+    if isinstance(out, ProtocolError):
+        assert f"{mtype.name} field " in str(out)
+    else:
+        assert len(out) == 1 and encode_msg(out[0]) == raw_frame(WIRE_VERSION, mtype, body)
 
 
 # -- errors name the problem ----------------------------------------------------------------------
@@ -233,8 +272,8 @@ def good_ack() -> bytes:
     return encode_msg(Ack(1, 2, bytes(16)))
 
 
-def good_append() -> bytes:
-    e = encode(
+def good_entry() -> Entry:
+    return encode(
         epoch=1,
         seq=1,
         timestamp_us=0,
@@ -244,7 +283,10 @@ def good_append() -> bytes:
         frames={1: bytes(512)},
         prev_chain=GENESIS_CHAIN,
     )
-    return encode_msg(Append(1, 0, (e,)))
+
+
+def good_append() -> bytes:
+    return encode_msg(Append(1, 0, (good_entry(),)))
 
 
 @pytest.mark.parametrize("version", [0, 2, 255])
@@ -254,7 +296,7 @@ def test_wrong_version_is_named(version: int) -> None:
     assert f"unsupported wire version {version}" in error_of(bytes(frame))
 
 
-@pytest.mark.parametrize("mtype", [0x00, 0x02, 0x13, 0x7F, 0xFF])
+@pytest.mark.parametrize("mtype", [0x00, 0x02, 0x13, 0x2F, 0x35, 0x7F, 0xFF])
 def test_unknown_type_is_named(mtype: int) -> None:
     assert f"unknown message type {mtype:#04x}" in error_of(raw_frame(WIRE_VERSION, mtype, b""))
 
@@ -300,6 +342,64 @@ def test_malformed_bodies_are_named(data: bytes, needle: str | None) -> None:
         assert needle in error_of(data)
 
 
+def promise_body(voter: int = 1) -> bytes:
+    return struct.pack(">QQQ16sQB", 2, 1, 1, bytes(16), 0, voter)
+
+
+@pytest.mark.parametrize(
+    ("mtype", "body", "needle"),
+    [
+        (MsgType.PREPARE, bytes(7), "PREPARE frame body is 7 bytes, expected 8"),
+        (MsgType.PREPARE, struct.pack(">Q", 1) + b"x", "PREPARE frame body is 9 bytes, expected 8"),
+        (MsgType.PREPARE, struct.pack(">Q", 0), "PREPARE field epoch is 0"),
+        (MsgType.PROMISE, promise_body()[:-1], "PROMISE frame body is 48 bytes, expected 49"),
+        (MsgType.PROMISE, promise_body() + b"x", "PROMISE frame body is 50 bytes, expected 49"),
+        (MsgType.PROMISE, promise_body(voter=2), "PROMISE field voter is 2, must be 0 or 1"),
+        (MsgType.PROMISE, promise_body(voter=255), "PROMISE field voter is 255"),
+        (MsgType.PROMISE, bytes(8) + promise_body()[8:], "PROMISE field epoch is 0"),
+        (MsgType.FETCH, struct.pack(">QQI", 2, 1, 1)[:-1], "FETCH frame body is 19 bytes, expected 20"),
+        (MsgType.FETCH, struct.pack(">QQI", 2, 1, 1) + b"x", "FETCH frame body is 21 bytes, expected 20"),
+        (MsgType.FETCH, struct.pack(">QQI", 2, 0, 1), "FETCH field from_seq is 0, must be >= 1"),
+        (MsgType.FETCH, struct.pack(">QQI", 2, 1, 0), "FETCH field max_bytes is 0, must be > 0"),
+        (MsgType.FETCH, struct.pack(">QQI", 0, 1, 1), "FETCH field epoch is 0"),
+        (MsgType.ENTRIES, b"\x01\x00\x00\x00", "ENTRIES frame body is 4 bytes, needs at least 5"),
+        (MsgType.ENTRIES, b"", "ENTRIES frame body is 0 bytes, needs at least 5"),
+        (MsgType.ENTRIES, struct.pack(">BI", 1, 0) + b"x", "ENTRIES frame has 1 trailing bytes after 0 entries"),
+        (MsgType.ENTRIES, struct.pack(">BI", 1, 1), "ENTRIES frame body is 5 bytes, needs at least 9"),
+        (MsgType.ENTRIES, struct.pack(">BI", 2, 0), "ENTRIES field final is 2, must be 0 or 1"),
+        (MsgType.ADMIT, bytes(15), "ADMIT frame body is 15 bytes, expected 16"),
+        (MsgType.ADMIT, struct.pack(">QQ", 2, 1) + b"x", "ADMIT frame body is 17 bytes, expected 16"),
+        (MsgType.ADMIT, struct.pack(">QQ", 0, 1), "ADMIT field epoch is 0"),
+    ],
+)
+def test_malformed_failover_bodies_name_the_message_and_field(mtype: MsgType, body: bytes, needle: str) -> None:
+    assert needle in error_of(raw_frame(WIRE_VERSION, mtype, body))
+
+
+@pytest.mark.parametrize(
+    ("msg", "needle"),
+    [
+        (Prepare(0), "PREPARE field epoch is 0"),
+        (Promise(0, 0, 0, bytes(16), 0, True), "PROMISE field epoch is 0"),
+        (Promise(1, 0, 0, bytes(15), 0, True), "PROMISE last_chain is 15 bytes"),
+        (Fetch(1, 0, 1), "FETCH field from_seq is 0"),
+        (Fetch(1, 1, 0), "FETCH field max_bytes is 0"),
+        (Admit(0, 0), "ADMIT field epoch is 0"),
+    ],
+)
+def test_encoder_refuses_what_the_decoder_would_refuse(msg: Message, needle: str) -> None:
+    # Refused at the sender, where the bug is, instead of as a protocol error at the peer.
+    with pytest.raises(ValueError, match=needle):
+        encode_msg(msg)
+
+
+def test_corrupt_entry_inside_entries_is_a_protocol_error_naming_the_entry() -> None:
+    frame = bytearray(encode_msg(Entries(True, (good_entry(),))))
+    frame[-10] ^= 0x01
+    msg = error_of(bytes(frame))
+    assert "ENTRIES entry 0" in msg and "crc32" in msg
+
+
 def test_corrupt_entry_inside_append_is_a_protocol_error_naming_the_entry() -> None:
     frame = bytearray(good_append())
     frame[-10] ^= 0x01  # inside the entry's frames: the entry's crc32 no longer matches
@@ -330,6 +430,84 @@ def test_one_bad_frame_after_good_ones_still_raises() -> None:
     assert dec.feed(good) == [Ack(3, 4, bytes(16))]
     with pytest.raises(ProtocolError, match="unknown message type"):
         dec.feed(good + raw_frame(WIRE_VERSION, 0x55, b""))
+
+
+# -- test vectors: docs/protocol.md section 11 ----------------------------------------------------
+
+PROTOCOL_MD = Path(__file__).resolve().parent.parent / "docs" / "protocol.md"
+
+# E1 of docs/protocol.md 3.7, and the frames section 11 lists, keyed by the row's label.
+E1 = encode(
+    epoch=1,
+    seq=1,
+    timestamp_us=1_700_000_000_000_000,
+    page_size=512,
+    db_pages=1,
+    db_checksum=0x57C56609C447AAC7,
+    frames={1: b"\x01" * 512},
+    prev_chain=GENESIS_CHAIN,
+)
+FLIGHTS = "flights"
+VECTORS: dict[str, Message] = {
+    "HELLO primary, node 0, object `flights`, epoch 1, stored 0 (56 bytes total)": Hello(
+        Role.PRIMARY, 0, FLIGHTS, 1, 0, GENESIS_CHAIN
+    ),
+    "HELLO replica, node 2, `flights`, promised 1, stored 0, genesis chain": Hello(
+        Role.REPLICA, 2, FLIGHTS, 1, 0, GENESIS_CHAIN
+    ),
+    "HELLO replica, node 2, `flights`, promised 1, stored 1, chain of E1": Hello(
+        Role.REPLICA, 2, FLIGHTS, 1, 1, E1.chain
+    ),
+    "APPEND epoch 1, durable 0, [E1] (618 bytes total)": Append(1, 0, (E1,)),
+    "ACK promised 1, stored_through 1, chain of E1 (38 bytes total)": Ack(1, 1, E1.chain),
+    'REJECT STALE_EPOCH, promised 2, "fenced"': Reject(RejectReason.STALE_EPOCH, 2, "fenced"),
+    'REQUEST id 1, `{"args":[],"op":"__status__"}`': Request(1, {"args": [], "op": "__status__"}),
+    'REPLY id 7, UNKNOWN, `{"message":"m","type":"NotDurable"}`': Reply(
+        7, ReplyStatus.UNKNOWN, {"message": "m", "type": "NotDurable"}
+    ),
+    "PREPARE epoch 2": Prepare(2),
+    "PROMISE epoch 2, log_epoch 1, last_seq 1, chain of E1, truncated 0, voter (55 bytes total)": Promise(
+        2, 1, 1, E1.chain, 0, True
+    ),
+    "FETCH epoch 2, from_seq 1, max_bytes 1 MiB": Fetch(2, 1, 1 << 20),
+    "ENTRIES final, no entries": Entries(True, ()),
+    "ENTRIES final, [E1] (603 bytes total)": Entries(True, (E1,)),
+    "ADMIT epoch 2, upto 1": Admit(2, 1),
+}
+NAMED_ENTRIES = {"E1": E1}
+
+
+def documented_frames() -> dict[str, bytes]:
+    """The **Frames** table of section 11: label -> bytes, with ``57524c45…(E1, 588 bytes)`` expanded."""
+
+    def expand(m: re.Match[str]) -> str:
+        raw = NAMED_ENTRIES[m[2]].raw
+        assert raw.hex().startswith(m[1]) and len(raw) == int(m[3]), f"elided entry {m[0]} is not {m[2]}"
+        return raw.hex()
+
+    text = PROTOCOL_MD.read_text(encoding="utf-8")
+    table = text.split("**Frames**", 1)[1].split("\n\n", 2)[1]
+    rows: dict[str, bytes] = {}
+    for line in table.splitlines()[2:]:  # skip the header and the |---| line
+        label, hexed = (cell.strip() for cell in line.strip("|").rsplit("|", 1))
+        hexed = re.sub(r"([0-9a-f]*)…\((\w+), (\d+) bytes\)", expand, hexed.strip("`"))
+        rows[label] = bytes.fromhex(hexed.replace(" ", ""))
+    return rows
+
+
+def test_every_documented_frame_vector_is_checked_here() -> None:
+    assert sorted(documented_frames()) == sorted(VECTORS)
+
+
+@pytest.mark.parametrize("label", list(VECTORS))
+def test_documented_frame_vectors_match_the_encoder_and_decoder(label: str) -> None:
+    frame = documented_frames()[label]
+    msg = VECTORS[label]
+    assert encode_msg(msg) == frame
+    assert FrameDecoder().feed(frame) == [msg]
+    sizes = re.search(r"\((\d+) bytes total\)", label)
+    if sizes:
+        assert len(frame) == int(sizes[1])
 
 
 # -- Channel over an in-memory stream -------------------------------------------------------------

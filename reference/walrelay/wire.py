@@ -7,7 +7,12 @@ length above the configured maximum is a ``ProtocolError`` naming the problem; t
 then closed, and the node keeps serving everyone else.
 
 Log entries travel as their exact stored bytes (entry.py), so what a replica acknowledges is
-byte-for-byte what the primary encoded, checksums included.
+byte-for-byte what the primary encoded, checksums included. APPEND and ENTRIES share one encoding
+of an entry list, so a log fetched from a replica during recovery arrives exactly as it was stored.
+
+Types ``0x30``-``0x34`` are the failover messages (docs/failover.md). They were added under version
+1 because the wire is not frozen before the first release (docs/protocol.md section 10): an older
+build refuses them as an unknown type, a protocol error that names the type.
 """
 
 from __future__ import annotations
@@ -33,6 +38,11 @@ class MsgType(IntEnum):
     REJECT = 0x12
     REQUEST = 0x20
     REPLY = 0x21
+    PREPARE = 0x30
+    PROMISE = 0x31
+    FETCH = 0x32
+    ENTRIES = 0x33
+    ADMIT = 0x34
 
 
 class Role(IntEnum):
@@ -116,7 +126,75 @@ class Reply:
     body: Any
 
 
-Message = Hello | Append | Ack | Reject | Request | Reply
+@dataclass(frozen=True, slots=True)
+class Prepare:
+    """A recovering primary asks a replica to promise ``epoch`` and report its log.
+
+    The primary cannot pick the log to recover until a quorum of voters has promised, because a
+    promise is what stops a replica from accepting entries of an older, possibly still running,
+    primary that the recovery would then miss (docs/failover.md, Recovery).
+    """
+
+    epoch: int
+
+
+@dataclass(frozen=True, slots=True)
+class Promise:
+    """A replica's answer to PREPARE: it promised ``epoch``, and this is the log it holds.
+
+    ``(log_epoch, last_seq)`` ranks logs for recovery (the entry's own epoch cannot, see
+    docs/protocol.md 9.1 rule 1). ``last_chain`` lets the primary verify the fetched log ends where
+    the replica said. Entries through ``truncated_through`` are only in the archive, so FETCH can
+    start no lower than the next seq. A non-voter (it lost its disk) is not counted in the promise
+    quorum, because its lost promise may already have been counted once.
+    """
+
+    epoch: int
+    log_epoch: int
+    last_seq: int
+    last_chain: bytes
+    truncated_through: int
+    voter: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Fetch:
+    """A recovering primary asks for a replica's entries from ``from_seq``, at most ``max_bytes`` per answer.
+
+    The primary bounds each answer, so that a long log arrives in frames it can verify and
+    discard as it goes instead of one frame of arbitrary size.
+    """
+
+    epoch: int
+    from_seq: int
+    max_bytes: int
+
+
+@dataclass(frozen=True, slots=True)
+class Entries:
+    """A replica's answer to FETCH: consecutive entries; ``final`` when they reach its last entry.
+
+    ``final`` is what tells the primary to stop asking: an empty batch alone cannot, since a
+    replica always sends at least one entry when it has any at ``from_seq``.
+    """
+
+    final: bool
+    entries: tuple[Entry, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Admit:
+    """A serving primary of ``epoch`` saw this replica hold its log through ``upto``: it may vote again.
+
+    Only a serving primary can vouch that the replica's rebuilt log covers everything committed;
+    the replica ignores an ADMIT that does not match what it holds (docs/failover.md).
+    """
+
+    epoch: int
+    upto: int
+
+
+Message = Hello | Append | Ack | Reject | Request | Reply | Prepare | Promise | Fetch | Entries | Admit
 
 _HELLO = struct.Struct(">BQQQ16sH")
 _APPEND = struct.Struct(">QQI")
@@ -124,6 +202,11 @@ _ACK = struct.Struct(">QQ16s")
 _REJECT = struct.Struct(">BQH")
 _REQ = struct.Struct(">Q")
 _REPLY = struct.Struct(">QB")
+_PREPARE = struct.Struct(">Q")
+_PROMISE = struct.Struct(">QQQ16sQB")
+_FETCH = struct.Struct(">QQI")
+_ENTRIES = struct.Struct(">BI")
+_ADMIT = struct.Struct(">QQ")
 
 
 def _frame(t: MsgType, body: bytes) -> bytes:
@@ -143,11 +226,9 @@ def encode(msg: Message) -> bytes:
             _HELLO.pack(msg.role, msg.node_id, msg.epoch, msg.stored_through, msg.last_chain, len(name)) + name,
         )
     if isinstance(msg, Append):
-        parts = [_APPEND.pack(msg.epoch, msg.durable_seq, len(msg.entries))]
-        for e in msg.entries:
-            parts.append(LENGTH.pack(len(e.raw)))
-            parts.append(e.raw)
-        return _frame(MsgType.APPEND, b"".join(parts))
+        return _frame(
+            MsgType.APPEND, _APPEND.pack(msg.epoch, msg.durable_seq, len(msg.entries)) + _entries(msg.entries)
+        )
     if isinstance(msg, Ack):
         return _frame(MsgType.ACK, _ACK.pack(msg.epoch, msg.stored_through, msg.chain))
     if isinstance(msg, Reject):
@@ -157,7 +238,66 @@ def encode(msg: Message) -> bytes:
         return _frame(MsgType.REQUEST, _REQ.pack(msg.request_id) + _json(msg.body))
     if isinstance(msg, Reply):
         return _frame(MsgType.REPLY, _REPLY.pack(msg.request_id, msg.status) + _json(msg.body))
+    if isinstance(msg, Prepare):
+        _refuse(_epoch_problem("PREPARE", msg.epoch))
+        return _frame(MsgType.PREPARE, _PREPARE.pack(msg.epoch))
+    if isinstance(msg, Promise):
+        _refuse(_epoch_problem("PROMISE", msg.epoch))
+        if len(msg.last_chain) != 16:
+            raise ValueError(f"PROMISE last_chain is {len(msg.last_chain)} bytes, must be 16")
+        return _frame(
+            MsgType.PROMISE,
+            _PROMISE.pack(msg.epoch, msg.log_epoch, msg.last_seq, msg.last_chain, msg.truncated_through, msg.voter),
+        )
+    if isinstance(msg, Fetch):
+        _refuse(_fetch_problem(msg.epoch, msg.from_seq, msg.max_bytes))
+        return _frame(MsgType.FETCH, _FETCH.pack(msg.epoch, msg.from_seq, msg.max_bytes))
+    if isinstance(msg, Entries):
+        return _frame(MsgType.ENTRIES, _ENTRIES.pack(msg.final, len(msg.entries)) + _entries(msg.entries))
+    if isinstance(msg, Admit):
+        _refuse(_epoch_problem("ADMIT", msg.epoch))
+        return _frame(MsgType.ADMIT, _ADMIT.pack(msg.epoch, msg.upto))
     raise TypeError(f"not a wire message: {msg!r}")
+
+
+def _entries(entries: tuple[Entry, ...]) -> bytes:
+    """The entry list shared by APPEND and ENTRIES (after its count): ``u32 length | raw entry`` each."""
+    return b"".join(LENGTH.pack(len(e.raw)) + e.raw for e in entries)
+
+
+# Range rules shared by the encoder (ValueError: the caller built a bad message) and the decoder
+# (ProtocolError: a peer sent one), so that nothing this node sends is refused by a peer.
+
+
+def _refuse(problem: str | None) -> None:
+    if problem is not None:
+        raise ValueError(problem)
+
+
+def _protocol(problem: str | None) -> None:
+    if problem is not None:
+        raise ProtocolError(problem)
+
+
+def _epoch_problem(what: str, epoch: int) -> str | None:
+    # Epoch 0 is never issued to a primary (placement starts at 1), so it can only be a bug.
+    return f"{what} field epoch is 0, must be >= 1" if epoch == 0 else None
+
+
+def _fetch_problem(epoch: int, from_seq: int, max_bytes: int) -> str | None:
+    if epoch == 0:
+        return _epoch_problem("FETCH", epoch)
+    if from_seq == 0:
+        return "FETCH field from_seq is 0, must be >= 1 (seqs start at 1)"
+    if max_bytes == 0:
+        return "FETCH field max_bytes is 0, must be > 0 (an answer could never make progress)"
+    return None
+
+
+def _flag(value: int, what: str, name: str) -> bool:
+    if value > 1:
+        raise ProtocolError(f"{what} field {name} is {value}, must be 0 or 1")
+    return value == 1
 
 
 def _need(body: bytes, n: int, what: str) -> None:
@@ -177,6 +317,28 @@ def _load_json(data: bytes, what: str) -> Any:
         raise ProtocolError(f"{what} frame carries invalid JSON: {e}") from None
     except RecursionError:
         raise ProtocolError(f"{what} frame carries invalid JSON: nested too deeply to decode") from None
+
+
+def _decode_entries(body: bytes, off: int, count: int, what: str) -> tuple[Entry, ...]:
+    """Decode ``count`` length-prefixed entries from ``off`` to the exact end of ``body``.
+
+    Each entry is fully verified (checksums included), but seq order and chain links are left to
+    the receiver, which has the context (its own log) to check them against.
+    """
+    entries = []
+    for i in range(count):
+        _need(body, off + 4, what)
+        (n,) = LENGTH.unpack_from(body, off)
+        off += 4
+        _need(body, off + n, what)
+        try:
+            entries.append(decode(body[off : off + n], what=f"{what} entry {i}"))
+        except EntryFormatError as e:
+            raise ProtocolError(str(e)) from None
+        off += n
+    if off != len(body):
+        raise ProtocolError(f"{what} frame has {len(body) - off} trailing bytes after {count} entries")
+    return tuple(entries)
 
 
 def decode_payload(payload: bytes) -> Message:
@@ -204,21 +366,7 @@ def decode_payload(payload: bytes) -> Message:
     if t is MsgType.APPEND:
         _need(body, _APPEND.size, "APPEND")
         epoch, durable, count = _APPEND.unpack_from(body)
-        off = _APPEND.size
-        entries = []
-        for i in range(count):
-            _need(body, off + 4, "APPEND")
-            (n,) = LENGTH.unpack_from(body, off)
-            off += 4
-            _need(body, off + n, "APPEND")
-            try:
-                entries.append(decode(body[off : off + n], what=f"APPEND entry {i}"))
-            except EntryFormatError as e:
-                raise ProtocolError(str(e)) from None
-            off += n
-        if off != len(body):
-            raise ProtocolError(f"APPEND frame has {len(body) - off} trailing bytes after {count} entries")
-        return Append(epoch, durable, tuple(entries))
+        return Append(epoch, durable, _decode_entries(body, _APPEND.size, count, "APPEND"))
     if t is MsgType.ACK:
         _exact(body, _ACK.size, "ACK")
         return Ack(*_ACK.unpack(body))
@@ -231,6 +379,30 @@ def decode_payload(payload: bytes) -> Message:
         except ValueError:
             raise ProtocolError(f"REJECT has unknown reason {reason}") from None
         return Reject(rr, promised, body[_REJECT.size :].decode("utf-8", "replace"))
+    if t is MsgType.PREPARE:
+        _exact(body, _PREPARE.size, "PREPARE")
+        (epoch,) = _PREPARE.unpack(body)
+        _protocol(_epoch_problem("PREPARE", epoch))
+        return Prepare(epoch)
+    if t is MsgType.PROMISE:
+        _exact(body, _PROMISE.size, "PROMISE")
+        epoch, log_epoch, last_seq, last_chain, truncated, voter = _PROMISE.unpack(body)
+        _protocol(_epoch_problem("PROMISE", epoch))
+        return Promise(epoch, log_epoch, last_seq, last_chain, truncated, _flag(voter, "PROMISE", "voter"))
+    if t is MsgType.FETCH:
+        _exact(body, _FETCH.size, "FETCH")
+        epoch, from_seq, max_bytes = _FETCH.unpack(body)
+        _protocol(_fetch_problem(epoch, from_seq, max_bytes))
+        return Fetch(epoch, from_seq, max_bytes)
+    if t is MsgType.ENTRIES:
+        _need(body, _ENTRIES.size, "ENTRIES")
+        final, count = _ENTRIES.unpack_from(body)
+        return Entries(_flag(final, "ENTRIES", "final"), _decode_entries(body, _ENTRIES.size, count, "ENTRIES"))
+    if t is MsgType.ADMIT:
+        _exact(body, _ADMIT.size, "ADMIT")
+        epoch, upto = _ADMIT.unpack(body)
+        _protocol(_epoch_problem("ADMIT", epoch))
+        return Admit(epoch, upto)
     if t is MsgType.REQUEST:
         _need(body, _REQ.size, "REQUEST")
         (rid,) = _REQ.unpack_from(body)

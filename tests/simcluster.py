@@ -68,6 +68,7 @@ class AppendMsg:
     replica: int
     epoch: int
     entries: tuple[Entry, ...]
+    log_end: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -259,7 +260,7 @@ class Sim:
     def _primary(self, effects: list[PrimaryEffect]) -> None:
         for eff in effects:
             if isinstance(eff, SendEntries):
-                self._send(AppendMsg(eff.replica, self.primary.epoch, eff.entries))
+                self._send(AppendMsg(eff.replica, self.primary.epoch, eff.entries, eff.log_end))
             elif isinstance(eff, ReleaseReply):
                 seq = self.hold_seq[eff.token]
                 self.releases.append(
@@ -356,7 +357,9 @@ class Sim:
             return
         r = msg.replica
         if isinstance(msg, AppendMsg):
-            self.outbox[r].extend((eff, True) for eff in self.replicas[r].on_append(msg.epoch, msg.entries))
+            self.outbox[r].extend(
+                (eff, True) for eff in self.replicas[r].on_append(msg.epoch, msg.entries, msg.log_end)
+            )
             if flush:
                 self.io(r)
         elif isinstance(msg, AckMsg):
@@ -402,7 +405,8 @@ class Sim:
     def zombie_append(self, r: int, upto: int) -> None:
         if self.zombie:
             entries = tuple(self.zombie_log[: max(1, min(upto, len(self.zombie_log)))])
-            self.outbox[r].extend((eff, False) for eff in self.replicas[r].on_append(self.primary.epoch - 1, entries))
+            effects = self.replicas[r].on_append(self.primary.epoch - 1, entries, len(self.zombie_log))
+            self.outbox[r].extend((eff, False) for eff in effects)
 
     def step(self, s: Step) -> None:
         if isinstance(s, Write):

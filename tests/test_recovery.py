@@ -97,7 +97,7 @@ class History:
         for r in targets:
             node = self.nodes[r]
             start = self.rng.randint(1, len(p.log)) if p.log else 1
-            ack = node.apply(list(node.state.on_append(p.epoch, tuple(p.log[start - 1 :]))))
+            ack = node.apply(list(node.state.on_append(p.epoch, tuple(p.log[start - 1 :]), len(p.log))))
             # Count only ACKs that prove this epoch's log (the chain matches ours at that seq).
             if ack is not None and ack.epoch == p.epoch and node.state.log_epoch == p.epoch:
                 s = ack.stored_through
@@ -308,13 +308,13 @@ def test_counting_non_voters_is_caught() -> None:
 def test_a_replica_without_the_epoch_check_is_caught() -> None:
     orig = ReplicaState.on_append
 
-    def no_fencing(self: ReplicaState, epoch: int, entries: tuple[Entry, ...]) -> list[ReplicaEffect]:
+    def no_fencing(self: ReplicaState, epoch: int, entries: tuple[Entry, ...], log_end: int) -> list[ReplicaEffect]:
         saved = self.promised_epoch
         if epoch >= saved:
-            return orig(self, epoch, entries)
+            return orig(self, epoch, entries, log_end)
         self.promised_epoch = epoch
         try:
-            return orig(self, epoch, entries)
+            return orig(self, epoch, entries, log_end)
         finally:
             self.promised_epoch = max(saved, self.promised_epoch)
 

@@ -60,6 +60,11 @@ def make_log(n: int, *, epoch: int = 1, salt: int = 0, prev: bytes = GENESIS_CHA
 LOG = make_log(8, epoch=2)
 
 
+def end_of(entries: tuple[Entry, ...]) -> int:
+    """The sender's log end for a batch that ends its log (the common case in these tests)."""
+    return entries[-1].seq if entries else 0
+
+
 def persisted(effects: list[ReplicaEffect]) -> list[int]:
     return [e.seq for eff in effects if isinstance(eff, PersistEntries) for e in eff.entries]
 
@@ -69,7 +74,7 @@ def persisted(effects: list[ReplicaEffect]) -> list[int]:
 
 def test_older_epoch_is_refused_with_the_promised_epoch() -> None:
     st_ = ReplicaState(4, promised_epoch=5)
-    effects = st_.on_append(4, tuple(LOG[:2]))
+    effects = st_.on_append(4, tuple(LOG[:2]), end_of(tuple(LOG[:2])))
     assert len(effects) == 1
     rej = effects[0]
     assert isinstance(rej, SendReject)
@@ -82,7 +87,7 @@ def test_older_epoch_is_refused_with_the_promised_epoch() -> None:
 
 def test_higher_epoch_persists_the_promise_before_the_entries_and_the_ack() -> None:
     st_ = ReplicaState(0, promised_epoch=1)
-    effects = st_.on_append(2, tuple(LOG[:3]))
+    effects = st_.on_append(2, tuple(LOG[:3]), end_of(tuple(LOG[:3])))
     assert effects == [
         PersistPromise(2),
         PersistEntries(tuple(LOG[:3])),
@@ -91,21 +96,24 @@ def test_higher_epoch_persists_the_promise_before_the_entries_and_the_ack() -> N
     ]
     assert (st_.promised_epoch, st_.log_epoch) == (2, 2)
     # An empty APPEND under a still higher epoch is a promise on its own (it proves no log).
-    assert st_.on_append(3, ()) == [PersistPromise(3), SendAck(3, 3, LOG[2].chain)]
+    assert st_.on_append(3, (), end_of(())) == [PersistPromise(3), SendAck(3, 3, LOG[2].chain)]
     assert st_.log_epoch == 2
     # The same epoch again promises nothing new; its first entry makes the log epoch 3's.
-    assert st_.on_append(3, tuple(LOG[3:4])) == [
+    assert st_.on_append(3, tuple(LOG[3:4]), end_of(tuple(LOG[3:4]))) == [
         PersistEntries((LOG[3],)),
         PersistLogEpoch(3),
         SendAck(3, 4, LOG[3].chain),
     ]
-    assert st_.on_append(3, tuple(LOG[4:5])) == [PersistEntries((LOG[4],)), SendAck(3, 5, LOG[4].chain)]
+    assert st_.on_append(3, tuple(LOG[4:5]), end_of(tuple(LOG[4:5]))) == [
+        PersistEntries((LOG[4],)),
+        SendAck(3, 5, LOG[4].chain),
+    ]
 
 
 def test_acks_carry_the_promised_epoch_not_the_entries_epoch() -> None:
     st_ = ReplicaState(0)
     old = make_log(2, epoch=1)
-    effects = st_.on_append(7, tuple(old))
+    effects = st_.on_append(7, tuple(old), end_of(tuple(old)))
     assert effects[-1] == SendAck(7, 2, old[1].chain)
 
 
@@ -114,23 +122,26 @@ def test_acks_carry_the_promised_epoch_not_the_entries_epoch() -> None:
 
 def test_duplicates_are_acked_again_without_a_second_persist() -> None:
     st_ = ReplicaState(0)
-    st_.on_append(2, tuple(LOG[:3]))
-    assert st_.on_append(2, tuple(LOG[:3])) == [SendAck(2, 3, LOG[2].chain)]
-    assert st_.on_append(2, (LOG[1],)) == [SendAck(2, 3, LOG[2].chain)]
+    st_.on_append(2, tuple(LOG[:3]), end_of(tuple(LOG[:3])))
+    assert st_.on_append(2, tuple(LOG[:3]), end_of(tuple(LOG[:3]))) == [SendAck(2, 3, LOG[2].chain)]
+    assert st_.on_append(2, (LOG[1],), end_of((LOG[1],))) == [SendAck(2, 3, LOG[2].chain)]
     # A batch overlapping what is held persists only the new tail.
-    assert st_.on_append(2, tuple(LOG[1:5])) == [PersistEntries(tuple(LOG[3:5])), SendAck(2, 5, LOG[4].chain)]
+    assert st_.on_append(2, tuple(LOG[1:5]), end_of(tuple(LOG[1:5]))) == [
+        PersistEntries(tuple(LOG[3:5])),
+        SendAck(2, 5, LOG[4].chain),
+    ]
     assert st_.last_seq == 5
 
 
 def test_gap_stops_processing_and_acks_the_last_contiguous_seq() -> None:
     st_ = ReplicaState(0, promised_epoch=2)
-    effects = st_.on_append(2, (LOG[0], LOG[1], LOG[3], LOG[4]))
+    effects = st_.on_append(2, (LOG[0], LOG[1], LOG[3], LOG[4]), end_of((LOG[0], LOG[1], LOG[3], LOG[4])))
     assert effects == [PersistEntries((LOG[0], LOG[1])), PersistLogEpoch(2), SendAck(2, 2, LOG[1].chain)]
     assert st_.last_seq == 2
     # Only entries past the gap: nothing to persist, the ack says where the log ends.
-    assert st_.on_append(2, tuple(LOG[4:7])) == [SendAck(2, 2, LOG[1].chain)]
+    assert st_.on_append(2, tuple(LOG[4:7]), end_of(tuple(LOG[4:7]))) == [SendAck(2, 2, LOG[1].chain)]
     # The missing entry then lets the rest in.
-    assert persisted(st_.on_append(2, tuple(LOG[2:7]))) == [3, 4, 5, 6, 7]
+    assert persisted(st_.on_append(2, tuple(LOG[2:7]), end_of(tuple(LOG[2:7])))) == [3, 4, 5, 6, 7]
 
 
 # -- divergence -----------------------------------------------------------------------------------
@@ -138,11 +149,11 @@ def test_gap_stops_processing_and_acks_the_last_contiguous_seq() -> None:
 
 def test_entry_not_following_the_chain_is_rejected_after_the_good_prefix() -> None:
     st_ = ReplicaState(1, promised_epoch=2)
-    st_.on_append(2, (LOG[0],))
+    st_.on_append(2, (LOG[0],), end_of((LOG[0],)))
     # seq 4 of another log, built on top of *our* seq 2: seqs 2, 3 follow, the foreign 4 does not.
     foreign = make_log(3, epoch=2, salt=9, prev=LOG[2].chain, first=4)
     bogus = make_log(1, epoch=2, salt=7, prev=bytes(16), first=4)[0]
-    effects = st_.on_append(2, (LOG[1], LOG[2], bogus, foreign[1]))
+    effects = st_.on_append(2, (LOG[1], LOG[2], bogus, foreign[1]), end_of((LOG[1], LOG[2], bogus, foreign[1])))
     assert effects[:2] == [PersistEntries((LOG[1], LOG[2])), SendAck(2, 3, LOG[2].chain)]
     assert len(effects) == 3
     rej = effects[2]
@@ -151,15 +162,15 @@ def test_entry_not_following_the_chain_is_rejected_after_the_good_prefix() -> No
     assert "seq 4" in rej.message
     assert (st_.last_seq, st_.last_chain) == (3, LOG[2].chain)
     # The honest seq 4 (built on our chain) still follows.
-    assert persisted(st_.on_append(2, (foreign[0],))) == [4]
+    assert persisted(st_.on_append(2, (foreign[0],), end_of((foreign[0],)))) == [4]
 
 
 def test_a_newer_epochs_log_replaces_a_divergent_suffix() -> None:
     """Spec: Adopts. An entry that differs at a held seq but follows the entry before it."""
     st_ = ReplicaState(2)
-    st_.on_append(2, tuple(LOG[:3]))
+    st_.on_append(2, tuple(LOG[:3]), end_of(tuple(LOG[:3])))
     other = make_log(4, epoch=3, salt=5, prev=LOG[0].chain, first=2)  # shares seq 1, differs from 2
-    effects = st_.on_append(3, tuple(other))
+    effects = st_.on_append(3, tuple(other), end_of(tuple(other)))
     assert effects == [
         PersistPromise(3),
         TruncateSuffix(1),
@@ -174,27 +185,27 @@ def test_a_newer_epochs_log_replaces_a_divergent_suffix() -> None:
 def test_a_newer_epoch_drops_the_older_suffix_beyond_a_consistent_batch() -> None:
     """Entries held beyond the batch belong to the older epoch's log, not the sender's."""
     st_ = ReplicaState(0)
-    st_.on_append(2, tuple(LOG[:5]))
-    effects = st_.on_append(3, tuple(LOG[:3]))
+    st_.on_append(2, tuple(LOG[:5]), end_of(tuple(LOG[:5])))
+    effects = st_.on_append(3, tuple(LOG[:3]), end_of(tuple(LOG[:3])))
     assert effects == [PersistPromise(3), TruncateSuffix(3), PersistLogEpoch(3), SendAck(3, 3, LOG[2].chain)]
     assert sorted(st_.chains) == [1, 2, 3]
     # Within one epoch an old retransmission of a prefix drops nothing.
-    st_.on_append(3, tuple(LOG[3:6]))
-    assert st_.on_append(3, tuple(LOG[:2])) == [SendAck(3, 6, LOG[5].chain)]
+    st_.on_append(3, tuple(LOG[3:6]), end_of(tuple(LOG[3:6])))
+    assert st_.on_append(3, tuple(LOG[:2]), end_of(tuple(LOG[:2]))) == [SendAck(3, 6, LOG[5].chain)]
 
 
 def test_a_different_entry_is_diverged_within_an_epoch_or_when_it_does_not_follow() -> None:
     st_ = ReplicaState(2)
-    st_.on_append(2, tuple(LOG[:3]))
+    st_.on_append(2, tuple(LOG[:3]), end_of(tuple(LOG[:3])))
     # Same epoch: a primary's log never changes, so a different entry is an error, not a repair.
     same = make_log(2, epoch=2, salt=5, prev=LOG[0].chain, first=2)
-    effects = st_.on_append(2, tuple(same))
+    effects = st_.on_append(2, tuple(same), end_of(tuple(same)))
     assert effects[0] == SendAck(2, 3, LOG[2].chain)  # what it holds, with its own chain
     assert isinstance(effects[1], SendReject) and effects[1].reason is RejectReason.DIVERGED
     # Newer epoch, but the entry does not follow the held entry before it: the primary must send
     # from an earlier seq (nothing is dropped on a guess).
     other = make_log(4, epoch=3, salt=5)
-    effects = st_.on_append(3, tuple(other[1:]))
+    effects = st_.on_append(3, tuple(other[1:]), end_of(tuple(other[1:])))
     assert effects[0] == PersistPromise(3)
     assert effects[1] == SendAck(3, 3, LOG[2].chain)
     assert isinstance(effects[2], SendReject) and effects[2].reason is RejectReason.DIVERGED
@@ -203,12 +214,28 @@ def test_a_different_entry_is_diverged_within_an_epoch_or_when_it_does_not_follo
     assert st_.log_epoch == 2
 
 
+def test_a_frame_of_another_epoch_that_stops_short_of_its_log_end_changes_nothing() -> None:
+    """Adopting from the first frame of a catch-up could let a later recovery prefer a log that
+    is shorter than the new primary's recovered one (docs/failover.md)."""
+    st_ = ReplicaState(0)
+    st_.on_append(2, tuple(LOG[:3]), 3)
+    other = make_log(4, epoch=3, salt=5)
+    assert st_.on_append(3, tuple(other[:2]), 4) == [PersistPromise(3), SendAck(3, 3, LOG[2].chain)]
+    assert (st_.log_epoch, st_.last_seq, st_.last_chain) == (2, 3, LOG[2].chain)
+    # The same entries in a frame that reaches the log end are adopted.
+    assert persisted(st_.on_append(3, tuple(other), 4)) == [1, 2, 3, 4]
+    assert st_.log_epoch == 3
+    # Within the adopted epoch, frames that stop short are fine (the rest follows).
+    more = make_log(2, epoch=3, salt=6, prev=other[3].chain, first=5)
+    assert persisted(st_.on_append(3, (more[0],), 6)) == [5]
+
+
 # -- PREPARE and ADMIT ----------------------------------------------------------------------------
 
 
 def test_prepare_promises_a_higher_epoch_and_reports_the_log() -> None:
     st_ = ReplicaState(3, promised_epoch=2, voter=False)
-    st_.on_append(2, tuple(LOG[:4]))
+    st_.on_append(2, tuple(LOG[:4]), end_of(tuple(LOG[:4])))
     st_.archived_through = 2
     assert st_.on_prepare(5) == [PersistPromise(5), SendPromise(5, 2, 4, LOG[3].chain, 2, False)]
     # Asked again (the primary reconnected): the same answer, no second persist.
@@ -217,17 +244,17 @@ def test_prepare_promises_a_higher_epoch_and_reports_the_log() -> None:
     assert len(rej) == 1 and isinstance(rej[0], SendReject)
     assert rej[0].reason is RejectReason.STALE_EPOCH and rej[0].promised_epoch == 5
     # After the promise, the older epoch's APPEND is refused too.
-    assert isinstance(st_.on_append(2, tuple(LOG[4:5]))[0], SendReject)
+    assert isinstance(st_.on_append(2, tuple(LOG[4:5]), end_of(tuple(LOG[4:5])))[0], SendReject)
 
 
 def test_admit_makes_a_replica_a_voter_only_if_it_holds_that_log_through_upto() -> None:
     st_ = ReplicaState(1, voter=False)
-    st_.on_append(2, tuple(LOG[:3]))
+    st_.on_append(2, tuple(LOG[:3]), end_of(tuple(LOG[:3])))
     assert st_.on_admit(2, 4) == [] and not st_.voter  # does not hold seq 4
     assert st_.on_admit(1, 0) == [] and not st_.voter  # another epoch's log
     st_.on_prepare(3)
     assert st_.on_admit(2, 3) == [] and not st_.voter  # from a fenced primary
-    st_.on_append(3, tuple(LOG[:3]))
+    st_.on_append(3, tuple(LOG[:3]), end_of(tuple(LOG[:3])))
     assert st_.on_admit(3, 3) == [PersistVoter()] and st_.voter
     assert st_.on_admit(3, 3) == []  # once
 
@@ -235,7 +262,7 @@ def test_admit_makes_a_replica_a_voter_only_if_it_holds_that_log_through_upto() 
 def test_divergence_mid_batch_keeps_only_the_prefix_before_it() -> None:
     st_ = ReplicaState(0)
     other = make_log(3, epoch=2, salt=11)
-    effects = st_.on_append(2, (LOG[0], other[1], LOG[1]))
+    effects = st_.on_append(2, (LOG[0], other[1], LOG[1]), end_of((LOG[0], other[1], LOG[1])))
     assert persisted(effects) == [1]
     assert [type(e) for e in effects] == [PersistPromise, PersistEntries, SendAck, SendReject]
     assert effects[2] == SendAck(2, 1, LOG[0].chain)
@@ -300,7 +327,7 @@ def test_ack_never_overtakes_the_persist_of_what_it_covers(script: list[tuple[in
         calls.append((0, [PersistPromise(start)]))  # what the disk said at startup
     for epoch, idx in script:
         batch = tuple(LOG[i] if i < 8 else FOREIGN[i - 8] for i in idx)
-        effects = state.on_append(epoch, batch)
+        effects = state.on_append(epoch, batch, end_of(batch))
         calls.append((state.last_seq, effects))
         assert effects, "every APPEND gets an answer"
         if epoch >= state.promised_epoch:
@@ -351,7 +378,7 @@ async def test_hello_during_an_unfinished_fsync_reports_only_durable_entries(tmp
                 old = Channel(await transport.connect(address))
                 await old.send(Hello(Role.PRIMARY, 0, "obj", 2, 0))
                 first = await old.receive()
-                await old.send(Append(2, 0, (LOG[0],)))
+                await old.send(Append(2, 0, 1, (LOG[0],)))
                 assert await trio.to_thread.run_sync(in_fsync.wait, 10)
                 # Entry 1 is written but not yet durable; now the primary reconnects.
                 nursery.start_soon(reconnect, address)

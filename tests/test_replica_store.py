@@ -90,7 +90,7 @@ async def test_node_replaces_a_divergent_suffix_durably_and_saves_the_log_epoch(
                 chan = Channel(await transport.connect(address))
                 await chan.send(Hello(Role.PRIMARY, 0, "obj", epoch, 0))
                 assert isinstance(await chan.receive(), Hello)
-                await chan.send(Append(epoch, 0, tuple(batch)))
+                await chan.send(Append(epoch, 0, batch[-1].seq, tuple(batch)))
                 with trio.fail_after(10):
                     ack = await chan.receive()
                 assert ack == Ack(epoch, batch[-1].seq, batch[-1].chain)

@@ -89,7 +89,9 @@ request_bodies = st.fixed_dictionaries(
 )
 
 hellos = st.builds(Hello, st.sampled_from(Role), u64, st.text(max_size=40), u64, u64, chains)
-appends = st.builds(Append, u64, u64, entry_lists())
+appends = entry_lists().flatmap(
+    lambda es: st.builds(Append, u64, u64, st.integers(es[-1].seq if es else 0, 2**64 - 1), st.just(es))
+)
 acks = st.builds(Ack, u64, u64, chains)
 rejects = st.builds(Reject, st.sampled_from(RejectReason), u64, st.text(max_size=100))
 requests = st.builds(Request, u64, request_bodies)
@@ -286,7 +288,7 @@ def good_entry() -> Entry:
 
 
 def good_append() -> bytes:
-    return encode_msg(Append(1, 0, (good_entry(),)))
+    return encode_msg(Append(1, 0, 1, (good_entry(),)))
 
 
 @pytest.mark.parametrize("version", [0, 2, 255])
@@ -331,8 +333,8 @@ def test_frame_too_short_for_version_and_type(n: int) -> None:
         (raw_frame(WIRE_VERSION, MsgType.REQUEST, bytes(8) + b"\xff\xfe"), "invalid JSON"),
         (raw_frame(WIRE_VERSION, MsgType.REQUEST, bytes(8) + b"[1,2]"), 'string "op"'),
         (raw_frame(WIRE_VERSION, MsgType.REQUEST, bytes(8) + b'{"op":1}'), 'string "op"'),
-        (raw_frame(WIRE_VERSION, MsgType.APPEND, struct.pack(">QQI", 1, 0, 1)), "APPEND frame body"),
-        (raw_frame(WIRE_VERSION, MsgType.APPEND, struct.pack(">QQI", 1, 0, 0) + b"x"), "1 trailing bytes"),
+        (raw_frame(WIRE_VERSION, MsgType.APPEND, struct.pack(">QQQI", 1, 0, 1, 1)), "APPEND frame body"),
+        (raw_frame(WIRE_VERSION, MsgType.APPEND, struct.pack(">QQQI", 1, 0, 0, 0) + b"x"), "1 trailing bytes"),
     ],
 )
 def test_malformed_bodies_are_named(data: bytes, needle: str | None) -> None:
@@ -409,7 +411,7 @@ def test_corrupt_entry_inside_append_is_a_protocol_error_naming_the_entry() -> N
 
 def test_entry_of_an_unknown_format_version_inside_append_is_a_protocol_error() -> None:
     frame = bytearray(good_append())
-    entry_at = 4 + 2 + 20 + 4  # length prefix, version+type, APPEND header, entry length
+    entry_at = 4 + 2 + 28 + 4  # length prefix, version+type, APPEND header, entry length
     frame[entry_at + 5] = 9  # entry format version 9
     msg = error_of(bytes(frame))
     assert "unsupported entry format version 9" in msg
@@ -458,7 +460,7 @@ VECTORS: dict[str, Message] = {
     "HELLO replica, node 2, `flights`, promised 1, stored 1, chain of E1": Hello(
         Role.REPLICA, 2, FLIGHTS, 1, 1, E1.chain
     ),
-    "APPEND epoch 1, durable 0, [E1] (618 bytes total)": Append(1, 0, (E1,)),
+    "APPEND epoch 1, durable 0, log_end 1, [E1] (626 bytes total)": Append(1, 0, 1, (E1,)),
     "ACK promised 1, stored_through 1, chain of E1 (38 bytes total)": Ack(1, 1, E1.chain),
     'REJECT STALE_EPOCH, promised 2, "fenced"': Reject(RejectReason.STALE_EPOCH, 2, "fenced"),
     'REQUEST id 1, `{"args":[],"op":"__status__"}`': Request(1, {"args": [], "op": "__status__"}),
@@ -549,3 +551,13 @@ async def test_channel_send_then_receive_round_trips() -> None:
     msg = Reject(RejectReason.STALE_EPOCH, 9, "promised 9")
     await a.send(msg)
     assert await b.receive() == msg
+
+
+def test_append_log_end_below_its_last_entry_is_refused_both_ways() -> None:
+    e = good_entry()
+    with pytest.raises(ValueError, match="log_end 0 is below"):
+        encode_msg(Append(1, 0, 0, (e,)))
+    frame = bytearray(encode_msg(Append(1, 0, e.seq, (e,))))
+    frame[6 + 16 : 6 + 24] = (0).to_bytes(8, "big")  # log_end sits after epoch and durable_seq
+    with pytest.raises(ProtocolError, match="log_end 0 is below"):
+        decode_payload(bytes(frame[4:]))

@@ -30,8 +30,11 @@ from walrelay.wire import RejectReason
 
 @dataclass(frozen=True, slots=True)
 class SendEntries:
+    """Send these entries to a replica; ``log_end`` is this primary's last seq when it said so."""
+
     replica: int
     entries: tuple[Entry, ...]
+    log_end: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,7 +140,7 @@ class PrimaryState:
         for r in range(self.config.replicas):
             if self.connected[r] and self.sent[r] == entry.seq - 1:
                 self.sent[r] = entry.seq
-                effects.append(SendEntries(r, (entry,)))
+                effects.append(SendEntries(r, (entry,), entry.seq))
         return entry, effects
 
     # -- the output gate -----------------------------------------------------------------------
@@ -269,17 +272,11 @@ class PrimaryState:
             # Issue 4 adds catch-up from another replica or a snapshot; until then say so plainly.
             self.connected[r] = False
             return []
-        batch: list[Entry] = []
-        size = 0
-        effects: list[PrimaryEffect] = []
-        for s in range(start, self.last_seq + 1):
-            e = self.log[s]
-            if batch and size + e.size > self.config.max_batch_bytes:
-                effects.append(SendEntries(r, tuple(batch)))
-                batch, size = [], 0
-            batch.append(e)
-            size += e.size
-        effects.append(SendEntries(r, tuple(batch)))
+        # One batch through the end of the log: a replica that holds another epoch's log adopts
+        # ours only from a frame that reaches our log end (docs/failover.md). The I/O layer keeps
+        # a catch-up in one frame; later frames may be split (max_batch_bytes).
+        batch = tuple(self.log[s] for s in range(start, self.last_seq + 1))
+        effects: list[PrimaryEffect] = [SendEntries(r, batch, self.last_seq)]
         self.sent[r] = self.last_seq
         return effects
 

@@ -32,7 +32,18 @@ from walrelay.primary import (
 )
 from walrelay.replica_store import check_object_name
 from walrelay.transport import Channel, Transport
-from walrelay.wire import Ack, Append, Hello, Reject, RejectReason, Reply, ReplyStatus, Request, Role
+from walrelay.wire import (
+    DEFAULT_MAX_FRAME,
+    Ack,
+    Append,
+    Hello,
+    Reject,
+    RejectReason,
+    Reply,
+    ReplyStatus,
+    Request,
+    Role,
+)
 
 log = logging.getLogger("walrelay.primary")
 
@@ -49,12 +60,17 @@ class _Waiter:
     failed: str | None = None
 
 
+# A catch-up frame must fit a replica's frame limit (the default one; headers take < 1 KiB).
+MAX_CATCH_UP_BYTES = DEFAULT_MAX_FRAME - 4096
+
+
 class ReplicaLink:
     def __init__(self, node: PrimaryNode, index: int, address: str) -> None:
         self.node = node
         self.index = index
         self.address = address
         self.queue: deque[Entry] = deque()
+        self.catching_up = False  # the next frame is the first of this connection
         self._wake = trio.Event()
         self.last_error: str | None = None
 
@@ -89,6 +105,7 @@ class ReplicaLink:
                 backoff = 0.05
                 self.last_error = None
                 self.queue.clear()
+                self.catching_up = True
                 node.execute(
                     state.on_connected(
                         self.index,
@@ -132,14 +149,20 @@ class ReplicaLink:
             while not self.queue:
                 self._wake = trio.Event()
                 await self._wake.wait()
+            # The first frame on a connection carries everything through the log end, however
+            # large (up to the frame limit): a replica holding another epoch's log adopts ours
+            # only from a frame that reaches our log end (docs/failover.md).
+            limit = MAX_CATCH_UP_BYTES if self.catching_up else max_bytes
+            self.catching_up = False
             batch: list[Entry] = []
             size = 0
-            while self.queue and (not batch or size + self.queue[0].size <= max_bytes):
+            while self.queue and (not batch or size + self.queue[0].size <= limit):
                 e = self.queue.popleft()
                 batch.append(e)
                 size += e.size
             st = self.node.state
-            await chan.send(Append(st.epoch, st.durable_seq, tuple(batch)))
+            log_end = st.last_seq
+            await chan.send(Append(st.epoch, st.durable_seq, log_end, tuple(batch)))
 
     async def _receiver(self, chan: Channel) -> None:
         node, state = self.node, self.node.state

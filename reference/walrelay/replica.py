@@ -100,7 +100,7 @@ class ReplicaState:
     archived_through: int = 0  # entries <= this may be truncated (set by the archiver, issue 5)
     chains: dict[int, bytes] = field(default_factory=dict)  # seq -> chain, for entries still held
 
-    def on_append(self, epoch: int, entries: tuple[Entry, ...]) -> list[ReplicaEffect]:
+    def on_append(self, epoch: int, entries: tuple[Entry, ...], log_end: int) -> list[ReplicaEffect]:
         """ReceiveAppend: store entries that extend the log, refuse a fenced epoch.
 
         Duplicates (an entry already held with the same chain) are acknowledged again, so a
@@ -114,8 +114,12 @@ class ReplicaState:
         older epoch and are dropped too, and ``log_epoch`` becomes the sender's. Within one epoch a
         differing entry is never replaced (a primary's log never changes): that is DIVERGED.
 
-        Known gap (docs/failover.md, "Open"): adoption must wait for a frame that reaches the
-        sender's log end, which APPEND does not carry yet; harmless while no failover runs.
+        Adoption happens only from a frame whose last entry is the sender's ``log_end``: in the spec
+        an APPEND carries the sender's whole log, so a replica that adopts epoch ``E`` holds at least
+        ``E``'s recovered log. Adopting from the first frame of a multi-frame catch-up would let a
+        later recovery prefer this shorter ``E`` log over older-epoch replicas that hold a committed
+        entry beyond it (docs/failover.md). Any other frame of another epoch changes nothing: the
+        ACK says what is held, and the primary resends everything through its end in one frame.
         """
         if epoch < self.promised_epoch:
             return [
@@ -131,6 +135,9 @@ class ReplicaState:
             self.promised_epoch = epoch
             effects.append(PersistPromise(epoch))
         adopting = epoch != self.log_epoch
+        if adopting and (not entries or entries[-1].seq != log_end):
+            effects.append(SendAck(self.promised_epoch, self.last_seq, self.last_chain))
+            return effects
         new: list[Entry] = []
         consistent_through: int | None = None  # last batch seq known to equal the sender's log
         for e in entries:

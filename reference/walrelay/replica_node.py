@@ -125,7 +125,7 @@ class ReplicaNode:
                 if not isinstance(msg, Append):
                     bad = msg
                     break
-                effects.extend(obj.state.on_append(msg.epoch, msg.entries))
+                effects.extend(obj.state.on_append(msg.epoch, msg.entries, msg.log_end))
             # The state machine already counts the good prefix as held: persist it before
             # hanging up on the bad frame, or a later HELLO would claim entries the disk lacks.
             await self._execute(obj, chan, effects)

@@ -78,10 +78,16 @@ class Hello:
 
 @dataclass(frozen=True, slots=True)
 class Append:
-    """Entries for a replica, in seq order, sent under ``epoch``; ``durable_seq`` is informational."""
+    """Entries for a replica, in seq order, sent under ``epoch``; ``durable_seq`` is informational.
+
+    ``log_end`` is the sender's last seq when it sent the frame: a replica adopts another epoch's
+    log only from a frame that reaches it (docs/failover.md), the spec's "an APPEND carries the
+    sender's whole log".
+    """
 
     epoch: int
     durable_seq: int
+    log_end: int
     entries: tuple[Entry, ...]
 
 
@@ -197,7 +203,7 @@ class Admit:
 Message = Hello | Append | Ack | Reject | Request | Reply | Prepare | Promise | Fetch | Entries | Admit
 
 _HELLO = struct.Struct(">BQQQ16sH")
-_APPEND = struct.Struct(">QQI")
+_APPEND = struct.Struct(">QQQI")
 _ACK = struct.Struct(">QQ16s")
 _REJECT = struct.Struct(">BQH")
 _REQ = struct.Struct(">Q")
@@ -226,8 +232,11 @@ def encode(msg: Message) -> bytes:
             _HELLO.pack(msg.role, msg.node_id, msg.epoch, msg.stored_through, msg.last_chain, len(name)) + name,
         )
     if isinstance(msg, Append):
+        if msg.entries and msg.log_end < msg.entries[-1].seq:
+            raise ValueError(f"APPEND log_end {msg.log_end} is below its last entry's seq {msg.entries[-1].seq}")
         return _frame(
-            MsgType.APPEND, _APPEND.pack(msg.epoch, msg.durable_seq, len(msg.entries)) + _entries(msg.entries)
+            MsgType.APPEND,
+            _APPEND.pack(msg.epoch, msg.durable_seq, msg.log_end, len(msg.entries)) + _entries(msg.entries),
         )
     if isinstance(msg, Ack):
         return _frame(MsgType.ACK, _ACK.pack(msg.epoch, msg.stored_through, msg.chain))
@@ -365,8 +374,11 @@ def decode_payload(payload: bytes) -> Message:
         return Hello(r, node_id, name, epoch, stored, chain)
     if t is MsgType.APPEND:
         _need(body, _APPEND.size, "APPEND")
-        epoch, durable, count = _APPEND.unpack_from(body)
-        return Append(epoch, durable, _decode_entries(body, _APPEND.size, count, "APPEND"))
+        epoch, durable, log_end, count = _APPEND.unpack_from(body)
+        entries = _decode_entries(body, _APPEND.size, count, "APPEND")
+        if entries and log_end < entries[-1].seq:
+            raise ProtocolError(f"APPEND log_end {log_end} is below its last entry's seq {entries[-1].seq}")
+        return Append(epoch, durable, log_end, entries)
     if t is MsgType.ACK:
         _exact(body, _ACK.size, "ACK")
         return Ack(*_ACK.unpack(body))

@@ -193,9 +193,19 @@ def effective_workers(config: ModelConfig, workers: int) -> int:
     return workers if config.expect.kind == "ok" else 1
 
 
-def tlc_command(java: str, jar: Path, config: ModelConfig, workers: int, metadir: str) -> list[str]:
-    """The java command line for one config (run it with the spec dir as working directory)."""
-    cmd = [java, "-XX:+UseParallelGC", "-cp", str(jar), "tlc2.TLC", "-tool", "-metadir", metadir]
+def tlc_command(
+    java: str, jar: Path, config: ModelConfig, workers: int, metadir: str, java_tmp: str | None = None
+) -> list[str]:
+    """The java command line for one config (run it with the spec dir as working directory).
+
+    ``java_tmp`` becomes ``java.io.tmpdir``: SANY unpacks the standard modules (TLC.tla,
+    Naturals.tla, ...) there, and two TLCs sharing one directory race on those files ("Module-Table
+    lookup failure", seen with ``--jobs 2``). Each run gets its own.
+    """
+    cmd = [java, "-XX:+UseParallelGC"]
+    if java_tmp is not None:
+        cmd.append(f"-Djava.io.tmpdir={java_tmp}")
+    cmd += ["-cp", str(jar), "tlc2.TLC", "-tool", "-metadir", metadir]
     cmd += ["-config", str(config.path.resolve()), "-workers", str(effective_workers(config, workers))]
     if not config.check_deadlock:
         cmd.append("-deadlock")
@@ -245,7 +255,9 @@ def run_tlc(
     """
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="walrelay-tlc-") as tmp:
-        cmd = tlc_command(java, jar, config, workers, os.path.join(tmp, "meta"))
+        java_tmp = os.path.join(tmp, "java-tmp")
+        os.mkdir(java_tmp)
+        cmd = tlc_command(java, jar, config, workers, os.path.join(tmp, "meta"), java_tmp)
         proc = subprocess.Popen(
             cmd,
             cwd=spec_dir,

@@ -18,7 +18,8 @@ from walrelay.entry import GENESIS_CHAIN
 from walrelay.replica_node import ReplicaNode
 from walrelay.replica_store import ReplicaStore, StoreCorruptError
 from walrelay.transport import Channel, MemoryTransport
-from walrelay.wire import Ack, Append, Hello, Role
+from walrelay.wire import Ack, Admit, Append, Entries, Fetch, Hello, Prepare, Reject, RejectReason, Role
+from walrelay.wire import Promise as PromiseMsg
 
 
 def reopen(tmp_path: Path) -> ReplicaStore:
@@ -101,3 +102,51 @@ async def test_node_replaces_a_divergent_suffix_durably_and_saves_the_log_epoch(
     loaded = ReplicaStore(str(tmp_path), "obj").load()
     assert loaded.chains == {1: old[0].chain, **{e.seq: e.chain for e in new}}
     assert (loaded.promised_epoch, loaded.log_epoch, loaded.voter) == (2, 2, True)
+
+
+async def test_node_answers_prepare_fetch_and_admit_and_persists_them(tmp_path: Path) -> None:
+    """The recovery exchange against a real node: PROMISE after the promise is on disk, ENTRIES
+    in frames bounded by max_bytes, REJECT for a fenced primary's FETCH, and a durable ADMIT."""
+    log = make_log(5, epoch=1, salt=3)
+    # A replica that rejoined after losing its disk: not a voter until a serving primary admits it.
+    ReplicaStore(str(tmp_path), "obj").save_state(1, 0, 0, False)
+    transport = MemoryTransport()
+    node = ReplicaNode(2, str(tmp_path), transport)
+    got: list[object] = []
+    try:
+        async with trio.open_nursery() as nursery:
+            address = await nursery.start(node.serve, "mem:0")
+            chan = Channel(await transport.connect(address))
+            await chan.send(Hello(Role.PRIMARY, 0, "obj", 1, 0))
+            assert isinstance(await chan.receive(), Hello)
+            await chan.send(Append(1, 0, 5, tuple(log)))
+            got.append(await chan.receive())
+            await chan.aclose()
+            chan = Channel(await transport.connect(address))  # a recovering primary, epoch 3
+            await chan.send(Hello(Role.PRIMARY, 0, "obj", 3, 0))
+            assert isinstance(await chan.receive(), Hello)
+            await chan.send(Prepare(3))
+            got.append(await chan.receive())
+            await chan.send(Fetch(3, 2, 2 * log[0].size))  # room for two entries
+            got.append(await chan.receive())
+            await chan.send(Fetch(3, 4, 10**6))
+            got.append(await chan.receive())
+            await chan.send(Fetch(2, 1, 10**6))  # below the promise: fenced
+            got.append(await chan.receive())
+            await chan.send(Append(3, 0, 5, (log[4],)))  # adopt epoch 3's (identical) log
+            got.append(await chan.receive())
+            await chan.send(Admit(3, 5))
+            await chan.send(Prepare(3))  # asked again: answers with the current state
+            got.append(await chan.receive())
+            nursery.cancel_scope.cancel()
+    finally:
+        node.close()
+    assert got[0] == Ack(1, 5, log[4].chain)
+    assert got[1] == PromiseMsg(3, 1, 5, log[4].chain, 0, False)
+    assert got[2] == Entries(False, (log[1], log[2]))
+    assert got[3] == Entries(True, (log[3], log[4]))
+    assert isinstance(got[4], Reject) and got[4].reason is RejectReason.STALE_EPOCH and got[4].promised_epoch == 3
+    assert got[5] == Ack(3, 5, log[4].chain)
+    assert got[6] == PromiseMsg(3, 3, 5, log[4].chain, 0, True)
+    loaded = ReplicaStore(str(tmp_path), "obj").load()
+    assert (loaded.promised_epoch, loaded.log_epoch, loaded.voter) == (3, 3, True)

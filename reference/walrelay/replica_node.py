@@ -14,6 +14,7 @@ import logging
 
 import trio
 
+from walrelay.entry import Entry
 from walrelay.errors import ProtocolError
 from walrelay.replica import (
     PersistEntries,
@@ -23,13 +24,15 @@ from walrelay.replica import (
     ReplicaEffect,
     ReplicaState,
     SendAck,
+    SendPromise,
     SendReject,
     TruncateSuffix,
 )
 from walrelay.replica_store import ReplicaStore, check_object_name
 from walrelay.transport import Channel, Transport
 from walrelay.wire import Ack as AckMsg
-from walrelay.wire import Append, Hello, Message, Reject, RejectReason, Role
+from walrelay.wire import Admit, Append, Entries, Fetch, Hello, Message, Prepare, Reject, RejectReason, Role
+from walrelay.wire import Promise as PromiseMsg
 
 log = logging.getLogger("walrelay.replica")
 
@@ -122,15 +125,52 @@ class ReplicaNode:
             effects: list[ReplicaEffect] = []
             bad: Message | None = None
             for msg in batch:
-                if not isinstance(msg, Append):
+                if isinstance(msg, Append):
+                    effects.extend(obj.state.on_append(msg.epoch, msg.entries, msg.log_end))
+                elif isinstance(msg, Prepare):
+                    effects.extend(obj.state.on_prepare(msg.epoch))
+                elif isinstance(msg, Admit):
+                    effects.extend(obj.state.on_admit(msg.epoch, msg.upto))
+                elif isinstance(msg, Fetch):
+                    # Reads what is durable: run everything before it first (the ACKs go out too).
+                    await self._execute(obj, chan, effects)
+                    effects = []
+                    await self._fetch(obj, chan, msg)
+                else:
                     bad = msg
                     break
-                effects.extend(obj.state.on_append(msg.epoch, msg.entries, msg.log_end))
             # The state machine already counts the good prefix as held: persist it before
             # hanging up on the bad frame, or a later HELLO would claim entries the disk lacks.
             await self._execute(obj, chan, effects)
             if bad is not None:
-                raise ProtocolError(f"expected APPEND, got {type(bad).__name__}")
+                raise ProtocolError(f"expected APPEND, PREPARE, FETCH or ADMIT, got {type(bad).__name__}")
+
+    async def _fetch(self, obj: ObjectReplica, chan: Channel, msg: Fetch) -> None:
+        """FETCH: entries for a recovering primary, one ENTRIES frame per FETCH.
+
+        Only for a primary this replica may still serve: after promising a higher epoch, the
+        answer is REJECT(STALE_EPOCH) (a fenced primary must not rebuild from us and serve).
+        """
+        st = obj.state
+        if msg.epoch < st.promised_epoch:
+            await chan.send(
+                Reject(
+                    RejectReason.STALE_EPOCH,
+                    st.promised_epoch,
+                    f"fetch for epoch {msg.epoch} refused: replica {st.replica_id} promised epoch {st.promised_epoch}",
+                )
+            )
+            return
+        entries = await trio.to_thread.run_sync(obj.store.read_entries, msg.from_seq)
+        out: list[Entry] = []
+        size = 0
+        for e in entries:
+            if out and size + e.size > msg.max_bytes:
+                break
+            out.append(e)
+            size += e.size
+        final = not entries or out[-1].seq == entries[-1].seq
+        await chan.send(Entries(final, tuple(out)))
 
     async def _execute(self, obj: ObjectReplica, chan: Channel, effects: list[ReplicaEffect]) -> None:
         """Run effects in order, merging consecutive entry writes into one fdatasync (group commit).
@@ -164,14 +204,17 @@ class ReplicaNode:
                 state_dirty = True
             elif isinstance(eff, SendAck):
                 last_ack = eff  # cumulative: only the last one matters
+            elif isinstance(eff, SendPromise):
+                await durable()  # the promise is on disk before the PROMISE leaves
+                await chan.send(
+                    PromiseMsg(eff.epoch, eff.log_epoch, eff.last_seq, eff.last_chain, eff.truncated_through, eff.voter)
+                )
             elif isinstance(eff, SendReject):
                 await durable()
                 if last_ack is not None:
                     await chan.send(AckMsg(last_ack.epoch, last_ack.stored_through, last_ack.chain))
                     last_ack = None
                 await chan.send(Reject(eff.reason, eff.promised_epoch, eff.message))
-            else:  # SendPromise answers PREPARE, which wire v1 cannot carry yet (issue 4)
-                raise ProtocolError(f"unexpected effect {type(eff).__name__} for an APPEND")
         await durable()
         if last_ack is not None:
             await chan.send(AckMsg(last_ack.epoch, last_ack.stored_through, last_ack.chain))

@@ -77,6 +77,7 @@ class AckMsg:
     epoch: int
     stored_through: int
     chain: bytes
+    log_epoch: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -296,7 +297,7 @@ class Sim:
                     f"replica {r} acked through {eff.stored_through} with {disk.last_seq} on disk"
                 )
             if to_us:
-                self._send(AckMsg(r, eff.epoch, eff.stored_through, eff.chain))
+                self._send(AckMsg(r, eff.epoch, eff.stored_through, eff.chain, eff.log_epoch))
             else:
                 self.zombie_acks += 1
         elif isinstance(eff, SendReject) and to_us:
@@ -365,7 +366,12 @@ class Sim:
         elif isinstance(msg, AckMsg):
             self._primary(
                 self.primary.on_ack(
-                    r, epoch=msg.epoch, stored_through=msg.stored_through, chain=msg.chain, now_us=self.now_us
+                    r,
+                    epoch=msg.epoch,
+                    stored_through=msg.stored_through,
+                    chain=msg.chain,
+                    log_epoch=msg.log_epoch,
+                    now_us=self.now_us,
                 )
             )
         else:
@@ -400,7 +406,7 @@ class Sim:
     def stale_ack(self, r: int, behind: int) -> None:
         seq = max(0, self.primary.last_seq - behind)
         chain = GENESIS_CHAIN if seq == 0 else _other_chain(self.zombie_log, seq)
-        self._send(AckMsg(r, self.primary.epoch - 1, seq, chain))
+        self._send(AckMsg(r, self.primary.epoch - 1, seq, chain, self.primary.epoch - 1))
 
     def zombie_append(self, r: int, upto: int) -> None:
         if self.zombie:

@@ -189,12 +189,21 @@ def connect(
 
 
 def ack(
-    p: PrimaryState, r: int, seq: int, *, epoch: int | None = None, chain: bytes | None = None
+    p: PrimaryState,
+    r: int,
+    seq: int,
+    *,
+    epoch: int | None = None,
+    chain: bytes | None = None,
+    log_epoch: int | None = None,
 ) -> list[PrimaryEffect]:
-    """An ACK of ``seq``: by default under the primary's epoch, carrying the primary's own chain."""
+    """An ACK of ``seq``: by default under the primary's epoch (promised and adopted), with its chain."""
     if chain is None:
         chain = p.chains.get(seq, p.last_chain)
-    return p.on_ack(r, epoch=p.epoch if epoch is None else epoch, stored_through=seq, chain=chain, now_us=10)
+    epoch = p.epoch if epoch is None else epoch
+    return p.on_ack(
+        r, epoch=epoch, stored_through=seq, chain=chain, log_epoch=epoch if log_epoch is None else log_epoch, now_us=10
+    )
 
 
 def primary_with_held(epoch: int = 3, writes: int = 2) -> PrimaryState:
@@ -220,6 +229,17 @@ def test_acks_under_an_older_epoch_never_count() -> None:
     effects = [eff for r in range(3) for eff in ack(p, r, 2)]
     assert effects == [ReleaseReply(101), ReleaseReply(102)]
     assert p.durable_seq == 2
+
+
+def test_acks_of_our_log_held_under_another_log_epoch_never_count() -> None:
+    """Same entries, same chain, promised our epoch, but not adopted: a later recovery would rank
+    this replica by its older log epoch, so it cannot be part of our quorum (docs/failover.md)."""
+    p = primary_with_held(epoch=3, writes=2)
+    for r in range(5):
+        assert ack(p, r, 2, log_epoch=2) == []
+        assert ack(p, r, 2, log_epoch=0) == []
+    assert p.match == [0] * 5 and p.durable_seq == 0
+    assert [eff for r in range(3) for eff in ack(p, r, 2)] == [ReleaseReply(101), ReleaseReply(102)]
 
 
 def test_acks_beyond_last_seq_never_count() -> None:
@@ -320,11 +340,13 @@ def test_hello_with_another_logs_chain_is_not_counted() -> None:
     assert connect(p, 0, stored_through=2, chain=FOREIGN) == []
     assert p.match[0] == 0
     assert not p.connected[0]
-    # The true chain counts, and sending resumes after what the replica holds.
+    # The true chain connects. The HELLO does not count (it cannot say under which log epoch the
+    # replica holds seq 1); the entry it holds is resent with the rest, and the ACK will count.
     p.on_disconnected(1)
     effects = connect(p, 1, stored_through=1, chain=p.chains[1])
-    assert p.match[1] == 1
-    assert [tuple(e.seq for e in eff.entries) for eff in effects if isinstance(eff, SendEntries)] == [(2,)]
+    assert p.match[1] == 0 and p.connected[1]
+    sends = [eff for eff in effects if isinstance(eff, SendEntries)]
+    assert [(tuple(e.seq for e in eff.entries), eff.log_end) for eff in sends] == [((1, 2), 2)]
 
 
 def test_deadline_resets_only_after_deadline_and_fails_held_replies() -> None:
@@ -344,17 +366,21 @@ def test_deadline_resets_only_after_deadline_and_fails_held_replies() -> None:
     assert p.hold(8, 0) == [FailReply(8, p.reset_reason)]
 
 
-def test_hold_at_a_durable_seq_releases_at_once() -> None:
+def test_a_recovered_log_is_not_durable_until_a_quorum_acks_it_under_the_new_epoch() -> None:
+    """Spec: a new primary is "syncing" until AdvanceCommit reaches its recovered length. Replies,
+    reads of the recovered state included, wait for that."""
     chain5 = bytes([5]) * 16
-    p = PrimaryState(PrimaryConfig(epoch=2), last_seq=5, last_chain=chain5)  # recovered: 1..5 durable
-    assert p.hold(1, 5) == [ReleaseReply(1)]
-    assert p.hold(2, 0) == [ReleaseReply(2)]
+    p = PrimaryState(PrimaryConfig(epoch=2), last_seq=5, last_chain=chain5)
+    assert p.durable_seq == 0
+    assert p.hold(1, 5) == []  # a read of the recovered state
+    assert p.hold(2, 0) == [ReleaseReply(2)]  # nothing before it
     entry, _ = p.primary_commit(commit(), now_us=0, wall_us=0)
     assert entry.seq == 6
     assert p.hold(3, 6) == []
-    # A replica that holds the recovered prefix is recognised by its chain.
+    # A replica that holds the recovered prefix is recognised by its chain, but not counted.
     connect(p, 0, stored_through=5, chain=chain5, promised=1)
-    assert p.match[0] == 5 and p.connected[0]
+    assert p.match[0] == 0 and p.connected[0]
+    assert [eff for r in range(3) for eff in ack(p, r, 6)] == [ReleaseReply(1), ReleaseReply(3)]
 
 
 def test_send_entries_goes_only_to_connected_replicas() -> None:

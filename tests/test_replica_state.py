@@ -92,21 +92,21 @@ def test_higher_epoch_persists_the_promise_before_the_entries_and_the_ack() -> N
         PersistPromise(2),
         PersistEntries(tuple(LOG[:3])),
         PersistLogEpoch(2),  # the log is now a prefix of epoch 2's log: saved after the entries
-        SendAck(2, 3, LOG[2].chain),
+        SendAck(2, 3, LOG[2].chain, 2),
     ]
     assert (st_.promised_epoch, st_.log_epoch) == (2, 2)
     # An empty APPEND under a still higher epoch is a promise on its own (it proves no log).
-    assert st_.on_append(3, (), end_of(())) == [PersistPromise(3), SendAck(3, 3, LOG[2].chain)]
+    assert st_.on_append(3, (), end_of(())) == [PersistPromise(3), SendAck(3, 3, LOG[2].chain, 2)]
     assert st_.log_epoch == 2
     # The same epoch again promises nothing new; its first entry makes the log epoch 3's.
     assert st_.on_append(3, tuple(LOG[3:4]), end_of(tuple(LOG[3:4]))) == [
         PersistEntries((LOG[3],)),
         PersistLogEpoch(3),
-        SendAck(3, 4, LOG[3].chain),
+        SendAck(3, 4, LOG[3].chain, 3),
     ]
     assert st_.on_append(3, tuple(LOG[4:5]), end_of(tuple(LOG[4:5]))) == [
         PersistEntries((LOG[4],)),
-        SendAck(3, 5, LOG[4].chain),
+        SendAck(3, 5, LOG[4].chain, 3),
     ]
 
 
@@ -114,7 +114,7 @@ def test_acks_carry_the_promised_epoch_not_the_entries_epoch() -> None:
     st_ = ReplicaState(0)
     old = make_log(2, epoch=1)
     effects = st_.on_append(7, tuple(old), end_of(tuple(old)))
-    assert effects[-1] == SendAck(7, 2, old[1].chain)
+    assert effects[-1] == SendAck(7, 2, old[1].chain, 7)
 
 
 # -- duplicates and gaps --------------------------------------------------------------------------
@@ -123,12 +123,12 @@ def test_acks_carry_the_promised_epoch_not_the_entries_epoch() -> None:
 def test_duplicates_are_acked_again_without_a_second_persist() -> None:
     st_ = ReplicaState(0)
     st_.on_append(2, tuple(LOG[:3]), end_of(tuple(LOG[:3])))
-    assert st_.on_append(2, tuple(LOG[:3]), end_of(tuple(LOG[:3]))) == [SendAck(2, 3, LOG[2].chain)]
-    assert st_.on_append(2, (LOG[1],), end_of((LOG[1],))) == [SendAck(2, 3, LOG[2].chain)]
+    assert st_.on_append(2, tuple(LOG[:3]), end_of(tuple(LOG[:3]))) == [SendAck(2, 3, LOG[2].chain, 2)]
+    assert st_.on_append(2, (LOG[1],), end_of((LOG[1],))) == [SendAck(2, 3, LOG[2].chain, 2)]
     # A batch overlapping what is held persists only the new tail.
     assert st_.on_append(2, tuple(LOG[1:5]), end_of(tuple(LOG[1:5]))) == [
         PersistEntries(tuple(LOG[3:5])),
-        SendAck(2, 5, LOG[4].chain),
+        SendAck(2, 5, LOG[4].chain, 2),
     ]
     assert st_.last_seq == 5
 
@@ -136,10 +136,10 @@ def test_duplicates_are_acked_again_without_a_second_persist() -> None:
 def test_gap_stops_processing_and_acks_the_last_contiguous_seq() -> None:
     st_ = ReplicaState(0, promised_epoch=2)
     effects = st_.on_append(2, (LOG[0], LOG[1], LOG[3], LOG[4]), end_of((LOG[0], LOG[1], LOG[3], LOG[4])))
-    assert effects == [PersistEntries((LOG[0], LOG[1])), PersistLogEpoch(2), SendAck(2, 2, LOG[1].chain)]
+    assert effects == [PersistEntries((LOG[0], LOG[1])), PersistLogEpoch(2), SendAck(2, 2, LOG[1].chain, 2)]
     assert st_.last_seq == 2
     # Only entries past the gap: nothing to persist, the ack says where the log ends.
-    assert st_.on_append(2, tuple(LOG[4:7]), end_of(tuple(LOG[4:7]))) == [SendAck(2, 2, LOG[1].chain)]
+    assert st_.on_append(2, tuple(LOG[4:7]), end_of(tuple(LOG[4:7]))) == [SendAck(2, 2, LOG[1].chain, 2)]
     # The missing entry then lets the rest in.
     assert persisted(st_.on_append(2, tuple(LOG[2:7]), end_of(tuple(LOG[2:7])))) == [3, 4, 5, 6, 7]
 
@@ -154,7 +154,7 @@ def test_entry_not_following_the_chain_is_rejected_after_the_good_prefix() -> No
     foreign = make_log(3, epoch=2, salt=9, prev=LOG[2].chain, first=4)
     bogus = make_log(1, epoch=2, salt=7, prev=bytes(16), first=4)[0]
     effects = st_.on_append(2, (LOG[1], LOG[2], bogus, foreign[1]), end_of((LOG[1], LOG[2], bogus, foreign[1])))
-    assert effects[:2] == [PersistEntries((LOG[1], LOG[2])), SendAck(2, 3, LOG[2].chain)]
+    assert effects[:2] == [PersistEntries((LOG[1], LOG[2])), SendAck(2, 3, LOG[2].chain, 2)]
     assert len(effects) == 3
     rej = effects[2]
     assert isinstance(rej, SendReject) and rej.reason is RejectReason.DIVERGED
@@ -176,7 +176,7 @@ def test_a_newer_epochs_log_replaces_a_divergent_suffix() -> None:
         TruncateSuffix(1),
         PersistEntries(tuple(other)),
         PersistLogEpoch(3),
-        SendAck(3, 5, other[3].chain),
+        SendAck(3, 5, other[3].chain, 3),
     ]
     assert st_.chains == {1: LOG[0].chain, **{e.seq: e.chain for e in other}}
     assert (st_.last_seq, st_.last_chain, st_.log_epoch) == (5, other[3].chain, 3)
@@ -187,11 +187,11 @@ def test_a_newer_epoch_drops_the_older_suffix_beyond_a_consistent_batch() -> Non
     st_ = ReplicaState(0)
     st_.on_append(2, tuple(LOG[:5]), end_of(tuple(LOG[:5])))
     effects = st_.on_append(3, tuple(LOG[:3]), end_of(tuple(LOG[:3])))
-    assert effects == [PersistPromise(3), TruncateSuffix(3), PersistLogEpoch(3), SendAck(3, 3, LOG[2].chain)]
+    assert effects == [PersistPromise(3), TruncateSuffix(3), PersistLogEpoch(3), SendAck(3, 3, LOG[2].chain, 3)]
     assert sorted(st_.chains) == [1, 2, 3]
     # Within one epoch an old retransmission of a prefix drops nothing.
     st_.on_append(3, tuple(LOG[3:6]), end_of(tuple(LOG[3:6])))
-    assert st_.on_append(3, tuple(LOG[:2]), end_of(tuple(LOG[:2]))) == [SendAck(3, 6, LOG[5].chain)]
+    assert st_.on_append(3, tuple(LOG[:2]), end_of(tuple(LOG[:2]))) == [SendAck(3, 6, LOG[5].chain, 3)]
 
 
 def test_a_different_entry_is_diverged_within_an_epoch_or_when_it_does_not_follow() -> None:
@@ -200,14 +200,14 @@ def test_a_different_entry_is_diverged_within_an_epoch_or_when_it_does_not_follo
     # Same epoch: a primary's log never changes, so a different entry is an error, not a repair.
     same = make_log(2, epoch=2, salt=5, prev=LOG[0].chain, first=2)
     effects = st_.on_append(2, tuple(same), end_of(tuple(same)))
-    assert effects[0] == SendAck(2, 3, LOG[2].chain)  # what it holds, with its own chain
+    assert effects[0] == SendAck(2, 3, LOG[2].chain, 2)  # what it holds, with its own chain
     assert isinstance(effects[1], SendReject) and effects[1].reason is RejectReason.DIVERGED
     # Newer epoch, but the entry does not follow the held entry before it: the primary must send
     # from an earlier seq (nothing is dropped on a guess).
     other = make_log(4, epoch=3, salt=5)
     effects = st_.on_append(3, tuple(other[1:]), end_of(tuple(other[1:])))
     assert effects[0] == PersistPromise(3)
-    assert effects[1] == SendAck(3, 3, LOG[2].chain)
+    assert effects[1] == SendAck(3, 3, LOG[2].chain, 2)
     assert isinstance(effects[2], SendReject) and effects[2].reason is RejectReason.DIVERGED
     assert not persisted(effects)
     assert st_.chains == {1: LOG[0].chain, 2: LOG[1].chain, 3: LOG[2].chain}
@@ -220,7 +220,7 @@ def test_a_frame_of_another_epoch_that_stops_short_of_its_log_end_changes_nothin
     st_ = ReplicaState(0)
     st_.on_append(2, tuple(LOG[:3]), 3)
     other = make_log(4, epoch=3, salt=5)
-    assert st_.on_append(3, tuple(other[:2]), 4) == [PersistPromise(3), SendAck(3, 3, LOG[2].chain)]
+    assert st_.on_append(3, tuple(other[:2]), 4) == [PersistPromise(3), SendAck(3, 3, LOG[2].chain, 2)]
     assert (st_.log_epoch, st_.last_seq, st_.last_chain) == (2, 3, LOG[2].chain)
     # The same entries in a frame that reaches the log end are adopted.
     assert persisted(st_.on_append(3, tuple(other), 4)) == [1, 2, 3, 4]
@@ -265,7 +265,7 @@ def test_divergence_mid_batch_keeps_only_the_prefix_before_it() -> None:
     effects = st_.on_append(2, (LOG[0], other[1], LOG[1]), end_of((LOG[0], other[1], LOG[1])))
     assert persisted(effects) == [1]
     assert [type(e) for e in effects] == [PersistPromise, PersistEntries, SendAck, SendReject]
-    assert effects[2] == SendAck(2, 1, LOG[0].chain)
+    assert effects[2] == SendAck(2, 1, LOG[0].chain, 0)
 
 
 # -- effect order: the durability contract --------------------------------------------------------
@@ -393,7 +393,7 @@ async def test_hello_during_an_unfinished_fsync_reports_only_durable_entries(tmp
         finish.set()
         node.close()
     assert isinstance(first, Hello) and first.stored_through == 0
-    assert ack == Ack(2, 1, LOG[0].chain)
+    assert ack == Ack(2, 1, LOG[0].chain, 2)
     [(hello, durable_then)] = answers
     assert isinstance(hello, Hello)
     if hello.stored_through == 1:

@@ -94,7 +94,7 @@ async def test_node_replaces_a_divergent_suffix_durably_and_saves_the_log_epoch(
                 await chan.send(Append(epoch, 0, batch[-1].seq, tuple(batch)))
                 with trio.fail_after(10):
                     ack = await chan.receive()
-                assert ack == Ack(epoch, batch[-1].seq, batch[-1].chain)
+                assert ack == Ack(epoch, batch[-1].seq, batch[-1].chain, epoch)
                 await chan.aclose()
             nursery.cancel_scope.cancel()
     finally:
@@ -141,12 +141,12 @@ async def test_node_answers_prepare_fetch_and_admit_and_persists_them(tmp_path: 
             nursery.cancel_scope.cancel()
     finally:
         node.close()
-    assert got[0] == Ack(1, 5, log[4].chain)
+    assert got[0] == Ack(1, 5, log[4].chain, 1)
     assert got[1] == PromiseMsg(3, 1, 5, log[4].chain, 0, False)
     assert got[2] == Entries(False, (log[1], log[2]))
     assert got[3] == Entries(True, (log[3], log[4]))
     assert isinstance(got[4], Reject) and got[4].reason is RejectReason.STALE_EPOCH and got[4].promised_epoch == 3
-    assert got[5] == Ack(3, 5, log[4].chain)
+    assert got[5] == Ack(3, 5, log[4].chain, 3)
     assert got[6] == PromiseMsg(3, 3, 5, log[4].chain, 0, True)
     loaded = ReplicaStore(str(tmp_path), "obj").load()
     assert (loaded.promised_epoch, loaded.log_epoch, loaded.voter) == (3, 3, True)

@@ -92,7 +92,7 @@ hellos = st.builds(Hello, st.sampled_from(Role), u64, st.text(max_size=40), u64,
 appends = entry_lists().flatmap(
     lambda es: st.builds(Append, u64, u64, st.integers(es[-1].seq if es else 0, 2**64 - 1), st.just(es))
 )
-acks = st.builds(Ack, u64, u64, chains)
+acks = st.builds(Ack, u64, u64, chains, u64)
 rejects = st.builds(Reject, st.sampled_from(RejectReason), u64, st.text(max_size=100))
 requests = st.builds(Request, u64, request_bodies)
 replies = st.builds(Reply, u64, st.sampled_from(ReplyStatus), json_values)
@@ -271,7 +271,7 @@ def error_of(data: bytes, max_frame: int = DEFAULT_MAX_FRAME) -> str:
 
 
 def good_ack() -> bytes:
-    return encode_msg(Ack(1, 2, bytes(16)))
+    return encode_msg(Ack(1, 2, bytes(16), 1))
 
 
 def good_entry() -> Entry:
@@ -322,8 +322,8 @@ def test_frame_too_short_for_version_and_type(n: int) -> None:
     ("data", "needle"),
     [
         (good_ack()[:-1], None),  # incomplete: no error yet, see below
-        (raw_frame(WIRE_VERSION, MsgType.ACK, bytes(31)), "ACK frame body is 31 bytes, expected 32"),
-        (raw_frame(WIRE_VERSION, MsgType.ACK, bytes(33)), "ACK frame body is 33 bytes, expected 32"),
+        (raw_frame(WIRE_VERSION, MsgType.ACK, bytes(39)), "ACK frame body is 39 bytes, expected 40"),
+        (raw_frame(WIRE_VERSION, MsgType.ACK, bytes(41)), "ACK frame body is 41 bytes, expected 40"),
         (raw_frame(WIRE_VERSION, MsgType.HELLO, bytes(10)), "HELLO frame body is 10 bytes"),
         (raw_frame(WIRE_VERSION, MsgType.HELLO, bytes(43)), "invalid role 0"),
         (raw_frame(WIRE_VERSION, MsgType.HELLO, b"\x01" + bytes(40) + b"\x00\x01\xff"), "object name"),
@@ -427,9 +427,9 @@ def test_deeply_nested_json_is_a_protocol_error(mtype: MsgType) -> None:
 
 
 def test_one_bad_frame_after_good_ones_still_raises() -> None:
-    good = encode_msg(Ack(3, 4, bytes(16)))
+    good = encode_msg(Ack(3, 4, bytes(16), 2))
     dec = FrameDecoder()
-    assert dec.feed(good) == [Ack(3, 4, bytes(16))]
+    assert dec.feed(good) == [Ack(3, 4, bytes(16), 2)]
     with pytest.raises(ProtocolError, match="unknown message type"):
         dec.feed(good + raw_frame(WIRE_VERSION, 0x55, b""))
 
@@ -461,7 +461,7 @@ VECTORS: dict[str, Message] = {
         Role.REPLICA, 2, FLIGHTS, 1, 1, E1.chain
     ),
     "APPEND epoch 1, durable 0, log_end 1, [E1] (626 bytes total)": Append(1, 0, 1, (E1,)),
-    "ACK promised 1, stored_through 1, chain of E1 (38 bytes total)": Ack(1, 1, E1.chain),
+    "ACK promised 1, stored_through 1, chain of E1, log_epoch 1 (46 bytes total)": Ack(1, 1, E1.chain, 1),
     'REJECT STALE_EPOCH, promised 2, "fenced"': Reject(RejectReason.STALE_EPOCH, 2, "fenced"),
     'REQUEST id 1, `{"args":[],"op":"__status__"}`': Request(1, {"args": [], "op": "__status__"}),
     'REPLY id 7, UNKNOWN, `{"message":"m","type":"NotDurable"}`': Reply(
@@ -517,11 +517,11 @@ def test_documented_frame_vectors_match_the_encoder_and_decoder(label: str) -> N
 
 async def test_channel_truncated_frame_then_eof_is_a_protocol_error() -> None:
     left, right = trio.testing.memory_stream_pair()
-    frame = encode_msg(Ack(1, 2, bytes(16)))
+    frame = encode_msg(Ack(1, 2, bytes(16), 1))
     await left.send_all(frame + frame[:-3])
     await left.aclose()
     chan = Channel(right)
-    assert await chan.receive() == Ack(1, 2, bytes(16))
+    assert await chan.receive() == Ack(1, 2, bytes(16), 1)
     with pytest.raises(ProtocolError, match="connection closed inside a frame") as info:
         await chan.receive()
     assert f"{len(frame) - 3} bytes pending" in str(info.value)
@@ -531,7 +531,7 @@ async def test_channel_clean_eof_returns_none_and_messages_survive_chunking() ->
     left, right = trio.testing.memory_stream_pair()
     msgs: list[Message] = [
         Hello(Role.REPLICA, 2, "obj", 7, 9, bytes(range(16))),
-        Ack(7, 9, bytes(range(16))),
+        Ack(7, 9, bytes(range(16)), 5),
         Request(5, {"op": "get", "args": [1, "two", None]}),
         Reply(5, ReplyStatus.UNKNOWN, {"type": "NotDurable"}),
     ]

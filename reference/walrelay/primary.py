@@ -93,7 +93,10 @@ class PrimaryState:
         self.last_seq = last_seq
         self.last_chain = last_chain
         self.last_timestamp_us = last_timestamp_us
-        self.durable_seq = last_seq  # whatever we start from was recovered from a quorum
+        # A recovered log is not durable under this epoch until a quorum adopted it (spec: a new
+        # primary is "syncing" until AdvanceCommit reaches its recovered length). The output gate
+        # then holds every reply, reads included, until then.
+        self.durable_seq = 0
         self.match = [0] * n  # highest seq replica r acknowledged as durably stored
         self.sent = [0] * n  # highest seq handed to replica r's current connection
         self.connected = [False] * n
@@ -201,20 +204,27 @@ class PrimaryState:
         self.notes[r] = None
         self.connected[r] = True
         self.progress_at[r] = now_us
-        self.match[r] = max(self.match[r], stored_through)
-        self.sent[r] = stored_through
-        return self._advance() + self._send_from(r)
+        # A HELLO does not say under which log epoch the replica holds these entries, so it counts
+        # only for what is durable already. Resending the entry at stored_through (in the one frame
+        # that reaches our log end) makes the replica adopt our epoch and ACK it, and ACKs count.
+        self.match[r] = max(self.match[r], min(stored_through, self.durable_seq))
+        effects = self._advance()  # may trim the retained log: decide what to resend after it
+        self.sent[r] = stored_through - 1 if stored_through in self.log else stored_through
+        return effects + self._send_from(r)
 
     def on_disconnected(self, r: int) -> None:
         self.connected[r] = False
 
-    def on_ack(self, r: int, *, epoch: int, stored_through: int, chain: bytes, now_us: int) -> list[PrimaryEffect]:
-        """PrimaryReceiveAck. Acks are cumulative; a stale or future-epoch ack never counts."""
+    def on_ack(
+        self, r: int, *, epoch: int, stored_through: int, chain: bytes, log_epoch: int, now_us: int
+    ) -> list[PrimaryEffect]:
+        """AdvanceCommit's input. Acks are cumulative; a stale or future-epoch ack never counts, nor
+        one from a replica that holds our entries under another log epoch (not adopted yet)."""
         if self.reset_reason is not None:
             return []
         if epoch > self.epoch:
             return self._reset(f"fenced: replica {r} acknowledged under epoch {epoch} > {self.epoch}")
-        if epoch < self.epoch or stored_through > self.last_seq:
+        if epoch < self.epoch or stored_through > self.last_seq or log_epoch != self.epoch:
             return []  # not an ack of this primary's log; ignore rather than count it
         if self.chains.get(stored_through) != chain:
             self.notes[r] = f"ACK for seq {stored_through} carries a different chain: replica diverged; not counted"

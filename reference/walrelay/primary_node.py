@@ -173,7 +173,12 @@ class ReplicaLink:
             if isinstance(msg, Ack):
                 node.execute(
                     state.on_ack(
-                        self.index, epoch=msg.epoch, stored_through=msg.stored_through, chain=msg.chain, now_us=now_us()
+                        self.index,
+                        epoch=msg.epoch,
+                        stored_through=msg.stored_through,
+                        chain=msg.chain,
+                        log_epoch=msg.log_epoch,
+                        now_us=now_us(),
                     )
                 )
             elif isinstance(msg, Reject):

@@ -66,6 +66,7 @@ class SendAck:
     epoch: int
     stored_through: int
     chain: bytes
+    log_epoch: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,7 +137,7 @@ class ReplicaState:
             effects.append(PersistPromise(epoch))
         adopting = epoch != self.log_epoch
         if adopting and (not entries or entries[-1].seq != log_end):
-            effects.append(SendAck(self.promised_epoch, self.last_seq, self.last_chain))
+            effects.append(SendAck(self.promised_epoch, self.last_seq, self.last_chain, self.log_epoch))
             return effects
         new: list[Entry] = []
         consistent_through: int | None = None  # last batch seq known to equal the sender's log
@@ -177,7 +178,7 @@ class ReplicaState:
                 self._truncate_after(consistent_through, self.chains[consistent_through], effects)
             self.log_epoch = epoch
             effects.append(PersistLogEpoch(epoch))
-        effects.append(SendAck(self.promised_epoch, self.last_seq, self.last_chain))
+        effects.append(SendAck(self.promised_epoch, self.last_seq, self.last_chain, self.log_epoch))
         return effects
 
     def _truncate_after(self, keep_through: int, chain: bytes, effects: list[ReplicaEffect]) -> None:
@@ -225,6 +226,6 @@ class ReplicaState:
         """Keep (and acknowledge) the good prefix of a batch, then refuse the divergent entry."""
         if new:
             effects.append(PersistEntries(tuple(new)))
-        effects.append(SendAck(self.promised_epoch, self.last_seq, self.last_chain))
+        effects.append(SendAck(self.promised_epoch, self.last_seq, self.last_chain, self.log_epoch))
         effects.append(SendReject(RejectReason.DIVERGED, self.promised_epoch, why))
         return effects

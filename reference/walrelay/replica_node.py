@@ -212,12 +212,12 @@ class ReplicaNode:
             elif isinstance(eff, SendReject):
                 await durable()
                 if last_ack is not None:
-                    await chan.send(AckMsg(last_ack.epoch, last_ack.stored_through, last_ack.chain))
+                    await chan.send(AckMsg(last_ack.epoch, last_ack.stored_through, last_ack.chain, last_ack.log_epoch))
                     last_ack = None
                 await chan.send(Reject(eff.reason, eff.promised_epoch, eff.message))
         await durable()
         if last_ack is not None:
-            await chan.send(AckMsg(last_ack.epoch, last_ack.stored_through, last_ack.chain))
+            await chan.send(AckMsg(last_ack.epoch, last_ack.stored_through, last_ack.chain, last_ack.log_epoch))
 
     @staticmethod
     async def _save_state(obj: ObjectReplica) -> None:

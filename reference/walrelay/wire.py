@@ -96,12 +96,15 @@ class Ack:
     """Cumulative: the replica holds entries 1..stored_through durably (fsync'd).
 
     ``chain`` is the chain hash of entry ``stored_through`` in the replica's log. An ACK is
-    self-certifying: the primary counts it only if that chain equals its own at that seq.
+    self-certifying: the primary counts it only if that chain equals its own at that seq, and
+    ``log_epoch`` is its own epoch: an identical log held under an older log epoch does not count
+    (spec: ``acks[e][r]`` is set only by an APPEND the replica adopted; docs/failover.md).
     """
 
     epoch: int
     stored_through: int
     chain: bytes
+    log_epoch: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,7 +207,7 @@ Message = Hello | Append | Ack | Reject | Request | Reply | Prepare | Promise | 
 
 _HELLO = struct.Struct(">BQQQ16sH")
 _APPEND = struct.Struct(">QQQI")
-_ACK = struct.Struct(">QQ16s")
+_ACK = struct.Struct(">QQ16sQ")
 _REJECT = struct.Struct(">BQH")
 _REQ = struct.Struct(">Q")
 _REPLY = struct.Struct(">QB")
@@ -239,7 +242,7 @@ def encode(msg: Message) -> bytes:
             _APPEND.pack(msg.epoch, msg.durable_seq, msg.log_end, len(msg.entries)) + _entries(msg.entries),
         )
     if isinstance(msg, Ack):
-        return _frame(MsgType.ACK, _ACK.pack(msg.epoch, msg.stored_through, msg.chain))
+        return _frame(MsgType.ACK, _ACK.pack(msg.epoch, msg.stored_through, msg.chain, msg.log_epoch))
     if isinstance(msg, Reject):
         text = msg.message.encode()[:65535]
         return _frame(MsgType.REJECT, _REJECT.pack(msg.reason, msg.promised_epoch, len(text)) + text)

@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 
 import walrelay.recovery as recovery_mod
 from walrelay.entry import GENESIS_CHAIN, Entry, encode
-from walrelay.recovery import GiveUp, Promise, Recovered, Recovery, SendFetch
+from walrelay.recovery import GiveUp, Recovered, Recovery, SendFetch
 from walrelay.replica import (
     PersistEntries,
     PersistVoter,
@@ -32,6 +32,7 @@ from walrelay.replica import (
     SendPromise,
     TruncateSuffix,
 )
+from walrelay.wire import Promise
 
 N, Q = 5, 3
 
@@ -136,11 +137,7 @@ class History:
         for r in reachable:
             for eff in self.nodes[r].state.on_prepare(epoch):
                 if isinstance(eff, SendPromise):
-                    effects += rec.on_promise(
-                        Promise(
-                            r, eff.epoch, eff.log_epoch, eff.last_seq, eff.last_chain, eff.truncated_through, eff.voter
-                        )
-                    )
+                    effects += rec.on_promise(r, eff.promise)
         while effects:
             eff = effects.pop(0)
             if isinstance(eff, SendFetch):
@@ -209,8 +206,8 @@ def test_every_committed_entry_is_in_every_recovered_log(seed: int, script: list
 # -- unit rules ------------------------------------------------------------------------------------
 
 
-def promise(r: int, log_epoch: int, last_seq: int, *, voter: bool = True, epoch: int = 5) -> Promise:
-    return Promise(r, epoch, log_epoch, last_seq, bytes([r]) * 16, 0, voter)
+def promise(r: int, log_epoch: int, last_seq: int, *, voter: bool = True, epoch: int = 5) -> tuple[int, Promise]:
+    return r, Promise(epoch, log_epoch, last_seq, bytes([r]) * 16, 0, voter)
 
 
 def test_the_first_epoch_starts_empty_without_promises() -> None:
@@ -219,36 +216,36 @@ def test_the_first_epoch_starts_empty_without_promises() -> None:
 
 def test_choice_is_by_log_epoch_then_length_among_voters_only() -> None:
     rec = Recovery(epoch=5, replicas=5, fence_quorum=3)
-    assert rec.on_promise(promise(0, 2, 9)) == []
-    assert rec.on_promise(promise(1, 4, 9, voter=False)) == []  # newest log, but not a voter
-    assert rec.on_promise(promise(2, 3, 1)) == []
-    assert rec.on_promise(promise(3, 3, 4)) == [SendFetch(3, 1)]  # (3, 4) beats (3, 1) and (2, 9)
+    assert rec.on_promise(*promise(0, 2, 9)) == []
+    assert rec.on_promise(*promise(1, 4, 9, voter=False)) == []  # newest log, but not a voter
+    assert rec.on_promise(*promise(2, 3, 1)) == []
+    assert rec.on_promise(*promise(3, 3, 4)) == [SendFetch(3, 1)]  # (3, 4) beats (3, 1) and (2, 9)
 
 
 def test_no_voter_quorum_waits_unless_every_replica_is_an_empty_non_voter() -> None:
     rec = Recovery(epoch=3, replicas=3, fence_quorum=2)
-    assert rec.on_promise(promise(0, 0, 0, voter=False, epoch=3)) == []
-    assert rec.on_promise(promise(1, 0, 0, voter=False, epoch=3)) == []
-    assert rec.on_promise(promise(2, 0, 0, voter=False, epoch=3)) == [Recovered((), None)]
+    assert rec.on_promise(*promise(0, 0, 0, voter=False, epoch=3)) == []
+    assert rec.on_promise(*promise(1, 0, 0, voter=False, epoch=3)) == []
+    assert rec.on_promise(*promise(2, 0, 0, voter=False, epoch=3)) == [Recovered((), None)]
     rec = Recovery(epoch=3, replicas=3, fence_quorum=2)
     for r, n in ((0, 0), (1, 2), (2, 0)):
-        assert rec.on_promise(promise(r, 1, n, voter=False, epoch=3)) == []  # one holds entries: wait
+        assert rec.on_promise(*promise(r, 1, n, voter=False, epoch=3)) == []  # one holds entries: wait
 
 
 def test_fetched_entries_must_be_the_promised_log() -> None:
     log = [entry(1, 1, GENESIS_CHAIN, 1)]
     log.append(entry(1, 2, log[0].chain, 2))
     rec = Recovery(epoch=2, replicas=3, fence_quorum=2)
-    rec.on_promise(Promise(0, 2, 1, 2, log[1].chain, 0, True))
-    assert rec.on_promise(Promise(1, 2, 0, 0, GENESIS_CHAIN, 0, True)) == [SendFetch(0, 1)]
+    rec.on_promise(0, Promise(2, 1, 2, log[1].chain, 0, True))
+    assert rec.on_promise(1, Promise(2, 0, 0, GENESIS_CHAIN, 0, True)) == [SendFetch(0, 1)]
     assert rec.on_entries(0, (log[0],), False) == [SendFetch(0, 2)]
     assert rec.on_entries(0, (log[1],), True) == [Recovered(tuple(log), 0)]
     # A replica that now holds another log (or too little) makes recovery give up, never guess.
     other = entry(1, 2, log[0].chain, 99)
     for sent, final in (((log[0], other), True), ((log[0],), True), ((log[1],), False)):
         rec = Recovery(epoch=2, replicas=3, fence_quorum=2)
-        rec.on_promise(Promise(0, 2, 1, 2, log[1].chain, 0, True))
-        rec.on_promise(Promise(1, 2, 0, 0, GENESIS_CHAIN, 0, True))
+        rec.on_promise(0, Promise(2, 1, 2, log[1].chain, 0, True))
+        rec.on_promise(1, Promise(2, 0, 0, GENESIS_CHAIN, 0, True))
         [out] = rec.on_entries(0, sent, final)
         assert isinstance(out, GiveUp)
 
@@ -260,7 +257,7 @@ def test_a_higher_promise_in_a_reject_gives_up_and_a_lost_source_is_replaced() -
     assert isinstance(out, GiveUp) and "epoch 6" in out.reason
     rec = Recovery(epoch=4, replicas=5, fence_quorum=3)
     for r, n in ((0, 3), (1, 2), (2, 1), (3, 0)):
-        rec.on_promise(promise(r, 1, n, epoch=4))
+        rec.on_promise(*promise(r, 1, n, epoch=4))
     assert rec.on_disconnected(0) == [SendFetch(1, 1)]  # the next best of a still-quorate set
 
 
@@ -298,8 +295,8 @@ def test_choosing_the_longest_log_ignoring_epochs_is_caught() -> None:
 def test_counting_non_voters_is_caught() -> None:
     orig = Recovery.on_promise
 
-    def counts_everyone(self: Recovery, p: Promise) -> list[recovery_mod.RecoveryEffect]:
-        return orig(self, dataclasses.replace(p, voter=True))
+    def counts_everyone(self: Recovery, replica: int, p: Promise) -> list[recovery_mod.RecoveryEffect]:
+        return orig(self, replica, dataclasses.replace(p, voter=True))
 
     found = _find_counterexample(lambda mp: mp.setattr(Recovery, "on_promise", counts_everyone))
     assert found is not None and "without committed seq" in found

@@ -32,7 +32,7 @@ from walrelay.replica import (
 )
 from walrelay.replica_node import ReplicaNode
 from walrelay.transport import Channel, MemoryTransport
-from walrelay.wire import Ack, Append, Hello, Message, RejectReason, Role
+from walrelay.wire import Ack, Append, Hello, Message, Promise, RejectReason, Role
 
 PAGE = 512
 
@@ -237,9 +237,10 @@ def test_prepare_promises_a_higher_epoch_and_reports_the_log() -> None:
     st_ = ReplicaState(3, promised_epoch=2, voter=False)
     st_.on_append(2, tuple(LOG[:4]), end_of(tuple(LOG[:4])))
     st_.archived_through = 2
-    assert st_.on_prepare(5) == [PersistPromise(5), SendPromise(5, 2, 4, LOG[3].chain, 2, False)]
+    report = SendPromise(Promise(5, 2, 4, LOG[3].chain, 2, False))
+    assert st_.on_prepare(5) == [PersistPromise(5), report]
     # Asked again (the primary reconnected): the same answer, no second persist.
-    assert st_.on_prepare(5) == [SendPromise(5, 2, 4, LOG[3].chain, 2, False)]
+    assert st_.on_prepare(5) == [report]
     rej = st_.on_prepare(4)
     assert len(rej) == 1 and isinstance(rej[0], SendReject)
     assert rej[0].reason is RejectReason.STALE_EPOCH and rej[0].promised_epoch == 5

@@ -24,19 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from walrelay.entry import GENESIS_CHAIN, Entry, follows
-
-
-@dataclass(frozen=True, slots=True)
-class Promise:
-    """One replica's PROMISE: what it holds, as it reported it when it promised ``epoch``."""
-
-    replica: int
-    epoch: int
-    log_epoch: int
-    last_seq: int
-    last_chain: bytes
-    truncated_through: int
-    voter: bool
+from walrelay.wire import Promise
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,8 +75,8 @@ class Recovery:
         self.epoch = epoch
         self.replicas = replicas
         self.fence_quorum = fence_quorum
-        self.promises: dict[int, Promise] = {}
-        self.chosen: Promise | None = None
+        self.promises: dict[int, Promise] = {}  # replica -> its PROMISE (a reconnect replaces it)
+        self.chosen: int | None = None  # the replica whose log is being fetched
         self.fetched: list[Entry] = []
         self.done = False
 
@@ -100,10 +88,11 @@ class Recovery:
             return self._finish((), None)
         return []
 
-    def on_promise(self, p: Promise) -> list[RecoveryEffect]:
-        if self.done or p.epoch != self.epoch or not 0 <= p.replica < self.replicas:
+    def on_promise(self, replica: int, p: Promise) -> list[RecoveryEffect]:
+        if self.done or p.epoch != self.epoch or not 0 <= replica < self.replicas:
             return []  # an answer to another recovery, or after this one ended
-        self.promises[p.replica] = p  # a repeated PROMISE (reconnect) replaces the older report
+        if replica != self.chosen:  # the log being fetched stays the one its PROMISE described
+            self.promises[replica] = p
         if self.chosen is not None:
             return []
         return self._choose()
@@ -115,23 +104,24 @@ class Recovery:
         any subset of FenceQuorum promises), so choosing among all voters heard so far is safe,
         and so is choosing again among the rest when the chosen replica goes away.
         """
-        voters = [q for q in self.promises.values() if q.voter]
+        voters = [r for r, q in self.promises.items() if q.voter]
         if len(voters) < self.fence_quorum:
             return self._maybe_nothing_ever_committed()
-        best = voters[0]
-        for q in voters[1:]:
-            if better(q, best):
-                best = q
+        best_r = voters[0]
+        for r in voters[1:]:
+            if better(self.promises[r], self.promises[best_r]):
+                best_r = r
+        best = self.promises[best_r]
         if best.truncated_through > 0:
             # The entries before it live only in the archive (issue 5 adds reading it).
             return self._give_up(
-                f"replica {best.replica} holds the most recent log but truncated it through seq "
+                f"replica {best_r} holds the most recent log but truncated it through seq "
                 f"{best.truncated_through}; recovering from the archive is not built yet"
             )
-        self.chosen = best
+        self.chosen = best_r
         if best.last_seq == 0:
-            return self._finish((), best.replica)
-        return [SendFetch(best.replica, 1)]
+            return self._finish((), best_r)
+        return [SendFetch(best_r, 1)]
 
     def _maybe_nothing_ever_committed(self) -> list[RecoveryEffect]:
         """All replicas answered, none is a voter, none holds an entry: nothing was ever committed.
@@ -154,7 +144,7 @@ class Recovery:
     def on_disconnected(self, replica: int) -> list[RecoveryEffect]:
         """A replica went away. Its promise stays valid (promises are durable), except that we
         cannot fetch from it: if it was the chosen one, choose again among the others."""
-        if self.done or self.chosen is None or self.chosen.replica != replica:
+        if self.done or self.chosen != replica:
             return []
         del self.promises[replica]
         self.chosen = None
@@ -165,9 +155,9 @@ class Recovery:
 
     def on_entries(self, replica: int, entries: tuple[Entry, ...], final: bool) -> list[RecoveryEffect]:
         """One ENTRIES frame (the answer to one FETCH); ``final`` = it ends with the replica's last entry."""
-        chosen = self.chosen
-        if self.done or chosen is None or replica != chosen.replica:
+        if self.done or self.chosen is None or replica != self.chosen:
             return []
+        chosen = self.promises[replica]
         for e in entries:
             expected = len(self.fetched) + 1
             prev = self.fetched[-1].chain if self.fetched else GENESIS_CHAIN

@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from walrelay.entry import GENESIS_CHAIN, Entry, follows
-from walrelay.wire import RejectReason
+from walrelay.wire import Promise, RejectReason
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,12 +53,7 @@ class PersistVoter:
 class SendPromise:
     """PROMISE: what a recovering primary needs to choose the most recent log."""
 
-    epoch: int
-    log_epoch: int
-    last_seq: int
-    last_chain: bytes
-    truncated_through: int
-    voter: bool
+    promise: Promise
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,19 +117,9 @@ class ReplicaState:
         entry beyond it (docs/failover.md). Any other frame of another epoch changes nothing: the
         ACK says what is held, and the primary resends everything through its end in one frame.
         """
-        if epoch < self.promised_epoch:
-            return [
-                SendReject(
-                    RejectReason.STALE_EPOCH,
-                    self.promised_epoch,
-                    f"append under epoch {epoch} refused: replica {self.replica_id} promised epoch "
-                    f"{self.promised_epoch}",
-                )
-            ]
-        effects: list[ReplicaEffect] = []
-        if epoch > self.promised_epoch:
-            self.promised_epoch = epoch
-            effects.append(PersistPromise(epoch))
+        accepted, effects = self._promise(epoch, "append under")
+        if not accepted:
+            return effects
         adopting = epoch != self.log_epoch
         if adopting and (not entries or entries[-1].seq != log_end):
             effects.append(SendAck(self.promised_epoch, self.last_seq, self.last_chain, self.log_epoch))
@@ -194,22 +179,23 @@ class ReplicaState:
         A PREPARE at the epoch already promised is answered again (a recovering primary that
         reconnects asks twice); the promise itself is idempotent.
         """
+        accepted, effects = self._promise(epoch, "prepare for")
+        if accepted:
+            truncated = min(self.archived_through, self.last_seq)
+            report = Promise(epoch, self.log_epoch, self.last_seq, self.last_chain, truncated, self.voter)
+            effects.append(SendPromise(report))
+        return effects
+
+    def _promise(self, epoch: int, what: str) -> tuple[bool, list[ReplicaEffect]]:
+        """Fencing (spec: MayAccept): refuse below the promise; promise (durably) a higher epoch."""
         if epoch < self.promised_epoch:
-            return [
-                SendReject(
-                    RejectReason.STALE_EPOCH,
-                    self.promised_epoch,
-                    f"prepare for epoch {epoch} refused: replica {self.replica_id} promised epoch "
-                    f"{self.promised_epoch}",
-                )
-            ]
+            why = f"{what} epoch {epoch} refused: replica {self.replica_id} promised epoch {self.promised_epoch}"
+            return False, [SendReject(RejectReason.STALE_EPOCH, self.promised_epoch, why)]
         effects: list[ReplicaEffect] = []
         if epoch > self.promised_epoch:
             self.promised_epoch = epoch
             effects.append(PersistPromise(epoch))
-        truncated = min(self.archived_through, self.last_seq)
-        effects.append(SendPromise(epoch, self.log_epoch, self.last_seq, self.last_chain, truncated, self.voter))
-        return effects
+        return True, effects
 
     def on_admit(self, epoch: int, upto: int) -> list[ReplicaEffect]:
         """ReceiveAdmit: a serving primary saw this replica hold its log through its commit point.

@@ -32,7 +32,6 @@ from walrelay.replica_store import ReplicaStore, check_object_name
 from walrelay.transport import Channel, Transport
 from walrelay.wire import Ack as AckMsg
 from walrelay.wire import Admit, Append, Entries, Fetch, Hello, Message, Prepare, Reject, RejectReason, Role
-from walrelay.wire import Promise as PromiseMsg
 
 log = logging.getLogger("walrelay.replica")
 
@@ -206,9 +205,7 @@ class ReplicaNode:
                 last_ack = eff  # cumulative: only the last one matters
             elif isinstance(eff, SendPromise):
                 await durable()  # the promise is on disk before the PROMISE leaves
-                await chan.send(
-                    PromiseMsg(eff.epoch, eff.log_epoch, eff.last_seq, eff.last_chain, eff.truncated_through, eff.voter)
-                )
+                await chan.send(eff.promise)
             elif isinstance(eff, SendReject):
                 await durable()
                 if last_ack is not None:

@@ -417,3 +417,21 @@ def test_timestamps_monotonic_in_the_simulated_log(seed: int, schedule: list[Ste
     stamps = [sim.log[s].timestamp_us for s in sorted(sim.log)]
     assert stamps == sorted(stamps)
     assert sorted(sim.log) == list(range(1, len(sim.log) + 1))
+
+
+def test_a_recovered_log_is_resent_under_the_new_epoch_and_then_durable() -> None:
+    """After recovery the primary holds the chosen log and sends it, through its end, to every
+    replica (one frame: a replica adopts another epoch's log only from a frame reaching log_end)."""
+    old = PrimaryState(PrimaryConfig(epoch=1))
+    recovered = tuple(old.primary_commit(commit(i), now_us=i, wall_us=1_000 + i)[0] for i in range(1, 4))
+    p = PrimaryState(PrimaryConfig(epoch=4), recovered=recovered)
+    assert (p.last_seq, p.last_chain, p.durable_seq) == (3, recovered[-1].chain, 0)
+    assert p.hold(9, 3) == []  # a read of the recovered state waits
+    sends = [eff for r in range(5) for eff in connect(p, r, stored_through=r % 3, chain=p.chains[r % 3])]  # 0: genesis
+    frames = [(s.replica, tuple(e.seq for e in s.entries), s.log_end) for s in sends if isinstance(s, SendEntries)]
+    # Each replica gets its held entry again (if any) and everything after it, in one frame.
+    assert frames == [(0, (1, 2, 3), 3), (1, (1, 2, 3), 3), (2, (2, 3), 3), (3, (1, 2, 3), 3), (4, (1, 2, 3), 3)]
+    assert [eff for r in range(3) for eff in ack(p, r, 3)] == [ReleaseReply(9)]
+    # Timestamps continue from the recovered log even if this host's clock is behind.
+    entry, _ = p.primary_commit(commit(), now_us=0, wall_us=5)
+    assert entry.seq == 4 and entry.timestamp_us == recovered[-1].timestamp_us

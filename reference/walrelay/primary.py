@@ -86,7 +86,15 @@ class PrimaryState:
         last_seq: int = 0,
         last_chain: bytes = GENESIS_CHAIN,
         last_timestamp_us: int = 0,
+        recovered: tuple[Entry, ...] = (),
     ) -> None:
+        """``recovered``: the log recovery chose (``recovery.Recovered.entries``). It seeds the
+        retained log, so it can be re-replicated under this epoch, and the seq, chain and
+        timestamp the next entry follows (timestamps never go back across a failover)."""
+        if recovered:
+            last = recovered[-1]
+            last_seq, last_chain = last.seq, last.chain
+            last_timestamp_us = max(last_timestamp_us, last.timestamp_us)
         self.config = config
         self.epoch = config.epoch
         n = config.replicas
@@ -101,10 +109,11 @@ class PrimaryState:
         self.sent = [0] * n  # highest seq handed to replica r's current connection
         self.connected = [False] * n
         self.progress_at = [0] * n  # when replica r last made progress (or connected)
-        self.chains: dict[int, bytes] = {last_seq: last_chain}  # seq -> chain, to verify ACKs
+        self.chains: dict[int, bytes] = {0: GENESIS_CHAIN, last_seq: last_chain}  # seq -> chain, to verify ACKs
         self.notes: list[str | None] = [None] * n  # why a replica is not counted, for status
-        self.log: dict[int, Entry] = {}  # entries some replica may still need, in seq order
-        self.log_bytes = 0
+        self.log: dict[int, Entry] = {e.seq: e for e in recovered}  # entries a replica may still need
+        self.log_bytes = sum(e.size for e in recovered)
+        self.chains.update({e.seq: e.chain for e in recovered})
         self.committed_at: dict[int, int] = {}  # seq -> monotonic time of its commit (deadline)
         self.held: deque[tuple[int, int]] = deque()  # (seq, token), seq non-decreasing
         self.reset_reason: str | None = None

@@ -15,6 +15,7 @@ import trio
 
 from test_replica_state import LOG, make_log
 from walrelay.entry import GENESIS_CHAIN
+from walrelay.placement import EpochAllocator
 from walrelay.replica_node import ReplicaNode
 from walrelay.replica_store import ReplicaStore, StoreCorruptError
 from walrelay.transport import Channel, MemoryTransport
@@ -150,3 +151,34 @@ async def test_node_answers_prepare_fetch_and_admit_and_persists_them(tmp_path: 
     assert got[6] == PromiseMsg(3, 3, 5, log[4].chain, 0, True)
     loaded = ReplicaStore(str(tmp_path), "obj").load()
     assert (loaded.promised_epoch, loaded.log_epoch, loaded.voter) == (3, 3, True)
+
+
+async def test_with_placement_a_new_object_starts_as_a_non_voter_promising_the_highest_epoch(
+    tmp_path: Path,
+) -> None:
+    """A replica cannot tell "never heard of it" from "lost my disk" (docs/failover.md)."""
+    placement = EpochAllocator(tmp_path / "placement")
+    for _ in range(3):
+        placement.allocate("obj")
+    got: list[object] = []
+    transport = MemoryTransport()
+    node = ReplicaNode(1, str(tmp_path / "data"), transport, placement)
+    try:
+        async with trio.open_nursery() as nursery:
+            address = await nursery.start(node.serve, "mem:0")
+            chan = Channel(await transport.connect(address))
+            await chan.send(Hello(Role.PRIMARY, 0, "obj", 2, 0))
+            got.append(await chan.receive())
+            await chan.send(Append(2, 0, 1, (LOG[0],)))  # a stale primary's entry
+            got.append(await chan.receive())
+            await chan.send(Prepare(4))
+            got.append(await chan.receive())
+            nursery.cancel_scope.cancel()
+    finally:
+        node.close()
+    hello, reject, promise = got
+    assert isinstance(hello, Hello) and (hello.epoch, hello.stored_through) == (3, 0)
+    assert isinstance(reject, Reject) and reject.reason is RejectReason.STALE_EPOCH and reject.promised_epoch == 3
+    assert promise == PromiseMsg(4, 0, 0, GENESIS_CHAIN, 0, False)
+    loaded = ReplicaStore(str(tmp_path / "data"), "obj").load()
+    assert (loaded.promised_epoch, loaded.voter, loaded.last_seq) == (4, False, 0)

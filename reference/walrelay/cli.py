@@ -17,6 +17,7 @@ from typing import Any
 import trio
 
 from walrelay.errors import WalrelayError
+from walrelay.placement import EpochAllocator
 from walrelay.transport import split_address
 
 
@@ -71,6 +72,11 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--id", type=_nonneg_int, required=True, help="replica id (0-based)")
     r.add_argument("--listen", type=_address, default="127.0.0.1:0", help="HOST:PORT (port 0 = any)")
     r.add_argument("--data", required=True, help="data directory")
+    r.add_argument(
+        "--placement",
+        help="epoch allocator directory: objects this replica has no state for start as non-voters "
+        "promising its highest epoch (needed for failover; docs/failover.md)",
+    )
 
     pr = sub.add_parser("primary", help="run the primary for one object")
     pr.add_argument("--object", required=True, help="object name")
@@ -148,7 +154,8 @@ async def _run_replica(args: argparse.Namespace) -> None:
     from walrelay.replica_node import ReplicaNode
     from walrelay.transport import TcpTransport
 
-    node = ReplicaNode(args.id, args.data, TcpTransport())
+    placement = EpochAllocator(args.placement) if args.placement else None
+    node = ReplicaNode(args.id, args.data, TcpTransport(), placement)
     await _serve(node.serve, args.listen, node.close)
 
 

@@ -16,6 +16,7 @@ import trio
 
 from walrelay.entry import Entry
 from walrelay.errors import ProtocolError
+from walrelay.placement import EpochAllocator
 from walrelay.replica import (
     PersistEntries,
     PersistLogEpoch,
@@ -61,19 +62,34 @@ class ObjectReplica:
         # (or voter flag) that describes entries not yet on disk.
         self.disk_log_epoch = loaded.log_epoch
         self.disk_voter = loaded.voter
+        self.fresh = loaded.fresh
 
 
 class ReplicaNode:
-    def __init__(self, replica_id: int, data_dir: str, transport: Transport) -> None:
+    def __init__(
+        self, replica_id: int, data_dir: str, transport: Transport, placement: EpochAllocator | None = None
+    ) -> None:
+        """``placement``: the epoch allocator. With it, an object this replica holds no state for
+        starts as a non-voter that promised the highest epoch ever issued (docs/failover.md: it
+        cannot tell "never heard of it" from "lost my disk"). Without it (the single-epoch
+        demo), such an object starts as an empty voter, as in the spec's initial state."""
         self.replica_id = replica_id
         self.data_dir = data_dir
         self.transport = transport
+        self.placement = placement
         self.objects: dict[str, ObjectReplica] = {}
 
     def get_object(self, name: str) -> ObjectReplica:
         obj = self.objects.get(name)
         if obj is None:
-            obj = ObjectReplica(self.replica_id, ReplicaStore(self.data_dir, check_object_name(name)))
+            store = ReplicaStore(self.data_dir, check_object_name(name))
+            obj = ObjectReplica(self.replica_id, store)
+            if obj.fresh and self.placement is not None:
+                st = obj.state
+                st.promised_epoch, st.voter = self.placement.current(name), False
+                # Durable before anything is answered: a restart must not forget this promise.
+                store.save_state(st.promised_epoch, st.archived_through, st.log_epoch, st.voter)
+                obj.disk_voter = False
             self.objects[name] = obj
         return obj
 

@@ -431,7 +431,11 @@ def test_a_recovered_log_is_resent_under_the_new_epoch_and_then_durable() -> Non
     frames = [(s.replica, tuple(e.seq for e in s.entries), s.log_end) for s in sends if isinstance(s, SendEntries)]
     # Each replica gets its held entry again (if any) and everything after it, in one frame.
     assert frames == [(0, (1, 2, 3), 3), (1, (1, 2, 3), 3), (2, (2, 3), 3), (3, (1, 2, 3), 3), (4, (1, 2, 3), 3)]
+    assert all(s.whole for s in sends if isinstance(s, SendEntries))
+    # A new entry goes out on its own and may share frames with later ones.
+    _, effects = p.primary_commit(commit(), now_us=1, wall_us=1)
+    assert {(s.log_end, s.whole) for s in effects if isinstance(s, SendEntries)} == {(4, False)}
     assert [eff for r in range(3) for eff in ack(p, r, 3)] == [ReleaseReply(9)]
     # Timestamps continue from the recovered log even if this host's clock is behind.
     entry, _ = p.primary_commit(commit(), now_us=0, wall_us=5)
-    assert entry.seq == 4 and entry.timestamp_us == recovered[-1].timestamp_us
+    assert entry.seq == 5 and entry.timestamp_us == recovered[-1].timestamp_us

@@ -30,11 +30,17 @@ from walrelay.wire import RejectReason
 
 @dataclass(frozen=True, slots=True)
 class SendEntries:
-    """Send these entries to a replica; ``log_end`` is this primary's last seq when it said so."""
+    """Send these entries to a replica; ``log_end`` is this primary's last seq when it said so.
+
+    ``whole``: a (re)sent range that must reach the replica in ONE frame ending at ``log_end``
+    (catch-up after a connect or a retransmission): a replica that holds another epoch's log
+    adopts ours only from such a frame (docs/failover.md). New entries may go in any frames.
+    """
 
     replica: int
     entries: tuple[Entry, ...]
     log_end: int
+    whole: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,7 +158,7 @@ class PrimaryState:
         for r in range(self.config.replicas):
             if self.connected[r] and self.sent[r] == entry.seq - 1:
                 self.sent[r] = entry.seq
-                effects.append(SendEntries(r, (entry,), entry.seq))
+                effects.append(SendEntries(r, (entry,), entry.seq, whole=False))
         return entry, effects
 
     # -- the output gate -----------------------------------------------------------------------
@@ -291,11 +297,8 @@ class PrimaryState:
             # Issue 4 adds catch-up from another replica or a snapshot; until then say so plainly.
             self.connected[r] = False
             return []
-        # One batch through the end of the log: a replica that holds another epoch's log adopts
-        # ours only from a frame that reaches our log end (docs/failover.md). The I/O layer keeps
-        # a catch-up in one frame; later frames may be split (max_batch_bytes).
         batch = tuple(self.log[s] for s in range(start, self.last_seq + 1))
-        effects: list[PrimaryEffect] = [SendEntries(r, batch, self.last_seq)]
+        effects: list[PrimaryEffect] = [SendEntries(r, batch, self.last_seq, whole=True)]
         self.sent[r] = self.last_seq
         return effects
 

@@ -70,12 +70,13 @@ class ReplicaLink:
         self.index = index
         self.address = address
         self.queue: deque[Entry] = deque()
-        self.catching_up = False  # the next frame is the first of this connection
+        self.catching_up = False  # the queue holds a range that must go out in one frame
         self._wake = trio.Event()
         self.last_error: str | None = None
 
-    def enqueue(self, entries: tuple[Entry, ...]) -> None:
+    def enqueue(self, entries: tuple[Entry, ...], *, whole: bool) -> None:
         self.queue.extend(entries)
+        self.catching_up = self.catching_up or whole
         self._wake.set()
 
     async def run(self) -> None:
@@ -105,7 +106,7 @@ class ReplicaLink:
                 backoff = 0.05
                 self.last_error = None
                 self.queue.clear()
-                self.catching_up = True
+                self.catching_up = False
                 node.execute(
                     state.on_connected(
                         self.index,
@@ -149,7 +150,7 @@ class ReplicaLink:
             while not self.queue:
                 self._wake = trio.Event()
                 await self._wake.wait()
-            # The first frame on a connection carries everything through the log end, however
+            # A catch-up (SendEntries.whole) goes out in one frame through the log end, however
             # large (up to the frame limit): a replica holding another epoch's log adopts ours
             # only from a frame that reaches our log end (docs/failover.md).
             limit = MAX_CATCH_UP_BYTES if self.catching_up else max_bytes
@@ -237,7 +238,7 @@ class PrimaryNode:
     def execute(self, effects: list[PrimaryEffect]) -> None:
         for eff in effects:
             if isinstance(eff, SendEntries):
-                self.links[eff.replica].enqueue(eff.entries)
+                self.links[eff.replica].enqueue(eff.entries, whole=eff.whole)
             elif isinstance(eff, ReleaseReply):
                 w = self.waiters.pop(eff.token)
                 w.event.set()

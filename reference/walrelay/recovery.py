@@ -37,20 +37,8 @@ class SendFetch:
 class Recovered:
     """The log to serve from. Empty for a new object. ``source`` is the replica it came from."""
 
-    entries: tuple[Entry, ...]
+    entries: tuple[Entry, ...]  # PrimaryState(recovered=entries) continues from the last one
     source: int | None
-
-    @property
-    def last_seq(self) -> int:
-        return self.entries[-1].seq if self.entries else 0
-
-    @property
-    def last_chain(self) -> bytes:
-        return self.entries[-1].chain if self.entries else GENESIS_CHAIN
-
-    @property
-    def last_timestamp_us(self) -> int:
-        return self.entries[-1].timestamp_us if self.entries else 0
 
 
 @dataclass(frozen=True, slots=True)

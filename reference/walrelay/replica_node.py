@@ -239,22 +239,21 @@ class ReplicaNode:
         await trio.to_thread.run_sync(obj.store.save_state, st.promised_epoch, st.archived_through, log_epoch, voter)
         obj.disk_log_epoch, obj.disk_voter = log_epoch, voter
 
-    @classmethod
-    async def _flush(cls, obj: ObjectReplica, pending: list[PersistEntries], promise: int | None) -> None:
-        """Make the effects durable: promise first (it fences), then entries, one fdatasync each."""
+    @staticmethod
+    async def _flush(obj: ObjectReplica, pending: list[PersistEntries], promise: int | None) -> None:
+        """Make the effects durable: promise first (it fences), then entries, one fdatasync each.
+
+        The promise is saved with the log epoch and voter flag as they are on disk so far: those
+        describe entries, and the entries of this batch are not written yet.
+        """
         store = obj.store
         if promise is not None:
-            await cls._save_state_promise(obj, promise)
+            await trio.to_thread.run_sync(
+                store.save_state, promise, obj.state.archived_through, obj.disk_log_epoch, obj.disk_voter
+            )
         entries = tuple(e for p in pending for e in p.entries)
         if entries:
             await trio.to_thread.run_sync(store.append_durably, entries)
-
-    @staticmethod
-    async def _save_state_promise(obj: ObjectReplica, promise: int) -> None:
-        """Save the promise with the log epoch and voter flag as they were on disk so far."""
-        await trio.to_thread.run_sync(
-            obj.store.save_state, promise, obj.state.archived_through, obj.disk_log_epoch, obj.disk_voter
-        )
 
     def close(self) -> None:
         for obj in self.objects.values():

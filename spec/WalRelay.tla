@@ -288,7 +288,10 @@ Admit(e, r) ==
 ReceiveAdmit(r, m) ==
     /\ m.type = "admit" /\ m.dest = r
     /\ ~voter[r]
-    /\ logEpoch[r] = m.epoch /\ logLen[r] >= m.upto   \* not a stale ADMIT from before another loss
+    \* not a stale ADMIT from before another loss; an empty log is a prefix of any
+    \* log (how the first primary admits its fresh replicas: docs/failover.md)
+    /\ logEpoch[r] = m.epoch \/ logLen[r] = 0
+    /\ logLen[r] >= m.upto
     /\ voter' = [voter EXCEPT ![r] = TRUE]
     /\ UNCHANGED <<promised, logEpoch, logLen, truncated, primaryVars, envVars, historyVars>>
 

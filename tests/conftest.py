@@ -8,8 +8,12 @@ Hypothesis profiles: ``ci`` (the default) is derandomized and sized so the suite
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 
+import pytest
 from hypothesis import settings
+
+from walrelay.procs import Cluster
 
 settings.register_profile("ci", derandomize=True, max_examples=100, deadline=None, print_blob=True)
 settings.register_profile("nightly", derandomize=False, max_examples=2000, deadline=None, print_blob=True)
@@ -19,3 +23,15 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 # ---------------------------------------------------------------------------------------------
 # Fixtures (shared by several test modules) go below this line.
 # ---------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def cluster(tmp_path: object) -> Iterator[Cluster]:
+    """Node processes on loopback, all killed at the end (a test that leaks one fails)."""
+    c = Cluster(str(tmp_path))
+    try:
+        yield c
+    finally:
+        c.close()
+        for node in [*c.replicas, *c.primaries]:
+            assert not node.alive, f"{node.name} outlived the test"

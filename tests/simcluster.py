@@ -38,24 +38,28 @@ from walrelay.entry import GENESIS_CHAIN, Entry, encode
 from walrelay.errors import ObjectResetError
 from walrelay.primary import (
     FailReply,
+    OpenInputGate,
     PrimaryConfig,
     PrimaryEffect,
     PrimaryState,
     ReleaseReply,
     ResetObject,
+    SendAdmit,
     SendEntries,
 )
 from walrelay.replica import (
     PersistEntries,
     PersistLogEpoch,
     PersistPromise,
+    PersistVoter,
     ReplicaEffect,
     ReplicaState,
     SendAck,
+    SendPromise,
     SendReject,
     TruncateSuffix,
 )
-from walrelay.wire import RejectReason
+from walrelay.wire import Promise, RejectReason
 
 PAGE_SIZE = 512
 WALL0_US = 1_700_000_000_000_000  # the wall clock starts somewhere in 2023
@@ -88,7 +92,29 @@ class RejectMsg:
     message: str
 
 
-Message = AppendMsg | AckMsg | RejectMsg
+@dataclass(frozen=True, slots=True)
+class PrepareMsg:
+    """PREPARE(E), sent on connection ``conn`` (the primary sends one on every new connection)."""
+
+    replica: int
+    conn: int
+
+
+@dataclass(frozen=True, slots=True)
+class PromiseMsg:
+    replica: int
+    conn: int
+    promise: Promise
+
+
+@dataclass(frozen=True, slots=True)
+class AdmitMsg:
+    replica: int
+    epoch: int
+    upto: int
+
+
+Message = AppendMsg | AckMsg | RejectMsg | PrepareMsg | PromiseMsg | AdmitMsg
 
 # -- schedule steps -------------------------------------------------------------------------------
 
@@ -191,6 +217,7 @@ class Disk:
 
     promised_epoch: int = 0
     log_epoch: int = 0
+    voter: bool = True
     entries: dict[int, Entry] = field(default_factory=dict)
 
     @property
@@ -230,7 +257,8 @@ class Sim:
         self.replicas = [ReplicaState(r, promised_epoch=self.disks[r].promised_epoch) for r in range(replicas)]
         # Pending effects of each replica's I/O layer, each marked with whether its answers go to
         # this primary (True) or to the deposed one (False).
-        self.outbox: list[deque[tuple[ReplicaEffect, bool]]] = [deque() for _ in range(replicas)]
+        self.outbox: list[deque[tuple[ReplicaEffect, bool, int]]] = [deque() for _ in range(replicas)]
+        self.conn = [0] * replicas  # the primary's current connection to each replica (PROMISEs are per connection)
         self.zombie = zombie
         self.zombie_log = _other_log(self.rng, epoch - 1, 6)
         self.zombie_acks = 0  # answers the replicas sent to the deposed primary (they never reach us)
@@ -245,12 +273,14 @@ class Sim:
         self.resets: list[str] = []
         self.commit_refusals = 0  # primary_commit raised ObjectResetError after a reset
         self.ack_violations: list[str] = []  # an ACK sent while the disk lacks what it covers
+        self.gate_opened = False
         for r in range(replicas):
-            self._primary(
-                self.primary.on_connected(
-                    r, promised_epoch=self.disks[r].promised_epoch, stored_through=0, chain=GENESIS_CHAIN, now_us=0
-                )
-            )
+            self.connect(r)
+
+    def connect(self, r: int) -> None:
+        """A new connection: the primary's first message on it is PREPARE (PrimaryNode does so)."""
+        self.conn[r] += 1
+        self._send(PrepareMsg(r, self.conn[r]))
 
     # -- effects ---------------------------------------------------------------------------------
 
@@ -271,13 +301,18 @@ class Sim:
                 self.failed.append((eff.token, eff.reason))
             elif isinstance(eff, ResetObject):
                 self.resets.append(eff.reason)
+            elif isinstance(eff, SendAdmit):
+                self._send(AdmitMsg(eff.replica, self.primary.epoch, eff.upto))
+                self._send(PrepareMsg(eff.replica, self.conn[eff.replica]))
+            elif isinstance(eff, OpenInputGate):
+                self.gate_opened = True
 
     def holders(self, seq: int) -> frozenset[int]:
         """Replicas whose disk holds exactly the primary's entry ``seq`` (same chain)."""
         want = self.log[seq].chain
         return frozenset(r for r in range(self.n) if (e := self.disks[r].entries.get(seq)) and e.chain == want)
 
-    def _run_effect(self, r: int, eff: ReplicaEffect, to_us: bool) -> None:
+    def _run_effect(self, r: int, eff: ReplicaEffect, to_us: bool, conn: int) -> None:
         disk = self.disks[r]
         if isinstance(eff, PersistEntries):
             for e in eff.entries:
@@ -291,6 +326,15 @@ class Sim:
                 del disk.entries[seq]
         elif isinstance(eff, PersistLogEpoch):
             disk.log_epoch = eff.epoch
+        elif isinstance(eff, PersistVoter):
+            disk.voter = True
+        elif isinstance(eff, SendPromise):
+            if eff.promise.last_seq > disk.last_seq:
+                self.ack_violations.append(
+                    f"replica {r} promised seq {eff.promise.last_seq} with {disk.last_seq} on disk"
+                )
+            if to_us:
+                self._send(PromiseMsg(r, conn, eff.promise))
         elif isinstance(eff, SendAck):
             if eff.stored_through > disk.last_seq:
                 self.ack_violations.append(
@@ -359,10 +403,25 @@ class Sim:
         r = msg.replica
         if isinstance(msg, AppendMsg):
             self.outbox[r].extend(
-                (eff, True) for eff in self.replicas[r].on_append(msg.epoch, msg.entries, msg.log_end)
+                (eff, True, 0) for eff in self.replicas[r].on_append(msg.epoch, msg.entries, msg.log_end)
             )
             if flush:
                 self.io(r)
+        elif isinstance(msg, PrepareMsg):
+            self.outbox[r].extend((eff, True, msg.conn) for eff in self.replicas[r].on_prepare(self.primary.epoch))
+            if flush:
+                self.io(r)
+        elif isinstance(msg, AdmitMsg):
+            self.outbox[r].extend((eff, True, 0) for eff in self.replicas[r].on_admit(msg.epoch, msg.upto))
+            if flush:
+                self.io(r)
+        elif isinstance(msg, PromiseMsg):
+            if msg.conn != self.conn[r]:
+                return  # an answer on a connection that is gone
+            if self.primary.connected[r]:
+                self._primary(self.primary.on_promise(r, msg.promise))
+            else:
+                self._primary(self.primary.on_connected(r, msg.promise, now_us=self.now_us))
         elif isinstance(msg, AckMsg):
             self._primary(
                 self.primary.on_ack(
@@ -391,13 +450,10 @@ class Sim:
             last_seq=last,
             last_chain=chain,
             chains={s: e.chain for s, e in disk.entries.items()},
+            voter=disk.voter,
         )
         self.primary.on_disconnected(r)
-        self._primary(
-            self.primary.on_connected(
-                r, promised_epoch=disk.promised_epoch, stored_through=last, chain=chain, now_us=self.now_us
-            )
-        )
+        self.connect(r)
 
     def advance(self, us: int) -> None:
         self.now_us += us
@@ -412,7 +468,7 @@ class Sim:
         if self.zombie:
             entries = tuple(self.zombie_log[: max(1, min(upto, len(self.zombie_log)))])
             effects = self.replicas[r].on_append(self.primary.epoch - 1, entries, len(self.zombie_log))
-            self.outbox[r].extend((eff, False) for eff in effects)
+            self.outbox[r].extend((eff, False, 0) for eff in effects)
 
     def step(self, s: Step) -> None:
         if isinstance(s, Write):
@@ -459,6 +515,9 @@ class Sim:
             done = all(m == self.primary.last_seq for m in self.primary.match)
             if self.primary.reset_reason is not None or (done and not self.primary.held):
                 return
+            for r in range(self.n):
+                if not self.primary.connected[r]:
+                    self.connect(r)  # PrimaryNode reconnects a link whose handshake or session ended
             self.advance(self.config.retransmit_us + 1)
 
     # -- views -----------------------------------------------------------------------------------

@@ -19,14 +19,16 @@ from walrelay.entry import GENESIS_CHAIN
 from walrelay.errors import ObjectResetError
 from walrelay.primary import (
     FailReply,
+    OpenInputGate,
     PrimaryConfig,
     PrimaryEffect,
     PrimaryState,
     ReleaseReply,
     ResetObject,
+    SendAdmit,
     SendEntries,
 )
-from walrelay.wire import RejectReason
+from walrelay.wire import Promise, RejectReason
 
 QUORUM = 3
 seeds = st.integers(0, 2**32 - 1)
@@ -183,9 +185,18 @@ FOREIGN = bytes(range(16))  # a chain no entry of these tests has
 
 
 def connect(
-    p: PrimaryState, r: int, *, stored_through: int = 0, chain: bytes = GENESIS_CHAIN, promised: int = 0
+    p: PrimaryState,
+    r: int,
+    *,
+    stored_through: int = 0,
+    chain: bytes = GENESIS_CHAIN,
+    log_epoch: int = 0,
+    voter: bool = True,
+    epoch: int | None = None,
 ) -> list[PrimaryEffect]:
-    return p.on_connected(r, promised_epoch=promised, stored_through=stored_through, chain=chain, now_us=0)
+    """The PROMISE that answers the PREPARE a primary sends on each new connection."""
+    promise = Promise(p.epoch if epoch is None else epoch, log_epoch, stored_through, chain, 0, voter)
+    return p.on_connected(r, promise, now_us=0)
 
 
 def ack(
@@ -327,26 +338,86 @@ def test_reject_that_does_not_prove_fencing_only_disconnects_that_replica() -> N
     assert len(p.held) == 2
 
 
-def test_hello_with_a_higher_promise_fences_the_primary() -> None:
+def test_a_promise_for_another_epoch_is_not_counted() -> None:
     p = primary_with_held(epoch=3)
     p.on_disconnected(2)
-    effects = connect(p, 2, promised=7)
-    assert [type(e) for e in effects] == [FailReply, FailReply, ResetObject]
+    assert connect(p, 2, epoch=2) == []
+    assert not p.connected[2] and p.replica_status()[2]["note"]
 
 
-def test_hello_with_another_logs_chain_is_not_counted() -> None:
+def test_a_promise_of_another_log_is_repaired_from_the_oldest_retained_entry() -> None:
     p = primary_with_held(epoch=3, writes=2)
     p.on_disconnected(0)
-    assert connect(p, 0, stored_through=2, chain=FOREIGN) == []
-    assert p.match[0] == 0
-    assert not p.connected[0]
-    # The true chain connects. The HELLO does not count (it cannot say under which log epoch the
-    # replica holds seq 1); the entry it holds is resent with the rest, and the ACK will count.
+    effects = connect(p, 0, stored_through=2, chain=FOREIGN, log_epoch=2)
+    assert p.match[0] == 0 and p.connected[0]
+    sends = [eff for eff in effects if isinstance(eff, SendEntries)]
+    assert [(tuple(e.seq for e in eff.entries), eff.log_end, eff.whole) for eff in sends] == [((1, 2), 2, True)]
+
+
+def test_a_promise_of_our_prefix_under_an_older_log_epoch_counts_nothing_until_adopted() -> None:
+    """It cannot count: a later recovery ranks it by its older log epoch (docs/failover.md). The
+    rest of our log goes out in one frame through our log end, so the replica adopts it."""
+    p = primary_with_held(epoch=3, writes=2)
     p.on_disconnected(1)
-    effects = connect(p, 1, stored_through=1, chain=p.chains[1])
+    effects = connect(p, 1, stored_through=1, chain=p.chains[1], log_epoch=2)
     assert p.match[1] == 0 and p.connected[1]
     sends = [eff for eff in effects if isinstance(eff, SendEntries)]
-    assert [(tuple(e.seq for e in eff.entries), eff.log_end) for eff in sends] == [((1, 2), 2)]
+    assert [(tuple(e.seq for e in eff.entries), eff.log_end) for eff in sends] == [((2,), 2)]
+    # Identical through our log end: the last entry is resent, so the frame is consistent with it.
+    p.on_disconnected(2)
+    effects = connect(p, 2, stored_through=2, chain=p.chains[2], log_epoch=2)
+    sends = [eff for eff in effects if isinstance(eff, SendEntries)]
+    assert [(tuple(e.seq for e in eff.entries), eff.log_end) for eff in sends] == [((2,), 2)]
+    assert p.match[2] == 0
+
+
+def test_a_promise_under_our_own_epoch_counts_in_full() -> None:
+    p = primary_with_held(epoch=3, writes=2)
+    for r in range(3):
+        p.on_disconnected(r)
+    effects = [eff for r in range(3) for eff in connect(p, r, stored_through=2, chain=p.chains[2], log_epoch=3)]
+    assert [eff for eff in effects if isinstance(eff, ReleaseReply)] == [ReleaseReply(101), ReleaseReply(102)]
+    assert p.match[:3] == [2, 2, 2]
+
+
+def test_another_log_under_our_own_epoch_resets_the_primary() -> None:
+    """Two primaries with one epoch: placement is broken; serving on would risk everything."""
+    p = primary_with_held(epoch=3, writes=2)
+    p.on_disconnected(0)
+    effects = connect(p, 0, stored_through=2, chain=FOREIGN, log_epoch=3)
+    assert isinstance(effects[-1], ResetObject)
+    assert p.reset_reason is not None and "issued twice" in p.reset_reason
+    p2 = primary_with_held(epoch=3, writes=2)
+    p2.on_disconnected(0)
+    assert isinstance(connect(p2, 0, stored_through=3, chain=FOREIGN, log_epoch=3)[-1], ResetObject)
+
+
+def test_non_voters_are_admitted_once_synced_and_the_gate_opens_with_a_fence_quorum_of_voters() -> None:
+    """The first primary of an object (empty log) admits its fresh non-voter replicas (upto 0);
+    it serves once FenceQuorum of them confirmed their vote in a new PROMISE (spec: Admit)."""
+    p = PrimaryState(PrimaryConfig(epoch=1))
+    effects = [eff for r in range(5) for eff in connect(p, r, voter=False)]
+    assert [eff for eff in effects if isinstance(eff, SendAdmit)] == [SendAdmit(r, 0) for r in range(5)]
+    assert not p.serving and not any(isinstance(eff, OpenInputGate) for eff in effects)
+    voted = Promise(1, 0, 0, GENESIS_CHAIN, 0, True)
+    assert p.on_promise(0, voted) == [] and p.on_promise(1, voted) == []
+    assert p.on_promise(2, voted) == [OpenInputGate()]
+    assert p.serving and p.on_promise(3, voted) == []
+
+
+def test_a_recovering_primary_admits_only_after_its_log_is_durable() -> None:
+    old = PrimaryState(PrimaryConfig(epoch=1))
+    recovered = tuple(old.primary_commit(commit(i), now_us=i, wall_us=i)[0] for i in range(1, 3))
+    p = PrimaryState(PrimaryConfig(epoch=2), recovered=recovered)
+    for r in range(3):
+        connect(p, r, stored_through=2, chain=recovered[-1].chain, log_epoch=1)
+    connect(p, 3, voter=False)
+    assert not p.serving
+    effects = [eff for r in range(3) for eff in ack(p, r, 2)]
+    assert OpenInputGate() in effects  # three voters hold the recovered log under epoch 2
+    assert not any(isinstance(eff, SendAdmit) for eff in effects)  # replica 3 holds nothing yet
+    assert ack(p, 3, 2) == [SendAdmit(3, 2)]
+    assert ack(p, 3, 2) == []  # once per connection
 
 
 def test_deadline_resets_only_after_deadline_and_fails_held_replies() -> None:
@@ -378,7 +449,7 @@ def test_a_recovered_log_is_not_durable_until_a_quorum_acks_it_under_the_new_epo
     assert entry.seq == 6
     assert p.hold(3, 6) == []
     # A replica that holds the recovered prefix is recognised by its chain, but not counted.
-    connect(p, 0, stored_through=5, chain=chain5, promised=1)
+    connect(p, 0, stored_through=5, chain=chain5, log_epoch=1)
     assert p.match[0] == 0 and p.connected[0]
     assert [eff for r in range(3) for eff in ack(p, r, 6)] == [ReleaseReply(1), ReleaseReply(3)]
 
@@ -429,13 +500,13 @@ def test_a_recovered_log_is_resent_under_the_new_epoch_and_then_durable() -> Non
     assert p.hold(9, 3) == []  # a read of the recovered state waits
     sends = [eff for r in range(5) for eff in connect(p, r, stored_through=r % 3, chain=p.chains[r % 3])]  # 0: genesis
     frames = [(s.replica, tuple(e.seq for e in s.entries), s.log_end) for s in sends if isinstance(s, SendEntries)]
-    # Each replica gets its held entry again (if any) and everything after it, in one frame.
-    assert frames == [(0, (1, 2, 3), 3), (1, (1, 2, 3), 3), (2, (2, 3), 3), (3, (1, 2, 3), 3), (4, (1, 2, 3), 3)]
+    # Each replica gets, in one frame, everything after the prefix it shares with us.
+    assert frames == [(0, (1, 2, 3), 3), (1, (2, 3), 3), (2, (3,), 3), (3, (1, 2, 3), 3), (4, (2, 3), 3)]
     assert all(s.whole for s in sends if isinstance(s, SendEntries))
     # A new entry goes out on its own and may share frames with later ones.
     _, effects = p.primary_commit(commit(), now_us=1, wall_us=1)
     assert {(s.log_end, s.whole) for s in effects if isinstance(s, SendEntries)} == {(4, False)}
-    assert [eff for r in range(3) for eff in ack(p, r, 3)] == [ReleaseReply(9)]
+    assert [eff for r in range(3) for eff in ack(p, r, 3)] == [ReleaseReply(9), OpenInputGate()]
     # Timestamps continue from the recovered log even if this host's clock is behind.
     entry, _ = p.primary_commit(commit(), now_us=0, wall_us=5)
     assert entry.seq == 5 and entry.timestamp_us == recovered[-1].timestamp_us

@@ -6,7 +6,6 @@ import os
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator
 
 import pytest
 import trio
@@ -17,17 +16,6 @@ from walrelay.transport import TcpTransport, split_address
 from walrelay.wire import ReplyStatus
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def cluster(tmp_path: object) -> Iterator[Cluster]:
-    c = Cluster(str(tmp_path))
-    try:
-        yield c
-    finally:
-        c.close()
-        for node in [*c.replicas, *([c.primary] if c.primary else [])]:
-            assert not node.alive, f"{node.name} outlived the test"
 
 
 def _walrelay(*args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
@@ -130,7 +118,7 @@ def test_bad_cli_arguments_get_a_clear_error(args: tuple[str, ...], fragment: st
 def test_primary_refuses_quorum_that_is_not_a_majority(tmp_path: object) -> None:
     proc = _walrelay(
         "primary", "--object", "x", "--replicas", ",".join(["127.0.0.1:9"] * 5), "--data", str(tmp_path),
-        "--quorum", "2", timeout=60,
+        "--epoch", "1", "--quorum", "2", timeout=60,
     )  # fmt: skip
     assert proc.returncode == 1
     assert "quorum 2 of 5 is not a majority" in proc.stderr

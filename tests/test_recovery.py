@@ -76,6 +76,7 @@ class Primary:
     acks: dict[int, int] = field(default_factory=dict)  # replica -> stored_through under this epoch
     commit: int = 0
     recovered: bool = True  # False: its recovery never completed, so it never writes
+    recovered_len: int = 0  # it is "syncing" until commit reaches this (spec: Recover)
 
 
 class History:
@@ -116,6 +117,10 @@ class History:
                 return
 
     def admit(self, p: Primary) -> None:
+        """Spec: Admit, by a serving primary (PrimaryState admits only once its recovered log is
+        durable; an ADMIT(upto 0) from a syncing primary would admit an empty replica)."""
+        if p.commit < p.recovered_len:
+            return
         for r, node in enumerate(self.nodes):
             if not node.state.voter and p.acks.get(r, 0) >= p.commit:
                 for eff in node.state.on_admit(p.epoch, p.commit):
@@ -152,7 +157,7 @@ class History:
                         f"epoch {epoch} recovered {len(log)} entries from replica {eff.source} "
                         f"without committed seq {seq}"
                     )
-                p = Primary(epoch, log)
+                p = Primary(epoch, log, recovered_len=len(log))
                 self.primaries.append(p)
                 return p
         self.primaries.append(Primary(epoch, [], recovered=False))  # too few voters: never serves

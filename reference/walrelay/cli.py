@@ -84,7 +84,17 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--replicas", type=_addresses, required=True, help="comma-separated HOST:PORT of each replica")
     pr.add_argument("--listen", type=_address, default="127.0.0.1:0", help="client address HOST:PORT")
     pr.add_argument("--data", required=True, help="data directory")
-    pr.add_argument("--epoch", type=_nonneg_int, default=1, help="epoch (>= 1)")
+    who = pr.add_mutually_exclusive_group(required=True)
+    who.add_argument(
+        "--placement",
+        help="epoch allocator directory: this primary takes the next epoch for the object, recovers "
+        "from the replicas and fences every earlier primary (docs/failover.md)",
+    )
+    who.add_argument(
+        "--epoch",
+        type=_positive_int,
+        help="a fixed epoch instead (a single-primary setup; two primaries must never share one)",
+    )
     pr.add_argument("--quorum", type=_nonneg_int, default=3, help="acks needed (default 3)")
     pr.add_argument(
         "--deadline",
@@ -146,6 +156,14 @@ async def _serve(run: Callable[..., Awaitable[None]], listen: str, close: Callab
         async with trio.open_nursery() as nursery:
             address = await nursery.start(run, listen)
             _print_listening(address)
+            # SIGTERM ends the node cleanly: a cancellation trio delivers at a checkpoint, not a
+            # KeyboardInterrupt raised at an arbitrary point (say, inside trio's own machinery).
+            with trio.open_signal_receiver(signal.SIGTERM) as signals:
+                async for _ in signals:
+                    nursery.cancel_scope.cancel()
+                    break
+    except* WalrelayError as eg:  # say, recovery gave up: a clear message, not a traceback
+        raise eg.exceptions[0] from None
     finally:
         close()
 
@@ -174,6 +192,7 @@ async def _run_primary(args: argparse.Namespace) -> None:
         data_dir=args.data,
         transport=TcpTransport(),
         epoch=args.epoch,
+        placement=EpochAllocator(args.placement) if args.placement else None,
         quorum=args.quorum,
         deadline_s=args.deadline,
     )

@@ -54,11 +54,18 @@ class Client:
 
     async def call(self, op: str, *args: Any) -> Reply:
         """Send one request and wait for its reply (however long the output gate holds it)."""
+        if self.closed_reason is not None:
+            # The reader has stopped: nothing would ever wake this call.
+            raise ConnectionError(self.closed_reason)
         rid = next(self._ids)
         event = trio.Event()
         box: list[Reply] = []
         self._pending[rid] = (event, box)
-        await self._chan.send(Request(rid, {"op": op, "args": list(args)}))
+        try:
+            await self._chan.send(Request(rid, {"op": op, "args": list(args)}))
+        except (trio.BrokenResourceError, trio.ClosedResourceError) as e:
+            self._pending.pop(rid, None)
+            raise ConnectionError(f"connection lost: {e}") from None
         await event.wait()
         if not box:
             raise ConnectionError(self.closed_reason or "connection lost")

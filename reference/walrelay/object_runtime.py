@@ -19,7 +19,7 @@ import apsw
 from walrelay.app import App, AppError
 from walrelay.capture import Commit, WalCapture
 from walrelay.entry import Entry
-from walrelay.errors import CaptureError, ObjectResetError
+from walrelay.errors import CaptureError, ChainError, ObjectResetError
 from walrelay.primary import PrimaryEffect, PrimaryState
 from walrelay.sql import SqlStorage
 
@@ -55,7 +55,11 @@ class ObjectRuntime:
         wall_us: Callable[[], int] = lambda: time.time_ns() // 1000,
         checkpoint_frames: int = 1000,
         on_entry: Callable[[Entry], None] | None = None,
+        expect_checksum: int | None = None,
     ) -> None:
+        """``expect_checksum``: the database file must have this checksum (the last recovered
+        entry's ``db_checksum``) before anything runs on it; a recovered primary serves only a
+        database it verified."""
         self.app = app
         self.state = state
         self.execute = execute
@@ -63,6 +67,12 @@ class ObjectRuntime:
         self.wall_us = wall_us
         self.on_entry = on_entry
         self.capture = WalCapture(db_path, self._on_commit, checkpoint_frames=checkpoint_frames)
+        if expect_checksum is not None and self.capture.checksum.value != expect_checksum:
+            found = self.capture.checksum.value
+            self.capture.close()
+            raise ChainError(
+                f"{db_path}: database checksum {found:#018x} after recovery, the log says {expect_checksum:#018x}"
+            )
         self.sql = SqlStorage(self.capture.conn)
         self.operations = app.operations()
         self._in_op = False

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from walrelay.capture import Commit
 from walrelay.entry import GENESIS_CHAIN, Entry, encode
 from walrelay.errors import ObjectResetError
-from walrelay.wire import RejectReason
+from walrelay.wire import Promise, RejectReason
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,7 +59,20 @@ class ResetObject:
     reason: str
 
 
-PrimaryEffect = SendEntries | ReleaseReply | FailReply | ResetObject
+@dataclass(frozen=True, slots=True)
+class SendAdmit:
+    """ADMIT(epoch, upto) to a non-voter, then PREPARE again: its PROMISE confirms the vote."""
+
+    replica: int
+    upto: int
+
+
+@dataclass(frozen=True, slots=True)
+class OpenInputGate:
+    """The recovered log is durable under this epoch and enough voters exist: serve clients."""
+
+
+PrimaryEffect = SendEntries | ReleaseReply | FailReply | ResetObject | SendAdmit | OpenInputGate
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +85,7 @@ class PrimaryConfig:
     max_batch_bytes: int = 8 * 1024 * 1024
     max_retained_bytes: int = 256 * 1024 * 1024
     max_entry_bytes: int = 64 * 1024 * 1024  # must fit one wire frame (wire.DEFAULT_MAX_FRAME)
+    fence_quorum: int = 0  # voters needed to recover and to serve (spec: FenceQuorum); 0 = the smallest safe one
 
     def __post_init__(self) -> None:
         if self.epoch < 1:
@@ -81,6 +95,14 @@ class PrimaryConfig:
         if 2 * self.quorum <= self.replicas:
             raise ValueError(
                 f"quorum {self.quorum} of {self.replicas} is not a majority: two quorums might not intersect"
+            )
+        lowest = max(self.replicas - self.quorum + 1, self.replicas // 2 + 1)
+        if self.fence_quorum == 0:
+            object.__setattr__(self, "fence_quorum", lowest)
+        if not lowest <= self.fence_quorum <= self.replicas:
+            raise ValueError(
+                f"fence quorum {self.fence_quorum} must be in {lowest}..{self.replicas}: every fence quorum must "
+                f"intersect every write quorum of {self.quorum} and every other fence quorum"
             )
 
 
@@ -123,6 +145,13 @@ class PrimaryState:
         self.committed_at: dict[int, int] = {}  # seq -> monotonic time of its commit (deadline)
         self.held: deque[tuple[int, int]] = deque()  # (seq, token), seq non-decreasing
         self.reset_reason: str | None = None
+        # Failover (docs/failover.md). The spec's "syncing" is ``durable_seq < recovered_end``.
+        self.recovered_end = last_seq
+        self.voter: list[bool | None] = [None] * n  # from each replica's last PROMISE (None: not heard)
+        self.admit_sent = [False] * n  # on the current connection
+        self.agreed = [0] * n  # highest seq where replica r's log is known to equal ours (any log epoch)
+        self.adopted = [False] * n  # replica r holds our log under our epoch (its log_epoch is ours)
+        self.serving = False  # input gate open
 
     # -- commits -------------------------------------------------------------------------------
 
@@ -192,40 +221,93 @@ class PrimaryState:
             if oldest > self.durable_seq or (oldest > floor and self.log_bytes <= self.config.max_retained_bytes):
                 break
             self.log_bytes -= self.log.pop(oldest).size
+        return effects + self._admit_and_serve()
+
+    def _admit_and_serve(self) -> list[PrimaryEffect]:
+        """Admit (spec: Admit) rejoined replicas, and open the input gate once this primary is
+        synced (its recovered log durable under its epoch) and a fence quorum are voters.
+
+        Admit needs only "synced", not "serving": the first primary of an object starts with
+        an empty log and non-voter replicas, and must admit them before it can serve.
+        """
+        if self.reset_reason is not None or self.durable_seq < self.recovered_end:
+            return []
+        effects: list[PrimaryEffect] = []
+        for r in range(self.config.replicas):
+            if (
+                self.connected[r]
+                and self.voter[r] is False
+                and not self.admit_sent[r]
+                and self.match[r] >= self.durable_seq
+            ):
+                self.admit_sent[r] = True
+                effects.append(SendAdmit(r, self.durable_seq))
+        if not self.serving and sum(1 for v in self.voter if v) >= self.config.fence_quorum:
+            self.serving = True
+            effects.append(OpenInputGate())
         return effects
 
     # -- replica events ------------------------------------------------------------------------
 
-    def on_connected(
-        self, r: int, *, promised_epoch: int, stored_through: int, chain: bytes, now_us: int
-    ) -> list[PrimaryEffect]:
-        """A replica's HELLO: where its log ends and which epoch it promised."""
+    def on_connected(self, r: int, promise: Promise, *, now_us: int) -> list[PrimaryEffect]:
+        """A replica's PROMISE for this epoch, asked for on every new connection: where its log
+        ends, under which log epoch, and whether it votes. What it acknowledged on an earlier
+        connection is replaced (spec: AcksAfterLoss; its disk may be new)."""
         if self.reset_reason is not None:
             return []
-        if promised_epoch > self.epoch:
-            return self._reset(f"fenced: replica {r} has promised epoch {promised_epoch} > {self.epoch}")
-        if stored_through > self.last_seq:
-            return self._reset(
-                f"replica {r} holds seq {stored_through}, beyond this primary's log ({self.last_seq}): "
-                "this primary must recover (view change) before serving"
-            )
-        if self.chains.get(stored_through) != chain:
-            # Same length is not the same log: only a matching chain proves the prefix is ours.
-            self.notes[r] = (
-                f"replica log diverges from this primary's at or before seq {stored_through}; "
-                "not counted (repair comes with failover/catch-up)"
-            )
+        if promise.epoch != self.epoch:
+            self.notes[r] = f"PROMISE for epoch {promise.epoch}, not {self.epoch}; not counted"
             return []
+        last, chain = promise.last_seq, promise.last_chain
+        mine = last <= self.last_seq and self.chains.get(last) == chain
+        if promise.log_epoch == self.epoch and not mine:
+            return self._reset(
+                f"replica {r} holds seq {last} under this primary's epoch {self.epoch}, and that is not this "
+                "primary's log: the epoch was issued twice (placement misconfigured?)"
+            )
         self.notes[r] = None
         self.connected[r] = True
         self.progress_at[r] = now_us
-        # A HELLO does not say under which log epoch the replica holds these entries, so it counts
-        # only for what is durable already. Resending the entry at stored_through (in the one frame
-        # that reaches our log end) makes the replica adopt our epoch and ACK it, and ACKs count.
-        self.match[r] = max(self.match[r], min(stored_through, self.durable_seq))
+        self.voter[r] = promise.voter
+        self.admit_sent[r] = False
+        self.adopted[r] = promise.log_epoch == self.epoch
+        if self.adopted[r]:
+            # A prefix of our own log (spec: acks[e][r] is set under e only): it counts in full.
+            self.match[r] = last
+            self.agreed[r] = last
+        else:
+            # Counts nothing until it adopts our log; it adopts from one frame that reaches our
+            # log end and starts at or before the first entry it holds differently.
+            self.match[r] = 0
+            self.agreed[r] = last if mine else 0
         effects = self._advance()  # may trim the retained log: decide what to resend after it
-        self.sent[r] = stored_through - 1 if stored_through in self.log else stored_through
+        self.sent[r] = self._resend_point(r)
         return effects + self._send_from(r)
+
+    def on_promise(self, r: int, promise: Promise) -> list[PrimaryEffect]:
+        """A PROMISE on a live connection (the answer to the PREPARE that follows an ADMIT):
+        only the voter flag is news; it may open the input gate."""
+        if self.reset_reason is not None or promise.epoch != self.epoch or not self.connected[r]:
+            return []
+        self.voter[r] = promise.voter
+        return self._admit_and_serve()
+
+    def _resend_point(self, r: int) -> int:
+        """The seq after which a (re)send to replica r starts.
+
+        A replica that holds our log (under our epoch) continues after what it acknowledged.
+        Any other must get one frame through our log end that is consistent with what it holds
+        (ReplicaState.on_append adopts only then): after the prefix it shares with us, including
+        its last entry if there is nothing new; with no shared prefix known, from our oldest
+        retained entry (it replaces its differing suffix, or answers DIVERGED when the difference
+        is older than what we retain; issue 5 adds snapshots for that).
+        """
+        if self.adopted[r]:
+            return self.match[r]
+        a = self.agreed[r]
+        if a > 0:
+            return a - 1 if a == self.last_seq and a in self.log else a
+        return min(self.log) - 1 if self.log else self.last_seq
 
     def on_disconnected(self, r: int) -> None:
         self.connected[r] = False
@@ -244,6 +326,7 @@ class PrimaryState:
         if self.chains.get(stored_through) != chain:
             self.notes[r] = f"ACK for seq {stored_through} carries a different chain: replica diverged; not counted"
             return []
+        self.adopted[r] = True
         if stored_through > self.match[r]:
             self.match[r] = stored_through
             self.progress_at[r] = now_us
@@ -282,7 +365,7 @@ class PrimaryState:
                 and self.match[r] < self.last_seq
                 and now_us - self.progress_at[r] > self.config.retransmit_us
             ):
-                self.sent[r] = self.match[r]
+                self.sent[r] = self._resend_point(r)
                 self.progress_at[r] = now_us
                 effects.extend(self._send_from(r))
         return effects
@@ -317,6 +400,13 @@ class PrimaryState:
 
     def replica_status(self) -> list[dict[str, int | bool | str | None]]:
         return [
-            {"replica": r, "connected": self.connected[r], "stored_through": self.match[r], "note": self.notes[r]}
+            {
+                "replica": r,
+                "connected": self.connected[r],
+                "stored_through": self.match[r],
+                "voter": self.voter[r],
+                "holds_our_log": self.adopted[r],
+                "note": self.notes[r],
+            }
             for r in range(self.config.replicas)
         ]

@@ -19,24 +19,35 @@ import trio
 
 from walrelay.app import App
 from walrelay.entry import Entry
-from walrelay.errors import ObjectResetError, ProtocolError, WalrelayError
+from walrelay.errors import ChainError, ObjectResetError, ProtocolError, WalrelayError
 from walrelay.object_runtime import ObjectRuntime
+from walrelay.placement import EpochAllocator
 from walrelay.primary import (
     FailReply,
+    OpenInputGate,
     PrimaryConfig,
     PrimaryEffect,
     PrimaryState,
     ReleaseReply,
     ResetObject,
+    SendAdmit,
     SendEntries,
 )
+from walrelay.recovery import GiveUp, Recovered, Recovery, RecoveryEffect, SendFetch
+from walrelay.replay import Replayer
 from walrelay.replica_store import check_object_name
 from walrelay.transport import Channel, Transport
 from walrelay.wire import (
     DEFAULT_MAX_FRAME,
     Ack,
+    Admit,
     Append,
+    Entries,
+    Fetch,
     Hello,
+    Message,
+    Prepare,
+    Promise,
     Reject,
     RejectReason,
     Reply,
@@ -65,24 +76,39 @@ MAX_CATCH_UP_BYTES = DEFAULT_MAX_FRAME - 4096
 
 
 class ReplicaLink:
+    """One replica's connection, through both phases of a primary's life.
+
+    Every connection starts with HELLO and PREPARE(epoch). While the primary recovers, the
+    PROMISE feeds Recovery and the link answers FETCH commands from it; once recovered, a fresh
+    PROMISE (PREPARE is idempotent at the promised epoch) tells PrimaryState where this replica's
+    log stands, and the link sends APPENDs and control messages and reads ACKs.
+    """
+
     def __init__(self, node: PrimaryNode, index: int, address: str) -> None:
         self.node = node
         self.index = index
         self.address = address
         self.queue: deque[Entry] = deque()
+        self.control: deque[Message] = deque()  # ADMIT + PREPARE, sent before queued entries
         self.catching_up = False  # the queue holds a range that must go out in one frame
         self._wake = trio.Event()
         self.last_error: str | None = None
+        # Recovery's FETCH commands for this link (a from_seq), or None: recovery ended.
+        self.fetch_send, self.fetch_recv = trio.open_memory_channel[int | None](float("inf"))
 
     def enqueue(self, entries: tuple[Entry, ...], *, whole: bool) -> None:
         self.queue.extend(entries)
         self.catching_up = self.catching_up or whole
         self._wake.set()
 
+    def send_control(self, *msgs: Message) -> None:
+        self.control.extend(msgs)
+        self._wake.set()
+
     async def run(self) -> None:
-        node, state = self.node, self.node.state
+        node = self.node
         backoff = 0.05
-        while state.reset_reason is None:
+        while not node.stopped:
             try:
                 stream = await node.transport.connect(self.address)
             except OSError as e:
@@ -92,40 +118,101 @@ class ReplicaLink:
                 continue
             chan = Channel(stream)
             try:
-                await chan.send(Hello(Role.PRIMARY, 0, node.object_name, state.epoch, 0))
-                hello = await chan.receive()
-                if isinstance(hello, Reject):
-                    raise ProtocolError(f"replica refused the connection: {hello.message}")
-                if not isinstance(hello, Hello) or hello.role is not Role.REPLICA:
-                    raise ProtocolError(f"expected HELLO from a replica, got {type(hello).__name__}")
-                if hello.node_id != self.index or hello.object_name != node.object_name:
-                    raise ProtocolError(
-                        f"{self.address} is replica {hello.node_id} for object {hello.object_name!r}, but is "
-                        f"configured as replica {self.index} for {node.object_name!r}"
-                    )
+                await self._hello(chan)
                 backoff = 0.05
                 self.last_error = None
-                self.queue.clear()
-                self.catching_up = False
-                node.execute(
-                    state.on_connected(
-                        self.index,
-                        promised_epoch=hello.epoch,
-                        stored_through=hello.stored_through,
-                        chain=hello.last_chain,
-                        now_us=now_us(),
-                    )
-                )
-                await self._session(chan)
+                while True:  # drop FETCH commands meant for an earlier connection
+                    try:
+                        self.fetch_recv.receive_nowait()
+                    except trio.WouldBlock:
+                        break
+                if node.state is None:
+                    await self._recovering(chan)
+                if node.state is not None and not node.stopped:
+                    await self._serving(chan)
             except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as e:
                 self.last_error = f"connection lost: {e or type(e).__name__}"
             except ProtocolError as e:
                 self.last_error = f"protocol error: {e}"
                 log.warning("replica %d (%s): %s", self.index, self.address, e)
             finally:
-                state.on_disconnected(self.index)
+                if node.state is None:
+                    node.recovery_effects(node.recovery.on_disconnected(self.index))
+                else:
+                    node.state.on_disconnected(self.index)
                 await trio.aclose_forcefully(stream)
             await trio.sleep(backoff)
+
+    async def _hello(self, chan: Channel) -> None:
+        node = self.node
+        await chan.send(Hello(Role.PRIMARY, 0, node.object_name, node.epoch, 0))
+        hello = await chan.receive()
+        if isinstance(hello, Reject):
+            raise ProtocolError(f"replica refused the connection: {hello.message}")
+        if not isinstance(hello, Hello) or hello.role is not Role.REPLICA:
+            raise ProtocolError(f"expected HELLO from a replica, got {type(hello).__name__}")
+        if hello.node_id != self.index or hello.object_name != node.object_name:
+            raise ProtocolError(
+                f"{self.address} is replica {hello.node_id} for object {hello.object_name!r}, but is "
+                f"configured as replica {self.index} for {node.object_name!r}"
+            )
+
+    async def _prepare(self, chan: Channel) -> Promise | Reject:
+        await chan.send(Prepare(self.node.epoch))
+        msg = await chan.receive()
+        if msg is None:
+            raise trio.BrokenResourceError("replica closed the connection")
+        if not isinstance(msg, Promise | Reject):
+            raise ProtocolError(f"expected PROMISE or REJECT after PREPARE, got {type(msg).__name__}")
+        return msg
+
+    def _rejected(self, msg: Reject) -> None:
+        self.last_error = f"rejected: {msg.reason.name}: {msg.message}"
+        log.warning("replica %d rejected: %s (%s)", self.index, msg.reason.name, msg.message)
+
+    async def _recovering(self, chan: Channel) -> None:
+        """Recovery (spec: ReceivePrepare, Recover): PROMISE, then FETCH/ENTRIES if chosen."""
+        node, i = self.node, self.index
+        answer = await self._prepare(chan)
+        if isinstance(answer, Reject):
+            self._rejected(answer)
+            node.recovery_effects(node.recovery.on_reject(i, answer.promised_epoch))
+            raise ProtocolError(f"PREPARE refused: {answer.message}")
+        node.recovery_effects(node.recovery.on_promise(i, answer))
+        while node.state is None and not node.stopped:
+            from_seq = await self.fetch_recv.receive()
+            if from_seq is None:
+                return
+            await chan.send(Fetch(node.epoch, from_seq, MAX_CATCH_UP_BYTES))
+            msg = await chan.receive()
+            if isinstance(msg, Entries):
+                node.recovery_effects(node.recovery.on_entries(i, msg.entries, msg.final))
+            elif isinstance(msg, Reject):
+                self._rejected(msg)
+                node.recovery_effects(node.recovery.on_reject(i, msg.promised_epoch))
+                raise ProtocolError(f"FETCH refused: {msg.message}")
+            elif msg is None:
+                raise trio.BrokenResourceError("replica closed the connection")
+            else:
+                raise ProtocolError(f"expected ENTRIES after FETCH, got {type(msg).__name__}")
+
+    async def _serving(self, chan: Channel) -> None:
+        node, state = self.node, self.node.state
+        assert state is not None
+        answer = await self._prepare(chan)
+        if isinstance(answer, Reject):
+            self._rejected(answer)
+            node.execute(
+                state.on_reject(
+                    self.index, reason=answer.reason, promised_epoch=answer.promised_epoch, message=answer.message
+                )
+            )
+            return
+        self.queue.clear()
+        self.control.clear()
+        self.catching_up = False
+        node.execute(state.on_connected(self.index, answer, now_us=now_us()))
+        await self._session(chan)
 
     async def _session(self, chan: Channel) -> None:
         """Send and receive until the connection ends; record why it ended.
@@ -145,11 +232,17 @@ class ReplicaLink:
             log.warning("replica %d (%s): %s", self.index, self.address, eg.exceptions[0])
 
     async def _sender(self, chan: Channel) -> None:
-        max_bytes = self.node.state.config.max_batch_bytes
+        state = self.node.state
+        assert state is not None
+        max_bytes = state.config.max_batch_bytes
         while True:
-            while not self.queue:
+            while not self.queue and not self.control:
                 self._wake = trio.Event()
                 await self._wake.wait()
+            while self.control:
+                await chan.send(self.control.popleft())
+            if not self.queue:
+                continue
             # A catch-up (SendEntries.whole) goes out in one frame through the log end, however
             # large (up to the frame limit): a replica holding another epoch's log adopts ours
             # only from a frame that reaches our log end (docs/failover.md).
@@ -161,12 +254,11 @@ class ReplicaLink:
                 e = self.queue.popleft()
                 batch.append(e)
                 size += e.size
-            st = self.node.state
-            log_end = st.last_seq
-            await chan.send(Append(st.epoch, st.durable_seq, log_end, tuple(batch)))
+            await chan.send(Append(state.epoch, state.durable_seq, state.last_seq, tuple(batch)))
 
     async def _receiver(self, chan: Channel) -> None:
         node, state = self.node, self.node.state
+        assert state is not None
         while True:
             msg = await chan.receive()
             if msg is None:
@@ -182,9 +274,10 @@ class ReplicaLink:
                         now_us=now_us(),
                     )
                 )
+            elif isinstance(msg, Promise):
+                node.execute(state.on_promise(self.index, msg))
             elif isinstance(msg, Reject):
-                log.warning("replica %d rejected: %s (%s)", self.index, msg.reason.name, msg.message)
-                self.last_error = f"rejected: {msg.reason.name}: {msg.message}"
+                self._rejected(msg)
                 node.execute(
                     state.on_reject(
                         self.index, reason=msg.reason, promised_epoch=msg.promised_epoch, message=msg.message
@@ -193,10 +286,17 @@ class ReplicaLink:
                 if msg.reason is not RejectReason.STALE_EPOCH:
                     return
             else:
-                raise ProtocolError(f"expected ACK or REJECT from a replica, got {type(msg).__name__}")
+                raise ProtocolError(f"expected ACK, PROMISE or REJECT from a replica, got {type(msg).__name__}")
 
 
 class PrimaryNode:
+    """A primary for one object: recovers (view change), then serves.
+
+    The epoch comes from ``placement`` (``EpochAllocator.allocate``: never issued twice) or, for
+    a fixed single-primary setup, from ``epoch``. The local database is never trusted: it is
+    rebuilt from the recovered log by verified replay before anything is served.
+    """
+
     def __init__(
         self,
         *,
@@ -205,32 +305,98 @@ class PrimaryNode:
         replica_addresses: list[str],
         data_dir: str,
         transport: Transport,
-        epoch: int = 1,
+        epoch: int | None = None,
+        placement: EpochAllocator | None = None,
         quorum: int = 3,
         deadline_s: float = 30.0,
         tick_s: float = 0.05,
         checkpoint_frames: int = 1000,
     ) -> None:
         self.object_name = check_object_name(object_name)
+        if (epoch is None) == (placement is None):
+            raise WalrelayError("give a primary either an epoch or a placement directory, not both or neither")
+        self.epoch = placement.allocate(self.object_name) if placement is not None else int(epoch or 0)
         self.transport = transport
         self.tick_s = tick_s
+        self.app = app
+        self.checkpoint_frames = checkpoint_frames
         self.config = PrimaryConfig(
-            epoch=epoch, replicas=len(replica_addresses), quorum=quorum, deadline_us=int(deadline_s * 1e6)
+            epoch=self.epoch, replicas=len(replica_addresses), quorum=quorum, deadline_us=int(deadline_s * 1e6)
         )
-        self.state = PrimaryState(self.config)
+        self.recovery = Recovery(epoch=self.epoch, replicas=self.config.replicas, fence_quorum=self.config.fence_quorum)
+        self.state: PrimaryState | None = None  # set once recovery ends
+        self.runtime: ObjectRuntime | None = None
         self.links = [ReplicaLink(self, i, a) for i, a in enumerate(replica_addresses)]
         self.waiters: dict[int, _Waiter] = {}
         self._tokens = itertools.count(1)
         self.reset_event = trio.Event()
+        self.gate_event = trio.Event()  # set when the input gate opens, or when it never will
+        self.gave_up: str | None = None
+        self.stopped = False
         os.makedirs(data_dir, exist_ok=True)
-        db_path = os.path.join(data_dir, f"{self.object_name}.db")
-        if os.path.exists(db_path) and os.path.getsize(db_path) > 0:
-            raise WalrelayError(
-                f"{db_path} already exists. A primary must not trust local state it cannot prove; recovery "
-                "from the replicas (failover) is required to reuse it. Start with an empty data directory."
-            )
+        self.db_path = os.path.join(data_dir, f"{self.object_name}.db")
+
+    # -- recovery ------------------------------------------------------------------------------
+
+    def recovery_effects(self, effects: list[RecoveryEffect]) -> None:
+        for eff in effects:
+            if isinstance(eff, SendFetch):
+                self.links[eff.replica].fetch_send.send_nowait(eff.from_seq)
+            elif isinstance(eff, Recovered):
+                try:
+                    self._install(eff.entries)
+                except (ChainError, WalrelayError) as e:
+                    self._give_up(f"the recovered log does not replay: {e}")
+                    return
+                log.info(
+                    "object %s epoch %d: recovered %d entries%s; re-replicating",
+                    self.object_name,
+                    self.epoch,
+                    len(eff.entries),
+                    "" if eff.source is None else f" from replica {eff.source}",
+                )
+                for link in self.links:
+                    link.fetch_send.send_nowait(None)
+            elif isinstance(eff, GiveUp):
+                self._give_up(eff.reason)
+
+    def _give_up(self, reason: str) -> None:
+        log.error("object %s epoch %d: recovery gave up: %s", self.object_name, self.epoch, reason)
+        self.gave_up = reason
+        self.stopped = True
+        self.gate_event.set()
+
+    def _install(self, entries: tuple[Entry, ...]) -> None:
+        """Rebuild the database from the recovered log alone, verifying every entry's checksum,
+        and only then start the write path on it. Whatever the local disk held is dropped: it may
+        contain commits that never became durable (docs/failover.md)."""
+        image = b""
+        expected: int | None = None
+        if entries:
+            replayer = Replayer(b"", entries[0].page_size)
+            replayer.apply_all(entries)
+            image, expected = bytes(replayer.image), entries[-1].db_checksum
+        dropped = [p for p in (self.db_path, self.db_path + "-wal", self.db_path + "-shm") if os.path.exists(p)]
+        if dropped:
+            log.warning("object %s: discarding local %s; the recovered log decides", self.object_name, dropped)
+        for path in dropped:
+            os.remove(path)
+        if image:
+            tmp = self.db_path + ".recovering"
+            with open(tmp, "wb") as f:
+                f.write(image)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, self.db_path)
+        self.state = PrimaryState(self.config, recovered=entries)
         self.runtime = ObjectRuntime(
-            db_path, app, self.state, self.execute, monotonic_us=now_us, checkpoint_frames=checkpoint_frames
+            self.db_path,
+            self.app,
+            self.state,
+            self.execute,
+            monotonic_us=now_us,
+            checkpoint_frames=self.checkpoint_frames,
+            expect_checksum=expected,
         )
 
     # -- effects -------------------------------------------------------------------------------
@@ -249,21 +415,38 @@ class PrimaryNode:
             elif isinstance(eff, ResetObject):
                 log.error("object %s reset: %s", self.object_name, eff.reason)
                 self.reset_event.set()
+                self.gate_event.set()
+            elif isinstance(eff, SendAdmit):
+                # PREPARE after ADMIT: the PROMISE that answers it says whether the vote stuck.
+                self.links[eff.replica].send_control(Admit(self.epoch, eff.upto), Prepare(self.epoch))
+            elif isinstance(eff, OpenInputGate):
+                log.info("object %s epoch %d: serving", self.object_name, self.epoch)
+                self.gate_event.set()
 
     # -- serving -------------------------------------------------------------------------------
 
     async def run(self, listen: str, *, task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED) -> None:
+        """Listen at once (requests wait for the input gate), recover, serve until cancelled.
+        Raises WalrelayError if recovery gives up (say, a newer primary exists)."""
         async with trio.open_nursery() as nursery:
+            address = await nursery.start(self.transport.serve, listen, self.handle_client)
+            task_status.started(address)
+            self.recovery_effects(self.recovery.start())
             for link in self.links:
                 nursery.start_soon(link.run)
             nursery.start_soon(self._ticker)
-            address = await nursery.start(self.transport.serve, listen, self.handle_client)
-            task_status.started(address)
+            await self.gate_event.wait()
+            if self.gave_up is not None:
+                await trio.sleep(0.2)  # let waiting clients get their error replies
+                nursery.cancel_scope.cancel()
+        if self.gave_up is not None:
+            raise WalrelayError(f"object {self.object_name} epoch {self.epoch}: recovery gave up: {self.gave_up}")
 
     async def _ticker(self) -> None:
         while True:
             await trio.sleep(self.tick_s)
-            self.execute(self.state.on_tick(now_us()))
+            if self.state is not None:
+                self.execute(self.state.on_tick(now_us()))
 
     async def handle_client(self, stream: trio.abc.Stream) -> None:
         chan = Channel(stream)
@@ -302,6 +485,11 @@ class PrimaryNode:
                 )
             )
             return
+        await self.gate_event.wait()  # the input gate: closed while recovering and syncing
+        if self.runtime is None or self.state is None or not self.state.serving:
+            why = self.gave_up or (self.state.reset_reason if self.state is not None else None) or "not serving"
+            await chan.send(Reply(msg.request_id, ReplyStatus.ERROR, {"type": "ObjectReset", "message": why}))
+            return
         try:
             outcome = self.runtime.run(op, args)
         except ObjectResetError as e:
@@ -331,22 +519,49 @@ class PrimaryNode:
         with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
             await chan.send(reply)
 
+    def phase(self) -> str:
+        """The spec's pstate: recovering, syncing, serving, fenced (reset), or gave up."""
+        st = self.state
+        if self.gave_up is not None:
+            return "gave up"
+        if st is None:
+            return "recovering"
+        if st.reset_reason is not None:
+            return "reset"
+        return "serving" if st.serving else "syncing"
+
     def status(self) -> dict[str, Any]:
         st = self.state
+        out: dict[str, Any] = {
+            "object": self.object_name,
+            "epoch": self.epoch,
+            "phase": self.phase(),
+            "quorum": self.config.quorum,
+            "fence_quorum": self.config.fence_quorum,
+            "gave_up": self.gave_up,
+        }
+        if st is None:
+            promises = self.recovery.promises
+            out["promises"] = {str(r): {"voter": p.voter, "last_seq": p.last_seq} for r, p in promises.items()}
+            out["replicas"] = [
+                {"replica": i, "address": lk.address, "error": lk.last_error} for i, lk in enumerate(self.links)
+            ]
+            return out
         replicas = st.replica_status()
         for row, link in zip(replicas, self.links, strict=True):
             row["address"] = link.address
             row["error"] = link.last_error
-        return {
-            "object": self.object_name,
-            "epoch": st.epoch,
-            "quorum": st.config.quorum,
-            "last_seq": st.last_seq,
-            "durable_seq": st.durable_seq,
-            "held_replies": len(st.held),
-            "reset": st.reset_reason,
-            "replicas": replicas,
-        }
+        out.update(
+            last_seq=st.last_seq,
+            durable_seq=st.durable_seq,
+            recovered_end=st.recovered_end,
+            held_replies=len(st.held),
+            reset=st.reset_reason,
+            replicas=replicas,
+        )
+        return out
 
     def close(self) -> None:
-        self.runtime.close()
+        self.stopped = True
+        if self.runtime is not None:
+            self.runtime.close()

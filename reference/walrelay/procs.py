@@ -60,8 +60,18 @@ class NodeProcess:
             self.proc.send_signal(signal.SIGKILL)
             self.proc.wait()
 
+    def pause(self) -> None:
+        """SIGSTOP: the process keeps its sockets but does nothing (a GC pause, a frozen VM)."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGCONT)
+
     def stop(self, timeout: float = 5.0) -> None:
         if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGCONT)  # a paused process cannot handle SIGTERM
             self.proc.send_signal(signal.SIGTERM)
             try:
                 self.proc.wait(timeout)
@@ -87,16 +97,19 @@ class Cluster:
 
     root: str
     replicas: list[NodeProcess] = field(default_factory=list)
-    primary: NodeProcess | None = None
+    primary: NodeProcess | None = None  # the one started last
+    primaries: list[NodeProcess] = field(default_factory=list)
+
+    @property
+    def placement(self) -> str:
+        """The epoch allocator directory every node of this cluster shares (docs/failover.md)."""
+        return os.path.join(self.root, "placement")
 
     def start_replicas(self, n: int) -> list[str]:
         for i in range(n):
             data = os.path.join(self.root, f"replica-{i}")
-            node = NodeProcess(
-                f"replica {i}",
-                walrelay_argv("replica", "--id", str(i), "--listen", "127.0.0.1:0", "--data", data),
-                os.path.join(self.root, f"replica-{i}.log"),
-            )
+            argv = ["replica", "--id", str(i), "--listen", "127.0.0.1:0", "--data", data, "--placement", self.placement]
+            node = NodeProcess(f"replica {i}", walrelay_argv(*argv), os.path.join(self.root, f"replica-{i}.log"))
             node.start()
             self.replicas.append(node)
         return [r.address for r in self.replicas if r.address]
@@ -113,27 +126,22 @@ class Cluster:
         self.replicas[i] = node
         return node.address or ""
 
-    def start_primary(self, object_name: str, *, epoch: int = 1, extra: tuple[str, ...] = ()) -> str:
+    def start_primary(self, object_name: str, *, name: str = "primary", extra: tuple[str, ...] = ()) -> str:
+        """Start a primary for the object; it takes the next epoch from the cluster's placement,
+        so a second one takes over from (and fences) the first. ``name`` names its data
+        directory and log: reuse a name to restart a primary on the same host's disk."""
         addrs = ",".join(r.address or "" for r in self.replicas)
-        self.primary = NodeProcess(
-            "primary",
-            walrelay_argv(
-                "primary",
-                "--object",
-                object_name,
-                "--replicas",
-                addrs,
-                "--data",
-                os.path.join(self.root, "primary"),
-                "--epoch",
-                str(epoch),
-                *extra,
-            ),
-            os.path.join(self.root, "primary.log"),
+        argv = ["primary", "--object", object_name, "--replicas", addrs, "--data", os.path.join(self.root, name)]
+        node = NodeProcess(
+            name,
+            walrelay_argv(*argv, "--placement", self.placement, *extra),
+            os.path.join(self.root, f"{name}.log"),
         )
-        return self.primary.start()
+        self.primary = node
+        self.primaries.append(node)
+        return node.start()
 
     def close(self) -> None:
-        nodes = [*self.replicas, *([self.primary] if self.primary else [])]
+        nodes = [*self.replicas, *self.primaries]
         for node in nodes:
             node.stop(timeout=3)

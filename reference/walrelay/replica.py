@@ -202,8 +202,12 @@ class ReplicaState:
 
         Only an ADMIT that matches what the replica holds counts: from the epoch whose log it holds,
         covering ``upto``. Anything else (a stale ADMIT, one from a fenced primary) changes nothing.
+        An empty log is a prefix of every log, so ADMIT(upto 0) from a primary that has committed
+        nothing admits an empty replica whatever its log epoch (the first primary of an object
+        admits its fresh replicas that way; spec: ReceiveAdmit).
         """
-        if self.voter or epoch < self.promised_epoch or epoch != self.log_epoch or self.last_seq < upto:
+        holds = epoch == self.log_epoch or (self.last_seq == 0 and upto == 0)
+        if self.voter or epoch < self.promised_epoch or not holds or self.last_seq < upto:
             return []
         self.voter = True
         return [PersistVoter()]

@@ -232,14 +232,17 @@ ReceivePrepare(r, m) ==
     /\ UNCHANGED <<logEpoch, logLen, truncated, voter, primaryVars, puts, segments, snapshots,
                    now, nextWrite, diskLost, historyVars>>
 
-\* With FenceQuorum promises from voters, take the most recent log, rebuilt
+\* With FenceQuorum promises from voters (or from all replicas), take the most recent log, rebuilt
 \* from the archive where the replica already truncated it. Then re-replicate
 \* it under e (one APPEND of the whole log) and serve once a quorum holds it (AdvanceCommit).
 Recover(e) ==
     /\ pstate[e] = "recovering"
     /\ \E S \in SUBSET {m \in msgs : m.type = "promise" /\ m.epoch = e} :
-        /\ Cardinality(S) = FenceQuorum
-        /\ \A p \in S : MayVote(p)
+        \* A fence quorum of voters, or every replica: with all N promises in hand no
+        \* holder of a committed entry can be missed, voter or not (this is how an
+        \* object whose first primary admitted too few voters before it died recovers).
+        /\ \/ Cardinality(S) = FenceQuorum /\ \A p \in S : MayVote(p)
+           \/ Cardinality(S) = Cardinality(Replicas)
         /\ \E best \in S :
             /\ \A q \in S : ~Better(q, best)
             /\ LET ks == {k \in best.truncated..best.logLen : ArchiveHolds(k)}

@@ -227,14 +227,16 @@ def test_choice_is_by_log_epoch_then_length_among_voters_only() -> None:
     assert rec.on_promise(*promise(3, 3, 4)) == [SendFetch(3, 1)]  # (3, 4) beats (3, 1) and (2, 9)
 
 
-def test_no_voter_quorum_waits_unless_every_replica_is_an_empty_non_voter() -> None:
+def test_without_a_voter_quorum_recovery_waits_for_every_replica_then_chooses_among_all() -> None:
     rec = Recovery(epoch=3, replicas=3, fence_quorum=2)
     assert rec.on_promise(*promise(0, 0, 0, voter=False, epoch=3)) == []
     assert rec.on_promise(*promise(1, 0, 0, voter=False, epoch=3)) == []
-    assert rec.on_promise(*promise(2, 0, 0, voter=False, epoch=3)) == [Recovered((), None)]
+    assert rec.on_promise(*promise(2, 0, 0, voter=False, epoch=3)) == [Recovered((), 0)]
+    # One voter (the first primary admitted it, then died): wait for all, then the best of all.
     rec = Recovery(epoch=3, replicas=3, fence_quorum=2)
-    for r, n in ((0, 0), (1, 2), (2, 0)):
-        assert rec.on_promise(*promise(r, 1, n, voter=False, epoch=3)) == []  # one holds entries: wait
+    assert rec.on_promise(*promise(0, 1, 1, voter=True, epoch=3)) == []
+    assert rec.on_promise(*promise(1, 0, 0, voter=False, epoch=3)) == []  # not yet: replica 2 is silent
+    assert rec.on_promise(*promise(2, 0, 0, voter=False, epoch=3)) == [SendFetch(0, 1)]
 
 
 def test_fetched_entries_must_be_the_promised_log() -> None:

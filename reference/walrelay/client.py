@@ -26,13 +26,22 @@ class Client:
     async def connect(cls, transport: Transport, address: str) -> AsyncIterator[Client]:
         stream = await transport.connect(address)
         client = cls(Channel(stream))
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(client._reader)
-            try:
-                yield client
-            finally:
-                nursery.cancel_scope.cancel()
-                await trio.aclose_forcefully(stream)
+        error: Exception | None = None
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(client._reader)
+                try:
+                    yield client
+                except Exception as e:
+                    # Carried past the nursery: raised inside it, it would come out wrapped in an
+                    # ExceptionGroup, or be lost to the Cancelled of an await in a finally block.
+                    error = e
+                finally:
+                    nursery.cancel_scope.cancel()
+        finally:
+            await trio.aclose_forcefully(stream)
+        if error is not None:
+            raise error
 
     async def _reader(self) -> None:
         try:

@@ -151,6 +151,7 @@ class PrimaryState:
         self.admit_sent = [False] * n  # on the current connection
         self.agreed = [0] * n  # highest seq where replica r's log is known to equal ours (any log epoch)
         self.adopted = [False] * n  # replica r holds our log under our epoch (its log_epoch is ours)
+        self.connects = [0] * n  # handshakes completed with replica r (status: a restart shows here)
         self.serving = False  # input gate open
 
     # -- commits -------------------------------------------------------------------------------
@@ -213,12 +214,12 @@ class PrimaryState:
             self.durable_seq = durable
             while self.held and self.held[0][0] <= durable:
                 effects.append(ReleaseReply(self.held.popleft()[1]))
-        # Keep entries some replica may still need, within a memory budget. Only durable entries
-        # are ever dropped; a replica that falls behind the budget needs catch-up (issue 4).
-        floor = min(min(self.match), self.durable_seq)
-        while self.log:
+        # Keep the newest entries within a memory budget, even those every replica holds: a
+        # replica that lost its disk reconnects empty and is rebuilt from here. Only durable
+        # entries are ever dropped; a replica that needs older ones needs a snapshot (issue 5).
+        while self.log and self.log_bytes > self.config.max_retained_bytes:
             oldest = next(iter(self.log))
-            if oldest > self.durable_seq or (oldest > floor and self.log_bytes <= self.config.max_retained_bytes):
+            if oldest > self.durable_seq:
                 break
             self.log_bytes -= self.log.pop(oldest).size
         return effects + self._admit_and_serve()
@@ -267,6 +268,7 @@ class PrimaryState:
             )
         self.notes[r] = None
         self.connected[r] = True
+        self.connects[r] += 1
         self.progress_at[r] = now_us
         self.voter[r] = promise.voter
         self.admit_sent[r] = False
@@ -405,6 +407,7 @@ class PrimaryState:
                 "connected": self.connected[r],
                 "stored_through": self.match[r],
                 "voter": self.voter[r],
+                "connects": self.connects[r],
                 "holds_our_log": self.adopted[r],
                 "note": self.notes[r],
             }

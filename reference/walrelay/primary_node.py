@@ -414,6 +414,7 @@ class PrimaryNode:
                 w.event.set()
             elif isinstance(eff, ResetObject):
                 log.error("object %s reset: %s", self.object_name, eff.reason)
+                self.stopped = True  # the links stop: a reset primary never sends again
                 self.reset_event.set()
                 self.gate_event.set()
             elif isinstance(eff, SendAdmit):

@@ -8,6 +8,7 @@ so a failing run leaves nothing behind.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -125,6 +126,13 @@ class Cluster:
         node.start()
         self.replicas[i] = node
         return node.address or ""
+
+    def lose_disk(self, i: int) -> str:
+        """Replica i's disk is gone for good: kill it, delete its data, start it empty on its port."""
+        self.replicas[i].kill()
+        argv = self.replicas[i].argv
+        shutil.rmtree(argv[argv.index("--data") + 1], ignore_errors=True)
+        return self.restart_replica(i)
 
     def start_primary(self, object_name: str, *, name: str = "primary", extra: tuple[str, ...] = ()) -> str:
         """Start a primary for the object; it takes the next epoch from the cluster's placement,

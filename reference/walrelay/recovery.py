@@ -86,17 +86,24 @@ class Recovery:
         return self._choose()
 
     def _choose(self) -> list[RecoveryEffect]:
-        """The most recent log among the voters' promises, once they are a fence quorum.
+        """The most recent log among the voters' promises, once they are a fence quorum; or
+        among all promises, once every replica answered.
 
         Any fence quorum's most recent log holds every committed entry (spec: Recover picks from
         any subset of FenceQuorum promises), so choosing among all voters heard so far is safe,
-        and so is choosing again among the rest when the chosen replica goes away.
+        and so is choosing again among the rest when the chosen replica goes away. With every
+        replica's promise in hand nothing can be missed, voters or not (every holder of a
+        committed entry answered, and no older primary can commit any more): that is how an
+        object recovers when too few voters exist, for instance when the first primary admitted
+        only some replicas before it died (spec: Recover's second case).
         """
-        voters = [r for r, q in self.promises.items() if q.voter]
-        if len(voters) < self.fence_quorum:
-            return self._maybe_nothing_ever_committed()
-        best_r = voters[0]
-        for r in voters[1:]:
+        candidates = [r for r, q in self.promises.items() if q.voter]
+        if len(candidates) < self.fence_quorum:
+            if len(self.promises) < self.replicas:
+                return []  # wait: never guess
+            candidates = list(self.promises)
+        best_r = candidates[0]
+        for r in candidates[1:]:
             if better(self.promises[r], self.promises[best_r]):
                 best_r = r
         best = self.promises[best_r]
@@ -110,17 +117,6 @@ class Recovery:
         if best.last_seq == 0:
             return self._finish((), best_r)
         return [SendFetch(best_r, 1)]
-
-    def _maybe_nothing_ever_committed(self) -> list[RecoveryEffect]:
-        """All replicas answered, none is a voter, none holds an entry: nothing was ever committed.
-
-        (The first primary opens its input gate only once a fence quorum of voters exists, so
-        commits need voters; losing all of them takes more disk losses than the protocol
-        tolerates.) With any replica silent, wait: never guess.
-        """
-        if len(self.promises) == self.replicas and all(not q.voter and q.last_seq == 0 for q in self.promises.values()):
-            return self._finish((), None)
-        return []
 
     def on_reject(self, replica: int, promised_epoch: int) -> list[RecoveryEffect]:
         if self.done or promised_epoch <= self.epoch:

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import trio
 
@@ -67,12 +69,22 @@ class ObjectReplica:
 
 class ReplicaNode:
     def __init__(
-        self, replica_id: int, data_dir: str, transport: Transport, placement: EpochAllocator | None = None
+        self,
+        replica_id: int,
+        data_dir: str,
+        transport: Transport,
+        placement: EpochAllocator | None = None,
+        run_io: Callable[..., Awaitable[Any]] | None = None,
     ) -> None:
         """``placement``: the epoch allocator. With it, an object this replica holds no state for
         starts as a non-voter that promised the highest epoch ever issued (docs/failover.md: it
         cannot tell "never heard of it" from "lost my disk"). Without it (the single-epoch
-        demo), such an object starts as an empty voter, as in the spec's initial state."""
+        demo), such an object starts as an empty voter, as in the spec's initial state.
+
+        ``run_io`` runs the blocking disk calls: a worker thread by default, so one fsync does not
+        stall other connections; a deterministic simulation runs them inline instead (a thread's
+        finishing time would make the interleaving depend on the host)."""
+        self.run_io: Callable[..., Awaitable[Any]] = run_io or trio.to_thread.run_sync
         self.replica_id = replica_id
         self.data_dir = data_dir
         self.transport = transport
@@ -176,7 +188,7 @@ class ReplicaNode:
                 )
             )
             return
-        entries = await trio.to_thread.run_sync(obj.store.read_entries, msg.from_seq)
+        entries = await self.run_io(obj.store.read_entries, msg.from_seq)
         out: list[Entry] = []
         size = 0
         for e in entries:
@@ -214,7 +226,7 @@ class ReplicaNode:
                 promise = eff.epoch
             elif isinstance(eff, TruncateSuffix):
                 await durable()
-                await trio.to_thread.run_sync(obj.store.truncate_after, eff.keep_through)
+                await self.run_io(obj.store.truncate_after, eff.keep_through)
             elif isinstance(eff, PersistLogEpoch | PersistVoter):
                 state_dirty = True
             elif isinstance(eff, SendAck):
@@ -232,15 +244,13 @@ class ReplicaNode:
         if last_ack is not None:
             await chan.send(AckMsg(last_ack.epoch, last_ack.stored_through, last_ack.chain, last_ack.log_epoch))
 
-    @staticmethod
-    async def _save_state(obj: ObjectReplica) -> None:
+    async def _save_state(self, obj: ObjectReplica) -> None:
         st = obj.state
         log_epoch, voter = st.log_epoch, st.voter
-        await trio.to_thread.run_sync(obj.store.save_state, st.promised_epoch, st.archived_through, log_epoch, voter)
+        await self.run_io(obj.store.save_state, st.promised_epoch, st.archived_through, log_epoch, voter)
         obj.disk_log_epoch, obj.disk_voter = log_epoch, voter
 
-    @staticmethod
-    async def _flush(obj: ObjectReplica, pending: list[PersistEntries], promise: int | None) -> None:
+    async def _flush(self, obj: ObjectReplica, pending: list[PersistEntries], promise: int | None) -> None:
         """Make the effects durable: promise first (it fences), then entries, one fdatasync each.
 
         The promise is saved with the log epoch and voter flag as they are on disk so far: those
@@ -248,12 +258,10 @@ class ReplicaNode:
         """
         store = obj.store
         if promise is not None:
-            await trio.to_thread.run_sync(
-                store.save_state, promise, obj.state.archived_through, obj.disk_log_epoch, obj.disk_voter
-            )
+            await self.run_io(store.save_state, promise, obj.state.archived_through, obj.disk_log_epoch, obj.disk_voter)
         entries = tuple(e for p in pending for e in p.entries)
         if entries:
-            await trio.to_thread.run_sync(store.append_durably, entries)
+            await self.run_io(store.append_durably, entries)
 
     def close(self) -> None:
         for obj in self.objects.values():

@@ -110,7 +110,10 @@ class MemoryTransport:
         except KeyError:
             raise OSError(f"connection refused: nothing listens on {address}") from None
         client, server = trio.testing.memory_stream_pair()
-        nursery.start_soon(self._run_handler, handler, server)
+        try:
+            nursery.start_soon(self._run_handler, handler, server)
+        except RuntimeError:  # the server is shutting down: as good as nothing listening
+            raise OSError(f"connection refused: {address} is closing") from None
         await trio.lowlevel.checkpoint()
         return client
 

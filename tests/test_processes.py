@@ -29,7 +29,8 @@ def _walrelay(*args: str, timeout: float = 240) -> subprocess.CompletedProcess[s
 
 
 def test_demo_scenario_end_to_end(tmp_path: object) -> None:
-    """The README's main job: kill 2 replicas (still acked), a 3rd (held), restart one (completes)."""
+    """The README's main job: kill 2 replicas (still acked), a 3rd (held), restart one (completes);
+    then failover: pause the primary mid-burst, promote another, fence the old one, kill -9, promote."""
     run_dir = os.path.join(str(tmp_path), "demo")
     proc = _walrelay("demo", "--dir", run_dir, "--bookings", "24", "--hold-seconds", "1")
     out = proc.stdout
@@ -45,6 +46,22 @@ def test_demo_scenario_end_to_end(tmp_path: object) -> None:
     assert "FAIL" not in out
     # Replicas 3 and 4 died after phase 1 and must not have the later bookings; 0-2 must.
     assert "replica 3: log through seq 28," in out and "replica 0: log through seq 57," in out, out
+    # Phase 8, failover. How many of a burst are acknowledged before a SIGSTOP/SIGKILL varies.
+    for check in (
+        "restarted primary A recovers every acknowledged booking (53/53)",
+        "new primary B serves every booking acknowledged before the takeover (",
+        "new primary B acknowledges new bookings (24/24)",
+        "stale primary A refuses a booking after the takeover and says it is fenced (",
+        "whatever A acknowledged after SIGCONT had been recovered by B (",
+        "new primary B keeps acknowledging after the old one resumed (",
+        "after SIGKILL of A and B, new primary C serves every acknowledged booking (",
+        "no failed, stale or never-made booking is on C (failed: 0 of ",
+    ):
+        assert f"[ok] {check}" in out, out
+    assert "stale: not on C; never made: 0 on C)" in out, out
+    for line in ("A: epoch 2, serving,", "B: epoch 3, serving", "C: epoch 4, serving", "phase reset, reset: fenced"):
+        assert line in out, out
+    assert out.count("[ok] ") == 14, out
 
 
 async def test_deadline_turns_held_writes_into_unknown_not_success(cluster: Cluster) -> None:

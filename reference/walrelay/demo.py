@@ -4,7 +4,11 @@ It shows the promise of the write path with real processes and SIGKILL: with 2 r
 writes are still acknowledged (3 of 5 store them); with 3 dead, replies are *held, not
 acknowledged*; when one comes back, the held replies complete. It then stops everything and
 replays each replica's log from its own disk to prove every acknowledged booking is stored on at
-least 3 replicas. Exit code 0 only if every check held.
+least 3 replicas. Last, failover: it restarts everything, stops the primary (SIGSTOP) in the middle
+of a burst, promotes a second primary with the next epoch, shows every acknowledged booking there,
+resumes the old primary and shows it refuses a booking because it is fenced, then kills the second
+primary mid-burst (SIGKILL) and promotes a third, which must hold every acknowledged booking and
+none that was reported failed. Exit code 0 only if every check held.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import os
 import shutil
 import statistics
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -71,6 +76,15 @@ async def _wait_all_connected(client: Client, n: int, limit_s: float = 20.0) -> 
             await trio.sleep(0.05)
 
 
+async def _wait_all_stored(client: Client, limit_s: float = 20.0) -> None:
+    with trio.fail_after(limit_s):
+        while True:
+            st = await _status(client)
+            if all(r["stored_through"] == st["last_seq"] for r in st["replicas"]):
+                return
+            await trio.sleep(0.02)
+
+
 async def _book_many(clients: list[Client], bookings: list[tuple[str, int, str]], tally: Tally) -> None:
     async def one(client: Client, flight: str, seat: int, who: str) -> None:
         t0 = trio.current_time()
@@ -108,11 +122,11 @@ def _replayed_bookings(root: str, replica: int) -> tuple[set[tuple[str, int, str
 async def _scenario(cluster: Cluster, bookings: int, hold_seconds: float) -> list[Check]:
     checks: list[Check] = []
     tr = TcpTransport()
-    _say("[1/7] starting 5 replica processes")
+    _say("[1/8] starting 5 replica processes")
     addrs = await trio.to_thread.run_sync(cluster.start_replicas, 5)
     for i, a in enumerate(addrs):
         _say(f"      replica {i} on {a}")
-    _say("[2/7] starting the primary (epoch 1, quorum 3 of 5)")
+    _say("[2/8] starting the primary (epoch 1, quorum 3 of 5)")
     paddr = await trio.to_thread.run_sync(cluster.start_primary, OBJECT)
     _say(f"      primary on {paddr}")
 
@@ -133,7 +147,7 @@ async def _scenario(cluster: Cluster, bookings: int, hold_seconds: float) -> lis
                 clients.append(await nursery.start(_client_task, tr, paddr))
 
             normal = Tally()
-            _say(f"[3/7] booking {bookings} seats with {CLIENTS} clients, all 5 replicas up")
+            _say(f"[3/8] booking {bookings} seats with {CLIENTS} clients, all 5 replicas up")
             batch = next_bookings(bookings, "all5")
             await _book_many(clients, batch, normal)
             _say(f"      {len(normal.acked)} acknowledged, {len(normal.errors)} errors")
@@ -145,7 +159,10 @@ async def _scenario(cluster: Cluster, bookings: int, hold_seconds: float) -> lis
                 )
             )
 
-            _say("[4/7] SIGKILL replicas 3 and 4 (2 of 5 down)")
+            # Let the two slowest replicas store everything first, so that what they hold when
+            # they die (checked in phase 7) does not depend on timing.
+            await _wait_all_stored(admin)
+            _say("[4/8] SIGKILL replicas 3 and 4 (2 of 5 down)")
             cluster.replicas[3].kill()
             cluster.replicas[4].kill()
             degraded = Tally()
@@ -161,7 +178,7 @@ async def _scenario(cluster: Cluster, bookings: int, hold_seconds: float) -> lis
                 )
             )
 
-            _say("[5/7] SIGKILL replica 2 (3 of 5 down: no quorum)")
+            _say("[5/8] SIGKILL replica 2 (3 of 5 down: no quorum)")
             cluster.replicas[2].kill()
             held = Tally()
             held_batch = next_bookings(5, "held")
@@ -188,7 +205,7 @@ async def _scenario(cluster: Cluster, bookings: int, hold_seconds: float) -> lis
                 )
             )
 
-            _say("[6/7] restarting replica 2 (same disk, same port)")
+            _say("[6/8] restarting replica 2 (same disk, same port)")
             t0 = trio.current_time()
             await trio.to_thread.run_sync(cluster.restart_replica, 2)
             with trio.move_on_after(30):
@@ -217,7 +234,7 @@ async def _scenario(cluster: Cluster, bookings: int, hold_seconds: float) -> lis
         )
     )
 
-    _say("[7/7] stopping all processes; replaying each replica's log from its own disk")
+    _say("[7/8] stopping all processes; replaying each replica's log from its own disk")
     await trio.to_thread.run_sync(cluster.close)
     copies: dict[tuple[str, int, str], int] = dict.fromkeys(acked, 0)
     for i in range(5):
@@ -236,6 +253,8 @@ async def _scenario(cluster: Cluster, bookings: int, hold_seconds: float) -> lis
         )
     )
 
+    fo = await _failover(cluster, tr, next_bookings, acked, bookings, checks)
+
     lat = normal.latencies_ms + degraded.latencies_ms
     _say()
     _say("summary")
@@ -247,7 +266,318 @@ async def _scenario(cluster: Cluster, bookings: int, hold_seconds: float) -> lis
         f"  commit-to-ack latency (phases 3-4, {len(lat)} ops, {CLIENTS} clients): "
         f"p50 {_pct(lat, 50):.2f} ms  p99 {_pct(lat, 99):.2f} ms  mean {statistics.fmean(lat) if lat else 0:.2f} ms"
     )
+    _say(
+        f"  failover (phase 8): epochs {' -> '.join(map(str, fo.epochs))}; {fo.acked} acknowledged in all, "
+        f"{fo.in_doubt} in doubt of which {fo.in_doubt_kept} kept; "
+        f"the booking sent to the replaced primary: {fo.stale_reply}"
+    )
     return checks
+
+
+Booking = tuple[str, int, str]
+
+
+@dataclass
+class Outcomes:
+    """Each booking of a burst as its client saw it (Jepsen's three outcomes, plus never sent)."""
+
+    ok: set[Booking] = field(default_factory=set)
+    failed: set[Booking] = field(default_factory=set)  # ERROR: the primary says it did not happen
+    unknown: set[Booking] = field(default_factory=set)  # UNKNOWN, or the connection died: maybe
+    unsent: set[Booking] = field(default_factory=set)  # the connection was gone before the request
+    in_flight: set[Booking] = field(default_factory=set)  # sent, no answer yet
+    sent: int = 0
+
+    @property
+    def replied(self) -> int:
+        return len(self.ok) + len(self.failed) + len(self.unknown)
+
+    def no_answer(self, batch: list[Booking]) -> set[Booking]:
+        """Sent (or queued) but not settled: in doubt, like UNKNOWN."""
+        return set(batch) - self.ok - self.failed - self.unsent
+
+
+@dataclass
+class FailoverSummary:
+    epochs: list[int]
+    acked: int
+    in_doubt: int
+    in_doubt_kept: int
+    stale_reply: str
+
+
+async def _wait_serving(client: Client, *, all_connected: bool = False, limit_s: float = 30.0) -> dict[str, Any]:
+    """Poll ``__status__`` until the primary serves (recovered, and a quorum holds its log)."""
+    with trio.fail_after(limit_s):
+        while True:
+            st = await _status(client)
+            if st["phase"] in ("gave up", "reset"):
+                why = st.get("gave_up") or st.get("reset")
+                raise RuntimeError(f"primary epoch {st['epoch']}: {st['phase']}: {why}")
+            if st["phase"] == "serving" and (
+                not all_connected
+                or (all(r["connected"] for r in st["replicas"]) and st["durable_seq"] == st["last_seq"])
+            ):
+                return st
+            await trio.sleep(0.05)
+
+
+async def _all_bookings(client: Client) -> set[Booking]:
+    found: set[Booking] = set()
+    for f in FLIGHTS:
+        reply = await client.call("bookings", f)
+        if reply.status is not ReplyStatus.OK:
+            raise RuntimeError(f"reading the bookings of {f} failed: {reply.status.name} {reply.body}")
+        found |= {(f, int(row["seat"]), str(row["passenger"])) for row in reply.body}
+    return found
+
+
+def _message(body: Any) -> str:
+    if isinstance(body, dict):
+        return f"{body.get('type', '?')}: {body.get('message', body)}"
+    return str(body)
+
+
+async def _burst(
+    tr: TcpTransport,
+    address: str,
+    batch: list[Booking],
+    out: Outcomes,
+    *,
+    after: int = 0,
+    then: Callable[[], None] | None = None,
+) -> None:
+    """Book ``batch`` over CLIENTS pipelined connections to one primary. If ``then`` is given,
+    call it (a signal to that primary) right after the ``after``-th acknowledgement, while the
+    rest of the burst is still in flight."""
+    fired = False
+    limiter = trio.CapacityLimiter(CLIENTS * 4)
+    async with trio.open_nursery() as connections:
+        clients: list[Client] = [await connections.start(_client_task, tr, address) for _ in range(CLIENTS)]
+
+        async def one(i: int, b: Booking) -> None:
+            nonlocal fired
+            client = clients[i % len(clients)]
+            async with limiter:
+                if client.closed_reason is not None:
+                    out.unsent.add(b)
+                    return
+                out.sent += 1
+                out.in_flight.add(b)
+                try:
+                    reply = await client.call("book", *b)
+                except ConnectionError:
+                    out.unknown.add(b)
+                    return
+                finally:
+                    out.in_flight.discard(b)
+            {ReplyStatus.OK: out.ok, ReplyStatus.ERROR: out.failed}.get(reply.status, out.unknown).add(b)
+            if then is not None and not fired and len(out.ok) >= after:
+                fired = True
+                then()
+
+        async with trio.open_nursery() as calls:
+            for i, b in enumerate(batch):
+                calls.start_soon(one, i, b)
+        connections.cancel_scope.cancel()
+
+
+async def _failover(
+    cluster: Cluster,
+    tr: TcpTransport,
+    next_bookings: Callable[[int, str], list[Booking]],
+    acked: set[Booking],
+    n: int,
+    checks: list[Check],
+) -> FailoverSummary:
+    """Phase 8: primary A stopped mid-burst, B promoted, A fenced, B killed mid-burst, C promoted."""
+    _say("[8/8] primary failover: SIGSTOP and SIGKILL the primary mid-burst, promote a new one, fence the old one")
+    _say("      restarting the 5 replicas on their disks, and the primary (call it A) with a new epoch")
+    for i in range(len(cluster.replicas)):
+        await trio.to_thread.run_sync(cluster.restart_replica, i)
+    a_addr = await trio.to_thread.run_sync(lambda: cluster.start_primary(OBJECT))
+    a = cluster.primary
+    assert a is not None
+    epochs: list[int] = []
+
+    # This connection to A is opened now and used again after A was replaced: A's own view.
+    async with Client.connect(tr, a_addr) as to_a:
+        st = await _wait_serving(to_a, all_connected=True)
+        epochs.append(st["epoch"])
+        on_a = await _all_bookings(to_a)
+        _say(
+            f"      A: epoch {st['epoch']}, {st['phase']}, recovered {st['recovered_end']} log entries "
+            f"from the replicas; it serves {len(acked & on_a)} of the {len(acked)} acknowledged bookings"
+        )
+        checks.append(
+            Check(
+                "restarted primary A recovers every acknowledged booking",
+                acked <= on_a,
+                f"{len(acked & on_a)}/{len(acked)}",
+            )
+        )
+
+        burst_a = next_bookings(3 * n, "A")
+        a_out = Outcomes()
+        paused = trio.Event()
+        a_done = trio.Event()
+        a_scope = trio.CancelScope()
+
+        def pause_a() -> None:
+            a.pause()
+            paused.set()
+
+        async def run_burst_a() -> None:
+            with a_scope:
+                await _burst(tr, a_addr, burst_a, a_out, after=n, then=pause_a)
+            if not paused.is_set():  # the burst ended before the n-th acknowledgement
+                pause_a()
+            a_done.set()
+
+        _say(f"      a) booking {len(burst_a)} seats on A with {CLIENTS} clients; SIGSTOP A right after the {n}th ack")
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(run_burst_a)
+            await paused.wait()
+            await trio.sleep(0.2)  # replies A wrote before it stopped reach their clients
+            _say(
+                f"         A stopped: {len(a_out.ok)} acknowledged, {len(a_out.in_flight)} waiting for a reply, "
+                f"{len(burst_a) - a_out.sent} not sent yet"
+            )
+
+            _say("      b) starting primary B for the same object while A is stopped (A still holds its connections)")
+            t0 = trio.current_time()
+            b_addr = await trio.to_thread.run_sync(lambda: cluster.start_primary(OBJECT, name="primary-b"))
+            b = cluster.primary
+            assert b is not None
+            async with Client.connect(tr, b_addr) as to_b:
+                st = await _wait_serving(to_b)
+                epochs.append(st["epoch"])
+                _say(
+                    f"         B: epoch {st['epoch']}, {st['phase']} {trio.current_time() - t0:.1f} s after it "
+                    f"started, recovered {st['recovered_end']} log entries from the replicas"
+                )
+                a_acked = set(a_out.ok)  # A is stopped: it acknowledges nothing more until SIGCONT
+                a_waiting = set(a_out.in_flight)
+                so_far = acked | a_acked
+                on_b = await _all_bookings(to_b)
+                _say(
+                    f"         B serves {len(a_acked & on_b)} of the {len(a_acked)} bookings A acknowledged, "
+                    f"and {len(a_waiting & on_b)} of the {len(a_waiting)} it was still waiting to acknowledge"
+                )
+                checks.append(
+                    Check(
+                        "new primary B serves every booking acknowledged before the takeover",
+                        so_far <= on_b,
+                        f"{len(so_far & on_b)}/{len(so_far)}, {len(a_acked & on_b)}/{len(a_acked)} from A's burst",
+                    )
+                )
+
+                on_b_batch = next_bookings(n, "B")
+                b_out = Outcomes()
+                _say(f"      c) booking {len(on_b_batch)} seats on B")
+                await _burst(tr, b_addr, on_b_batch, b_out)
+                _say(f"         {len(b_out.ok)} acknowledged")
+                checks.append(
+                    Check(
+                        "new primary B acknowledges new bookings",
+                        b_out.ok == set(on_b_batch),
+                        f"{len(b_out.ok)}/{len(on_b_batch)}",
+                    )
+                )
+
+                _say("      d) SIGCONT A, which never learnt it was replaced; one booking on a connection from before")
+                stale_booking = next_bookings(1, "stale")[0]
+                a.resume()
+                with trio.fail_after(30):
+                    stale = await to_a.call("book", *stale_booking)
+                    st_a = await _status(to_a)
+                _say(f"         A answered {stale.status.name}: {_message(stale.body)}")
+                _say(f"         A's status: epoch {st_a['epoch']}, phase {st_a['phase']}, reset: {st_a['reset']}")
+                with trio.move_on_after(20):
+                    await a_done.wait()
+                a_scope.cancel()  # anything A still has not answered stays in doubt
+            late = set(a_out.ok) - a_acked
+            a_doubt = a_out.no_answer(burst_a)
+            _say(
+                f"         the rest of A's burst: {len(late)} acknowledged after SIGCONT ({len(late & on_b)} of them "
+                f"recovered by B), {len(a_out.failed)} failed, {len(a_doubt)} unknown"
+            )
+            fenced = "fenced" in _message(stale.body) and "fenced" in str(st_a["reset"])
+            checks.append(
+                Check(
+                    "stale primary A refuses a booking after the takeover and says it is fenced",
+                    stale.status is not ReplyStatus.OK and fenced and st_a["phase"] == "reset",
+                    f"{stale.status.name}, phase {st_a['phase']}",
+                )
+            )
+            # A may still release replies for entries a quorum stored before it was replaced (their
+            # ACKs were waiting in its sockets); then B must have recovered every one of them.
+            checks.append(
+                Check(
+                    "whatever A acknowledged after SIGCONT had been recovered by B",
+                    late <= on_b,
+                    f"{len(late & on_b)}/{len(late)}",
+                )
+            )
+
+            _say(f"      e) SIGKILL A; booking {3 * n} seats on B, SIGKILL B right after the {n}th ack")
+            await trio.to_thread.run_sync(a.kill)
+            burst_b = next_bookings(3 * n, "Bkill")
+            b2_out = Outcomes()
+            await _burst(tr, b_addr, burst_b, b2_out, after=n, then=b.kill)
+            b.kill()  # in case the burst ended first
+            b_doubt = b2_out.no_answer(burst_b)
+            _say(
+                f"         B killed: {len(b2_out.ok)} acknowledged, {len(b_doubt)} without an answer, "
+                f"{len(b2_out.unsent)} not sent"
+            )
+            checks.append(
+                Check(
+                    "new primary B keeps acknowledging after the old one resumed",
+                    len(b2_out.ok) >= min(n, len(burst_b)),
+                    f"{len(b2_out.ok)} acknowledged before its SIGKILL",
+                )
+            )
+
+    _say("      f) starting primary C")
+    c_addr = await trio.to_thread.run_sync(lambda: cluster.start_primary(OBJECT, name="primary-c"))
+    async with Client.connect(tr, c_addr) as to_c:
+        st = await _wait_serving(to_c)
+        epochs.append(st["epoch"])
+        on_c = await _all_bookings(to_c)
+    all_acked = acked | a_out.ok | b_out.ok | b2_out.ok
+    doubt = a_doubt | b_doubt
+    failed = a_out.failed | a_out.unsent | b_out.failed | b2_out.failed | b2_out.unsent
+    attempted = acked | set(burst_a) | set(on_b_batch) | set(burst_b)
+    _say(
+        f"         C: epoch {st['epoch']}, {st['phase']}, recovered {st['recovered_end']} log entries; it serves "
+        f"{len(all_acked & on_c)} of {len(all_acked)} acknowledged bookings and {len(doubt & on_c)} of {len(doubt)} "
+        "in doubt"
+    )
+    checks.append(
+        Check(
+            "after SIGKILL of A and B, new primary C serves every acknowledged booking",
+            all_acked <= on_c,
+            f"{len(all_acked & on_c)}/{len(all_acked)}",
+        )
+    )
+    bogus = (on_c & failed) | (on_c - attempted)
+    checks.append(
+        Check(
+            "no failed, stale or never-made booking is on C",
+            not bogus and stale_booking not in on_c,
+            f"failed: {len(on_c & failed)} of {len(failed)} on C; "
+            f"stale: {'on C' if stale_booking in on_c else 'not on C'}; "
+            f"never made: {len(on_c - attempted - {stale_booking})} on C",
+        )
+    )
+    return FailoverSummary(
+        epochs=epochs,
+        acked=len(all_acked),
+        in_doubt=len(doubt),
+        in_doubt_kept=len(doubt & on_c),
+        stale_reply=stale.status.name,
+    )
 
 
 async def _client_task(tr: TcpTransport, address: str, *, task_status: trio.TaskStatus[Client]) -> None:

@@ -348,6 +348,9 @@ class PrimaryNode:
                 except (ChainError, WalrelayError) as e:
                     self._give_up(f"the recovered log does not replay: {e}")
                     return
+                except OSError as e:
+                    self._give_up(f"could not write the rebuilt database {self.db_path}: {e}")
+                    return
                 log.info(
                     "object %s epoch %d: recovered %d entries%s; re-replicating",
                     self.object_name,

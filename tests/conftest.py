@@ -13,6 +13,7 @@ from collections.abc import Iterator
 import pytest
 from hypothesis import settings
 
+import s3servers
 from walrelay.procs import Cluster
 
 settings.register_profile("ci", derandomize=True, max_examples=100, deadline=None, print_blob=True)
@@ -35,3 +36,22 @@ def cluster(tmp_path: object) -> Iterator[Cluster]:
         c.close()
         for node in [*c.replicas, *c.primaries]:
             assert not node.alive, f"{node.name} outlived the test"
+
+
+@pytest.fixture(scope="session")
+def s3_servers() -> Iterator[list[s3servers.S3Server]]:
+    """moto_server always; MinIO as well when WALRELAY_MINIO_BINARY names its binary."""
+    servers = [s3servers.start_moto()]
+    try:
+        binary = os.environ.get("WALRELAY_MINIO_BINARY")
+        if binary:
+            servers.append(s3servers.start_minio(binary))
+        yield servers
+    finally:
+        for server in servers:
+            server.stop()
+
+
+def s3_backends() -> list[str]:
+    """The store backends archive tests run against: the directory, moto, and MinIO if given."""
+    return ["dir", "moto", *(["minio"] if os.environ.get("WALRELAY_MINIO_BINARY") else [])]

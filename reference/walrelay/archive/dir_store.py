@@ -1,0 +1,94 @@
+"""The local-directory object store: the embedded default, no server needed.
+
+An object is a file under the root at its key's path. A put writes a temporary file in the same
+directory, fsyncs it, renames it over the key and fsyncs the directory, so a crash leaves the old
+object or the new one, never a torn one, and a confirmed put survives power loss (the archiver
+tells replicas to truncate only after a confirmed put: that confirmation must mean durable).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+from walrelay.archive.store import ObjectInfo, ObjectNotFoundError, ObjectStoreError, check_key, check_prefix
+
+_TMP_PREFIX = ".tmp-"
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class DirStore:
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = Path(root)
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise ObjectStoreError(f"cannot create the archive directory {self.root}: {e}") from None
+
+    def describe(self) -> str:
+        return f"directory {self.root}"
+
+    def _path(self, key: str) -> Path:
+        return self.root.joinpath(*check_key(key).split("/"))
+
+    def put(self, key: str, data: bytes) -> None:
+        path = self._path(key)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=_TMP_PREFIX, dir=path.parent)
+            try:
+                with os.fdopen(fd, "wb") as f:
+                    f.write(data)
+                    f.flush()
+                    os.fsync(f.fileno())
+                os.replace(tmp, path)
+            except BaseException:
+                os.unlink(tmp)
+                raise
+            _fsync_dir(path.parent)
+        except OSError as e:
+            raise ObjectStoreError(f"put {key} into {self.describe()} failed: {e}") from None
+
+    def get(self, key: str) -> bytes:
+        path = self._path(key)
+        try:
+            return path.read_bytes()
+        except FileNotFoundError:
+            raise ObjectNotFoundError(f"no object {key} in {self.describe()}") from None
+        except IsADirectoryError:
+            raise ObjectNotFoundError(f"no object {key} in {self.describe()} ({key} is a prefix)") from None
+        except OSError as e:
+            raise ObjectStoreError(f"get {key} from {self.describe()} failed: {e}") from None
+
+    def list(self, prefix: str = "") -> list[ObjectInfo]:
+        check_prefix(prefix)
+        out: list[ObjectInfo] = []
+        try:
+            for dirpath, dirnames, filenames in os.walk(self.root):
+                dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+                rel = Path(dirpath).relative_to(self.root)
+                for name in filenames:
+                    if name.startswith("."):
+                        continue  # temporary files of puts in progress (or of a crash)
+                    key = name if rel == Path(".") else f"{rel.as_posix()}/{name}"
+                    if key.startswith(prefix):
+                        out.append(ObjectInfo(key, os.path.getsize(os.path.join(dirpath, name))))
+        except OSError as e:
+            raise ObjectStoreError(f"list {prefix!r} in {self.describe()} failed: {e}") from None
+        out.sort(key=lambda o: o.key)
+        return out
+
+    def delete(self, key: str) -> None:
+        path = self._path(key)
+        try:
+            path.unlink(missing_ok=True)
+        except OSError as e:
+            raise ObjectStoreError(f"delete {key} from {self.describe()} failed: {e}") from None

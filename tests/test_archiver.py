@@ -1,0 +1,155 @@
+"""The archiver state machine: only durable entries, cut at size or age, confirm in order, retry
+forever with the same bytes, snapshots only of archived states. Spec: CutSegment, ConfirmUpload,
+TakeSnapshot (ArchiveIsCommittedPrefix, TruncateAfterArchive)."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from test_replica_state import make_log
+from walrelay.archive.archiver import Archived, ArchiverState, Put, SnapshotImage, WantSnapshot
+from walrelay.archive.format import decode_segment, decode_snapshot, parse_key
+from walrelay.entry import GENESIS_CHAIN
+
+LOG = make_log(40, epoch=1, salt=5)
+ENTRY = LOG[0].size
+
+
+def new(**kw: int) -> tuple[ArchiverState, Put]:
+    a = ArchiverState("obj", 1, segment_bytes=kw.get("segment_bytes", 4 * ENTRY), segment_age_us=10_000_000)
+    [genesis] = a.start()
+    assert isinstance(genesis, Put) and genesis.kind == "snapshot" and genesis.first == 0
+    snap = decode_snapshot(genesis.data, what=genesis.key)
+    assert (snap.seq, snap.image, snap.chain) == (0, b"", GENESIS_CHAIN)
+    return a, genesis
+
+
+def puts(effects: list[object]) -> list[Put]:
+    return [e for e in effects if isinstance(e, Put)]
+
+
+def test_cut_by_size_and_by_age_and_confirm_in_order() -> None:
+    a, genesis = new()
+    assert a.on_durable(LOG[:3], now_us=0) == []  # 3 entries: below 4 and younger than 10 s
+    assert a.on_put_done(genesis.key) == []  # no segment queued yet
+    [seg] = puts(a.on_durable(LOG[3:4], now_us=1))  # the 4th reaches the size
+    assert (seg.first, seg.last) == (1, 4) and parse_key(seg.key).kind == "segment"
+    assert [e.seq for e in decode_segment(seg.data).entries] == [1, 2, 3, 4]
+    assert a.on_durable(LOG[4:6], now_us=2) == []
+    assert a.on_tick(now_us=9_999_999) == []  # in flight: one upload at a time, and not 10 s yet
+    assert a.on_put_done(seg.key) == [Archived(4)]
+    [seg2] = puts(a.on_tick(now_us=10_000_002))  # the oldest pending waited 10 s
+    assert (seg2.first, seg2.last) == (5, 6)
+    assert decode_segment(seg2.data).prev_chain == LOG[3].chain
+
+
+def test_a_failed_upload_is_retried_with_the_same_bytes_and_nothing_overtakes_it() -> None:
+    a, genesis = new()
+    a.on_put_done(genesis.key)
+    [seg] = puts(a.on_durable(LOG[:4], now_us=0))
+    a.on_durable(LOG[4:8], now_us=1)  # a second segment is cut, and waits
+    for i in range(5):
+        assert a.on_put_failed(seg.key, "503 SlowDown") == [seg]
+        assert a.archived_through == 0 and a.failures == i + 1
+    effects = a.on_put_done(seg.key)
+    assert effects[0] == Archived(4)
+    assert [(p.first, p.last) for p in puts(effects)] == [(5, 8)]
+
+
+def test_a_snapshot_waits_until_its_seq_is_cut_and_goes_after_that_segment() -> None:
+    a, genesis = new(segment_bytes=2 * ENTRY)
+    a.on_put_done(genesis.key)
+    [s1] = puts(a.on_durable(LOG[:2], now_us=0))
+    a.on_put_done(s1.key)
+    # The archived log (2 entries) outgrew the database (the empty genesis): a snapshot is due.
+    assert WantSnapshot() in a.on_tick(now_us=1)
+    image = bytes(512)
+    a.on_snapshot_image(SnapshotImage(3, 33, LOG[2].chain, 512, image, 0))
+    assert a.uploads == type(a.uploads)()  # seq 3 is not durable yet: held
+    [s2] = puts(a.on_durable(LOG[2:4], now_us=2))
+    assert (s2.kind, s2.first, s2.last) == ("segment", 3, 4)
+    effects = a.on_put_done(s2.key)
+    [snap] = puts(effects)
+    assert (snap.kind, snap.first) == ("snapshot", 3)
+
+
+OPS = st.lists(st.sampled_from(["durable", "tick", "done", "fail", "image"]), max_size=80)
+
+
+@given(OPS, st.integers(1, 6))
+def test_confirmed_uploads_are_always_a_gap_free_prefix_of_the_durable_log(ops: list[str], per_seg: int) -> None:
+    check_history(ops, per_seg)
+
+
+def check_history(ops: list[str], per_seg: int) -> None:
+    a, genesis = new(segment_bytes=per_seg * ENTRY)
+    now, durable = 0, 0
+    in_flight: Put | None = genesis
+    confirmed: list[Put] = []
+    archived_marks: list[int] = []
+    for op in ops:
+        now += 3_000_000
+        effects: list[object] = []
+        if op == "durable" and durable < len(LOG):
+            n = min(len(LOG), durable + 3)
+            effects = list(a.on_durable(LOG[durable:n], now))
+            durable = n
+        elif op == "tick":
+            effects = list(a.on_tick(now))
+        elif op == "done" and in_flight is not None:
+            confirmed.append(in_flight)
+            in_flight = None
+            effects = list(a.on_put_done(confirmed[-1].key))
+        elif op == "fail" and in_flight is not None:
+            effects = list(a.on_put_failed(in_flight.key, "timeout"))
+            in_flight = None
+        elif op == "image":
+            s = durable + 1 if durable < len(LOG) else durable  # maybe ahead of what is durable
+            chain = LOG[s - 1].chain if s else GENESIS_CHAIN
+            effects = list(a.on_snapshot_image(SnapshotImage(s, 0, chain, 512, b"", 0)))
+        for e in effects:
+            if isinstance(e, Put):
+                assert in_flight is None or e == in_flight, "two uploads in flight"
+                in_flight = e
+            elif isinstance(e, Archived):
+                archived_marks.append(e.seq)
+        segs = [p for p in confirmed if p.kind == "segment"]
+        assert [p.first for p in segs] == [1, *(p.last + 1 for p in segs[:-1])][: len(segs)], "a gap"
+        assert all(p.last <= durable for p in segs), "archived a non-durable entry"
+        assert archived_marks == [p.last for p in segs], "truncation allowed before a confirmed upload"
+        for p in confirmed:
+            if p.kind == "snapshot":  # a snapshot is confirmed only after its seq's segment
+                assert p.first == 0 or any(s.last >= p.first for s in segs[: confirmed.index(p)]), "early snapshot"
+
+
+FAILING_UPLOAD = ["done", "durable", "durable", "fail", "durable", "done", "done", "done"]
+
+
+def test_a_retry_that_skips_the_failed_segment_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
+    check_history(FAILING_UPLOAD, 2)  # the real archiver passes
+
+    def skip(self: ArchiverState, key: str, error: str) -> list[object]:
+        self.in_flight = None
+        return list(self._next_upload())
+
+    monkeypatch.setattr(ArchiverState, "on_put_failed", skip)
+    with pytest.raises(AssertionError, match="a gap"):
+        check_history(FAILING_UPLOAD, 2)
+
+
+def test_an_off_by_one_at_the_cut_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
+    orig = ArchiverState._cut
+
+    def cut_drops_last(self: ArchiverState) -> None:
+        if len(self.pending) > 1:
+            last = self.pending.pop()  # the segment ends one entry early ...
+            orig(self)
+            self.cut_through, self.cut_chain = last.seq, last.chain  # ... but the archiver thinks not
+        else:
+            orig(self)
+
+    monkeypatch.setattr(ArchiverState, "_cut", cut_drops_last)
+    with pytest.raises(AssertionError, match="a gap"):
+        check_history(["done", "durable", "durable", "durable", "done", "done", "done", "done"], 2)

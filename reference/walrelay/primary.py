@@ -153,6 +153,7 @@ class PrimaryState:
         self.adopted = [False] * n  # replica r holds our log under our epoch (its log_epoch is ours)
         self.connects = [0] * n  # handshakes completed with replica r (status: a restart shows here)
         self.serving = False  # input gate open
+        self.archive_floor: int | None = None  # with an archive: the last seq the archiver has taken
 
     # -- commits -------------------------------------------------------------------------------
 
@@ -219,8 +220,8 @@ class PrimaryState:
         # entries are ever dropped; a replica that needs older ones needs a snapshot (issue 5).
         while self.log and self.log_bytes > self.config.max_retained_bytes:
             oldest = next(iter(self.log))
-            if oldest > self.durable_seq:
-                break
+            if oldest > self.durable_seq or (self.archive_floor is not None and oldest > self.archive_floor):
+                break  # not durable, or not yet handed to the archiver: a gap in the archive otherwise
             self.log_bytes -= self.log.pop(oldest).size
         return effects + self._admit_and_serve()
 

@@ -18,6 +18,7 @@ from typing import Any
 import trio
 
 from walrelay.app import App
+from walrelay.archive.shipper import ArchiveShipper
 from walrelay.entry import Entry
 from walrelay.errors import ChainError, ObjectResetError, ProtocolError, WalrelayError
 from walrelay.object_runtime import ObjectRuntime
@@ -311,8 +312,13 @@ class PrimaryNode:
         deadline_s: float = 30.0,
         tick_s: float = 0.05,
         checkpoint_frames: int = 1000,
+        archive: ArchiveShipper | None = None,
     ) -> None:
+        """``archive``: ships the durable log to an object store (segments, snapshots) once
+        recovery is done; None runs without an archive (no PITR)."""
         self.object_name = check_object_name(object_name)
+        self.archive = archive
+        self._nursery: trio.Nursery | None = None
         if (epoch is None) == (placement is None):
             raise WalrelayError("give a primary either an epoch or a placement directory, not both or neither")
         self.epoch = placement.allocate(self.object_name) if placement is not None else int(epoch or 0)
@@ -360,6 +366,9 @@ class PrimaryNode:
                 )
                 for link in self.links:
                     link.fetch_send.send_nowait(None)
+                if self.archive is not None and self._nursery is not None:
+                    assert self.state is not None and self.runtime is not None
+                    self._nursery.start_soon(self.archive.run, self.state, self.runtime, now_us)
             elif isinstance(eff, GiveUp):
                 self._give_up(eff.reason)
 
@@ -433,6 +442,7 @@ class PrimaryNode:
         """Listen at once (requests wait for the input gate), recover, serve until cancelled.
         Raises WalrelayError if recovery gives up (say, a newer primary exists)."""
         async with trio.open_nursery() as nursery:
+            self._nursery = nursery
             address = await nursery.start(self.transport.serve, listen, self.handle_client)
             task_status.started(address)
             self.recovery_effects(self.recovery.start())
@@ -543,6 +553,7 @@ class PrimaryNode:
             "quorum": self.config.quorum,
             "fence_quorum": self.config.fence_quorum,
             "gave_up": self.gave_up,
+            "archive": self.archive.status() if self.archive is not None else None,
         }
         if st is None:
             promises = self.recovery.promises

@@ -1,0 +1,168 @@
+"""The primary's archive task: feeds durable entries to the ArchiverState and runs its uploads.
+
+I/O only; the decisions are ``ArchiverState``'s. It starts once recovery is done: it reads where
+the archive of the object's branch ends and checks that the recovered log agrees with it there (an
+archive of another history is refused, never extended). Then, every tick, it hands over the entries
+that became durable since the last tick, takes a database image when a snapshot is wanted (between
+transactions: nothing else runs while this task does), and performs the one upload in flight,
+retrying a failed one with backoff forever: the archive never gets a gap, and while the store is
+down the primary keeps the entries (``PrimaryState.archive_floor``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import trio
+
+from walrelay.archive.archiver import Archived, ArchiverState, Put, SnapshotImage, WantSnapshot
+from walrelay.archive.reader import ArchiveReader
+from walrelay.archive.store import ObjectStore, ObjectStoreError
+from walrelay.errors import WalrelayError
+from walrelay.object_runtime import ObjectRuntime
+from walrelay.primary import PrimaryState
+
+log = logging.getLogger("walrelay.archive")
+
+BRANCH = 1  # restore branches come later (issue 5); every object archives branch 1 until then
+
+
+class ArchiveShipper:
+    def __init__(
+        self,
+        store: ObjectStore,
+        object_name: str,
+        *,
+        segment_bytes: int,
+        segment_age_s: float,
+        tick_s: float = 0.05,
+        max_backoff_s: float = 5.0,
+        run_io: Callable[..., Awaitable[Any]] | None = None,
+    ) -> None:
+        self.store = store
+        self.object_name = object_name
+        self.segment_bytes = segment_bytes
+        self.segment_age_us = int(segment_age_s * 1_000_000)
+        self.tick_s = tick_s
+        self.max_backoff_s = max_backoff_s
+        self.run_io: Callable[..., Awaitable[Any]] = run_io or trio.to_thread.run_sync
+        self.archiver: ArchiverState | None = None
+        self.uploaded = 0  # PUTs confirmed, for status and tests
+        self.failed_puts = 0
+        self.error: str | None = None  # why shipping stopped, if it did
+
+    def status(self) -> dict[str, Any]:
+        a = self.archiver
+        if a is None or self.error is not None:
+            return {
+                "store": self.store.describe(),
+                "state": "stopped" if self.error else "starting",
+                "error": self.error,
+            }
+        return {
+            "store": self.store.describe(),
+            "branch": a.branch,
+            "archived_through": a.archived_through,
+            "snapshot_through": a.snapshot_through,
+            "in_flight": a.in_flight.key if a.in_flight else None,
+            "failures": a.failures,
+            "last_error": a.last_error,
+            "uploaded": self.uploaded,
+        }
+
+    @staticmethod
+    def archivable_end(state: PrimaryState) -> int:
+        """Spec: ArchivableEnd. Only durable entries are archived: an entry that is not may be lost
+        in a failover, and the archive would then hold a history that never committed."""
+        return state.durable_seq
+
+    async def _open(self, state: PrimaryState) -> ArchiverState:
+        reader = ArchiveReader(self.store, self.object_name)
+        listing = await self.run_io(reader.listing)
+        b = listing.branches.get(BRANCH)
+        if b is None or not b.snapshots:
+            if b is not None and b.segments:
+                raise WalrelayError(
+                    f"archive of {self.object_name!r}: segments without a snapshot; run walrelay archive verify"
+                )
+            return ArchiverState(
+                self.object_name, BRANCH, segment_bytes=self.segment_bytes, segment_age_us=self.segment_age_us
+            )
+        end, chain = await self.run_io(reader.end, b)
+        if end > state.last_seq or state.chains.get(end) != chain:
+            raise WalrelayError(
+                f"archive of {self.object_name!r} in {self.store.describe()} ends at seq {end} with a chain this "
+                f"object's log does not have there: it is another object's history, refusing to extend it"
+            )
+        return ArchiverState(
+            self.object_name,
+            BRANCH,
+            archived_through=end,
+            archived_chain=chain,
+            snapshot_through=b.snapshots[-1][1],
+            segment_bytes=self.segment_bytes,
+            segment_age_us=self.segment_age_us,
+        )
+
+    async def run(self, state: PrimaryState, runtime: ObjectRuntime, now_us: Callable[[], int]) -> None:
+        """Ship until cancelled. An archive that cannot be continued (another history, or a
+        store that refuses for a definite reason) stops shipping with an error in the status and
+        the log; the object keeps serving from its replicas."""
+        try:
+            await self._run(state, runtime, now_us)
+        except (WalrelayError, ObjectStoreError) as e:
+            self.error = str(e)
+            log.error("object %s: archiving stopped: %s", self.object_name, e)
+
+    async def _run(self, state: PrimaryState, runtime: ObjectRuntime, now_us: Callable[[], int]) -> None:
+        a = self.archiver = await self._open(state)
+        state.archive_floor = a.durable_through
+        todo: list[Any] = list(a.start())
+        backoff = 0.05
+        while True:
+            # Entries that became durable since the last look (the retained log still has them:
+            # nothing beyond archive_floor is ever trimmed).
+            end = self.archivable_end(state)
+            if end > a.durable_through:
+                fresh = [state.log[s] for s in range(a.durable_through + 1, end + 1)]
+                todo += a.on_durable(fresh, now_us())
+                state.archive_floor = a.durable_through
+            todo += a.on_tick(now_us())
+            while todo:
+                eff = todo.pop(0)
+                if isinstance(eff, WantSnapshot):
+                    c = runtime.capture  # between transactions: image, seq and checksum agree
+                    image = SnapshotImage(
+                        state.last_seq,
+                        state.last_timestamp_us,
+                        state.last_chain,
+                        c.page_size,
+                        c.image(),
+                        c.checksum.value,
+                    )
+                    todo += a.on_snapshot_image(image)
+                elif isinstance(eff, Archived):
+                    log.debug("object %s archived through seq %d", self.object_name, eff.seq)
+            put = a.in_flight
+            if put is None:
+                await trio.sleep(self.tick_s)
+                continue
+            todo = await self._upload(a, put)
+            if a.failures:
+                await trio.sleep(min(backoff, self.max_backoff_s))
+                backoff *= 2
+            else:
+                backoff = 0.05
+
+    async def _upload(self, a: ArchiverState, put: Put) -> list[Any]:
+        try:
+            await self.run_io(self.store.put, put.key, put.data)
+        except ObjectStoreError as e:
+            self.failed_puts += 1
+            if a.failures in (0, 10, 100):
+                log.warning("object %s: upload of %s failed (will retry): %s", self.object_name, put.key, e)
+            return list(a.on_put_failed(put.key, str(e)))
+        self.uploaded += 1
+        return list(a.on_put_done(put.key))

@@ -96,12 +96,26 @@ def build_parser() -> argparse.ArgumentParser:
         help="a fixed epoch instead (a single-primary setup; two primaries must never share one)",
     )
     pr.add_argument("--quorum", type=_nonneg_int, default=3, help="acks needed (default 3)")
+    from walrelay.archive import command as archive_command
+
+    archive_command.add_store_arguments(pr, required=False)
+    pr.add_argument(
+        "--segment-mb", type=_positive_float, default=16.0, help="archive: cut a segment at this many MB (default 16)"
+    )
+    pr.add_argument(
+        "--segment-seconds",
+        type=_positive_float,
+        default=10.0,
+        help="archive: cut a segment when its oldest entry is this old (default 10)",
+    )
     pr.add_argument(
         "--deadline",
         type=_positive_float,
         default=30.0,
         help="seconds before a write that is not durable resets the object (default 30)",
     )
+
+    archive_command.add_parsers(sub)
 
     c = sub.add_parser("call", help="call an operation on an object's primary and print the reply as JSON")
     c.add_argument("--primary", type=_address, required=True, help="primary HOST:PORT")
@@ -185,8 +199,21 @@ async def _run_primary(args: argparse.Namespace) -> None:
     app_cls = APPS.get(args.app)
     if app_cls is None:
         raise WalrelayError(f"unknown app {args.app!r}; known: {', '.join(sorted(APPS))}")
+    from walrelay.archive.command import open_store
+    from walrelay.archive.shipper import ArchiveShipper
+
+    store = open_store(args, create=True)
+    shipper = None
+    if store is not None:
+        shipper = ArchiveShipper(
+            store,
+            args.object,
+            segment_bytes=int(args.segment_mb * 1024 * 1024),
+            segment_age_s=args.segment_seconds,
+        )
     node = PrimaryNode(
         object_name=args.object,
+        archive=shipper,
         app=app_cls(),
         replica_addresses=args.replicas,
         data_dir=args.data,
@@ -228,6 +255,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         if args.command == "call":
             return trio.run(_run_call, args)
+        if args.command in ("archive", "restore"):
+            from walrelay.archive.command import run as run_archive
+
+            return run_archive(args)
         if args.command == "demo":
             from walrelay.demo import run_demo
 

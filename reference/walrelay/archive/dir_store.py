@@ -26,8 +26,11 @@ def _fsync_dir(path: Path) -> None:
 
 
 class DirStore:
-    def __init__(self, root: str | os.PathLike[str]) -> None:
+    def __init__(self, root: str | os.PathLike[str], *, create: bool = True) -> None:
+        """``create=False`` (readers): a missing directory is an error, not an empty archive."""
         self.root = Path(root)
+        if not create and not self.root.is_dir():
+            raise ObjectStoreError(f"no archive directory {self.root}")
         try:
             self.root.mkdir(parents=True, exist_ok=True)
         except OSError as e:

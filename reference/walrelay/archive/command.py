@@ -1,0 +1,205 @@
+"""``walrelay archive ls|verify`` and ``walrelay restore``: the archive from the command line.
+
+Every failure is a one-line error naming what is wrong (the object key, the bookmark, the time);
+exit status 0 = done / valid, 1 = the archive is bad or cannot answer, 2 = bad arguments.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+from datetime import UTC, datetime
+
+import apsw
+
+from walrelay.archive.dir_store import DirStore
+from walrelay.archive.format import ArchiveFormatError, bookmark, parse_bookmark
+from walrelay.archive.reader import ArchiveError, ArchiveReader, Restored
+from walrelay.archive.s3_store import S3Store
+from walrelay.archive.store import ObjectStore
+from walrelay.archive.verify import verify
+from walrelay.errors import WalrelayError
+
+_BOOKMARK = re.compile(r"[0-9a-f]{8}-[0-9a-f]{16}")
+
+
+def add_store_arguments(p: argparse.ArgumentParser, *, required: bool) -> None:
+    where = p.add_mutually_exclusive_group(required=required)
+    where.add_argument("--archive", metavar="DIR", help="archive in a local directory")
+    where.add_argument(
+        "--s3",
+        metavar="URL",
+        help="archive in S3: http(s)://HOST[:PORT]/BUCKET[/PREFIX]; credentials from AWS_ACCESS_KEY_ID / "
+        "AWS_SECRET_ACCESS_KEY",
+    )
+
+
+def open_store(args: argparse.Namespace, *, create: bool = False) -> ObjectStore | None:
+    if getattr(args, "archive", None):
+        return DirStore(args.archive, create=create)
+    if getattr(args, "s3", None):
+        return S3Store(args.s3, create_bucket=create)
+    return None
+
+
+def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    a = sub.add_parser("archive", help="inspect an object's WAL archive")
+    asub = a.add_subparsers(dest="archive_command", required=True, metavar="SUBCOMMAND")
+    ls = asub.add_parser("ls", help="list branches, snapshots and segments with seq and time ranges")
+    ls.add_argument("object", help="object name")
+    ls.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    add_store_arguments(ls, required=True)
+    v = asub.add_parser("verify", help="check every object, the chain, and every snapshot against the log")
+    v.add_argument("object", help="object name")
+    v.add_argument("--json", action="store_true", help="print the report as JSON")
+    add_store_arguments(v, required=True)
+
+    r = sub.add_parser("restore", help="write the object's database as of a bookmark or a time to a SQLite file")
+    r.add_argument("object", help="object name")
+    r.add_argument(
+        "--to",
+        required=True,
+        metavar="POINT",
+        help="a bookmark (BRANCH-SEQ hex, like 00000001-000000000000002a) or a time: ISO 8601 with a zone "
+        "(2026-11-26T12:00:00Z) or @MICROSECONDS since the epoch; a time means the last entry at or before it",
+    )
+    r.add_argument("--out", required=True, metavar="FILE", help="the SQLite file to write (must not exist)")
+    add_store_arguments(r, required=True)
+
+
+def parse_time(text: str) -> int:
+    """Microseconds since the epoch, from ``@MICROS`` or an ISO 8601 time with a zone."""
+    if text.startswith("@"):
+        if not text[1:].isdigit():
+            raise ArchiveError(f"bad time {text!r}: after '@' come the microseconds since the epoch")
+        return int(text[1:])
+    try:
+        t = datetime.fromisoformat(text)
+    except ValueError:
+        raise ArchiveError(f"{text!r} is neither a bookmark nor an ISO 8601 time") from None
+    if t.tzinfo is None:
+        raise ArchiveError(f"time {text!r} has no zone: add Z (UTC) or an offset such as +01:00")
+    delta = t - datetime(1970, 1, 1, tzinfo=UTC)
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def _iso(us: int | None) -> str:
+    if us is None:
+        return "-"
+    return datetime.fromtimestamp(us / 1e6, UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def run(args: argparse.Namespace) -> int:
+    store = open_store(args)
+    assert store is not None  # the store arguments are required
+    reader = ArchiveReader(store, args.object)
+    if args.command == "restore":
+        return _restore(reader, args.to, args.out)
+    if args.archive_command == "verify":
+        report = verify(reader)
+        if args.json:
+            print(
+                json.dumps(
+                    {"valid": report.ok, "problems": report.problems, "branches": [vars(b) for b in report.branches]}
+                )
+            )
+        else:
+            for b in report.branches:
+                print(
+                    f"branch {b.branch}: {b.snapshots} snapshots, {b.segments} segments, log from snapshot "
+                    f"{b.first_snapshot} through seq {b.end} ({_iso(b.first_ts)} .. {_iso(b.last_ts)})"
+                )
+            print("valid" if report.ok else f"INVALID: {report.problems[0]}")
+            for p in report.problems[1:]:
+                print(f"  also: {p}")
+        return 0 if report.ok else 1
+    return _ls(reader, as_json=args.json)
+
+
+def _ls(reader: ArchiveReader, *, as_json: bool) -> int:
+    listing = reader.listing()
+    if not listing.branches:
+        raise ArchiveError(f"no archive for object {reader.object_name!r} in {reader.store.describe()}")
+    rows: list[dict[str, object]] = []
+    for b in sorted(listing.branches.values(), key=lambda b: b.branch):
+        for key, seq in b.snapshots:
+            rows.append({"branch": b.branch, "kind": "snapshot", "key": key, "first": seq, "last": seq})
+        for key, k in b.segments:
+            seg = reader.segment(key)
+            rows.append(
+                {
+                    "branch": b.branch,
+                    "kind": "segment",
+                    "key": key,
+                    "first": k.first,
+                    "last": k.last,
+                    "first_time": _iso(seg.first_ts),
+                    "last_time": _iso(seg.last_ts),
+                }
+            )
+    rows.sort(key=lambda r: (str(r["branch"]).zfill(10), str(r["first"]).zfill(20), r["kind"] != "snapshot"))
+    if as_json:
+        print(json.dumps(rows))
+    else:
+        for r in rows:
+            times = f"  {r['first_time']} .. {r['last_time']}" if r["kind"] == "segment" else ""
+            print(f"branch {r['branch']}  {r['kind']:<8}  seq {r['first']}..{r['last']}{times}  {r['key']}")
+    for key in listing.foreign:
+        print(f"warning: {key} is not an archive object")
+    return 0
+
+
+def _restore(reader: ArchiveReader, point: str, out: str) -> int:
+    if os.path.exists(out):
+        raise ArchiveError(f"{out} already exists; restore writes a new file only")
+    if _BOOKMARK.fullmatch(point):
+        branch, seq = parse_bookmark(point)
+        b = reader.branch(branch)
+        end, _ = reader.end(b)
+        if seq > end:
+            raise ArchiveError(
+                f"bookmark {point} is seq {seq}, beyond the archive's end (seq {end}) of branch {branch}; "
+                "restoring entries not yet uploaded (from the replicas) is not built yet"
+            )
+    else:
+        t = parse_time(point)
+        b = reader.branch(None)
+        branch, seq = b.branch, reader.seq_for_time(t, b.branch)
+    restored = reader.restore_image(seq, branch)
+    _write_sqlite(restored, out)
+    print(
+        f"restored {reader.object_name!r} to bookmark {bookmark(restored.branch, restored.seq)} "
+        f"(seq {restored.seq}, {_iso(restored.timestamp_us) if restored.seq else 'before the first write'}) "
+        f"into {out}"
+    )
+    return 0
+
+
+def _write_sqlite(restored: Restored, out: str) -> None:
+    """A plain SQLite file: the image, with the header switched from WAL to rollback mode (bytes
+    18-19), so that ``sqlite3`` opens it with no -wal file; then ``PRAGMA integrity_check``."""
+    data = bytearray(restored.image)
+    if len(data) >= 20 and data[18] == 2 and data[19] == 2:
+        data[18] = data[19] = 1
+    tmp = out + ".partial"
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    try:
+        conn = apsw.Connection(tmp)
+        try:
+            check = conn.execute("PRAGMA integrity_check").fetchall()
+        finally:
+            conn.close()
+        if data and check != [("ok",)]:
+            raise ArchiveError(f"restored database fails PRAGMA integrity_check: {check[:3]}")
+        os.replace(tmp, out)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+RESTORE_ERRORS = (ArchiveError, ArchiveFormatError, WalrelayError)

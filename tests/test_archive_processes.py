@@ -1,0 +1,148 @@
+"""The archive end to end with real processes: a primary ships to a directory or to a real
+moto_server (S3 protocol), and the ``walrelay`` CLI lists, verifies and restores from it.
+
+Writes go one at a time, so write k is entry k + 1 (entry 1 is the app's schema): a restore to
+seq 1 + j must hold exactly keys 1..j, checked in the SQLite file ``restore`` writes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import apsw
+import pytest
+import trio
+
+from s3servers import ACCESS_KEY, SECRET_KEY, S3Server
+from walrelay.archive.format import bookmark, segment_key
+from walrelay.client import Client
+from walrelay.procs import Cluster, walrelay_argv
+from walrelay.transport import TcpTransport
+from walrelay.wire import ReplyStatus
+
+pytestmark = pytest.mark.integration
+
+WRITES = 30
+
+
+def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        walrelay_argv(*args),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+        env={**os.environ, **(env or {})},
+    )
+
+
+async def _status(address: str) -> dict[str, Any]:
+    async with Client.connect(TcpTransport(), address) as client:
+        body = (await client.call("__status__")).body
+        assert isinstance(body, dict)
+        return body
+
+
+async def _write_and_wait_archived(cluster: Cluster, store_args: tuple[str, ...]) -> dict[str, Any]:
+    await trio.to_thread.run_sync(cluster.start_replicas, 5)
+    extra = ("--app", "kv", *store_args, "--segment-seconds", "0.3", "--segment-mb", "0.004")
+    address = await trio.to_thread.run_sync(lambda: cluster.start_primary("kvobj", extra=extra))
+    async with Client.connect(TcpTransport(), address) as client:
+        for k in range(1, WRITES + 1):
+            assert (await client.call("put", k, f"v{k}")).status is ReplyStatus.OK
+    with trio.fail_after(60):
+        while True:
+            status = await _status(address)
+            archive = status["archive"]
+            if archive.get("archived_through") == status["durable_seq"] == WRITES + 1:
+                return status
+            await trio.sleep(0.05)
+
+
+def _keys_in(path: Path) -> dict[int, str]:
+    conn = apsw.Connection(str(path), flags=apsw.SQLITE_OPEN_READONLY)
+    try:
+        assert conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+        if not conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'kv'").fetchall():
+            return {}
+        return {int(k): str(v) for k, v in conn.execute("SELECT k, v FROM kv")}
+    finally:
+        conn.close()
+
+
+def _check_restores(store_args: tuple[str, ...], tmp: Path, env: dict[str, str] | None = None) -> None:
+    for j in (0, 1, 7, WRITES):
+        out = tmp / f"restore-{j}.db"
+        proc = _cli("restore", "kvobj", "--to", bookmark(1, 1 + j), "--out", str(out), *store_args, env=env)
+        assert proc.returncode == 0, proc.stderr
+        assert _keys_in(out) == {k: f"v{k}" for k in range(1, j + 1)}
+    # By time: before the first write there is nothing; now, everything.
+    out = tmp / "restore-epoch.db"
+    proc = _cli("restore", "kvobj", "--to", "1970-01-01T00:00:00Z", "--out", str(out), *store_args, env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert _keys_in(out) == {}
+    out = tmp / "restore-now.db"
+    proc = _cli("restore", "kvobj", "--to", "2999-01-01T00:00:00+00:00", "--out", str(out), *store_args, env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert _keys_in(out) == {k: f"v{k}" for k in range(1, WRITES + 1)}
+    # Beyond the archive's end, an existing output file, a bad point: clear errors, no file.
+    for to, out, fragment in (
+        (bookmark(1, 10_000), tmp / "far.db", "beyond the archive's end"),
+        (bookmark(1, 3), tmp / "restore-0.db", "already exists"),
+        ("yesterday", tmp / "bad.db", "neither a bookmark nor an ISO 8601 time"),
+        ("2026-01-01T00:00:00", tmp / "bad.db", "has no zone"),
+    ):
+        proc = _cli("restore", "kvobj", "--to", to, "--out", str(out), *store_args, env=env)
+        assert proc.returncode == 1 and fragment in proc.stderr, proc.stderr
+        assert "Traceback" not in proc.stderr
+    assert not (tmp / "far.db").exists() and not (tmp / "bad.db").exists()
+
+
+async def test_a_primary_archives_to_a_directory_and_the_cli_restores_exactly(cluster: Cluster, tmp_path: Path) -> None:
+    archive = tmp_path / "archive"
+    store_args = ("--archive", str(archive))
+    await _write_and_wait_archived(cluster, store_args)
+    proc = _cli("archive", "verify", "kvobj", *store_args)
+    assert proc.returncode == 0 and "valid" in proc.stdout, proc.stdout + proc.stderr
+    listing = json.loads(_cli("archive", "ls", "kvobj", "--json", *store_args).stdout)
+    segments = [r for r in listing if r["kind"] == "segment"]
+    assert len(segments) > 1 and segments[0]["first"] == 1 and segments[-1]["last"] == WRITES + 1
+    assert any(r["kind"] == "snapshot" and r["first"] == 0 for r in listing)
+    await trio.to_thread.run_sync(_check_restores, store_args, tmp_path)
+    # Damage one segment: verify and restore both name it, and restore writes nothing.
+    victim = archive / Path(segments[1]["key"])
+    data = bytearray(victim.read_bytes())
+    data[len(data) // 2] ^= 0x40
+    victim.write_bytes(bytes(data))
+    proc = _cli("archive", "verify", "kvobj", *store_args)
+    assert proc.returncode == 1 and segments[1]["key"] in proc.stdout, proc.stdout
+    proc = _cli("restore", "kvobj", "--to", bookmark(1, WRITES + 1), "--out", str(tmp_path / "x.db"), *store_args)
+    assert proc.returncode == 1 and segments[1]["key"] in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "x.db").exists()
+
+
+async def test_a_primary_archives_to_a_real_s3_server(
+    tmp_path: Path, s3_servers: list[S3Server], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    env = {"AWS_ACCESS_KEY_ID": ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": SECRET_KEY}
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)  # the primary process inherits them
+    for server in s3_servers:
+        url = f"{server.endpoint}/walrelay-proc-{server.name}/prefix"
+        store_args = ("--s3", url)
+        sub = tmp_path / server.name
+        sub.mkdir()
+        c = Cluster(str(sub))
+        try:
+            await _write_and_wait_archived(c, store_args)
+        finally:
+            await trio.to_thread.run_sync(c.close)
+        assert not any(node.alive for node in [*c.replicas, *c.primaries])
+        proc = _cli("archive", "verify", "kvobj", *store_args, env=env)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert segment_key("kvobj", 1, 1, 1)[:10] in _cli("archive", "ls", "kvobj", *store_args, env=env).stdout
+        await trio.to_thread.run_sync(_check_restores, store_args, sub, env)

@@ -35,12 +35,14 @@ from hypothesis import strategies as st
 
 import walrelay.recovery as recovery_mod
 from walrelay.apps.kv import KeyValue
+from walrelay.archive.archiver import Archived, ArchiverState
 from walrelay.archive.dir_store import DirStore
 from walrelay.archive.reader import ArchiveReader
 from walrelay.archive.shipper import ArchiveShipper
+from walrelay.archive.store import ObjectInfo, TransientStoreError
 from walrelay.archive.verify import verify
 from walrelay.client import Client
-from walrelay.entry import Entry
+from walrelay.entry import GENESIS_CHAIN, Entry
 from walrelay.errors import WalrelayError
 from walrelay.placement import EpochAllocator
 from walrelay.primary import PrimaryEffect, PrimaryState
@@ -104,11 +106,37 @@ class LoseDisk:
 
 
 @dataclass(frozen=True)
+class StoreDown:
+    """Every PUT to the archive fails as a timeout until StoreUp; ``ambiguous``: every other one
+    was stored anyway (the answer was lost), else none is."""
+
+    ambiguous: bool = True
+
+
+@dataclass(frozen=True)
+class StoreUp:
+    pass
+
+
+@dataclass(frozen=True)
 class Check:
     pass  # if the current primary serves within a while, it must hold every write acked so far
 
 
-Op = Write | WriteStale | Settle | Cut | Heal | CrashPrimary | NewPrimary | CrashReplica | LoseDisk | Check
+Op = (
+    Write
+    | WriteStale
+    | Settle
+    | Cut
+    | Heal
+    | CrashPrimary
+    | NewPrimary
+    | CrashReplica
+    | LoseDisk
+    | StoreDown
+    | StoreUp
+    | Check
+)
 
 _replica = st.integers(0, N - 1)
 ops: st.SearchStrategy[Op] = st.one_of(
@@ -123,6 +151,8 @@ ops: st.SearchStrategy[Op] = st.one_of(
     st.builds(WriteStale, st.integers(1, 2)),
     st.builds(CrashReplica, _replica),
     st.builds(LoseDisk, _replica),
+    st.builds(StoreDown, st.booleans()),
+    st.just(StoreUp()),
     st.just(Check()),
 )
 schedules = st.lists(ops, min_size=1, max_size=25)
@@ -166,6 +196,37 @@ async def _inline(fn: Callable[..., Any], *args: Any) -> Any:
     return fn(*args)
 
 
+class FlakyStore:
+    """An object store that can go down: a PUT then fails as a timeout would, half the time after
+    storing the object (an ambiguous PUT), deterministically by count."""
+
+    def __init__(self, inner: DirStore) -> None:
+        self.inner = inner
+        self.down = False
+        self.ambiguous = True
+        self.failed = 0
+
+    def describe(self) -> str:
+        return self.inner.describe()
+
+    def put(self, key: str, data: bytes) -> None:
+        if self.down:
+            self.failed += 1
+            if self.ambiguous and self.failed % 2:
+                self.inner.put(key, data)  # stored, but the answer is lost
+            raise TransientStoreError(f"put {key}: timeout (store down)")
+        self.inner.put(key, data)
+
+    def get(self, key: str) -> bytes:
+        return self.inner.get(key)
+
+    def list(self, prefix: str = "") -> list[ObjectInfo]:
+        return self.inner.list(prefix)
+
+    def delete(self, key: str) -> None:
+        self.inner.delete(key)
+
+
 # -- the cluster ----------------------------------------------------------------------------------
 
 
@@ -191,7 +252,8 @@ class World:
         self.quorum = quorum
         self.net = CutTransport()
         self.placement = EpochAllocator(os.path.join(root, "placement"))
-        self.archive = DirStore(os.path.join(root, "archive"))  # every primary ships here, stale ones too
+        # Every primary ships here, stale ones too; StoreDown/StoreUp make its PUTs fail.
+        self.archive = FlakyStore(DirStore(os.path.join(root, "archive")))
         self.replicas: list[tuple[ReplicaNode, trio.CancelScope, trio.Event] | None] = [None] * N
         self.primaries: list[RunningPrimary] = []
         self.out = Outcomes()
@@ -213,7 +275,9 @@ class World:
             done.set()
 
     async def start_replica(self, i: int) -> None:
-        node = ReplicaNode(i, os.path.join(self.root, f"r{i}"), self.net, self.placement, run_io=_inline)
+        node = ReplicaNode(
+            i, os.path.join(self.root, f"r{i}"), self.net, self.placement, run_io=_inline, compact_min_bytes=0
+        )
         scope, done = trio.CancelScope(), trio.Event()
         await self.nursery.start(self._hosted, scope, done, functools.partial(node.serve, self.addresses[i]))
         self.replicas[i] = (node, scope, done)
@@ -333,6 +397,10 @@ class World:
                 await self.crash_replica(op.replica)
                 shutil.rmtree(os.path.join(self.root, f"r{op.replica}"), ignore_errors=True)
                 await self.start_replica(op.replica)
+        elif isinstance(op, StoreDown):
+            self.archive.down, self.archive.ambiguous = True, op.ambiguous
+        elif isinstance(op, StoreUp):
+            self.archive.down = False
         elif isinstance(op, Check) and not current.crashed and await self.serving(current, 30):
             await self.check(current, "check")
 
@@ -340,6 +408,7 @@ class World:
         """Heal everything, crash every primary, and let a last one take over: it must serve,
         hold every acknowledged write, and bring every replica to exactly its log."""
         self.net.heal()
+        self.archive.down = False
         current = self.primaries[-1]
         if not current.crashed and current.node.phase() == "serving":
             await self.repaired(current, "the serving primary, once healed")
@@ -369,9 +438,17 @@ class World:
         reader = ArchiveReader(self.archive, OBJECT)
         report = verify(reader)
         assert report.ok, report.problems
+        # The log: the archive's entries (p recovered its prefix from there, or replicas truncated
+        # it), then p's own; where both hold a seq they must agree.
+        log: dict[int, Entry] = {}
+        branch = reader.branch(1)
+        for e in reader.entries(branch, 0, GENESIS_CHAIN):
+            log[e.seq] = e
+        for seq, e in state.log.items():
+            assert log.setdefault(seq, e).chain == e.chain, f"the archive's seq {seq} is not the primary's"
         replayer: Replayer | None = None
         for seq in range(1, state.durable_seq + 1):
-            e = state.log[seq]
+            e = log[seq]
             replayer = replayer or Replayer(b"", e.page_size)
             replayer.apply(e)
             restored = reader.restore_image(seq)
@@ -391,12 +468,23 @@ class World:
         if state.reset_reason is not None:
             return
         assert done(), f"{who} did not bring every replica up to date: {state.replica_status()}"
+        # The whole log: what the archive holds (replicas may have dropped it), then p's.
+        log = dict(state.chains)
+        reader = ArchiveReader(self.archive, OBJECT)
+        branch = reader.listing().branches.get(1)
+        if branch is not None and branch.snapshots:
+            log.update({e.seq: e.chain for e in reader.entries(branch, 0, GENESIS_CHAIN)})
         for i, host in enumerate(self.replicas):
             assert host is not None
             obj = host[0].get_object(OBJECT)
             held = {e.seq: e.chain for e in obj.store.read_entries(1)}
-            assert held == {s: c for s, c in state.chains.items() if s > 0}, (
-                f"replica {i} holds seqs {sorted(held)[-3:]}..., not {who}'s log through {state.last_seq}"
+            wrong = sorted(seq for seq, c in held.items() if log.get(seq) != c)
+            assert not wrong and max(held, default=0) == state.last_seq, (
+                f"replica {i} holds seqs {sorted(held)[-3:]}... (differing: {wrong[:3]}), not {who}'s log "
+                f"through {state.last_seq}"
+            )
+            assert obj.state.archived_through <= (shipper_end := state.archived_seq), (
+                f"replica {i} dropped entries through {obj.state.archived_through}, beyond the archive ({shipper_end})"
             )
 
 
@@ -552,7 +640,33 @@ def _archive_before_durable(mp: pytest.MonkeyPatch) -> None:
     mp.setattr(ArchiveShipper, "archivable_end", staticmethod(lambda state: state.last_seq))
 
 
+STORE_DOWN_THEN_FAILOVER = [
+    Settle(300),
+    StoreDown(ambiguous=False),  # nothing written from here is stored
+    Write(3),
+    Settle(3000),  # cut (2 s) and tried: every attempt fails
+    CrashPrimary(),
+    StoreUp(),
+    NewPrimary(),
+    Check(),
+]
+
+
+def _truncate_before_confirm(mp: pytest.MonkeyPatch) -> None:
+    """A failed upload is announced as archived: replicas truncate what the store never got
+    (spec mutant: EagerTruncate)."""
+    orig = ArchiverState.on_put_failed
+
+    def on_put_failed(self: ArchiverState, key: str, error: str) -> list[Any]:
+        put = self.in_flight
+        eager: list[Any] = [Archived(put.last)] if put is not None and put.kind == "segment" else []
+        return eager + list(orig(self, key, error))
+
+    mp.setattr(ArchiverState, "on_put_failed", on_put_failed)
+
+
 PLANTED = {
+    "truncate_before_confirm": (_truncate_before_confirm, STORE_DOWN_THEN_FAILOVER),
     "ack_after_2": (_ack_after_2, ACK_AFTER_2),
     "archive_before_durable": (_archive_before_durable, UNDURABLE_THEN_FAILOVER),
     "no_epoch_check_at_replica": (_no_epoch_check, STALE_PRIMARY_WRITES),
@@ -575,7 +689,10 @@ def test_the_property_fails_on_a_planted_bug(
 ) -> None:
     plant, schedule = PLANTED[name]
     plant(monkeypatch)
-    with pytest.raises(AssertionError, match=r"acknowledged writes missing|holds seqs|wrong values|archiv|restore"):
+    with pytest.raises(
+        AssertionError,
+        match=r"acknowledged writes missing|holds seqs|wrong values|archiv|restore|up to date|never served",
+    ):
         run_schedule(scratch(), schedule)
 
 

@@ -27,6 +27,7 @@ from walrelay.primary import (
     ResetObject,
     SendAdmit,
     SendEntries,
+    SendTruncate,
 )
 from walrelay.wire import Promise, RejectReason
 
@@ -510,3 +511,14 @@ def test_a_recovered_log_is_resent_under_the_new_epoch_and_then_durable() -> Non
     # Timestamps continue from the recovered log even if this host's clock is behind.
     entry, _ = p.primary_commit(commit(), now_us=0, wall_us=5)
     assert entry.seq == 5 and entry.timestamp_us == recovered[-1].timestamp_us
+
+
+def test_truncation_is_sent_only_for_a_confirmed_archive_point_and_again_on_connect() -> None:
+    p = primary_with_held(epoch=3, writes=3)
+    for r in range(3):
+        ack(p, r, 3)
+    assert p.on_archived(2) == [SendTruncate(r, 2, p.chains[2]) for r in range(5)]
+    assert p.on_archived(2) == [] and p.on_archived(1) == []  # never again, never backwards
+    p.on_disconnected(4)
+    effects = connect(p, 4, stored_through=3, chain=p.chains[3], log_epoch=3)
+    assert SendTruncate(4, 2, p.chains[2]) in effects

@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 
 import walrelay.recovery as recovery_mod
 from walrelay.entry import GENESIS_CHAIN, Entry, encode
-from walrelay.recovery import GiveUp, Recovered, Recovery, SendFetch
+from walrelay.recovery import GiveUp, ReadArchive, Recovered, Recovery, SendFetch
 from walrelay.replica import (
     PersistEntries,
     PersistVoter,
@@ -329,3 +329,31 @@ def test_a_replica_without_the_epoch_check_is_caught() -> None:
 def test_the_search_finds_nothing_without_a_planted_bug() -> None:
     """The mutant tests above mean something only if the same search passes the real code."""
     assert _find_counterexample(lambda mp: None) is None
+
+
+def test_a_truncated_best_log_is_rebuilt_from_the_archive_then_fetched() -> None:
+    log = [entry(1, 1, GENESIS_CHAIN, 1)]
+    for i in range(2, 5):
+        log.append(entry(1, i, log[-1].chain, i))
+    rec = Recovery(epoch=2, replicas=3, fence_quorum=2)
+    rec.on_promise(0, Promise(2, 1, 4, log[3].chain, 2, True))
+    assert rec.on_promise(1, Promise(2, 1, 1, log[0].chain, 0, True)) == [ReadArchive(0, 2)]
+    assert rec.on_archive(3, log[2].chain) == [SendFetch(0, 4)]
+    assert rec.on_entries(0, (log[3],), True) == [Recovered((log[3],), 0, 3, log[2].chain)]
+
+
+@pytest.mark.parametrize(
+    ("end", "fragment"),
+    [(1, "archive gap"), (5, "beyond the most recent log")],
+)
+def test_an_archive_that_does_not_cover_the_truncation_or_overshoots_gives_up(end: int, fragment: str) -> None:
+    rec = Recovery(epoch=2, replicas=3, fence_quorum=2)
+    rec.on_promise(0, Promise(2, 1, 4, bytes(16), 2, True))
+    rec.on_promise(1, Promise(2, 1, 1, bytes(16), 0, True))
+    [out] = rec.on_archive(end, bytes(16))
+    assert isinstance(out, GiveUp) and fragment in out.reason
+    rec = Recovery(epoch=2, replicas=3, fence_quorum=2)
+    rec.on_promise(0, Promise(2, 1, 4, bytes(16), 2, True))
+    rec.on_promise(1, Promise(2, 1, 1, bytes(16), 0, True))
+    [out] = rec.on_archive_failed("no archive configured")
+    assert isinstance(out, GiveUp) and "no archive configured" in out.reason

@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 
 from walrelay.entry import GENESIS_CHAIN, Entry, encode
 from walrelay.replica import (
+    PersistArchived,
     PersistEntries,
     PersistLogEpoch,
     PersistPromise,
@@ -31,6 +32,7 @@ from walrelay.replica import (
     TruncateSuffix,
 )
 from walrelay.replica_node import ReplicaNode
+from walrelay.replica_store import ReplicaStore
 from walrelay.transport import Channel, MemoryTransport
 from walrelay.wire import Ack, Append, Hello, Message, Prepare, Promise, RejectReason, Role
 
@@ -466,3 +468,37 @@ async def test_promise_during_an_unfinished_fsync_reports_only_durable_entries(t
         assert (promise.last_chain, promise.log_epoch) == (LOG[0].chain, 2)
     else:
         assert (promise.last_seq, promise.last_chain, promise.log_epoch) == (0, GENESIS_CHAIN, 0)
+
+
+# -- truncation after the archive confirmed (ReceiveTruncate) --------------------------------------
+
+
+def test_truncate_acts_only_on_the_archived_prefix_it_holds() -> None:
+    state = ReplicaState(0)
+    state.on_append(2, tuple(LOG[:5]), 5)
+    assert state.on_truncate(3, make_log(3, epoch=2, salt=3)[2].chain) == []  # another history at seq 3
+    assert state.on_truncate(9, LOG[4].chain) == []  # beyond its log
+    assert state.on_truncate(3, LOG[2].chain) == [PersistArchived(3)]
+    assert state.archived_through == 3 and sorted(state.chains) == [3, 4, 5]
+    assert state.on_truncate(2, LOG[1].chain) == []  # older than what it already dropped
+    promise = next(e for e in state.on_prepare(3) if isinstance(e, SendPromise)).promise
+    assert promise.truncated_through == 3 and promise.last_seq == 5
+    # Entries it dropped count as held: a resend of them is acknowledged, not refused.
+    effects = state.on_append(3, tuple(LOG[:6]), 6)
+    assert persisted(effects) == [6] and not any(isinstance(e, SendReject) for e in effects)
+
+
+def test_the_store_drops_archived_entries_but_keeps_the_last_and_reloads(tmp_path: Path) -> None:
+    store = ReplicaStore(str(tmp_path), "obj", compact_min_bytes=0)
+    store.load()
+    store.append_durably(tuple(LOG[:4]))
+    assert store.drop_through(2) is True
+    assert [e.seq for e in store.read_entries(1)] == [3, 4]
+    assert store.drop_through(4) is True  # the last entry always stays
+    assert [e.seq for e in store.read_entries(1)] == [4]
+    store.append_durably((LOG[4],))
+    store.close()
+    again = ReplicaStore(str(tmp_path), "obj")
+    loaded = again.load()
+    assert (loaded.last_seq, loaded.last_chain) == (5, LOG[4].chain) and sorted(loaded.chains) == [4, 5]
+    again.close()

@@ -46,6 +46,7 @@ from walrelay.wire import (
     ReplyStatus,
     Request,
     Role,
+    Truncate,
     decode_payload,
 )
 from walrelay.wire import encode as encode_msg
@@ -242,7 +243,7 @@ def test_body_with_extra_or_missing_bytes_is_refused_or_reparsed_cleanly(msg: Me
             assert isinstance(out, ProtocolError), f"{type(msg).__name__} with a wrong body length decoded"
 
 
-FIXED_SIZE = {MsgType.PREPARE: 8, MsgType.PROMISE: 49, MsgType.FETCH: 20, MsgType.ADMIT: 16}
+FIXED_SIZE = {MsgType.PREPARE: 8, MsgType.PROMISE: 49, MsgType.FETCH: 20, MsgType.ADMIT: 16, MsgType.TRUNCATE: 32}
 
 
 @given(st.sampled_from(sorted(FIXED_SIZE)), st.data())
@@ -298,7 +299,7 @@ def test_wrong_version_is_named(version: int) -> None:
     assert f"unsupported wire version {version}" in error_of(bytes(frame))
 
 
-@pytest.mark.parametrize("mtype", [0x00, 0x02, 0x13, 0x2F, 0x35, 0x7F, 0xFF])
+@pytest.mark.parametrize("mtype", [0x00, 0x02, 0x13, 0x2F, 0x36, 0x7F, 0xFF])
 def test_unknown_type_is_named(mtype: int) -> None:
     assert f"unknown message type {mtype:#04x}" in error_of(raw_frame(WIRE_VERSION, mtype, b""))
 
@@ -372,6 +373,9 @@ def promise_body(voter: int = 1) -> bytes:
         (MsgType.ADMIT, bytes(15), "ADMIT frame body is 15 bytes, expected 16"),
         (MsgType.ADMIT, struct.pack(">QQ", 2, 1) + b"x", "ADMIT frame body is 17 bytes, expected 16"),
         (MsgType.ADMIT, struct.pack(">QQ", 0, 1), "ADMIT field epoch is 0"),
+        (MsgType.TRUNCATE, bytes(31), "TRUNCATE frame body is 31 bytes, expected 32"),
+        (MsgType.TRUNCATE, struct.pack(">QQ16s", 0, 1, bytes(16)), "TRUNCATE field epoch is 0"),
+        (MsgType.TRUNCATE, struct.pack(">QQ16s", 1, 0, bytes(16)), "TRUNCATE field through is 0"),
     ],
 )
 def test_malformed_failover_bodies_name_the_message_and_field(mtype: MsgType, body: bytes, needle: str) -> None:
@@ -387,6 +391,9 @@ def test_malformed_failover_bodies_name_the_message_and_field(mtype: MsgType, bo
         (Fetch(1, 0, 1), "FETCH field from_seq is 0"),
         (Fetch(1, 1, 0), "FETCH field max_bytes is 0"),
         (Admit(0, 0), "ADMIT field epoch is 0"),
+        (Truncate(0, 1, bytes(16)), "TRUNCATE field epoch is 0"),
+        (Truncate(1, 0, bytes(16)), "TRUNCATE field through is 0"),
+        (Truncate(1, 1, bytes(15)), "TRUNCATE chain is 15 bytes"),
     ],
 )
 def test_encoder_refuses_what_the_decoder_would_refuse(msg: Message, needle: str) -> None:
@@ -475,6 +482,7 @@ VECTORS: dict[str, Message] = {
     "ENTRIES final, no entries": Entries(True, ()),
     "ENTRIES final, [E1] (603 bytes total)": Entries(True, (E1,)),
     "ADMIT epoch 2, upto 1": Admit(2, 1),
+    "TRUNCATE epoch 2, through 1, chain of E1": Truncate(2, 1, E1.chain),
 }
 NAMED_ENTRIES = {"E1": E1}
 

@@ -23,7 +23,7 @@ from collections import deque
 from dataclasses import dataclass
 
 from walrelay.capture import Commit
-from walrelay.entry import GENESIS_CHAIN, Entry, encode
+from walrelay.entry import GENESIS_CHAIN, Entry, encode, follows
 from walrelay.errors import ObjectResetError
 from walrelay.wire import Promise, RejectReason
 
@@ -68,11 +68,33 @@ class SendAdmit:
 
 
 @dataclass(frozen=True, slots=True)
+class SendTruncate:
+    """TRUNCATE(through, chain) to a replica: the archive confirmed entries through ``through``."""
+
+    replica: int
+    through: int
+    chain: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class ReadArchiveEntries:
+    """Read entries ``first..last`` from the archive for replica ``r``'s catch-up, then call
+    ``on_archive_entries(r, connection, entries)``."""
+
+    replica: int
+    first: int
+    last: int
+    connection: int
+
+
+@dataclass(frozen=True, slots=True)
 class OpenInputGate:
     """The recovered log is durable under this epoch and enough voters exist: serve clients."""
 
 
-PrimaryEffect = SendEntries | ReleaseReply | FailReply | ResetObject | SendAdmit | OpenInputGate
+PrimaryEffect = (
+    SendEntries | ReleaseReply | FailReply | ResetObject | SendAdmit | SendTruncate | ReadArchiveEntries | OpenInputGate
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +141,7 @@ class PrimaryState:
         """``recovered``: the log recovery chose (``recovery.Recovered.entries``). It seeds the
         retained log, so it can be re-replicated under this epoch, and the seq, chain and
         timestamp the next entry follows (timestamps never go back across a failover)."""
+        base_seq, base_chain = last_seq, last_chain  # where the recovered entries start (archive base)
         if recovered:
             last = recovered[-1]
             last_seq, last_chain = last.seq, last.chain
@@ -137,7 +160,8 @@ class PrimaryState:
         self.sent = [0] * n  # highest seq handed to replica r's current connection
         self.connected = [False] * n
         self.progress_at = [0] * n  # when replica r last made progress (or connected)
-        self.chains: dict[int, bytes] = {0: GENESIS_CHAIN, last_seq: last_chain}  # seq -> chain, to verify ACKs
+        # seq -> chain, to verify ACKs and PROMISEs
+        self.chains: dict[int, bytes] = {0: GENESIS_CHAIN, base_seq: base_chain, last_seq: last_chain}
         self.notes: list[str | None] = [None] * n  # why a replica is not counted, for status
         self.log: dict[int, Entry] = {e.seq: e for e in recovered}  # entries a replica may still need
         self.log_bytes = sum(e.size for e in recovered)
@@ -151,9 +175,12 @@ class PrimaryState:
         self.admit_sent = [False] * n  # on the current connection
         self.agreed = [0] * n  # highest seq where replica r's log is known to equal ours (any log epoch)
         self.adopted = [False] * n  # replica r holds our log under our epoch (its log_epoch is ours)
+        self.diverged = [False] * n  # replica r's log differs from ours at or before its end
         self.connects = [0] * n  # handshakes completed with replica r (status: a restart shows here)
         self.serving = False  # input gate open
         self.archive_floor: int | None = None  # with an archive: the last seq the archiver has taken
+        self.archived_seq = 0  # the archive confirmed entries through this seq (spec: archived[e])
+        self.archive_catchup = False  # the node can read the archive for replicas behind the retained log
 
     # -- commits -------------------------------------------------------------------------------
 
@@ -283,9 +310,41 @@ class PrimaryState:
             # log end and starts at or before the first entry it holds differently.
             self.match[r] = 0
             self.agreed[r] = last if mine else 0
+        self.diverged[r] = not mine
         effects = self._advance()  # may trim the retained log: decide what to resend after it
         self.sent[r] = self._resend_point(r)
-        return effects + self._send_from(r)
+        effects += self._send_from(r)
+        if self.archived_seq:
+            effects.append(SendTruncate(r, self.archived_seq, self.chains[self.archived_seq]))
+        return effects
+
+    def on_archived(self, seq: int) -> list[PrimaryEffect]:
+        """ConfirmUpload: the store confirmed a segment through ``seq``; replicas may truncate.
+        Only ever called after that confirmation (spec: TruncateAfterArchive)."""
+        if seq <= self.archived_seq or self.reset_reason is not None:
+            return []
+        self.archived_seq = seq
+        chain = self.chains[seq]
+        return [SendTruncate(r, seq, chain) for r in range(self.config.replicas) if self.connected[r]]
+
+    def on_archive_entries(self, r: int, connection: int, entries: tuple[Entry, ...]) -> list[PrimaryEffect]:
+        """Entries read from the archive for replica ``r`` (ReadArchiveEntries): sent, with the
+        retained log after them, as one frame through our log end, if ``r`` is still on the
+        same connection and the entries join the retained log."""
+        if self.reset_reason is not None or not self.connected[r] or connection != self.connects[r] or not entries:
+            return []
+        oldest = min(self.log) if self.log else self.last_seq + 1
+        if entries[-1].seq + 1 != oldest:
+            return []
+        joins = (
+            follows(self.log[oldest], entries[-1].chain) if oldest in self.log else entries[-1].chain == self.last_chain
+        )
+        if not joins:
+            self.notes[r] = f"the archive's seq {entries[-1].seq} does not join this primary's log; not sent"
+            return []
+        batch = entries + tuple(self.log[s] for s in range(oldest, self.last_seq + 1))
+        self.sent[r] = self.last_seq
+        return [SendEntries(r, batch, self.last_seq, whole=True)]
 
     def on_promise(self, r: int, promise: Promise) -> list[PrimaryEffect]:
         """A PROMISE on a live connection (the answer to the PREPARE that follows an ADMIT):
@@ -301,16 +360,16 @@ class PrimaryState:
         A replica that holds our log (under our epoch) continues after what it acknowledged.
         Any other must get one frame through our log end that is consistent with what it holds
         (ReplicaState.on_append adopts only then): after the prefix it shares with us, including
-        its last entry if there is nothing new; with no shared prefix known, from our oldest
-        retained entry (it replaces its differing suffix, or answers DIVERGED when the difference
-        is older than what we retain; issue 5 adds snapshots for that).
+        its last entry if there is nothing new (entries older than we retain come from the
+        archive: _send_from); with no shared prefix known, from our oldest retained entry (it
+        replaces its differing suffix, or answers DIVERGED when the difference is older).
         """
         if self.adopted[r]:
             return self.match[r]
+        if self.diverged[r]:
+            return min(self.log) - 1 if self.log else self.last_seq
         a = self.agreed[r]
-        if a > 0:
-            return a - 1 if a == self.last_seq and a in self.log else a
-        return min(self.log) - 1 if self.log else self.last_seq
+        return a - 1 if a == self.last_seq and a in self.log else a
 
     def on_disconnected(self, r: int) -> None:
         self.connected[r] = False
@@ -380,8 +439,17 @@ class PrimaryState:
         if start > self.last_seq:
             return []
         if start not in self.log:
-            # Issue 4 adds catch-up from another replica or a snapshot; until then say so plainly.
+            oldest = min(self.log) if self.log else self.last_seq + 1
+            if self.archive_catchup and start <= self.archived_seq and oldest <= self.archived_seq + 1:
+                # The entries this replica needs are only in the archive: the node reads them and
+                # calls on_archive_entries (the replica stays connected meanwhile).
+                self.sent[r] = self.last_seq
+                return [ReadArchiveEntries(r, start, oldest - 1, self.connects[r])]
             self.connected[r] = False
+            self.notes[r] = (
+                f"needs entries from seq {start}, older than this primary retains ({oldest}) and not in the "
+                "archive: it needs a snapshot (not built)"
+            )
             return []
         batch = tuple(self.log[s] for s in range(start, self.last_seq + 1))
         effects: list[PrimaryEffect] = [SendEntries(r, batch, self.last_seq, whole=True)]

@@ -18,10 +18,13 @@ from typing import Any
 import trio
 
 from walrelay.app import App
+from walrelay.archive.reader import ArchiveError, ArchiveReader
+from walrelay.archive.shipper import BRANCH as ARCHIVE_BRANCH
 from walrelay.archive.shipper import ArchiveShipper
-from walrelay.entry import Entry
+from walrelay.entry import GENESIS_CHAIN, Entry
 from walrelay.errors import ChainError, ObjectResetError, ProtocolError, WalrelayError
 from walrelay.object_runtime import ObjectRuntime
+from walrelay.pagehash import DbChecksum
 from walrelay.placement import EpochAllocator
 from walrelay.primary import (
     FailReply,
@@ -29,12 +32,14 @@ from walrelay.primary import (
     PrimaryConfig,
     PrimaryEffect,
     PrimaryState,
+    ReadArchiveEntries,
     ReleaseReply,
     ResetObject,
     SendAdmit,
     SendEntries,
+    SendTruncate,
 )
-from walrelay.recovery import GiveUp, Recovered, Recovery, RecoveryEffect, SendFetch
+from walrelay.recovery import GiveUp, ReadArchive, Recovered, Recovery, RecoveryEffect, SendFetch
 from walrelay.replay import Replayer
 from walrelay.replica_store import check_object_name
 from walrelay.transport import Channel, Transport
@@ -55,6 +60,7 @@ from walrelay.wire import (
     ReplyStatus,
     Request,
     Role,
+    Truncate,
 )
 
 log = logging.getLogger("walrelay.primary")
@@ -348,9 +354,16 @@ class PrimaryNode:
         for eff in effects:
             if isinstance(eff, SendFetch):
                 self.links[eff.replica].fetch_send.send_nowait(eff.from_seq)
+            elif isinstance(eff, ReadArchive):
+                if self.archive is None or self._nursery is None:
+                    self.recovery_effects(
+                        self.recovery.on_archive_failed("this primary has no archive configured (--archive or --s3)")
+                    )
+                else:
+                    self._nursery.start_soon(self._read_archive_end)
             elif isinstance(eff, Recovered):
                 try:
-                    self._install(eff.entries)
+                    self._install(eff.entries, eff.base_seq, eff.base_chain)
                 except (ChainError, WalrelayError) as e:
                     self._give_up(f"the recovered log does not replay: {e}")
                     return
@@ -368,9 +381,44 @@ class PrimaryNode:
                     link.fetch_send.send_nowait(None)
                 if self.archive is not None and self._nursery is not None:
                     assert self.state is not None and self.runtime is not None
-                    self._nursery.start_soon(self.archive.run, self.state, self.runtime, now_us)
+                    self.state.archive_catchup = True
+                    self._nursery.start_soon(self.archive.run, self.state, self.runtime, now_us, self._archived)
             elif isinstance(eff, GiveUp):
                 self._give_up(eff.reason)
+
+    async def _read_archive_end(self) -> None:
+        """Recovery needs the archive (the chosen replica truncated its log): where does it end?"""
+        assert self.archive is not None
+        reader = ArchiveReader(self.archive.store, self.object_name)
+        try:
+            listing = await self.archive.run_io(reader.listing)
+            branch = listing.branches.get(ARCHIVE_BRANCH)
+            if branch is None:
+                raise ArchiveError(f"no archive of {self.object_name!r} in {self.archive.store.describe()}")
+            end, chain = await self.archive.run_io(reader.end, branch)
+        except WalrelayError as e:
+            self.recovery_effects(self.recovery.on_archive_failed(str(e)))
+            return
+        self.recovery_effects(self.recovery.on_archive(end, chain))
+
+    async def _catch_up_from_archive(self, eff: ReadArchiveEntries) -> None:
+        """A replica needs entries this primary no longer retains: read them from the archive."""
+        assert self.archive is not None
+        reader = ArchiveReader(self.archive.store, self.object_name)
+        try:
+            branch = await self.archive.run_io(reader.branch, ARCHIVE_BRANCH)
+            entries = await self.archive.run_io(reader.entries_between, branch, eff.first, eff.last)
+        except WalrelayError as e:
+            log.warning("replica %d catch-up from the archive failed: %s", eff.replica, e)
+            if self.state is not None:
+                self.state.notes[eff.replica] = f"catch-up from the archive failed: {e}"
+            return
+        if self.state is not None:
+            self.execute(self.state.on_archive_entries(eff.replica, eff.connection, entries))
+
+    def _archived(self, seq: int) -> None:
+        if self.state is not None:
+            self.execute(self.state.on_archived(seq))
 
     def _give_up(self, reason: str) -> None:
         log.error("object %s epoch %d: recovery gave up: %s", self.object_name, self.epoch, reason)
@@ -378,13 +426,30 @@ class PrimaryNode:
         self.stopped = True
         self.gate_event.set()
 
-    def _install(self, entries: tuple[Entry, ...]) -> None:
-        """Rebuild the database from the recovered log alone, verifying every entry's checksum,
-        and only then start the write path on it. Whatever the local disk held is dropped: it may
-        contain commits that never became durable (docs/failover.md)."""
+    def _install(self, entries: tuple[Entry, ...], base_seq: int = 0, base_chain: bytes = GENESIS_CHAIN) -> None:
+        """Rebuild the database from the recovered log alone (the archive through ``base_seq``, then
+        ``entries``), verifying every entry's checksum, and only then start the write path on it.
+        Whatever the local disk held is dropped: it may contain commits that never became durable
+        (docs/failover.md)."""
         image = b""
         expected: int | None = None
-        if entries:
+        retained = entries
+        if base_seq > 0:
+            assert self.archive is not None
+            reader = ArchiveReader(self.archive.store, self.object_name)
+            restored = reader.restore_image(base_seq, ARCHIVE_BRANCH)
+            if restored.chain != base_chain:
+                raise ArchiveError(f"the archive's seq {base_seq} is not the one recovery chose")
+            image = restored.image
+            expected = DbChecksum.of_image(image, restored.page_size).value if image else None
+            if entries:
+                replayer = Replayer(image, restored.page_size, last_seq=base_seq, last_chain=base_chain)
+                replayer.apply_all(entries)
+                image, expected = bytes(replayer.image), entries[-1].db_checksum
+            # The entry at the base is retained too: a replica whose log ends exactly there adopts
+            # this epoch from a frame holding it (PrimaryState._resend_point).
+            retained = (reader.entry_at(reader.branch(ARCHIVE_BRANCH), base_seq), *entries)
+        elif entries:
             replayer = Replayer(b"", entries[0].page_size)
             replayer.apply_all(entries)
             image, expected = bytes(replayer.image), entries[-1].db_checksum
@@ -400,7 +465,7 @@ class PrimaryNode:
                 f.flush()
                 os.fsync(f.fileno())
             os.replace(tmp, self.db_path)
-        self.state = PrimaryState(self.config, recovered=entries)
+        self.state = PrimaryState(self.config, recovered=retained)
         self.runtime = ObjectRuntime(
             self.db_path,
             self.app,
@@ -432,6 +497,11 @@ class PrimaryNode:
             elif isinstance(eff, SendAdmit):
                 # PREPARE after ADMIT: the PROMISE that answers it says whether the vote stuck.
                 self.links[eff.replica].send_control(Admit(self.epoch, eff.upto), Prepare(self.epoch))
+            elif isinstance(eff, ReadArchiveEntries):
+                if self._nursery is not None:
+                    self._nursery.start_soon(self._catch_up_from_archive, eff)
+            elif isinstance(eff, SendTruncate):
+                self.links[eff.replica].send_control(Truncate(self.epoch, eff.through, eff.chain))
             elif isinstance(eff, OpenInputGate):
                 log.info("object %s epoch %d: serving", self.object_name, self.epoch)
                 self.gate_event.set()

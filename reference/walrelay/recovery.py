@@ -34,11 +34,23 @@ class SendFetch:
 
 
 @dataclass(frozen=True, slots=True)
+class ReadArchive:
+    """The chosen replica truncated its log through ``truncated`` (those entries are archived):
+    read where the archive ends and call ``on_archive`` (or ``on_archive_failed``)."""
+
+    replica: int
+    truncated: int
+
+
+@dataclass(frozen=True, slots=True)
 class Recovered:
-    """The log to serve from. Empty for a new object. ``source`` is the replica it came from."""
+    """The log to serve from: the archive through ``base_seq``, then ``entries``. Empty for a new
+    object. ``source`` is the replica the entries came from."""
 
     entries: tuple[Entry, ...]  # PrimaryState(recovered=entries) continues from the last one
     source: int | None
+    base_seq: int = 0  # restore the database through this seq from the archive first
+    base_chain: bytes = GENESIS_CHAIN
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,7 +58,7 @@ class GiveUp:
     reason: str
 
 
-RecoveryEffect = SendFetch | Recovered | GiveUp
+RecoveryEffect = SendFetch | ReadArchive | Recovered | GiveUp
 
 
 def better(p: Promise, q: Promise) -> bool:
@@ -66,6 +78,8 @@ class Recovery:
         self.promises: dict[int, Promise] = {}  # replica -> its PROMISE (a reconnect replaces it)
         self.chosen: int | None = None  # the replica whose log is being fetched
         self.fetched: list[Entry] = []
+        self.base_seq, self.base_chain = 0, GENESIS_CHAIN  # where the archive takes over (spec: base)
+        self.reading_archive = False
         self.done = False
 
     # -- promises ----------------------------------------------------------------------------
@@ -107,16 +121,43 @@ class Recovery:
             if better(self.promises[r], self.promises[best_r]):
                 best_r = r
         best = self.promises[best_r]
-        if best.truncated_through > 0:
-            # The entries before it live only in the archive (issue 5 adds reading it).
-            return self._give_up(
-                f"replica {best_r} holds the most recent log but truncated it through seq "
-                f"{best.truncated_through}; recovering from the archive is not built yet"
-            )
         self.chosen = best_r
+        if best.truncated_through > 0:
+            # Entries through it live in the archive (spec: Recover's base).
+            self.reading_archive = True
+            return [ReadArchive(best_r, best.truncated_through)]
         if best.last_seq == 0:
             return self._finish((), best_r)
         return [SendFetch(best_r, 1)]
+
+    def on_archive(self, end_seq: int, end_chain: bytes) -> list[RecoveryEffect]:
+        """Where the archive ends (the last seq reachable without a gap). The chosen log is the
+        archive through there, then the replica's entries after it."""
+        if self.done or not self.reading_archive or self.chosen is None:
+            return []
+        self.reading_archive = False
+        best = self.promises[self.chosen]
+        if end_seq < best.truncated_through:
+            return self._give_up(
+                f"replica {self.chosen} truncated its log through seq {best.truncated_through}, but the archive "
+                f"ends at seq {end_seq}: the entries between are lost (archive gap)"
+            )
+        if end_seq > best.last_seq:
+            return self._give_up(
+                f"the archive holds seq {end_seq}, beyond the most recent log (replica {self.chosen}, seq "
+                f"{best.last_seq}): the archive is not this object's committed history"
+            )
+        self.base_seq, self.base_chain = end_seq, end_chain
+        if end_seq == best.last_seq:
+            if end_chain != best.last_chain:
+                return self._give_up(f"replica {self.chosen}'s log ends at seq {end_seq} differently from the archive")
+            return self._finish((), self.chosen)
+        return [SendFetch(self.chosen, end_seq + 1)]
+
+    def on_archive_failed(self, reason: str) -> list[RecoveryEffect]:
+        if self.done or not self.reading_archive:
+            return []
+        return self._give_up(f"the archive is needed (replica {self.chosen} truncated its log) but: {reason}")
 
     def on_reject(self, replica: int, promised_epoch: int) -> list[RecoveryEffect]:
         if self.done or promised_epoch <= self.epoch:
@@ -128,11 +169,12 @@ class Recovery:
     def on_disconnected(self, replica: int) -> list[RecoveryEffect]:
         """A replica went away. Its promise stays valid (promises are durable), except that we
         cannot fetch from it: if it was the chosen one, choose again among the others."""
-        if self.done or self.chosen != replica:
+        if self.done or self.chosen != replica or self.reading_archive:
             return []
         del self.promises[replica]
         self.chosen = None
         self.fetched = []
+        self.base_seq, self.base_chain = 0, GENESIS_CHAIN
         return self._choose()
 
     # -- entries -----------------------------------------------------------------------------
@@ -143,8 +185,8 @@ class Recovery:
             return []
         chosen = self.promises[replica]
         for e in entries:
-            expected = len(self.fetched) + 1
-            prev = self.fetched[-1].chain if self.fetched else GENESIS_CHAIN
+            expected = self.base_seq + len(self.fetched) + 1
+            prev = self.fetched[-1].chain if self.fetched else self.base_chain
             if e.seq != expected or not follows(e, prev):
                 return self._give_up(
                     f"replica {replica} sent seq {e.seq} where seq {expected} following its promised log was due"
@@ -152,7 +194,7 @@ class Recovery:
             if e.seq > chosen.last_seq:
                 return self._give_up(f"replica {replica} sent seq {e.seq} beyond the {chosen.last_seq} it promised")
             self.fetched.append(e)
-        have = len(self.fetched)
+        have = self.base_seq + len(self.fetched)
         if have == chosen.last_seq:
             if self.fetched[-1].chain != chosen.last_chain:
                 return self._give_up(f"replica {replica}'s log no longer ends with the chain it promised")
@@ -167,7 +209,7 @@ class Recovery:
 
     def _finish(self, entries: tuple[Entry, ...], source: int | None) -> list[RecoveryEffect]:
         self.done = True
-        return [Recovered(entries, source)]
+        return [Recovered(entries, source, self.base_seq, self.base_chain)]
 
     def _give_up(self, reason: str) -> list[RecoveryEffect]:
         self.done = True

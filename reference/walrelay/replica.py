@@ -50,6 +50,13 @@ class PersistVoter:
 
 
 @dataclass(frozen=True, slots=True)
+class PersistArchived:
+    """Entries through ``through`` are in the archive: save it, then the log may drop them."""
+
+    through: int
+
+
+@dataclass(frozen=True, slots=True)
 class SendPromise:
     """PROMISE: what a recovering primary needs to choose the most recent log."""
 
@@ -77,6 +84,7 @@ ReplicaEffect = (
     | TruncateSuffix
     | PersistLogEpoch
     | PersistVoter
+    | PersistArchived
     | SendAck
     | SendReject
     | SendPromise
@@ -211,6 +219,21 @@ class ReplicaState:
             return []
         self.voter = True
         return [PersistVoter()]
+
+    def on_truncate(self, through: int, chain: bytes) -> list[ReplicaEffect]:
+        """ReceiveTruncate: the primary's archive confirmed entries through ``through``.
+
+        Acted on only if this replica holds exactly the archived entry there (same chain, so the
+        whole prefix is the archived one): a replica holding another history ignores it. The
+        chains before ``through`` are forgotten with the entries; the one at ``through`` stays, as
+        the link for the next entry.
+        """
+        if through <= self.archived_through or through > self.last_seq or self.chains.get(through) != chain:
+            return []
+        self.archived_through = through
+        for seq in [s for s in self.chains if s < through]:
+            del self.chains[seq]
+        return [PersistArchived(through)]
 
     def _stop(self, effects: list[ReplicaEffect], new: list[Entry], why: str) -> list[ReplicaEffect]:
         """Keep (and acknowledge) the good prefix of a batch, then refuse the divergent entry."""

@@ -20,6 +20,7 @@ from walrelay.entry import Entry
 from walrelay.errors import ProtocolError
 from walrelay.placement import EpochAllocator
 from walrelay.replica import (
+    PersistArchived,
     PersistEntries,
     PersistLogEpoch,
     PersistPromise,
@@ -34,7 +35,7 @@ from walrelay.replica import (
 from walrelay.replica_store import ReplicaStore, check_object_name
 from walrelay.transport import Channel, Transport
 from walrelay.wire import Ack as AckMsg
-from walrelay.wire import Admit, Append, Entries, Fetch, Hello, Message, Prepare, Reject, RejectReason, Role
+from walrelay.wire import Admit, Append, Entries, Fetch, Hello, Message, Prepare, Reject, RejectReason, Role, Truncate
 
 log = logging.getLogger("walrelay.replica")
 
@@ -75,6 +76,7 @@ class ReplicaNode:
         transport: Transport,
         placement: EpochAllocator | None = None,
         run_io: Callable[..., Awaitable[Any]] | None = None,
+        compact_min_bytes: int = 1 << 20,
     ) -> None:
         """``placement``: the epoch allocator. With it, an object this replica holds no state for
         starts as a non-voter that promised the highest epoch ever issued (docs/failover.md: it
@@ -85,6 +87,7 @@ class ReplicaNode:
         stall other connections; a deterministic simulation runs them inline instead (a thread's
         finishing time would make the interleaving depend on the host)."""
         self.run_io: Callable[..., Awaitable[Any]] = run_io or trio.to_thread.run_sync
+        self.compact_min_bytes = compact_min_bytes  # archived entries are dropped from the file past this
         self.replica_id = replica_id
         self.data_dir = data_dir
         self.transport = transport
@@ -94,7 +97,7 @@ class ReplicaNode:
     def get_object(self, name: str) -> ObjectReplica:
         obj = self.objects.get(name)
         if obj is None:
-            store = ReplicaStore(self.data_dir, check_object_name(name))
+            store = ReplicaStore(self.data_dir, check_object_name(name), compact_min_bytes=self.compact_min_bytes)
             obj = ObjectReplica(self.replica_id, store)
             if obj.fresh and self.placement is not None:
                 st = obj.state
@@ -158,6 +161,8 @@ class ReplicaNode:
                     effects.extend(obj.state.on_prepare(msg.epoch))
                 elif isinstance(msg, Admit):
                     effects.extend(obj.state.on_admit(msg.epoch, msg.upto))
+                elif isinstance(msg, Truncate):
+                    effects.extend(obj.state.on_truncate(msg.through, msg.chain))
                 elif isinstance(msg, Fetch):
                     # Reads what is durable: run everything before it first (the ACKs go out too).
                     await self._execute(obj, chan, effects)
@@ -170,7 +175,7 @@ class ReplicaNode:
             # hanging up on the bad frame, or a later HELLO would claim entries the disk lacks.
             await self._execute(obj, chan, effects)
             if bad is not None:
-                raise ProtocolError(f"expected APPEND, PREPARE, FETCH or ADMIT, got {type(bad).__name__}")
+                raise ProtocolError(f"expected APPEND, PREPARE, FETCH, ADMIT or TRUNCATE, got {type(bad).__name__}")
 
     async def _fetch(self, obj: ObjectReplica, chan: Channel, msg: Fetch) -> None:
         """FETCH: entries for a recovering primary, one ENTRIES frame per FETCH.
@@ -229,6 +234,12 @@ class ReplicaNode:
                 await self.run_io(obj.store.truncate_after, eff.keep_through)
             elif isinstance(eff, PersistLogEpoch | PersistVoter):
                 state_dirty = True
+            elif isinstance(eff, PersistArchived):
+                # Recorded durably first; only then may the file lose the entries (a crash in
+                # between leaves archived entries in the file, which is harmless).
+                await durable()
+                await self._save_state(obj)
+                await self.run_io(obj.store.drop_through, eff.through)
             elif isinstance(eff, SendAck):
                 last_ack = eff  # cumulative: only the last one matters
             elif isinstance(eff, SendPromise):

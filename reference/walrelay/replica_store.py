@@ -52,7 +52,10 @@ class Loaded:
 
 
 class ReplicaStore:
-    def __init__(self, data_dir: str, object_name: str) -> None:
+    def __init__(self, data_dir: str, object_name: str, *, compact_min_bytes: int = 1 << 20) -> None:
+        """``compact_min_bytes``: drop archived entries from the file (by rewriting it) only once
+        they take this much; until then they stay, harmless, behind ``archived_through``."""
+        self.compact_min_bytes = compact_min_bytes
         self.dir = os.path.join(data_dir, "objects", check_object_name(object_name))
         os.makedirs(self.dir, exist_ok=True)
         self.log_path = os.path.join(self.dir, "entries.log")
@@ -173,6 +176,39 @@ class ReplicaStore:
         for seq in [s for s in self._offsets if s > keep_through]:
             del self._offsets[seq]
         self._size = cut
+
+    def drop_through(self, through: int) -> bool:
+        """Drop entries up to ``through`` (archived ones) from the file, keeping the last entry.
+
+        The rest is written to a new file, fsynced and renamed over the old one, so a crash leaves
+        one of the two whole. Done only when the dropped part is worth it (``compact_min_bytes``).
+        Returns whether the file was rewritten.
+        """
+        if not self._offsets:
+            return False
+        keep_from = min(through + 1, max(self._offsets))  # the last entry always stays
+        cut = self._offsets.get(keep_from)
+        if cut is None or cut == 0 or cut < self.compact_min_bytes:
+            return False
+        with open(self.log_path, "rb") as f:
+            f.seek(cut)
+            rest = f.read()
+        tmp = self.log_path + ".compact"
+        with open(tmp, "wb") as f:
+            f.write(rest)
+            f.flush()
+            os.fsync(f.fileno())
+        os.close(self._fd)
+        os.replace(tmp, self.log_path)
+        dfd = os.open(self.dir, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+        self._fd = os.open(self.log_path, os.O_WRONLY | os.O_APPEND, 0o644)
+        self._offsets = {seq: off - cut for seq, off in self._offsets.items() if seq >= keep_from}
+        self._size -= cut
+        return True
 
     def save_state(self, promised_epoch: int, archived_through: int, log_epoch: int = 0, voter: bool = True) -> None:
         tmp = self.state_path + ".tmp"

@@ -10,9 +10,10 @@ Log entries travel as their exact stored bytes (entry.py), so what a replica ack
 byte-for-byte what the primary encoded, checksums included. APPEND and ENTRIES share one encoding
 of an entry list, so a log fetched from a replica during recovery arrives exactly as it was stored.
 
-Types ``0x30``-``0x34`` are the failover messages (docs/failover.md). They were added under version
-1 because the wire is not frozen before the first release (docs/protocol.md section 10): an older
-build refuses them as an unknown type, a protocol error that names the type.
+Types ``0x30``-``0x34`` are the failover messages (docs/failover.md), ``0x35`` the archive's
+TRUNCATE (docs/archive-format.md). They were added under version 1 because the wire is not frozen
+before the first release (docs/protocol.md section 10): an older build refuses them as an unknown
+type, a protocol error that names the type.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ class MsgType(IntEnum):
     FETCH = 0x32
     ENTRIES = 0x33
     ADMIT = 0x34
+    TRUNCATE = 0x35
 
 
 class Role(IntEnum):
@@ -203,7 +205,18 @@ class Admit:
     upto: int
 
 
-Message = Hello | Append | Ack | Reject | Request | Reply | Prepare | Promise | Fetch | Entries | Admit
+@dataclass(frozen=True, slots=True)
+class Truncate:
+    """Entries through ``through`` are confirmed in the archive: a replica whose entry there has
+    ``chain`` (so its prefix is the archived one) may drop them (spec: ConfirmUpload, ReceiveTruncate).
+    """
+
+    epoch: int
+    through: int
+    chain: bytes
+
+
+Message = Hello | Append | Ack | Reject | Request | Reply | Prepare | Promise | Fetch | Entries | Admit | Truncate
 
 _HELLO = struct.Struct(">BQQQ16sH")
 _APPEND = struct.Struct(">QQQI")
@@ -216,6 +229,7 @@ _PROMISE = struct.Struct(">QQQ16sQB")
 _FETCH = struct.Struct(">QQI")
 _ENTRIES = struct.Struct(">BI")
 _ADMIT = struct.Struct(">QQ")
+_TRUNCATE = struct.Struct(">QQ16s")
 
 
 def _frame(t: MsgType, body: bytes) -> bytes:
@@ -269,6 +283,13 @@ def encode(msg: Message) -> bytes:
     if isinstance(msg, Admit):
         _refuse(_epoch_problem("ADMIT", msg.epoch))
         return _frame(MsgType.ADMIT, _ADMIT.pack(msg.epoch, msg.upto))
+    if isinstance(msg, Truncate):
+        _refuse(_epoch_problem("TRUNCATE", msg.epoch))
+        if len(msg.chain) != 16:
+            raise ValueError(f"TRUNCATE chain is {len(msg.chain)} bytes, must be 16")
+        if msg.through < 1:
+            raise ValueError("TRUNCATE field through is 0")
+        return _frame(MsgType.TRUNCATE, _TRUNCATE.pack(msg.epoch, msg.through, msg.chain))
     raise TypeError(f"not a wire message: {msg!r}")
 
 
@@ -418,6 +439,13 @@ def decode_payload(payload: bytes) -> Message:
         epoch, upto = _ADMIT.unpack(body)
         _protocol(_epoch_problem("ADMIT", epoch))
         return Admit(epoch, upto)
+    if t is MsgType.TRUNCATE:
+        _exact(body, _TRUNCATE.size, "TRUNCATE")
+        epoch, through, chain = _TRUNCATE.unpack(body)
+        _protocol(_epoch_problem("TRUNCATE", epoch))
+        if through < 1:
+            raise ProtocolError("TRUNCATE field through is 0")
+        return Truncate(epoch, through, chain)
     if t is MsgType.REQUEST:
         _need(body, _REQ.size, "REQUEST")
         (rid,) = _REQ.unpack_from(body)

@@ -144,6 +144,23 @@ class ArchiveReader:
                 yield e
                 need, chain = e.seq + 1, e.chain
 
+    def entry_at(self, b: BranchListing, seq: int) -> Entry:
+        """Entry ``seq`` of the branch, from a segment that holds it (checked as part of it)."""
+        candidates = [(k.last, key) for key, k in b.segments if k.first <= seq <= k.last]
+        if not candidates:
+            raise ArchiveError(f"archive of {self.object_name!r} branch {b.branch} has no segment holding seq {seq}")
+        _, key = max(candidates)
+        seg = self.segment(key)
+        return seg.entries[seq - seg.first]
+
+    def entries_between(self, b: BranchListing, first: int, last: int) -> tuple[Entry, ...]:
+        """Entries ``first..last`` of the branch, each following the one before (the first is
+        checked by its segment only: the caller joins it to what it knows)."""
+        head = self.entry_at(b, first)
+        if last == first:
+            return (head,)
+        return (head, *self.entries(b, first, head.chain, through=last))
+
     def base_snapshot(self, b: BranchListing, seq: int) -> str:
         keys = [key for key, s in b.snapshots if s <= seq]
         if not keys:

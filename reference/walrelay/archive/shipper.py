@@ -106,19 +106,34 @@ class ArchiveShipper:
             segment_age_us=self.segment_age_us,
         )
 
-    async def run(self, state: PrimaryState, runtime: ObjectRuntime, now_us: Callable[[], int]) -> None:
-        """Ship until cancelled. An archive that cannot be continued (another history, or a
+    async def run(
+        self,
+        state: PrimaryState,
+        runtime: ObjectRuntime,
+        now_us: Callable[[], int],
+        on_archived: Callable[[int], None] = lambda seq: None,
+    ) -> None:
+        """Ship until cancelled; ``on_archived(seq)`` after each confirmed segment (the primary
+        then tells replicas they may truncate). An archive that cannot be continued (another history, or a
         store that refuses for a definite reason) stops shipping with an error in the status and
         the log; the object keeps serving from its replicas."""
         try:
-            await self._run(state, runtime, now_us)
+            await self._run(state, runtime, now_us, on_archived)
         except (WalrelayError, ObjectStoreError) as e:
             self.error = str(e)
             log.error("object %s: archiving stopped: %s", self.object_name, e)
 
-    async def _run(self, state: PrimaryState, runtime: ObjectRuntime, now_us: Callable[[], int]) -> None:
+    async def _run(
+        self,
+        state: PrimaryState,
+        runtime: ObjectRuntime,
+        now_us: Callable[[], int],
+        on_archived: Callable[[int], None],
+    ) -> None:
         a = self.archiver = await self._open(state)
         state.archive_floor = a.durable_through
+        if a.archived_through:
+            on_archived(a.archived_through)  # confirmed by an earlier primary: replicas may truncate
         todo: list[Any] = list(a.start())
         backoff = 0.05
         while True:
@@ -145,6 +160,7 @@ class ArchiveShipper:
                     todo += a.on_snapshot_image(image)
                 elif isinstance(eff, Archived):
                     log.debug("object %s archived through seq %d", self.object_name, eff.seq)
+                    on_archived(eff.seq)
             put = a.in_flight
             if put is None:
                 await trio.sleep(self.tick_s)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ from walrelay.wire import ReplyStatus
 pytestmark = pytest.mark.integration
 
 WRITES = 30
+MID = 12
 
 
 def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -48,18 +50,33 @@ async def _status(address: str) -> dict[str, Any]:
 
 
 async def _write_and_wait_archived(cluster: Cluster, store_args: tuple[str, ...]) -> dict[str, Any]:
+    """WRITES writes, one at a time; returns the bookmark and a time taken right after write MID."""
     await trio.to_thread.run_sync(cluster.start_replicas, 5)
     extra = ("--app", "kv", *store_args, "--segment-seconds", "0.3", "--segment-mb", "0.004")
     address = await trio.to_thread.run_sync(lambda: cluster.start_primary("kvobj", extra=extra))
+    marks: dict[str, Any] = {}
     async with Client.connect(TcpTransport(), address) as client:
         for k in range(1, WRITES + 1):
             assert (await client.call("put", k, f"v{k}")).status is ReplyStatus.OK
+            if k == MID:
+                # current_bookmark() right after write MID, and a time between MID and MID + 1
+                reply = await client.call("__bookmark__")
+                assert reply.status is ReplyStatus.OK, reply
+                marks["bookmark"] = reply.body["bookmark"]
+                await trio.sleep(0.01)
+                marks["time_us"] = time.time_ns() // 1000
+                await trio.sleep(0.01)
+        reply = await client.call("__bookmark_for_time__", marks["time_us"])
+        assert reply.status is ReplyStatus.OK, reply
+        marks["for_time"] = reply.body["bookmark"]
+        reply = await client.call("__bookmark_for_time__", "yesterday")
+        assert reply.status is ReplyStatus.ERROR and "microseconds" in reply.body["message"]
     with trio.fail_after(60):
         while True:
             status = await _status(address)
             archive = status["archive"]
             if archive.get("archived_through") == status["durable_seq"] == WRITES + 1:
-                return status
+                return marks
             await trio.sleep(0.05)
 
 
@@ -105,7 +122,14 @@ def _check_restores(store_args: tuple[str, ...], tmp: Path, env: dict[str, str] 
 async def test_a_primary_archives_to_a_directory_and_the_cli_restores_exactly(cluster: Cluster, tmp_path: Path) -> None:
     archive = tmp_path / "archive"
     store_args = ("--archive", str(archive))
-    await _write_and_wait_archived(cluster, store_args)
+    marks = await _write_and_wait_archived(cluster, store_args)
+    # current_bookmark() and bookmark_for_time() name the same point; both restore exactly to it.
+    assert marks["bookmark"] == marks["for_time"] == bookmark(1, 1 + MID)
+    for to in (marks["bookmark"], f"@{marks['time_us']}"):
+        out = tmp_path / f"mid-{to[:3]}.db"
+        proc = _cli("restore", "kvobj", "--to", to, "--out", str(out), *store_args)
+        assert proc.returncode == 0, proc.stderr
+        assert _keys_in(out) == {k: f"v{k}" for k in range(1, MID + 1)}
     proc = _cli("archive", "verify", "kvobj", *store_args)
     assert proc.returncode == 0 and "valid" in proc.stdout, proc.stdout + proc.stderr
     listing = json.loads(_cli("archive", "ls", "kvobj", "--json", *store_args).stdout)

@@ -18,6 +18,7 @@ from typing import Any
 import trio
 
 from walrelay.app import App
+from walrelay.archive.format import bookmark
 from walrelay.archive.reader import ArchiveError, ArchiveReader
 from walrelay.archive.shipper import BRANCH as ARCHIVE_BRANCH
 from walrelay.archive.shipper import ArchiveShipper
@@ -66,6 +67,8 @@ from walrelay.wire import (
 log = logging.getLogger("walrelay.primary")
 
 STATUS_OP = "__status__"
+BOOKMARK_OP = "__bookmark__"  # current_bookmark(): the point right after the last write
+BOOKMARK_FOR_TIME_OP = "__bookmark_for_time__"  # bookmark_for_time(t_us): the last entry at or before t
 
 
 def now_us() -> int:
@@ -574,6 +577,9 @@ class PrimaryNode:
             why = self.gave_up or (self.state.reset_reason if self.state is not None else None) or "not serving"
             await chan.send(Reply(msg.request_id, ReplyStatus.ERROR, {"type": "ObjectReset", "message": why}))
             return
+        if op in (BOOKMARK_OP, BOOKMARK_FOR_TIME_OP):
+            await self._bookmark_request(chan, msg, op, args, nursery)
+            return
         try:
             outcome = self.runtime.run(op, args)
         except ObjectResetError as e:
@@ -596,6 +602,58 @@ class PrimaryNode:
             await self._send_quietly(chan, reply)
 
         nursery.start_soon(reply_when_released)
+
+    async def _bookmark_request(
+        self, chan: Channel, msg: Request, op: str, args: list[Any], nursery: trio.Nursery
+    ) -> None:
+        """current_bookmark() and bookmark_for_time(t) (Durable Objects' PITR API). The reply is
+        held like a read's: until the point it names is durable, so a bookmark a client gets can
+        always be restored."""
+        state = self.state
+        assert state is not None
+        if op == BOOKMARK_OP:
+            seq = state.last_seq
+        else:
+            if len(args) != 1 or not isinstance(args[0], int) or isinstance(args[0], bool) or args[0] < 0:
+                body = {
+                    "type": "BadRequest",
+                    "message": "bookmark_for_time takes one argument: microseconds since the epoch",
+                }
+                await chan.send(Reply(msg.request_id, ReplyStatus.ERROR, body))
+                return
+            try:
+                seq = await self._seq_for_time(state, args[0])
+            except WalrelayError as e:
+                await chan.send(Reply(msg.request_id, ReplyStatus.ERROR, {"type": "ArchiveError", "message": str(e)}))
+                return
+        token = next(self._tokens)
+        waiter = _Waiter()
+        self.waiters[token] = waiter
+        self.execute(state.hold(token, seq))
+
+        async def reply_when_released() -> None:
+            await waiter.event.wait()
+            if waiter.failed is None:
+                reply = Reply(msg.request_id, ReplyStatus.OK, {"bookmark": bookmark(ARCHIVE_BRANCH, seq), "seq": seq})
+            else:
+                reply = Reply(msg.request_id, ReplyStatus.ERROR, {"type": "ObjectReset", "message": waiter.failed})
+            await self._send_quietly(chan, reply)
+
+        nursery.start_soon(reply_when_released)
+
+    async def _seq_for_time(self, state: PrimaryState, t_us: int) -> int:
+        """The last entry with timestamp <= t (0: before the first). Timestamps never go back along
+        the log (NextTs), so the retained log answers for recent times and the archive for older."""
+        retained = sorted(state.log)
+        if retained and state.log[retained[0]].timestamp_us <= t_us:
+            return max(s for s in retained if state.log[s].timestamp_us <= t_us)
+        if retained[:1] == [1] or state.last_seq == 0:
+            return 0  # before the first entry ever: the empty database
+        if self.archive is None:
+            raise ArchiveError(f"time {t_us} is older than this primary's log, and there is no archive to search")
+        reader = ArchiveReader(self.archive.store, self.object_name)
+        seq: int = await self.archive.run_io(reader.seq_for_time, t_us, ARCHIVE_BRANCH)
+        return seq
 
     @staticmethod
     async def _send_quietly(chan: Channel, reply: Reply) -> None:

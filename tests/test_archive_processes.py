@@ -137,14 +137,20 @@ async def test_a_primary_archives_to_a_directory_and_the_cli_restores_exactly(cl
     assert len(segments) > 1 and segments[0]["first"] == 1 and segments[-1]["last"] == WRITES + 1
     assert any(r["kind"] == "snapshot" and r["first"] == 0 for r in listing)
     await trio.to_thread.run_sync(_check_restores, store_args, tmp_path)
-    # Damage one segment: verify and restore both name it, and restore writes nothing.
+    # Damage a segment that a restore needs (no snapshot inside its range, so the restore to its
+    # last seq must replay it): verify and restore both name it, and restore writes nothing.
+    snaps = {r["first"] for r in listing if r["kind"] == "snapshot"}
+    needed = [r for r in segments if not any(r["first"] <= q <= r["last"] for q in snaps)]
+    assert needed, listing
+    segments = [segments[0], needed[0]]
     victim = archive / Path(segments[1]["key"])
     data = bytearray(victim.read_bytes())
     data[len(data) // 2] ^= 0x40
     victim.write_bytes(bytes(data))
     proc = _cli("archive", "verify", "kvobj", *store_args)
     assert proc.returncode == 1 and segments[1]["key"] in proc.stdout, proc.stdout
-    proc = _cli("restore", "kvobj", "--to", bookmark(1, WRITES + 1), "--out", str(tmp_path / "x.db"), *store_args)
+    target = bookmark(1, segments[1]["last"])
+    proc = _cli("restore", "kvobj", "--to", target, "--out", str(tmp_path / "x.db"), *store_args)
     assert proc.returncode == 1 and segments[1]["key"] in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "x.db").exists()
 

@@ -109,6 +109,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="archive: cut a segment when its oldest entry is this old (default 10)",
     )
     pr.add_argument(
+        "--retention-days",
+        type=_positive_float,
+        default=30.0,
+        help="archive: keep every point this many days back restorable, delete older objects (default 30)",
+    )
+    pr.add_argument(
         "--deadline",
         type=_positive_float,
         default=30.0,
@@ -210,6 +216,7 @@ async def _run_primary(args: argparse.Namespace) -> None:
             args.object,
             segment_bytes=int(args.segment_mb * 1024 * 1024),
             segment_age_s=args.segment_seconds,
+            retention_window_us=int(args.retention_days * 86_400_000_000),
         )
     node = PrimaryNode(
         object_name=args.object,

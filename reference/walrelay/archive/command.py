@@ -17,6 +17,7 @@ import apsw
 from walrelay.archive.dir_store import DirStore
 from walrelay.archive.format import ArchiveFormatError, bookmark, parse_bookmark
 from walrelay.archive.reader import ArchiveError, ArchiveReader, Restored
+from walrelay.archive.retention import DAY_US, apply_retention, plan_retention
 from walrelay.archive.s3_store import S3Store
 from walrelay.archive.store import ObjectStore
 from walrelay.archive.verify import verify
@@ -55,6 +56,14 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     v.add_argument("object", help="object name")
     v.add_argument("--json", action="store_true", help="print the report as JSON")
     add_store_arguments(v, required=True)
+
+    rt = asub.add_parser("retain", help="delete what no restore inside the retention window can need")
+    rt.add_argument("object", help="object name")
+    rt.add_argument("--window-days", type=float, default=30.0, help="keep every point this many days back (default 30)")
+    rt.add_argument("--grace-hours", type=float, default=1.0, help="and this much more, for restores running now")
+    rt.add_argument("--now", metavar="TIME", help="the current time (ISO 8601 or @MICROSECONDS; default: now)")
+    rt.add_argument("--dry-run", action="store_true", help="print what would be deleted, delete nothing")
+    add_store_arguments(rt, required=True)
 
     r = sub.add_parser("restore", help="write the object's database as of a bookmark or a time to a SQLite file")
     r.add_argument("object", help="object name")
@@ -97,6 +106,8 @@ def run(args: argparse.Namespace) -> int:
     reader = ArchiveReader(store, args.object)
     if args.command == "restore":
         return _restore(reader, args.to, args.out)
+    if args.archive_command == "retain":
+        return _retain(reader, args)
     if args.archive_command == "verify":
         report = verify(reader)
         if args.json:
@@ -116,6 +127,32 @@ def run(args: argparse.Namespace) -> int:
                 print(f"  also: {p}")
         return 0 if report.ok else 1
     return _ls(reader, as_json=args.json)
+
+
+def _retain(reader: ArchiveReader, args: argparse.Namespace) -> int:
+    if args.window_days < 0 or args.grace_hours < 0:
+        raise ArchiveError("--window-days and --grace-hours must be >= 0")
+    now = parse_time(args.now) if args.now else int(datetime.now(UTC).timestamp() * 1_000_000)
+    b = reader.branch(None)
+    plan = plan_retention(
+        reader,
+        b,
+        now_us=now,
+        window_us=int(args.window_days * DAY_US),
+        grace_us=int(args.grace_hours * 3_600_000_000),
+    )
+    kept = (
+        f"snapshot at seq {plan.keep_snapshot[1]}"
+        if plan.keep_snapshot
+        else "everything (no snapshot before the window)"
+    )
+    print(f"window starts {_iso(plan.horizon_us)} (seq {plan.horizon_seq}); keeping {kept}")
+    for key in plan.delete:
+        print(f"{'would delete' if args.dry_run else 'delete'} {key}")
+    if not args.dry_run:
+        apply_retention(reader, plan)
+    print(f"{len(plan.delete)} objects {'would be ' if args.dry_run else ''}deleted")
+    return 0
 
 
 def _ls(reader: ArchiveReader, *, as_json: bool) -> int:

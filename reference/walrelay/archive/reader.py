@@ -173,7 +173,8 @@ class ArchiveReader:
         """The last seq (and its chain) reachable without a gap from the branch's first snapshot."""
         if not b.snapshots:
             return 0, GENESIS_CHAIN
-        snap = self.snapshot(b.snapshots[0][0])
+        # From the newest snapshot: a snapshot is uploaded only after the segments through it.
+        snap = self.snapshot(b.snapshots[-1][0])
         seq, chain = snap.seq, snap.chain
         for e in self.entries(b, seq, chain):
             seq, chain = e.seq, e.chain
@@ -207,6 +208,10 @@ class ArchiveReader:
         """bookmark_for_time's seq: the last archived entry with timestamp <= t (0: before the first)."""
         b = self.branch(branch)
         best = 0
+        # A snapshot stands for its seq (retention may have deleted the segment that held it).
+        for key, seq in b.snapshots:
+            if seq > best and self.snapshot(key).timestamp_us <= t_us:
+                best = seq
         for key, _ in b.segments:
             seg = self.segment(key)
             if seg.first_ts > t_us:

@@ -12,6 +12,7 @@ down the primary keeps the entries (``PrimaryState.archive_floor``).
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -19,6 +20,7 @@ import trio
 
 from walrelay.archive.archiver import Archived, ArchiverState, Put, SnapshotImage, WantSnapshot
 from walrelay.archive.reader import ArchiveReader
+from walrelay.archive.retention import DEFAULT_WINDOW_US, apply_retention, plan_retention
 from walrelay.archive.store import ObjectStore, ObjectStoreError
 from walrelay.errors import WalrelayError
 from walrelay.object_runtime import ObjectRuntime
@@ -40,7 +42,13 @@ class ArchiveShipper:
         tick_s: float = 0.05,
         max_backoff_s: float = 5.0,
         run_io: Callable[..., Awaitable[Any]] | None = None,
+        retention_window_us: int | None = DEFAULT_WINDOW_US,
+        retain_every_s: float = 600.0,
+        wall_us: Callable[[], int] = lambda: time.time_ns() // 1000,
     ) -> None:
+        """``retention_window_us``: keep every point of the last this-many microseconds
+        restorable and delete what is older (None: keep everything); checked every
+        ``retain_every_s`` against the wall clock ``wall_us`` (entry timestamps are wall times)."""
         self.store = store
         self.object_name = object_name
         self.segment_bytes = segment_bytes
@@ -49,6 +57,10 @@ class ArchiveShipper:
         self.max_backoff_s = max_backoff_s
         self.run_io: Callable[..., Awaitable[Any]] = run_io or trio.to_thread.run_sync
         self.archiver: ArchiverState | None = None
+        self.retention_window_us = retention_window_us
+        self.retain_every_s = retain_every_s
+        self.wall_us = wall_us
+        self.retained_deleted = 0  # objects retention deleted, for status and tests
         self.uploaded = 0  # PUTs confirmed, for status and tests
         self.failed_puts = 0
         self.error: str | None = None  # why shipping stopped, if it did
@@ -136,7 +148,11 @@ class ArchiveShipper:
             on_archived(a.archived_through)  # confirmed by an earlier primary: replicas may truncate
         todo: list[Any] = list(a.start())
         backoff = 0.05
+        next_retention = trio.current_time() + self.retain_every_s
         while True:
+            if self.retention_window_us is not None and trio.current_time() >= next_retention:
+                next_retention = trio.current_time() + self.retain_every_s
+                await self._retain()
             # Entries that became durable since the last look (the retained log still has them:
             # nothing beyond archive_floor is ever trimmed).
             end = self.archivable_end(state)
@@ -171,6 +187,27 @@ class ArchiveShipper:
                 backoff *= 2
             else:
                 backoff = 0.05
+
+    async def _retain(self) -> None:
+        assert self.retention_window_us is not None
+        reader = ArchiveReader(self.store, self.object_name)
+        window = self.retention_window_us
+
+        def run() -> int:
+            b = reader.listing().branches.get(BRANCH)
+            if b is None:
+                return 0
+            plan = plan_retention(reader, b, now_us=self.wall_us(), window_us=window)
+            return apply_retention(reader, plan)
+
+        try:
+            deleted: int = await self.run_io(run)
+        except WalrelayError as e:  # retention is housekeeping: try again next time
+            log.warning("object %s: retention failed (will retry): %s", self.object_name, e)
+            return
+        if deleted:
+            self.retained_deleted += deleted
+            log.info("object %s: retention deleted %d archive objects", self.object_name, deleted)
 
     async def _upload(self, a: ArchiverState, put: Put) -> list[Any]:
         try:

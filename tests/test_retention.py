@@ -1,0 +1,150 @@
+"""Retention (spec: Retain, RetentionKeepsWindow): after it runs, every point in the window still
+restores exactly, the archive still verifies, at least one snapshot older than the window start is
+kept, and only objects no window restore needs are gone."""
+
+from __future__ import annotations
+
+import random
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import walrelay.archive.retention as retention_mod
+from walrelay.archive.archiver import GENESIS_PAGE_SIZE
+from walrelay.archive.dir_store import DirStore
+from walrelay.archive.format import encode_segment, encode_snapshot, segment_key, snapshot_key
+from walrelay.archive.reader import ArchiveError, ArchiveReader
+from walrelay.archive.retention import DAY_US, apply_retention, plan_retention
+from walrelay.archive.verify import verify
+from walrelay.entry import GENESIS_CHAIN, Entry, encode
+from walrelay.pagehash import DbChecksum
+from walrelay.procs import walrelay_argv
+
+PAGE = 512
+DAYS = 20  # one entry per day, entry d at the start of day d
+
+
+def build(root: Path, snapshot_seqs: list[int], seg_len: int, seed: int = 0) -> tuple[ArchiveReader, list[bytes]]:
+    """An archive of a real, consistent log (images[s] = the database after entry s)."""
+    rng = random.Random(seed)
+    image = bytearray()
+    checksum = DbChecksum.of_image(b"", PAGE)
+    chain = GENESIS_CHAIN
+    entries: list[Entry] = []
+    images = [b""]
+    for seq in range(1, DAYS + 1):
+        db_pages = min(1 + seq // 3, 6)
+        pages = {rng.randint(1, db_pages): rng.randbytes(PAGE)}
+        image.extend(bytes(max(0, db_pages * PAGE - len(image))))
+        for p, data in pages.items():
+            image[(p - 1) * PAGE : p * PAGE] = data
+        value = checksum.apply(pages, db_pages)
+        e = encode(
+            epoch=1, seq=seq, timestamp_us=seq * DAY_US, page_size=PAGE, db_pages=db_pages,
+            db_checksum=value, frames=pages, prev_chain=chain,
+        )  # fmt: skip
+        entries.append(e)
+        chain = e.chain
+        images.append(bytes(image))
+    store = DirStore(root)
+    store.put(snapshot_key("o", 1, 0), encode_snapshot(1, 0, 0, GENESIS_CHAIN, GENESIS_PAGE_SIZE, b"", 0))
+    for first in range(1, DAYS + 1, seg_len):
+        batch = tuple(entries[first - 1 : first - 1 + seg_len])
+        prev = entries[first - 2].chain if first > 1 else GENESIS_CHAIN
+        store.put(segment_key("o", 1, first, batch[-1].seq), encode_segment(1, batch, prev))
+    for s in snapshot_seqs:
+        e = entries[s - 1]
+        img = images[s]
+        store.put(
+            snapshot_key("o", 1, s),
+            encode_snapshot(1, s, e.timestamp_us, e.chain, PAGE, img, DbChecksum.of_image(img, PAGE).value),
+        )
+    return ArchiveReader(store, "o"), images
+
+
+def test_retention_keeps_the_window_and_the_snapshot_before_it(tmp_path: Path) -> None:
+    reader, images = build(tmp_path, [4, 8, 12, 16], seg_len=3)
+    # Now = day 25, window 14 days, no grace: the window starts at day 11 (entry 11).
+    plan = plan_retention(reader, reader.branch(1), now_us=25 * DAY_US, window_us=14 * DAY_US, grace_us=0)
+    assert plan.horizon_seq == 11 and plan.keep_snapshot == (snapshot_key("o", 1, 8), 8)
+    assert plan.delete == sorted(
+        [snapshot_key("o", 1, 0), snapshot_key("o", 1, 4), segment_key("o", 1, 1, 3), segment_key("o", 1, 4, 6)]
+    )
+    apply_retention(reader, plan)
+    assert verify(reader).ok
+    for seq in range(11, DAYS + 1):
+        assert reader.restore_image(seq).image == images[seq]
+    with pytest.raises(ArchiveError, match="no snapshot at or before seq 5"):
+        reader.restore_image(5)
+
+
+def test_without_a_snapshot_before_the_window_nothing_is_deleted(tmp_path: Path) -> None:
+    reader, _ = build(tmp_path, [15], seg_len=5)
+    plan = plan_retention(reader, reader.branch(1), now_us=20 * DAY_US, window_us=10 * DAY_US, grace_us=0)
+    assert plan.keep_snapshot == (snapshot_key("o", 1, 0), 0) and plan.delete == []
+
+
+@settings(max_examples=40)
+@given(
+    st.lists(st.integers(1, DAYS), unique=True, max_size=6),
+    st.integers(1, 6),
+    st.integers(0, 30),
+    st.integers(0, 25),
+    st.integers(0, 48),
+)
+def test_every_point_in_the_window_restores_exactly_after_retention(
+    snaps: list[int], seg_len: int, now_day: int, window_days: int, grace_hours: int
+) -> None:
+    check_retention(sorted(snaps), seg_len, now_day, window_days, grace_hours)
+
+
+def check_retention(snaps: list[int], seg_len: int, now_day: int, window_days: int, grace_hours: int) -> None:
+    with tempfile.TemporaryDirectory() as d:
+        reader, images = build(Path(d), snaps, seg_len)
+        now, window, grace = now_day * DAY_US, window_days * DAY_US, grace_hours * 3_600_000_000
+        start = now - window  # every time from here on is a point a user may ask for
+        first = reader.seq_for_time(start, 1)
+        plan = plan_retention(reader, reader.branch(1), now_us=now, window_us=window, grace_us=grace)
+        apply_retention(reader, plan)
+        assert verify(reader).ok, verify(reader).problems
+        assert reader.seq_for_time(start, 1) == first  # bookmark_for_time still answers the same
+        for seq in range(first, DAYS + 1):
+            assert reader.restore_image(seq).image == images[seq], f"seq {seq} no longer restores"
+        if plan.keep_snapshot is not None:  # a snapshot at or before the window start is kept
+            assert plan.keep_snapshot[1] <= first
+
+
+def test_deleting_the_snapshot_before_the_window_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
+    check_retention([4, 8, 12, 16], 3, 25, 14, 0)  # the real planner passes
+    real = retention_mod.plan_retention
+
+    def greedy(*args: Any, **kw: Any) -> retention_mod.RetentionPlan:
+        plan = real(*args, **kw)
+        if plan.keep_snapshot is not None:
+            plan.delete.append(plan.keep_snapshot[0])  # off by one: the kept snapshot goes too
+        return plan
+
+    monkeypatch.setattr(sys.modules[__name__], "plan_retention", greedy)
+    with pytest.raises((AssertionError, ArchiveError)):
+        check_retention([4, 8, 12, 16], 3, 25, 14, 0)
+
+
+def test_the_retain_command_dry_run_then_deletes(tmp_path: Path) -> None:
+    build(tmp_path / "a", [4, 8, 12, 16], seg_len=3)
+    args = ["archive", "retain", "o", "--archive", str(tmp_path / "a"), "--window-days", "14", "--grace-hours", "0"]
+    now = "@" + str(25 * DAY_US)
+    dry = subprocess.run(walrelay_argv(*args, "--now", now, "--dry-run"), capture_output=True, text=True)
+    assert dry.returncode == 0 and "4 objects would be deleted" in dry.stdout, dry.stdout + dry.stderr
+    assert len(list((tmp_path / "a").rglob("*"))) > 0
+    real = subprocess.run(walrelay_argv(*args, "--now", now), capture_output=True, text=True)
+    assert real.returncode == 0 and "4 objects deleted" in real.stdout
+    again = subprocess.run(walrelay_argv(*args, "--now", now), capture_output=True, text=True)
+    assert "0 objects deleted" in again.stdout
+    bad = subprocess.run(walrelay_argv(*args, "--now", "tomorrow"), capture_output=True, text=True)
+    assert bad.returncode == 1 and "Traceback" not in bad.stderr and "tomorrow" in bad.stderr

@@ -714,3 +714,10 @@ def test_a_primary_crash_after_the_local_commit_and_before_a_quorum(scratch: Cal
         [Write(2), Settle(300), Cut(cut), Write(1), Settle(300), CrashPrimary(), Heal(), NewPrimary(), Check()],
     )
     assert out.ok == {1, 2} and out.unknown == {3}
+
+
+def test_a_replica_cut_off_early_is_caught_up_from_the_archive_by_a_later_primary(scratch: Callable[[], str]) -> None:
+    """Found by the nightly profile: the new primary's log starts where the archive ends, so a
+    replica cut off early needs entries only the archive has, and the archive's end is learnt
+    only after the replica connected. It must still be caught up (PrimaryState.awaiting_archive)."""
+    run_schedule(scratch(), [Check(), Write(1), Write(1), Cut(1), Settle(300), CrashPrimary()])

@@ -67,6 +67,12 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--dir", help="data directory (default: a new temporary directory, removed afterwards)")
     d.add_argument("--bookings", type=_nonneg_int, default=60, help="bookings per phase (default 60)")
     d.add_argument("--hold-seconds", type=_positive_float, default=2.0, help="how long to watch held writes")
+    d.add_argument(
+        "--s3",
+        metavar="URL",
+        help="archive to S3 (http(s)://HOST[:PORT]/BUCKET[/PREFIX], an empty location; credentials from "
+        "AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY) instead of a local directory in the run directory",
+    )
 
     r = sub.add_parser("replica", help="run one replica process")
     r.add_argument("--id", type=_nonneg_int, required=True, help="replica id (0-based)")
@@ -269,7 +275,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "demo":
             from walrelay.demo import run_demo
 
-            return run_demo(dir=args.dir, bookings=args.bookings, hold_seconds=args.hold_seconds)
+            return run_demo(dir=args.dir, bookings=args.bookings, hold_seconds=args.hold_seconds, s3=args.s3)
         if args.command == "bench":
             from walrelay.bench import run_bench
 

@@ -8,23 +8,37 @@ least 3 replicas. Last, failover: it restarts everything, stops the primary (SIG
 of a burst, promotes a second primary with the next epoch, shows every acknowledged booking there,
 resumes the old primary and shows it refuses a booking because it is fenced, then kills the second
 primary mid-burst (SIGKILL) and promotes a third, which must hold every acknowledged booking and
-none that was reported failed. Exit code 0 only if every check held.
+none that was reported failed.
+
+Every primary ships its durable log to one WAL archive (a directory in the run's, or S3), which
+each new primary continues across the failovers. Mid-run the demo takes a bookmark and notes a
+time, with the bookings the primary served then; at the end it verifies the archive and restores
+to the bookmark, to the time and to the last primary's latest bookmark with ``walrelay restore``,
+and compares each SQLite file with what the primary served. Exit code 0 only if every check held.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import statistics
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
+import apsw
 import trio
 
+from walrelay.archive.dir_store import DirStore
+from walrelay.archive.reader import ArchiveReader
+from walrelay.archive.s3_store import S3Store
+from walrelay.archive.store import ObjectStore, ObjectStoreError
 from walrelay.client import Client
-from walrelay.procs import Cluster
+from walrelay.procs import Cluster, walrelay_argv
 from walrelay.replay import Replayer, open_image
 from walrelay.replica_store import ReplicaStore
 from walrelay.transport import TcpTransport
@@ -34,6 +48,7 @@ OBJECT = "flights"
 FLIGHTS = ("WR100", "WR200", "WR300")
 SEATS = 400
 CLIENTS = 8
+SEGMENT_SECONDS = "0.5"  # cut an archive segment this often (the primary's default is 10 s)
 
 
 @dataclass
@@ -119,16 +134,18 @@ def _replayed_bookings(root: str, replica: int) -> tuple[set[tuple[str, int, str
     return {(str(f), int(str(s)), str(p)) for f, s, p in rows}, rep.last_seq
 
 
-async def _scenario(cluster: Cluster, bookings: int, hold_seconds: float) -> list[Check]:
+async def _scenario(cluster: Cluster, store: tuple[str, str], bookings: int, hold_seconds: float) -> list[Check]:
+    """``store``: the archive arguments every primary gets (``--archive DIR`` or ``--s3 URL``)."""
     checks: list[Check] = []
     tr = TcpTransport()
-    _say("[1/8] starting 5 replica processes")
+    extra = (*store, "--segment-seconds", SEGMENT_SECONDS)
+    _say("[1/9] starting 5 replica processes")
     addrs = await trio.to_thread.run_sync(cluster.start_replicas, 5)
     for i, a in enumerate(addrs):
         _say(f"      replica {i} on {a}")
-    _say("[2/8] starting the primary (epoch 1, quorum 3 of 5)")
-    paddr = await trio.to_thread.run_sync(cluster.start_primary, OBJECT)
-    _say(f"      primary on {paddr}")
+    _say("[2/9] starting the primary (epoch 1, quorum 3 of 5)")
+    paddr = await trio.to_thread.run_sync(lambda: cluster.start_primary(OBJECT, extra=extra))
+    _say(f"      primary on {paddr}, archiving to {store[1]}")
 
     async with Client.connect(tr, paddr) as admin:
         await _wait_all_connected(admin, 5)
@@ -147,7 +164,7 @@ async def _scenario(cluster: Cluster, bookings: int, hold_seconds: float) -> lis
                 clients.append(await nursery.start(_client_task, tr, paddr))
 
             normal = Tally()
-            _say(f"[3/8] booking {bookings} seats with {CLIENTS} clients, all 5 replicas up")
+            _say(f"[3/9] booking {bookings} seats with {CLIENTS} clients, all 5 replicas up")
             batch = next_bookings(bookings, "all5")
             await _book_many(clients, batch, normal)
             _say(f"      {len(normal.acked)} acknowledged, {len(normal.errors)} errors")
@@ -158,11 +175,16 @@ async def _scenario(cluster: Cluster, bookings: int, hold_seconds: float) -> lis
                     f"{len(normal.acked)}/{len(batch)}",
                 )
             )
+            mark = await _take_mark(admin)
+            _say(
+                f"      bookmark {mark.bookmark} (seq {mark.seq}) right after them; the primary serves "
+                f"{len(mark.bookings)} bookings; time t_mid = {_iso(mark.t_us)} (@{mark.t_us})"
+            )
 
             # Let the two slowest replicas store everything first, so that what they hold when
             # they die (checked in phase 7) does not depend on timing.
             await _wait_all_stored(admin)
-            _say("[4/8] SIGKILL replicas 3 and 4 (2 of 5 down)")
+            _say("[4/9] SIGKILL replicas 3 and 4 (2 of 5 down)")
             cluster.replicas[3].kill()
             cluster.replicas[4].kill()
             degraded = Tally()
@@ -178,7 +200,7 @@ async def _scenario(cluster: Cluster, bookings: int, hold_seconds: float) -> lis
                 )
             )
 
-            _say("[5/8] SIGKILL replica 2 (3 of 5 down: no quorum)")
+            _say("[5/9] SIGKILL replica 2 (3 of 5 down: no quorum)")
             cluster.replicas[2].kill()
             held = Tally()
             held_batch = next_bookings(5, "held")
@@ -205,7 +227,7 @@ async def _scenario(cluster: Cluster, bookings: int, hold_seconds: float) -> lis
                 )
             )
 
-            _say("[6/8] restarting replica 2 (same disk, same port)")
+            _say("[6/9] restarting replica 2 (same disk, same port)")
             t0 = trio.current_time()
             await trio.to_thread.run_sync(cluster.restart_replica, 2)
             with trio.move_on_after(30):
@@ -234,7 +256,7 @@ async def _scenario(cluster: Cluster, bookings: int, hold_seconds: float) -> lis
         )
     )
 
-    _say("[7/8] stopping all processes; replaying each replica's log from its own disk")
+    _say("[7/9] stopping all processes; replaying each replica's log from its own disk")
     await trio.to_thread.run_sync(cluster.close)
     copies: dict[tuple[str, int, str], int] = dict.fromkeys(acked, 0)
     for i in range(5):
@@ -253,7 +275,8 @@ async def _scenario(cluster: Cluster, bookings: int, hold_seconds: float) -> lis
         )
     )
 
-    fo = await _failover(cluster, tr, next_bookings, acked, bookings, checks)
+    fo = await _failover(cluster, tr, extra, next_bookings, acked, bookings, checks)
+    pitr = await _point_in_time_restore(cluster, tr, store, mark, fo.epochs, checks)
 
     lat = normal.latencies_ms + degraded.latencies_ms
     _say()
@@ -270,6 +293,11 @@ async def _scenario(cluster: Cluster, bookings: int, hold_seconds: float) -> lis
         f"  failover (phase 8): epochs {' -> '.join(map(str, fo.epochs))}; {fo.acked} acknowledged in all, "
         f"{fo.in_doubt} in doubt of which {fo.in_doubt_kept} kept; "
         f"the booking sent to the replaced primary: {fo.stale_reply}"
+    )
+    _say(
+        f"  archive (phase 9): {pitr.segments} segments and {pitr.snapshots} snapshots through seq {pitr.end}, "
+        f"continued by the primaries of epochs {' -> '.join(map(str, [mark.epoch, *fo.epochs]))}; "
+        f"restored to bookmark {mark.bookmark}, to @{mark.t_us} and to {pitr.latest}"
     )
     return checks
 
@@ -295,6 +323,33 @@ class Outcomes:
     def no_answer(self, batch: list[Booking]) -> set[Booking]:
         """Sent (or queued) but not settled: in doubt, like UNKNOWN."""
         return set(batch) - self.ok - self.failed - self.unsent
+
+
+@dataclass
+class Mark:
+    """A point taken mid-run: the primary's bookmark, what it served there, and a time just after."""
+
+    bookmark: str
+    seq: int
+    epoch: int
+    bookings: set[Booking]
+    t_us: int  # wall clock, microseconds since the epoch: after entry ``seq``, before the next write
+
+
+async def _take_mark(client: Client) -> Mark:
+    """Call with no write in flight: the bookmark, the bookings read right after it, then the time."""
+    reply = await client.call("__bookmark__")  # held until the point is durable
+    if reply.status is not ReplyStatus.OK:
+        raise RuntimeError(f"__bookmark__ failed: {reply.status.name} {reply.body}")
+    served = await _all_bookings(client)
+    epoch = int((await _status(client))["epoch"])
+    t_us = time.time_ns() // 1000
+    await trio.sleep(0.02)  # so the next write's timestamp lies strictly after t_us
+    return Mark(str(reply.body["bookmark"]), int(reply.body["seq"]), epoch, served, t_us)
+
+
+def _iso(us: int) -> str:
+    return datetime.fromtimestamp(us / 1e6, UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 @dataclass
@@ -385,17 +440,18 @@ async def _burst(
 async def _failover(
     cluster: Cluster,
     tr: TcpTransport,
+    extra: tuple[str, ...],
     next_bookings: Callable[[int, str], list[Booking]],
     acked: set[Booking],
     n: int,
     checks: list[Check],
 ) -> FailoverSummary:
     """Phase 8: primary A stopped mid-burst, B promoted, A fenced, B killed mid-burst, C promoted."""
-    _say("[8/8] primary failover: SIGSTOP and SIGKILL the primary mid-burst, promote a new one, fence the old one")
+    _say("[8/9] primary failover: SIGSTOP and SIGKILL the primary mid-burst, promote a new one, fence the old one")
     _say("      restarting the 5 replicas on their disks, and the primary (call it A) with a new epoch")
     for i in range(len(cluster.replicas)):
         await trio.to_thread.run_sync(cluster.restart_replica, i)
-    a_addr = await trio.to_thread.run_sync(lambda: cluster.start_primary(OBJECT))
+    a_addr = await trio.to_thread.run_sync(lambda: cluster.start_primary(OBJECT, extra=extra))
     a = cluster.primary
     assert a is not None
     epochs: list[int] = []
@@ -446,7 +502,7 @@ async def _failover(
 
             _say("      b) starting primary B for the same object while A is stopped (A still holds its connections)")
             t0 = trio.current_time()
-            b_addr = await trio.to_thread.run_sync(lambda: cluster.start_primary(OBJECT, name="primary-b"))
+            b_addr = await trio.to_thread.run_sync(lambda: cluster.start_primary(OBJECT, name="primary-b", extra=extra))
             b = cluster.primary
             assert b is not None
             async with Client.connect(tr, b_addr) as to_b:
@@ -540,7 +596,7 @@ async def _failover(
             )
 
     _say("      f) starting primary C")
-    c_addr = await trio.to_thread.run_sync(lambda: cluster.start_primary(OBJECT, name="primary-c"))
+    c_addr = await trio.to_thread.run_sync(lambda: cluster.start_primary(OBJECT, name="primary-c", extra=extra))
     async with Client.connect(tr, c_addr) as to_c:
         st = await _wait_serving(to_c)
         epochs.append(st["epoch"])
@@ -580,23 +636,168 @@ async def _failover(
     )
 
 
+@dataclass
+class ArchiveSummary:
+    segments: int
+    snapshots: int
+    end: int
+    latest: str  # the last primary's bookmark at the end
+
+
+async def _cli(*args: str) -> tuple[int, str]:
+    """Run ``walrelay ARGS`` as a user would; its exit status and its output (stdout, then stderr)."""
+    proc = await trio.run_process(walrelay_argv(*args), capture_stdout=True, capture_stderr=True, check=False)
+    return proc.returncode, (proc.stdout + proc.stderr).decode(errors="replace").strip()
+
+
+def _restored_bookings(path: str) -> set[Booking]:
+    conn = apsw.Connection(path, flags=apsw.SQLITE_OPEN_READONLY)
+    try:
+        rows = conn.execute("SELECT flight, seat, passenger FROM bookings").fetchall()
+    finally:
+        conn.close()
+    return {(str(f), int(str(s)), str(p)) for f, s, p in rows}
+
+
+def _open_store(store: tuple[str, str]) -> ObjectStore:
+    kind, where = store
+    return S3Store(where) if kind == "--s3" else DirStore(where, create=False)
+
+
+def _archived_epochs(store: tuple[str, str]) -> list[int]:
+    """The epochs of the primaries that wrote the archived entries (each entry records its own)."""
+    reader = ArchiveReader(_open_store(store), OBJECT)
+    epochs: set[int] = set()
+    for key, _ in reader.branch().segments:
+        epochs |= {e.epoch for e in reader.segment(key).entries}
+    return sorted(epochs)
+
+
+async def _wait_archived(client: Client, seq: int, limit_s: float = 30.0) -> dict[str, Any]:
+    """Poll until the primary's archive holds every durable entry, at least through ``seq``."""
+    with trio.fail_after(limit_s):
+        while True:
+            st = await _status(client)
+            archive = st.get("archive") or {}
+            if archive.get("state") == "stopped":
+                raise RuntimeError(f"primary epoch {st['epoch']}: archiving stopped: {archive.get('error')}")
+            through = archive.get("archived_through", -1)
+            if through == st["durable_seq"] and through >= seq:
+                return st
+            await trio.sleep(0.05)
+
+
+async def _restore_check(store: tuple[str, str], to: str, out: str, expected: set[Booking]) -> tuple[bool, str, str]:
+    """``walrelay restore OBJECT --to TO --out OUT``, then the bookings in OUT against ``expected``:
+    (equal, detail for the check, the bookmark the restore says it reached)."""
+    rc, said = await _cli("restore", OBJECT, "--to", to, "--out", out, *store)
+    _say(f"      $ walrelay restore {OBJECT} --to {to} --out {os.path.basename(out)}")
+    _say(f"        {said}")
+    if rc != 0:
+        return False, f"restore exited {rc}: {said.splitlines()[-1] if said else ''}", ""
+    got = await trio.to_thread.run_sync(_restored_bookings, out)
+    reached = said.split(" to bookmark ", 1)[-1].split(" ", 1)[0]
+    detail = f"{len(got & expected)}/{len(expected)} bookings, {len(got - expected)} others"
+    return got == expected, detail, reached
+
+
+async def _point_in_time_restore(
+    cluster: Cluster, tr: TcpTransport, store: tuple[str, str], mark: Mark, epochs: list[int], checks: list[Check]
+) -> ArchiveSummary:
+    """Phase 9: the archive the primaries of every epoch continued, verified and restored from."""
+    _say("[9/9] point-in-time restore from the archive, which every primary so far has continued")
+    c = cluster.primary
+    assert c is not None and c.address is not None
+    async with Client.connect(tr, c.address) as to_c:
+        reply = await to_c.call("__bookmark__")
+        if reply.status is not ReplyStatus.OK:
+            raise RuntimeError(f"__bookmark__ on C failed: {reply.status.name} {reply.body}")
+        latest, latest_seq = str(reply.body["bookmark"]), int(reply.body["seq"])
+        on_c = await _all_bookings(to_c)
+        st = await _wait_archived(to_c, latest_seq)
+        _say(
+            f"      C (epoch {st['epoch']}): latest bookmark {latest}, durable_seq {st['durable_seq']}, "
+            f"archived through seq {st['archive']['archived_through']}"
+        )
+        reply = await to_c.call("__bookmark_for_time__", mark.t_us)
+        for_time = (
+            str(reply.body["bookmark"]) if reply.status is ReplyStatus.OK else f"{reply.status.name} {reply.body}"
+        )
+        _say(f"      C's __bookmark_for_time__(t_mid) = {for_time} (taken in epoch {mark.epoch}: {mark.bookmark})")
+
+    rc, said = await _cli("archive", "verify", OBJECT, *store)
+    _say(f"      $ walrelay archive verify {OBJECT}")
+    for line in said.splitlines():
+        _say(f"        {line}")
+    checks.append(Check("archive verifies", rc == 0 and said.endswith("valid"), said.splitlines()[-1] if said else ""))
+    rc, listed = await _cli("archive", "ls", OBJECT, "--json", *store)
+    rows: list[dict[str, Any]] = json.loads(listed) if rc == 0 else []
+    segments = [r for r in rows if r["kind"] == "segment"]
+    snapshots = [r for r in rows if r["kind"] == "snapshot"]
+    end = max((int(r["last"]) for r in segments), default=0)
+    written_by = await trio.to_thread.run_sync(_archived_epochs, store)
+    _say(f"      $ walrelay archive ls {OBJECT}: {len(segments)} segments, {len(snapshots)} snapshots, seq 1..{end}")
+    _say(
+        f"      one archive, continued by the primaries of epochs {' -> '.join(map(str, [mark.epoch, *epochs]))}; "
+        f"its entries were written in epochs {', '.join(map(str, written_by))}"
+    )
+
+    out = os.path.join(cluster.root, "restore-{}.db")
+    ok, detail, _ = await _restore_check(store, mark.bookmark, out.format("bookmark"), mark.bookings)
+    checks.append(Check(f"restore to the bookmark {mark.bookmark} equals what the primary had then", ok, detail))
+    ok, detail, reached = await _restore_check(store, f"@{mark.t_us}", out.format("time"), mark.bookings)
+    checks.append(
+        Check(
+            "restore to the time t_mid equals what the primary had then",
+            ok and reached == for_time == mark.bookmark,
+            f"{detail}; t_mid names {reached or '?'}, C says {for_time}",
+        )
+    )
+    ok, detail, _ = await _restore_check(store, latest, out.format("latest"), on_c)
+    checks.append(
+        Check(
+            "restore to C's latest bookmark equals what C serves, across all epochs",
+            ok,
+            f"{detail}; entries of epochs {', '.join(map(str, written_by))}",
+        )
+    )
+    return ArchiveSummary(len(segments), len(snapshots), end, latest)
+
+
 async def _client_task(tr: TcpTransport, address: str, *, task_status: trio.TaskStatus[Client]) -> None:
     async with Client.connect(tr, address) as client:
         task_status.started(client)
         await trio.sleep_forever()
 
 
-def run_demo(*, dir: str | None = None, bookings: int = 60, hold_seconds: float = 2.0) -> int:
+def _s3_in_use(url: str) -> str | None:
+    """Why the demo cannot archive to this S3 URL (it already holds the object, or no answer), or None."""
+    try:
+        keys = S3Store(url, create_bucket=True).list(f"{OBJECT}/")
+    except ObjectStoreError as e:
+        return str(e)
+    if keys:
+        return f"{url} already holds {len(keys)} archive objects of {OBJECT!r}; give an empty bucket or prefix"
+    return None
+
+
+def run_demo(*, dir: str | None = None, bookings: int = 60, hold_seconds: float = 2.0, s3: str | None = None) -> int:
+    """``s3``: archive to this S3 URL (credentials from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY);
+    None: to ``archive/`` in the run's directory."""
+    if s3 is not None and (why := _s3_in_use(s3)):
+        print(f"walrelay demo: error: {why}")
+        return 2
     root = dir or tempfile.mkdtemp(prefix="walrelay-demo-")
     os.makedirs(root, exist_ok=True)
     if os.listdir(root):
         print(f"walrelay demo: error: {root} is not empty; give an empty or new --dir")
         return 2
+    store: tuple[str, str] = ("--s3", s3) if s3 is not None else ("--archive", os.path.join(root, "archive"))
     _say("walrelay demo: flight bookings on 1 primary + 5 replicas (ack after 3), separate processes, loopback TCP")
-    _say(f"data and node logs: {root}")
+    _say(f"data and node logs: {root}; WAL archive: {store[1]}")
     cluster = Cluster(root)
     try:
-        checks = trio.run(_scenario, cluster, bookings, hold_seconds)
+        checks = trio.run(_scenario, cluster, store, bookings, hold_seconds)
     except Exception as e:
         _say(f"demo failed: {type(e).__name__}: {e}  (node logs in {root})")
         cluster.close()

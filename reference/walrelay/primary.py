@@ -181,6 +181,8 @@ class PrimaryState:
         self.archive_floor: int | None = None  # with an archive: the last seq the archiver has taken
         self.archived_seq = 0  # the archive confirmed entries through this seq (spec: archived[e])
         self.archive_catchup = False  # the node can read the archive for replicas behind the retained log
+        self.pins: dict[int, int] = {}  # replica -> seq the retained log must keep (catch-up in progress)
+        self.awaiting_archive: set[int] = set()  # replicas whose catch-up waits for the archive's end
 
     # -- commits -------------------------------------------------------------------------------
 
@@ -249,6 +251,8 @@ class PrimaryState:
             oldest = next(iter(self.log))
             if oldest > self.durable_seq or (self.archive_floor is not None and oldest > self.archive_floor):
                 break  # not durable, or not yet handed to the archiver: a gap in the archive otherwise
+            if self.pins and oldest >= min(self.pins.values()):
+                break  # a catch-up from the archive will join here
             self.log_bytes -= self.log.pop(oldest).size
         return effects + self._admit_and_serve()
 
@@ -289,6 +293,10 @@ class PrimaryState:
             return []
         last, chain = promise.last_seq, promise.last_chain
         mine = last <= self.last_seq and self.chains.get(last) == chain
+        # Below the oldest chain this primary knows (its log starts at the archive's end after a
+        # recovery from the archive) a replica's log cannot be judged here: assume it is ours and
+        # send from after it (from the archive); ReplicaState refuses the frame if it is not.
+        unknown = 0 < last < min((s for s in self.chains if s > 0), default=0) and last not in self.chains
         if promise.log_epoch == self.epoch and not mine:
             return self._reset(
                 f"replica {r} holds seq {last} under this primary's epoch {self.epoch}, and that is not this "
@@ -309,8 +317,8 @@ class PrimaryState:
             # Counts nothing until it adopts our log; it adopts from one frame that reaches our
             # log end and starts at or before the first entry it holds differently.
             self.match[r] = 0
-            self.agreed[r] = last if mine else 0
-        self.diverged[r] = not mine
+            self.agreed[r] = last if mine or unknown else 0
+        self.diverged[r] = not (mine or unknown)
         effects = self._advance()  # may trim the retained log: decide what to resend after it
         self.sent[r] = self._resend_point(r)
         effects += self._send_from(r)
@@ -325,12 +333,21 @@ class PrimaryState:
             return []
         self.archived_seq = seq
         chain = self.chains[seq]
-        return [SendTruncate(r, seq, chain) for r in range(self.config.replicas) if self.connected[r]]
+        effects: list[PrimaryEffect] = [
+            SendTruncate(r, seq, chain) for r in range(self.config.replicas) if self.connected[r]
+        ]
+        waiting, self.awaiting_archive = self.awaiting_archive, set()
+        for r in sorted(waiting):
+            if self.connected[r]:
+                self.sent[r] = self._resend_point(r)
+                effects += self._send_from(r)
+        return effects
 
     def on_archive_entries(self, r: int, connection: int, entries: tuple[Entry, ...]) -> list[PrimaryEffect]:
         """Entries read from the archive for replica ``r`` (ReadArchiveEntries): sent, with the
         retained log after them, as one frame through our log end, if ``r`` is still on the
         same connection and the entries join the retained log."""
+        self.pins.pop(r, None)
         if self.reset_reason is not None or not self.connected[r] or connection != self.connects[r] or not entries:
             return []
         oldest = min(self.log) if self.log else self.last_seq + 1
@@ -373,6 +390,8 @@ class PrimaryState:
 
     def on_disconnected(self, r: int) -> None:
         self.connected[r] = False
+        self.pins.pop(r, None)
+        self.awaiting_archive.discard(r)
 
     def on_ack(
         self, r: int, *, epoch: int, stored_through: int, chain: bytes, log_epoch: int, now_us: int
@@ -442,12 +461,22 @@ class PrimaryState:
             oldest = min(self.log) if self.log else self.last_seq + 1
             if self.archive_catchup and start <= self.archived_seq and oldest <= self.archived_seq + 1:
                 # The entries this replica needs are only in the archive: the node reads them and
-                # calls on_archive_entries (the replica stays connected meanwhile).
+                # calls on_archive_entries (the replica stays connected meanwhile). Until then the
+                # retained log is pinned, so that what is read still joins it.
                 self.sent[r] = self.last_seq
+                self.pins[r] = oldest
                 return [ReadArchiveEntries(r, start, oldest - 1, self.connects[r])]
+            if self.archive_catchup:
+                # The archive may hold them once its confirmed end is known (or has caught up):
+                # on_archived tries again, and so does the retransmission tick.
+                self.awaiting_archive.add(r)
+                self.notes[r] = (
+                    f"needs entries from seq {start}: waiting for the archive (confirmed through {self.archived_seq})"
+                )
+                return []
             self.connected[r] = False
             self.notes[r] = (
-                f"needs entries from seq {start}, older than this primary retains ({oldest}) and not in the "
+                f"needs entries from seq {start}, older than this primary retains ({oldest}) and there is no "
                 "archive: it needs a snapshot (not built)"
             )
             return []

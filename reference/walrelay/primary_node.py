@@ -415,6 +415,7 @@ class PrimaryNode:
             log.warning("replica %d catch-up from the archive failed: %s", eff.replica, e)
             if self.state is not None:
                 self.state.notes[eff.replica] = f"catch-up from the archive failed: {e}"
+                self.state.pins.pop(eff.replica, None)
             return
         if self.state is not None:
             self.execute(self.state.on_archive_entries(eff.replica, eff.connection, entries))
@@ -653,6 +654,14 @@ class PrimaryNode:
             raise ArchiveError(f"time {t_us} is older than this primary's log, and there is no archive to search")
         reader = ArchiveReader(self.archive.store, self.object_name)
         seq: int = await self.archive.run_io(reader.seq_for_time, t_us, ARCHIVE_BRANCH)
+        oldest = retained[0] if retained else state.last_seq + 1
+        if seq >= state.archived_seq and seq < oldest - 1:
+            # Every archived entry is at or before t, and the entries between the archive's end
+            # and what this primary retains are in neither: the answer may lie among them.
+            raise ArchiveError(
+                f"time {t_us} falls after seq {seq}, but entries {seq + 1}..{oldest - 1} are not archived yet; "
+                "try again once the archive has caught up"
+            )
         return seq
 
     @staticmethod

@@ -169,12 +169,13 @@ class Recovery:
     def on_disconnected(self, replica: int) -> list[RecoveryEffect]:
         """A replica went away. Its promise stays valid (promises are durable), except that we
         cannot fetch from it: if it was the chosen one, choose again among the others."""
-        if self.done or self.chosen != replica or self.reading_archive:
+        if self.done or self.chosen != replica:
             return []
         del self.promises[replica]
         self.chosen = None
         self.fetched = []
         self.base_seq, self.base_chain = 0, GENESIS_CHAIN
+        self.reading_archive = False  # a read in progress answers for a choice that is gone
         return self._choose()
 
     # -- entries -----------------------------------------------------------------------------

@@ -236,9 +236,14 @@ class ReplicaNode:
                 state_dirty = True
             elif isinstance(eff, PersistArchived):
                 # Recorded durably first; only then may the file lose the entries (a crash in
-                # between leaves archived entries in the file, which is harmless).
+                # between leaves archived entries in the file, which is harmless). Saved with the
+                # log epoch and voter flag as they are on disk: later messages of this batch may
+                # have changed them in memory ahead of their entries.
                 await durable()
-                await self._save_state(obj)
+                st = obj.state
+                await self.run_io(
+                    obj.store.save_state, st.promised_epoch, eff.through, obj.disk_log_epoch, obj.disk_voter
+                )
                 await self.run_io(obj.store.drop_through, eff.through)
             elif isinstance(eff, SendAck):
                 last_ack = eff  # cumulative: only the last one matters

@@ -178,7 +178,7 @@ class ReplicaStore:
         self._size = cut
 
     def drop_through(self, through: int) -> bool:
-        """Drop entries up to ``through`` (archived ones) from the file, keeping the last entry.
+        """Drop archived entries before ``through`` from the file (``through`` and the last entry stay).
 
         The rest is written to a new file, fsynced and renamed over the old one, so a crash leaves
         one of the two whole. Done only when the dropped part is worth it (``compact_min_bytes``).
@@ -186,7 +186,9 @@ class ReplicaStore:
         """
         if not self._offsets:
             return False
-        keep_from = min(through + 1, max(self._offsets))  # the last entry always stays
+        # The entry at ``through`` stays (its chain links the next entry, also after a restart),
+        # and so does the last entry (it says where the log ends).
+        keep_from = min(through, max(self._offsets))
         cut = self._offsets.get(keep_from)
         if cut is None or cut == 0 or cut < self.compact_min_bytes:
             return False

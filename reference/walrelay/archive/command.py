@@ -10,6 +10,7 @@ import argparse
 import json
 import os
 import re
+import tempfile
 from datetime import UTC, datetime
 
 import apsw
@@ -130,8 +131,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _retain(reader: ArchiveReader, args: argparse.Namespace) -> int:
-    if args.window_days < 0 or args.grace_hours < 0:
-        raise ArchiveError("--window-days and --grace-hours must be >= 0")
+    for name, value, most in (("--window-days", args.window_days, 36_500), ("--grace-hours", args.grace_hours, 8_760)):
+        if not 0 <= value <= most:  # also refuses nan and inf
+            raise ArchiveError(f"{name} must be between 0 and {most}, got {value}")
     now = parse_time(args.now) if args.now else int(datetime.now(UTC).timestamp() * 1_000_000)
     b = reader.branch(None)
     plan = plan_retention(
@@ -216,27 +218,40 @@ def _restore(reader: ArchiveReader, point: str, out: str) -> int:
 
 def _write_sqlite(restored: Restored, out: str) -> None:
     """A plain SQLite file: the image, with the header switched from WAL to rollback mode (bytes
-    18-19), so that ``sqlite3`` opens it with no -wal file; then ``PRAGMA integrity_check``."""
+    18-19), so that ``sqlite3`` opens it with no -wal file; checked with ``PRAGMA integrity_check``
+    before it appears under ``out``, which is never overwritten (a hard link fails if it exists)."""
     data = bytearray(restored.image)
     if len(data) >= 20 and data[18] == 2 and data[19] == 2:
         data[18] = data[19] = 1
-    tmp = out + ".partial"
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
+    directory = os.path.dirname(os.path.abspath(out))
+    fd, tmp = tempfile.mkstemp(prefix=".restore-", suffix=".db", dir=directory)
     try:
-        conn = apsw.Connection(tmp)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        if data:
+            try:
+                conn = apsw.Connection(tmp, flags=apsw.SQLITE_OPEN_READONLY)
+                try:
+                    check = conn.execute("PRAGMA integrity_check").fetchall()
+                finally:
+                    conn.close()
+            except apsw.Error as e:
+                raise ArchiveError(f"the restored image is not a usable SQLite database: {e}") from None
+            if check != [("ok",)]:
+                raise ArchiveError(f"restored database fails PRAGMA integrity_check: {check[:3]}")
         try:
-            check = conn.execute("PRAGMA integrity_check").fetchall()
+            os.link(tmp, out)
+        except FileExistsError:
+            raise ArchiveError(f"{out} already exists; restore writes a new file only") from None
+        dfd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
         finally:
-            conn.close()
-        if data and check != [("ok",)]:
-            raise ArchiveError(f"restored database fails PRAGMA integrity_check: {check[:3]}")
-        os.replace(tmp, out)
+            os.close(dfd)
     finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+        os.remove(tmp)
 
 
 RESTORE_ERRORS = (ArchiveError, ArchiveFormatError, WalrelayError)

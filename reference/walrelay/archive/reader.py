@@ -207,14 +207,20 @@ class ArchiveReader:
     def seq_for_time(self, t_us: int, branch: int | None = None) -> int:
         """bookmark_for_time's seq: the last archived entry with timestamp <= t (0: before the first)."""
         b = self.branch(branch)
-        best = 0
-        # A snapshot stands for its seq (retention may have deleted the segment that held it).
+        best: int | None = None
+        # A snapshot stands for its seq (retention may have deleted the segment that held it);
+        # the genesis snapshot (seq 0, time 0) stands for "before the first write".
         for key, seq in b.snapshots:
-            if seq > best and self.snapshot(key).timestamp_us <= t_us:
-                best = seq
+            if (best is None or seq > best) and (seq == 0 or self.snapshot(key).timestamp_us <= t_us):
+                best = seq  # (the genesis snapshot holds for any time before the first write)
         for key, _ in b.segments:
             seg = self.segment(key)
             if seg.first_ts > t_us:
                 break  # timestamps never go back along the log (NextTs)
-            best = max([best, *(e.seq for e in seg.entries if e.timestamp_us <= t_us)])
+            best = max([best or 0, *(e.seq for e in seg.entries if e.timestamp_us <= t_us)])
+        if best is None:
+            raise ArchiveError(
+                f"time {t_us} is before the oldest point the archive of {self.object_name!r} still holds "
+                "(retention deleted what came before)"
+            )
         return best

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from walrelay.archive.reader import ArchiveReader, BranchListing
+from walrelay.archive.reader import ArchiveError, ArchiveReader, BranchListing
 
 DAY_US = 86_400_000_000
 DEFAULT_WINDOW_US = 30 * DAY_US
@@ -40,7 +40,10 @@ def plan_retention(
     grace_us: int = DEFAULT_GRACE_US,
 ) -> RetentionPlan:
     horizon = now_us - window_us - grace_us
-    p = reader.seq_for_time(horizon, b.branch) if b.segments else 0
+    try:
+        p = reader.seq_for_time(horizon, b.branch) if b.segments else 0
+    except ArchiveError:
+        return RetentionPlan(horizon, 0, None)  # older than anything left: nothing more to delete
     older = [(key, seq) for key, seq in b.snapshots if seq <= p]
     if not older:
         return RetentionPlan(horizon, p, None)  # no snapshot before the window yet: keep everything

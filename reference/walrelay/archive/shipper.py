@@ -21,7 +21,7 @@ import trio
 from walrelay.archive.archiver import Archived, ArchiverState, Put, SnapshotImage, WantSnapshot
 from walrelay.archive.reader import ArchiveReader
 from walrelay.archive.retention import DEFAULT_WINDOW_US, apply_retention, plan_retention
-from walrelay.archive.store import ObjectStore, ObjectStoreError
+from walrelay.archive.store import ObjectStore, ObjectStoreError, TransientStoreError
 from walrelay.errors import WalrelayError
 from walrelay.object_runtime import ObjectRuntime
 from walrelay.primary import PrimaryState
@@ -64,6 +64,7 @@ class ArchiveShipper:
         self.uploaded = 0  # PUTs confirmed, for status and tests
         self.failed_puts = 0
         self.error: str | None = None  # why shipping stopped, if it did
+        self.last_open_error: str | None = None  # the last transient failure to read the archive
 
     def status(self) -> dict[str, Any]:
         a = self.archiver
@@ -129,11 +130,23 @@ class ArchiveShipper:
         then tells replicas they may truncate). An archive that cannot be continued (another history, or a
         store that refuses for a definite reason) stops shipping with an error in the status and
         the log; the object keeps serving from its replicas."""
-        try:
-            await self._run(state, runtime, now_us, on_archived)
-        except (WalrelayError, ObjectStoreError) as e:
-            self.error = str(e)
-            log.error("object %s: archiving stopped: %s", self.object_name, e)
+        # Nothing durable may leave the retained log before the archiver has taken it, from now on
+        # (opening reads the store, and the primary keeps committing meanwhile).
+        state.archive_floor = 0
+        backoff = 0.5
+        while True:
+            try:
+                await self._run(state, runtime, now_us, on_archived)
+            except TransientStoreError as e:  # the store did not answer: try again, never give up
+                self.last_open_error = str(e)
+                log.warning("object %s: archive not reachable (will retry): %s", self.object_name, e)
+                await trio.sleep(backoff)
+                backoff = min(backoff * 2, self.max_backoff_s)
+                continue
+            except (WalrelayError, ObjectStoreError) as e:
+                self.error = str(e)
+                log.error("object %s: archiving stopped: %s", self.object_name, e)
+            return
 
     async def _run(
         self,
@@ -142,7 +155,8 @@ class ArchiveShipper:
         now_us: Callable[[], int],
         on_archived: Callable[[int], None],
     ) -> None:
-        a = self.archiver = await self._open(state)
+        a = await self._open(state)
+        self.archiver = a
         state.archive_floor = a.durable_through
         if a.archived_through:
             on_archived(a.archived_through)  # confirmed by an earlier primary: replicas may truncate

@@ -176,3 +176,20 @@ async def test_a_primary_archives_to_a_real_s3_server(
         assert proc.returncode == 0, proc.stdout + proc.stderr
         assert segment_key("kvobj", 1, 1, 1)[:10] in _cli("archive", "ls", "kvobj", *store_args, env=env).stdout
         await trio.to_thread.run_sync(_check_restores, store_args, sub, env)
+
+
+def test_the_demo_archives_to_a_real_s3_server_and_restores_from_it(
+    tmp_path: Path, s3_servers: list[S3Server], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`walrelay demo --s3 URL`: the same story with the archive on an S3-protocol server."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", ACCESS_KEY)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
+    url = f"{s3_servers[0].endpoint}/walrelay-demo-s3/run1"
+    args = ["demo", "--dir", str(tmp_path / "demo"), "--bookings", "12", "--hold-seconds", "1", "--s3", url]
+    proc = subprocess.run(walrelay_argv(*args), capture_output=True, text=True, timeout=240, stdin=subprocess.DEVNULL)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    assert "[ok] archive verifies" in proc.stdout and "FAIL" not in proc.stdout
+    # A second run on the same location is refused up front: it holds another history.
+    args[2] = str(tmp_path / "demo2")
+    again = subprocess.run(walrelay_argv(*args), capture_output=True, text=True, timeout=240, stdin=subprocess.DEVNULL)
+    assert again.returncode == 2 and "Traceback" not in again.stderr, again.stdout[-2000:] + again.stderr[-2000:]

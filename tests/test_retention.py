@@ -148,3 +148,15 @@ def test_the_retain_command_dry_run_then_deletes(tmp_path: Path) -> None:
     assert "0 objects deleted" in again.stdout
     bad = subprocess.run(walrelay_argv(*args, "--now", "tomorrow"), capture_output=True, text=True)
     assert bad.returncode == 1 and "Traceback" not in bad.stderr and "tomorrow" in bad.stderr
+
+
+@settings(max_examples=30)
+@given(
+    st.lists(st.integers(1, DAYS), unique=True, max_size=5), st.integers(1, 7), st.integers(-2 * DAY_US, 25 * DAY_US)
+)
+def test_bookmark_for_time_by_bisection_is_the_last_entry_at_or_before_t(
+    snaps: list[int], seg_len: int, t: int
+) -> None:
+    with tempfile.TemporaryDirectory() as d:
+        reader, _ = build(Path(d), sorted(snaps), seg_len)
+        assert reader.seq_for_time(t, 1) == min(DAYS, max(0, t // DAY_US))  # entry s is at day s

@@ -13,7 +13,7 @@ segment that reaches furthest.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from walrelay.archive.format import (
@@ -47,6 +47,18 @@ class Listing:
     object_name: str
     branches: dict[int, BranchListing]
     foreign: list[str]  # keys under the object's prefix that are not archive objects
+
+
+def _last_true(n: int, pred: Callable[[int], bool]) -> int | None:
+    """The last index in 0..n-1 where ``pred`` holds, for a ``pred`` that is true then false."""
+    lo, hi = 0, n  # pred holds below lo; fails at hi and above
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if pred(mid):
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo - 1 if lo > 0 else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,19 +217,27 @@ class ArchiveReader:
         return Restored(b.branch, last.seq, last.chain, last.timestamp_us, replayer.page_size, bytes(replayer.image))
 
     def seq_for_time(self, t_us: int, branch: int | None = None) -> int:
-        """bookmark_for_time's seq: the last archived entry with timestamp <= t (0: before the first)."""
+        """bookmark_for_time's seq: the last archived entry with timestamp <= t (0: before the first).
+
+        Timestamps never go back along the log (NextTs), so both snapshots (by seq) and segments (by
+        first seq) are searched by bisection: O(log n) objects read, not all of them.
+        """
         b = self.branch(branch)
         best: int | None = None
         # A snapshot stands for its seq (retention may have deleted the segment that held it);
-        # the genesis snapshot (seq 0, time 0) stands for "before the first write".
-        for key, seq in b.snapshots:
-            if (best is None or seq > best) and (seq == 0 or self.snapshot(key).timestamp_us <= t_us):
-                best = seq  # (the genesis snapshot holds for any time before the first write)
-        for key, _ in b.segments:
-            seg = self.segment(key)
-            if seg.first_ts > t_us:
-                break  # timestamps never go back along the log (NextTs)
-            best = max([best or 0, *(e.seq for e in seg.entries if e.timestamp_us <= t_us)])
+        # the genesis snapshot (seq 0) stands for any time before the first write.
+        i = _last_true(
+            len(b.snapshots), lambda k: b.snapshots[k][1] == 0 or self.snapshot(b.snapshots[k][0]).timestamp_us <= t_us
+        )
+        if i is not None:
+            best = b.snapshots[i][1]
+        j = _last_true(len(b.segments), lambda k: self.segment(b.segments[k][0]).first_ts <= t_us)
+        if j is not None:
+            # That segment, and any earlier one reaching further (segments of two primaries overlap).
+            reach = b.segments[j][1].last
+            for key, _ in [b.segments[j], *(s for s in b.segments[:j] if s[1].last > reach)]:
+                seg = self.segment(key)
+                best = max([best or 0, *(e.seq for e in seg.entries if e.timestamp_us <= t_us)])
         if best is None:
             raise ArchiveError(
                 f"time {t_us} is before the oldest point the archive of {self.object_name!r} still holds "

@@ -246,7 +246,7 @@ class PrimaryState:
                 effects.append(ReleaseReply(self.held.popleft()[1]))
         # Keep the newest entries within a memory budget, even those every replica holds: a
         # replica that lost its disk reconnects empty and is rebuilt from here. Only durable
-        # entries are ever dropped; a replica that needs older ones needs a snapshot (issue 5).
+        # entries are ever dropped; a replica that needs older ones gets them from the archive.
         while self.log and self.log_bytes > self.config.max_retained_bytes:
             oldest = next(iter(self.log))
             if oldest > self.durable_seq or (self.archive_floor is not None and oldest > self.archive_floor):

@@ -1,6 +1,6 @@
 """Apply log entries to a database image: the one place where the log becomes a database again.
 
-Used by tests, by replicas that rebuild a database, and (issue 5) by restore. Every step is
+Used by recovery, by restore from the archive, and by tests. Every step is
 checked: an entry must follow the previous one (seq and chain), and the database checksum after
 applying it must equal the ``db_checksum`` the primary computed. A mismatch is an error naming the
 entry; a replay never returns a database it could not verify.

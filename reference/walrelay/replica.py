@@ -101,7 +101,7 @@ class ReplicaState:
     voter: bool = True  # False for state created without a disk history (docs/failover.md)
     last_seq: int = 0
     last_chain: bytes = GENESIS_CHAIN
-    archived_through: int = 0  # entries <= this may be truncated (set by the archiver, issue 5)
+    archived_through: int = 0  # the highest TRUNCATE point accepted: entries before it may be gone
     chains: dict[int, bytes] = field(default_factory=dict)  # seq -> chain, for entries still held
 
     def on_append(self, epoch: int, entries: tuple[Entry, ...], log_end: int) -> list[ReplicaEffect]:

@@ -232,7 +232,7 @@ class ReplicaStore:
             os.close(dfd)
 
     def read_entries(self, from_seq: int) -> list[Entry]:
-        """Entries with seq >= from_seq, verified (used for catch-up and recovery, issue 4)."""
+        """Entries with seq >= from_seq that the file still holds, verified (FETCH during recovery)."""
         out: list[Entry] = []
         with open(self.log_path, "rb") as f:
             data = f.read()

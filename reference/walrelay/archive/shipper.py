@@ -28,7 +28,7 @@ from walrelay.primary import PrimaryState
 
 log = logging.getLogger("walrelay.archive")
 
-BRANCH = 1  # restore branches come later (issue 5); every object archives branch 1 until then
+BRANCH = 1  # restore branches are not built yet: every object archives branch 1 until then
 
 
 class ArchiveShipper:

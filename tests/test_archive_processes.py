@@ -193,3 +193,22 @@ def test_the_demo_archives_to_a_real_s3_server_and_restores_from_it(
     args[2] = str(tmp_path / "demo2")
     again = subprocess.run(walrelay_argv(*args), capture_output=True, text=True, timeout=240, stdin=subprocess.DEVNULL)
     assert again.returncode == 2 and "Traceback" not in again.stderr, again.stdout[-2000:] + again.stderr[-2000:]
+
+
+async def test_a_clean_stop_archives_what_is_durable_before_exiting(cluster: Cluster, tmp_path: Path) -> None:
+    """SIGTERM: the primary uploads the segment it had not cut yet (10 minutes to go) before it exits."""
+    archive = tmp_path / "archive"
+    await trio.to_thread.run_sync(cluster.start_replicas, 5)
+    extra = ("--app", "kv", "--archive", str(archive), "--segment-seconds", "600")
+    address = await trio.to_thread.run_sync(lambda: cluster.start_primary("kvobj", extra=extra))
+    async with Client.connect(TcpTransport(), address) as client:
+        for k in range(1, 6):
+            assert (await client.call("put", k, f"v{k}")).status is ReplyStatus.OK
+    assert cluster.primary is not None
+    await trio.to_thread.run_sync(lambda: cluster.primary.stop(timeout=30))  # type: ignore[union-attr]
+    listing = json.loads(_cli("archive", "ls", "kvobj", "--json", "--archive", str(archive)).stdout)
+    assert max(r["last"] for r in listing if r["kind"] == "segment") == 6, listing
+    out = tmp_path / "after-stop.db"
+    proc = _cli("restore", "kvobj", "--to", bookmark(1, 6), "--out", str(out), "--archive", str(archive))
+    assert proc.returncode == 0, proc.stderr
+    assert _keys_in(out) == {k: f"v{k}" for k in range(1, 6)}

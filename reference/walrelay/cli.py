@@ -176,8 +176,15 @@ def _print_listening(address: str) -> None:
     print(f"LISTENING {address}", flush=True)
 
 
-async def _serve(run: Callable[..., Awaitable[None]], listen: str, close: Callable[[], None]) -> None:
-    """Start a node, announce its bound address on stdout, serve until cancelled, then close it."""
+async def _serve(
+    run: Callable[..., Awaitable[None]],
+    listen: str,
+    close: Callable[[], None],
+    drain: Callable[[], Awaitable[None]] | None = None,
+) -> None:
+    """Start a node, announce its bound address on stdout, serve until SIGTERM (then ``drain``, a
+    clean stop's last work) or until cancelled, then close it."""
+    stopped_by_signal = False
     try:
         async with trio.open_nursery() as nursery:
             address = await nursery.start(run, listen)
@@ -186,8 +193,11 @@ async def _serve(run: Callable[..., Awaitable[None]], listen: str, close: Callab
             # KeyboardInterrupt raised at an arbitrary point (say, inside trio's own machinery).
             with trio.open_signal_receiver(signal.SIGTERM) as signals:
                 async for _ in signals:
+                    stopped_by_signal = True
                     nursery.cancel_scope.cancel()
                     break
+        if stopped_by_signal and drain is not None:
+            await drain()
     except* WalrelayError as eg:  # say, recovery gave up: a clear message, not a traceback
         raise eg.exceptions[0] from None
     finally:
@@ -236,7 +246,7 @@ async def _run_primary(args: argparse.Namespace) -> None:
         quorum=args.quorum,
         deadline_s=args.deadline,
     )
-    await _serve(node.run, args.listen, node.close)
+    await _serve(node.run, args.listen, node.close, node.drain)
 
 
 async def _run_call(args: argparse.Namespace) -> int:

@@ -713,6 +713,13 @@ class PrimaryNode:
         )
         return out
 
+    async def drain(self, timeout_s: float = 10.0) -> None:
+        """A clean stop (SIGTERM): upload what the archive still lacks of the durable log."""
+        if self.archive is not None and self.state is not None and self.state.reset_reason is None:
+            n = await self.archive.drain(self.state, timeout_s)
+            if n:
+                log.info("object %s: archived %d more objects before stopping", self.object_name, n)
+
     def close(self) -> None:
         self.stopped = True
         if self.runtime is not None:

@@ -134,6 +134,12 @@ class ArchiverState:
     def on_tick(self, now_us: int) -> list[ArchiverEffect]:
         return self._step(now_us)
 
+    def flush(self) -> list[ArchiverEffect]:
+        """Cut whatever durable entries are pending now, whatever their size or age (a clean stop)."""
+        if self.pending:
+            self._cut()
+        return self._release_snapshot() + self._next_upload()
+
     def request_snapshot(self) -> list[ArchiverEffect]:
         """On demand: a snapshot at the current end of the log."""
         return self._ask_snapshot()

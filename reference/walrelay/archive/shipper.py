@@ -202,6 +202,33 @@ class ArchiveShipper:
             else:
                 backoff = 0.05
 
+    async def drain(self, state: PrimaryState, timeout_s: float) -> int:
+        """A clean stop: archive what is durable now instead of leaving it to the next primary.
+
+        Called after the shipping task was cancelled (the primary is stopping), so nothing else
+        uploads meanwhile; gives up quietly at the first store failure or at the timeout (the
+        next primary continues from wherever the archive ends). Returns the PUTs confirmed.
+        """
+        a = self.archiver
+        if a is None or self.error is not None:
+            return 0
+        end = self.archivable_end(state)
+        if end > a.durable_through:
+            a.on_durable([state.log[s] for s in range(a.durable_through + 1, end + 1)], 0)
+        a.flush()
+        done = 0
+        with trio.move_on_after(timeout_s):
+            while a.in_flight is not None:
+                put = a.in_flight
+                try:
+                    await self.run_io(self.store.put, put.key, put.data)
+                except ObjectStoreError as e:
+                    log.warning("object %s: final upload of %s failed: %s", self.object_name, put.key, e)
+                    break
+                a.on_put_done(put.key)
+                done += 1
+        return done
+
     async def _retain(self) -> None:
         assert self.retention_window_us is not None
         reader = ArchiveReader(self.store, self.object_name)

@@ -129,7 +129,6 @@ class ReplicaLink:
             chan = Channel(stream)
             try:
                 await self._hello(chan)
-                backoff = 0.05
                 self.last_error = None
                 while True:  # drop FETCH commands meant for an earlier connection
                     try:
@@ -152,6 +151,10 @@ class ReplicaLink:
                     node.state.on_disconnected(self.index)
                 await trio.aclose_forcefully(stream)
             await trio.sleep(backoff)
+            # A replica that refused us (DIVERGED, a bad frame) would refuse again at once: back
+            # off, up to 5 s. A session that ended any other way reconnects quickly.
+            refused = (self.last_error or "").startswith(("rejected", "protocol error"))
+            backoff = min(backoff * 2, 5.0) if refused else 0.05
 
     async def _hello(self, chan: Channel) -> None:
         node = self.node

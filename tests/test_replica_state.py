@@ -345,12 +345,11 @@ def test_ack_never_overtakes_the_persist_of_what_it_covers(script: list[tuple[in
 # -- the node reports only durable state ----------------------------------------------------------
 
 
-async def test_hello_during_an_unfinished_fsync_reports_only_durable_entries(tmp_path: Path) -> None:
-    """A primary that reconnects while the replica still fsyncs the old connection's APPEND.
+async def _answer_while_an_append_fsyncs(tmp_path: Path, *, prepare: bool) -> tuple[Message | None, bool]:
+    """A primary reconnects while the replica still fsyncs the old connection's APPEND of seq 1.
 
-    A HELLO's ``stored_through`` tells the primary where the replica stands (the PROMISE that
-    follows is what counts, see the next test), so it must not include entries whose fsync has not
-    finished either. Either answer is fine: the durable state at once (seq 0 here), or after the fsync.
+    Returns the replica's answer on the new connection (its HELLO, or with ``prepare`` the PROMISE
+    to a PREPARE) and whether the fsync had finished when that answer arrived.
     """
     transport = MemoryTransport()
     node = ReplicaNode(3, str(tmp_path), transport)
@@ -365,14 +364,17 @@ async def test_hello_during_an_unfinished_fsync_reports_only_durable_entries(tmp
         fsync_done.set()
 
     obj.store.append_durably = slow_append  # type: ignore[method-assign]
-    answers: list[tuple[Message | None, bool]] = []  # (HELLO, was the fsync done when it arrived)
-    got_hello = trio.Event()
+    answers: list[tuple[Message | None, bool]] = []
+    got_answer = trio.Event()
 
     async def reconnect(address: str) -> None:
         new = Channel(await transport.connect(address))
         await new.send(Hello(Role.PRIMARY, 0, "obj", 2, 0))
+        if prepare:
+            await new.receive()
+            await new.send(Prepare(2))
         answers.append((await new.receive(), fsync_done.is_set()))
-        got_hello.set()
+        got_answer.set()
 
     try:
         async with trio.open_nursery() as nursery:
@@ -390,14 +392,22 @@ async def test_hello_during_an_unfinished_fsync_reports_only_durable_entries(tmp
                 finish.set()
             ack = await old.receive()
             with trio.fail_after(10):
-                await got_hello.wait()
+                await got_answer.wait()
             nursery.cancel_scope.cancel()
     finally:
         finish.set()
         node.close()
     assert isinstance(first, Hello) and first.stored_through == 0
     assert ack == Ack(2, 1, LOG[0].chain, 2)
-    [(hello, durable_then)] = answers
+    [answer] = answers
+    return answer
+
+
+async def test_hello_during_an_unfinished_fsync_reports_only_durable_entries(tmp_path: Path) -> None:
+    """A HELLO's ``stored_through`` tells the primary where the replica stands, so it must not
+    include entries whose fsync has not finished. Either answer is fine: the durable state at
+    once (seq 0 here), or after the fsync."""
+    hello, durable_then = await _answer_while_an_append_fsyncs(tmp_path, prepare=False)
     assert isinstance(hello, Hello)
     if hello.stored_through == 1:
         assert durable_then, "HELLO claimed seq 1 as stored while its fsync had not finished"
@@ -407,62 +417,11 @@ async def test_hello_during_an_unfinished_fsync_reports_only_durable_entries(tmp
 
 
 async def test_promise_during_an_unfinished_fsync_reports_only_durable_entries(tmp_path: Path) -> None:
-    """The PROMISE on a new connection while the replica still fsyncs the old connection's APPEND.
-
-    The HELLO's ``stored_through`` counts towards durability at once (PrimaryState.on_connected
-    sets ``match`` from it), so it must not include entries whose fsync has not finished. Either
-    answer is fine: report the durable state at once (seq 0 here), or wait for the fsync.
-    """
-    transport = MemoryTransport()
-    node = ReplicaNode(3, str(tmp_path), transport)
-    obj = node.get_object("obj")
-    in_fsync, finish, fsync_done = threading.Event(), threading.Event(), threading.Event()
-    real_append = obj.store.append_durably
-
-    def slow_append(entries: tuple[Entry, ...]) -> None:
-        in_fsync.set()
-        finish.wait(10)
-        real_append(entries)
-        fsync_done.set()
-
-    obj.store.append_durably = slow_append  # type: ignore[method-assign]
-    answers: list[tuple[Message | None, bool]] = []  # (HELLO, was the fsync done when it arrived)
-    got_hello = trio.Event()
-
-    async def reconnect(address: str) -> None:
-        new = Channel(await transport.connect(address))
-        await new.send(Hello(Role.PRIMARY, 0, "obj", 2, 0))
-        await new.receive()
-        await new.send(Prepare(2))
-        answers.append((await new.receive(), fsync_done.is_set()))
-        got_hello.set()
-
-    try:
-        async with trio.open_nursery() as nursery:
-            address = await nursery.start(node.serve, "mem:0")
-            try:
-                old = Channel(await transport.connect(address))
-                await old.send(Hello(Role.PRIMARY, 0, "obj", 2, 0))
-                first = await old.receive()
-                await old.send(Append(2, 0, 1, (LOG[0],)))
-                assert await trio.to_thread.run_sync(in_fsync.wait, 10)
-                # Entry 1 is written but not yet durable; now the primary reconnects.
-                nursery.start_soon(reconnect, address)
-                await trio.testing.wait_all_tasks_blocked()
-            finally:
-                finish.set()
-            ack = await old.receive()
-            with trio.fail_after(10):
-                await got_hello.wait()
-            nursery.cancel_scope.cancel()
-    finally:
-        finish.set()
-        node.close()
-    assert isinstance(first, Hello) and first.stored_through == 0
-    assert ack == Ack(2, 1, LOG[0].chain, 2)
-    [(promise, durable_then)] = answers
+    """The primary counts a PROMISE under its own log epoch in full (PrimaryState.on_connected), so
+    it must describe only what is on disk: the PREPARE waits for the object's lock, which the other
+    connection holds through its fsync. The durable state at once, or after the fsync."""
+    promise, durable_then = await _answer_while_an_append_fsyncs(tmp_path, prepare=True)
     assert isinstance(promise, Promise)
-    # PrimaryState.on_connected counts a PROMISE whose log epoch is its own in full.
     if promise.last_seq == 1:
         assert durable_then, "PROMISE claimed seq 1 as stored while its fsync had not finished"
         assert (promise.last_chain, promise.log_epoch) == (LOG[0].chain, 2)

@@ -23,6 +23,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from walrelay.errors import WalrelayError
+from walrelay.fsutil import replace_durably
 from walrelay.replica_store import check_object_name
 
 MAX_EPOCH = 2**64 - 1  # epochs travel as u64 (docs/protocol.md)
@@ -87,18 +88,5 @@ class EpochAllocator:
             epoch = self._read(object_name) + 1
             if epoch > MAX_EPOCH:
                 raise PlacementError(f"object {object_name!r}: epochs exhausted")
-            path = self._path(object_name)
-            tmp = path.with_suffix(".epoch.tmp")
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-            try:
-                os.write(fd, f"{epoch}\n".encode("ascii"))
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            os.replace(tmp, path)
-            dfd = os.open(self.directory, os.O_RDONLY)
-            try:
-                os.fsync(dfd)
-            finally:
-                os.close(dfd)
+            replace_durably(self._path(object_name), f"{epoch}\n".encode("ascii"))
             return epoch

@@ -24,6 +24,7 @@ from walrelay.archive.shipper import BRANCH as ARCHIVE_BRANCH
 from walrelay.archive.shipper import ArchiveShipper
 from walrelay.entry import GENESIS_CHAIN, Entry
 from walrelay.errors import ChainError, ObjectResetError, ProtocolError, WalrelayError
+from walrelay.fsutil import replace_durably
 from walrelay.object_runtime import ObjectRuntime
 from walrelay.pagehash import DbChecksum
 from walrelay.placement import EpochAllocator
@@ -347,7 +348,6 @@ class PrimaryNode:
         self.links = [ReplicaLink(self, i, a) for i, a in enumerate(replica_addresses)]
         self.waiters: dict[int, _Waiter] = {}
         self._tokens = itertools.count(1)
-        self.reset_event = trio.Event()
         self.gate_event = trio.Event()  # set when the input gate opens, or when it never will
         self.gave_up: str | None = None
         self.stopped = False
@@ -466,12 +466,7 @@ class PrimaryNode:
         for path in dropped:
             os.remove(path)
         if image:
-            tmp = self.db_path + ".recovering"
-            with open(tmp, "wb") as f:
-                f.write(image)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, self.db_path)
+            replace_durably(self.db_path, image)
         self.state = PrimaryState(self.config, recovered=retained)
         self.runtime = ObjectRuntime(
             self.db_path,
@@ -499,7 +494,6 @@ class PrimaryNode:
             elif isinstance(eff, ResetObject):
                 log.error("object %s reset: %s", self.object_name, eff.reason)
                 self.stopped = True  # the links stop: a reset primary never sends again
-                self.reset_event.set()
                 self.gate_event.set()
             elif isinstance(eff, SendAdmit):
                 # PREPARE after ADMIT: the PROMISE that answers it says whether the vote stuck.
@@ -589,21 +583,30 @@ class PrimaryNode:
         except ObjectResetError as e:
             await chan.send(Reply(msg.request_id, ReplyStatus.ERROR, {"type": "ObjectReset", "message": str(e)}))
             return
+        status = ReplyStatus.OK if outcome.ok else ReplyStatus.ERROR
+        self._reply_when_durable(
+            nursery, chan, outcome.seq, Reply(msg.request_id, status, outcome.value), wrote=outcome.wrote
+        )
+
+    def _reply_when_durable(
+        self, nursery: trio.Nursery, chan: Channel, seq: int, reply: Reply, *, wrote: bool = False
+    ) -> None:
+        """The output gate for one reply: hold it until entries through ``seq`` are durable. If the
+        object resets first, a reply that depended on a write of its own is UNKNOWN (the write may
+        survive), any other an ObjectReset error."""
+        assert self.state is not None
         token = next(self._tokens)
         waiter = _Waiter()
         self.waiters[token] = waiter
-        self.execute(self.state.hold(token, outcome.seq))
+        self.execute(self.state.hold(token, seq))
 
         async def reply_when_released() -> None:
             await waiter.event.wait()
-            if waiter.failed is None:
-                status = ReplyStatus.OK if outcome.ok else ReplyStatus.ERROR
-                reply = Reply(msg.request_id, status, outcome.value)
-            elif outcome.wrote:
-                reply = Reply(msg.request_id, ReplyStatus.UNKNOWN, {"type": "NotDurable", "message": waiter.failed})
-            else:
-                reply = Reply(msg.request_id, ReplyStatus.ERROR, {"type": "ObjectReset", "message": waiter.failed})
-            await self._send_quietly(chan, reply)
+            out = reply
+            if waiter.failed is not None:
+                status, kind = (ReplyStatus.UNKNOWN, "NotDurable") if wrote else (ReplyStatus.ERROR, "ObjectReset")
+                out = Reply(reply.request_id, status, {"type": kind, "message": waiter.failed})
+            await self._send_quietly(chan, out)
 
         nursery.start_soon(reply_when_released)
 
@@ -619,31 +622,16 @@ class PrimaryNode:
             seq = state.last_seq
         else:
             if len(args) != 1 or not isinstance(args[0], int) or isinstance(args[0], bool) or args[0] < 0:
-                body = {
-                    "type": "BadRequest",
-                    "message": "bookmark_for_time takes one argument: microseconds since the epoch",
-                }
-                await chan.send(Reply(msg.request_id, ReplyStatus.ERROR, body))
+                why = "bookmark_for_time takes one argument: microseconds since the epoch"
+                await chan.send(Reply(msg.request_id, ReplyStatus.ERROR, {"type": "BadRequest", "message": why}))
                 return
             try:
                 seq = await self._seq_for_time(state, args[0])
             except WalrelayError as e:
                 await chan.send(Reply(msg.request_id, ReplyStatus.ERROR, {"type": "ArchiveError", "message": str(e)}))
                 return
-        token = next(self._tokens)
-        waiter = _Waiter()
-        self.waiters[token] = waiter
-        self.execute(state.hold(token, seq))
-
-        async def reply_when_released() -> None:
-            await waiter.event.wait()
-            if waiter.failed is None:
-                reply = Reply(msg.request_id, ReplyStatus.OK, {"bookmark": bookmark(ARCHIVE_BRANCH, seq), "seq": seq})
-            else:
-                reply = Reply(msg.request_id, ReplyStatus.ERROR, {"type": "ObjectReset", "message": waiter.failed})
-            await self._send_quietly(chan, reply)
-
-        nursery.start_soon(reply_when_released)
+        point = {"bookmark": bookmark(ARCHIVE_BRANCH, seq), "seq": seq}
+        self._reply_when_durable(nursery, chan, seq, Reply(msg.request_id, ReplyStatus.OK, point))
 
     async def _seq_for_time(self, state: PrimaryState, t_us: int) -> int:
         """The last entry with timestamp <= t (0: before the first). Timestamps never go back along

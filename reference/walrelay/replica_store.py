@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 from walrelay.entry import GENESIS_CHAIN, Entry, check_follows, decode
 from walrelay.errors import ChainError, EntryFormatError, UnsupportedVersionError, WalrelayError
+from walrelay.fsutil import replace_durably
 
 _LEN = struct.Struct(">I")
 OBJECT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
@@ -195,41 +196,21 @@ class ReplicaStore:
         with open(self.log_path, "rb") as f:
             f.seek(cut)
             rest = f.read()
-        tmp = self.log_path + ".compact"
-        with open(tmp, "wb") as f:
-            f.write(rest)
-            f.flush()
-            os.fsync(f.fileno())
         os.close(self._fd)
-        os.replace(tmp, self.log_path)
-        dfd = os.open(self.dir, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
+        replace_durably(self.log_path, rest)
         self._fd = os.open(self.log_path, os.O_WRONLY | os.O_APPEND, 0o644)
         self._offsets = {seq: off - cut for seq, off in self._offsets.items() if seq >= keep_from}
         self._size -= cut
         return True
 
     def save_state(self, promised_epoch: int, archived_through: int, log_epoch: int = 0, voter: bool = True) -> None:
-        tmp = self.state_path + ".tmp"
         state = {
             "promised_epoch": promised_epoch,
             "archived_through": archived_through,
             "log_epoch": log_epoch,
             "voter": voter,
         }
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(state, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.state_path)
-        dfd = os.open(self.dir, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
+        replace_durably(self.state_path, json.dumps(state).encode("utf-8"))
 
     def read_entries(self, from_seq: int) -> list[Entry]:
         """Entries with seq >= from_seq that the file still holds, verified (FETCH during recovery)."""

@@ -9,7 +9,7 @@ PUT is retried with the same key and bytes until it succeeds: it is never skippe
 Cut rule: a segment is cut when the durable entries not yet archived reach ``segment_bytes``
 (16 MiB) or the oldest of them has waited ``segment_age_us`` (10 s), whichever comes first.
 Snapshot rule: a snapshot (the whole database at an entry boundary) is taken when the log archived
-since the last snapshot outgrows the database, and on demand; the I/O layer supplies the image,
+since the last snapshot outgrows the database; the I/O layer supplies the image,
 taken between transactions, and the snapshot is uploaded only once its seq is archived (so a
 snapshot never describes an uncommitted state).
 """
@@ -139,10 +139,6 @@ class ArchiverState:
         if self.pending:
             self._cut()
         return self._release_snapshot() + self._next_upload()
-
-    def request_snapshot(self) -> list[ArchiverEffect]:
-        """On demand: a snapshot at the current end of the log."""
-        return self._ask_snapshot()
 
     def on_snapshot_image(self, snap: SnapshotImage) -> list[ArchiverEffect]:
         """The image the I/O layer took at ``snap.seq`` (its last_seq then, maybe not durable yet:

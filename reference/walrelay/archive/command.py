@@ -16,13 +16,13 @@ from datetime import UTC, datetime
 import apsw
 
 from walrelay.archive.dir_store import DirStore
-from walrelay.archive.format import ArchiveFormatError, bookmark, parse_bookmark
+from walrelay.archive.format import bookmark, parse_bookmark
 from walrelay.archive.reader import ArchiveError, ArchiveReader, Restored
 from walrelay.archive.retention import DAY_US, apply_retention, plan_retention
 from walrelay.archive.s3_store import S3Store
 from walrelay.archive.store import ObjectStore
 from walrelay.archive.verify import verify
-from walrelay.errors import WalrelayError
+from walrelay.fsutil import fsync_dir
 
 _BOOKMARK = re.compile(r"[0-9a-f]{8}-[0-9a-f]{16}")
 
@@ -245,13 +245,6 @@ def _write_sqlite(restored: Restored, out: str) -> None:
             os.link(tmp, out)
         except FileExistsError:
             raise ArchiveError(f"{out} already exists; restore writes a new file only") from None
-        dfd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
+        fsync_dir(directory)
     finally:
         os.remove(tmp)
-
-
-RESTORE_ERRORS = (ArchiveError, ArchiveFormatError, WalrelayError)

@@ -9,20 +9,10 @@ tells replicas to truncate only after a confirmed put: that confirmation must me
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 from walrelay.archive.store import ObjectInfo, ObjectNotFoundError, ObjectStoreError, check_key, check_prefix
-
-_TMP_PREFIX = ".tmp-"
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+from walrelay.fsutil import replace_durably
 
 
 class DirStore:
@@ -46,17 +36,7 @@ class DirStore:
         path = self._path(key)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=_TMP_PREFIX, dir=path.parent)
-            try:
-                with os.fdopen(fd, "wb") as f:
-                    f.write(data)
-                    f.flush()
-                    os.fsync(f.fileno())
-                os.replace(tmp, path)
-            except BaseException:
-                os.unlink(tmp)
-                raise
-            _fsync_dir(path.parent)
+            replace_durably(path, data)  # temporary names start with "." and are never listed
         except OSError as e:
             raise ObjectStoreError(f"put {key} into {self.describe()} failed: {e}") from None
 

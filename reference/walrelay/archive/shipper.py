@@ -83,6 +83,8 @@ class ArchiveShipper:
             "failures": a.failures,
             "last_error": a.last_error,
             "uploaded": self.uploaded,
+            "failed_puts": self.failed_puts,
+            "retention_deleted": self.retained_deleted,
         }
 
     @staticmethod

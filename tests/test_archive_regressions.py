@@ -19,7 +19,7 @@ from walrelay.capture import Commit
 from walrelay.entry import GENESIS_CHAIN
 from walrelay.primary import PrimaryConfig, PrimaryState, ReadArchiveEntries, SendEntries
 from walrelay.primary_node import PrimaryNode
-from walrelay.recovery import ReadArchive, Recovery, SendFetch
+from walrelay.recovery import ArchiveEnd, ReadArchive, Recovery, SendFetch
 from walrelay.replica import PersistArchived, ReplicaState, SendReject
 from walrelay.replica_node import ReplicaNode
 from walrelay.replica_store import ReplicaStore
@@ -92,7 +92,7 @@ def test_recovery_chooses_again_when_the_chosen_replica_goes_away_while_the_arch
     assert rec.on_promise(1, Promise(3, 2, 10, log[-1].chain, 0, True)) == [ReadArchive(0, 5)]
     rec.on_disconnected(0)  # chooses again among the rest: replica 1, which truncated nothing
     assert rec.chosen is None  # replica 1 alone is not a fence quorum: wait for another promise
-    assert rec.on_archive(5, log[4].chain) == []  # the old read's answer is for a choice that is gone
+    assert rec.on_archive([ArchiveEnd(1, 5, log[4].chain)]) == []  # the old read's answer is for a choice that is gone
     assert rec.on_promise(2, Promise(3, 2, 9, log[-2].chain, 0, True)) == [SendFetch(1, 1)]
 
 
@@ -168,11 +168,13 @@ def test_the_primary_does_not_guess_a_time_that_falls_in_entries_not_archived_ye
     async def io(fn: object, *a: object) -> object:
         return fn(*a)  # type: ignore[operator]
 
-    fake = types.SimpleNamespace(archive=types.SimpleNamespace(store=reader.store, run_io=io), object_name="o")
+    fake = types.SimpleNamespace(
+        archive=types.SimpleNamespace(store=reader.store, run_io=io), object_name="o", branch=1
+    )
     with pytest.raises(ArchiveError, match="not archived yet"):
         trio.run(PrimaryNode._seq_for_time, fake, st, 25 * DAY_US)
-    assert trio.run(PrimaryNode._seq_for_time, fake, st, 12 * DAY_US) == 12
-    assert trio.run(PrimaryNode._seq_for_time, fake, st, 33 * DAY_US) == 33
+    assert trio.run(PrimaryNode._seq_for_time, fake, st, 12 * DAY_US) == (1, 12)
+    assert trio.run(PrimaryNode._seq_for_time, fake, st, 33 * DAY_US) == (1, 33)
 
 
 def test_a_catch_up_from_the_archive_still_joins_when_writes_continue_meanwhile() -> None:

@@ -420,6 +420,11 @@ class World:
         await self.new_primary()
         final = self.primaries[-1]
         assert await self.serving(final, 120), f"the final primary never served: {final.node.status()}"
+        for p in self.primaries:
+            # Giving up is right when fenced, or when the store is down; an archive that
+            # disagrees with the replicas' committed log is a broken invariant (ArchiveIsCommittedPrefix).
+            why = p.node.gave_up or ""
+            assert not any(s in why for s in INCONSISTENT_ARCHIVE), f"a recovery found the archive wrong: {why}"
         await self.check(final, "after the final takeover", must_answer=True)
         await self.repaired(final, "the final primary")
         await self.archive_is_exact(final)
@@ -505,6 +510,9 @@ def scratch() -> Iterator[Callable[[], str]]:
     yield make
     for d in made:
         shutil.rmtree(d, ignore_errors=True)
+
+
+INCONSISTENT_ARCHIVE = ("archive gap", "not this object's history", "differs from every branch")
 
 
 def run_schedule(root: str, schedule: list[Op], *, quorum: int = 3) -> Outcomes:

@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 
 import walrelay.recovery as recovery_mod
 from walrelay.entry import GENESIS_CHAIN, Entry, encode
-from walrelay.recovery import GiveUp, ReadArchive, Recovered, Recovery, SendFetch
+from walrelay.recovery import ArchiveEnd, GiveUp, ReadArchive, Recovered, Recovery, SendFetch
 from walrelay.replica import (
     PersistEntries,
     PersistVoter,
@@ -338,19 +338,44 @@ def test_a_truncated_best_log_is_rebuilt_from_the_archive_then_fetched() -> None
     rec = Recovery(epoch=2, replicas=3, fence_quorum=2)
     rec.on_promise(0, Promise(2, 1, 4, log[3].chain, 2, True))
     assert rec.on_promise(1, Promise(2, 1, 1, log[0].chain, 0, True)) == [ReadArchive(0, 2)]
-    assert rec.on_archive(3, log[2].chain) == [SendFetch(0, 4)]
-    assert rec.on_entries(0, (log[3],), True) == [Recovered((log[3],), 0, 3, log[2].chain)]
+    # The replica's log from its truncation point decides which branch's end the base is.
+    other = ArchiveEnd(9, 3, bytes(16))  # a newer branch that forked before seq 3: another history there
+    assert rec.on_archive([other, ArchiveEnd(1, 3, log[2].chain)]) == [SendFetch(0, 2)]
+    assert rec.on_entries(0, (log[1], log[2], log[3]), True) == [Recovered((log[3],), 0, 3, log[2].chain, 1, log[2])]
+
+
+def test_no_branch_of_the_archive_matching_the_replicas_log_gives_up() -> None:
+    log = [entry(1, 1, GENESIS_CHAIN, 1)]
+    for i in range(2, 5):
+        log.append(entry(1, i, log[-1].chain, i))
+    rec = Recovery(epoch=2, replicas=3, fence_quorum=2)
+    rec.on_promise(0, Promise(2, 1, 4, log[3].chain, 2, True))
+    assert rec.on_promise(1, Promise(2, 1, 1, log[0].chain, 0, True)) == [ReadArchive(0, 2)]
+    assert rec.on_archive([ArchiveEnd(1, 3, bytes(16))]) == [SendFetch(0, 2)]
+    [out] = rec.on_entries(0, (log[1], log[2], log[3]), True)
+    assert isinstance(out, GiveUp) and "differs from every branch" in out.reason
+
+
+def test_a_restoring_epoch_accepts_only_the_log_it_archived() -> None:
+    log = [entry(1, 1, GENESIS_CHAIN, 1), entry(1, 2, GENESIS_CHAIN, 2)]
+    rec = Recovery(epoch=3, replicas=3, fence_quorum=2, expect=(2, 1, log[0].chain))
+    rec.on_promise(0, Promise(3, 2, 1, log[0].chain, 0, True))
+    assert rec.on_promise(1, Promise(3, 2, 1, log[0].chain, 0, True)) == [Recovered((), 0)]
+    rec = Recovery(epoch=3, replicas=3, fence_quorum=2, expect=(2, 1, log[0].chain))
+    rec.on_promise(0, Promise(3, 2, 1, log[0].chain, 0, True))
+    [out] = rec.on_promise(1, Promise(3, 2, 2, log[1].chain, 0, True))  # someone wrote after the archive
+    assert isinstance(out, GiveUp) and "changed while restoring" in out.reason
 
 
 @pytest.mark.parametrize(
     ("end", "fragment"),
-    [(1, "archive gap"), (5, "beyond the most recent log")],
+    [(1, "archive gap"), (5, "archive gap")],
 )
 def test_an_archive_that_does_not_cover_the_truncation_or_overshoots_gives_up(end: int, fragment: str) -> None:
     rec = Recovery(epoch=2, replicas=3, fence_quorum=2)
     rec.on_promise(0, Promise(2, 1, 4, bytes(16), 2, True))
     rec.on_promise(1, Promise(2, 1, 1, bytes(16), 0, True))
-    [out] = rec.on_archive(end, bytes(16))
+    [out] = rec.on_archive([ArchiveEnd(1, end, bytes(16))])
     assert isinstance(out, GiveUp) and fragment in out.reason
     rec = Recovery(epoch=2, replicas=3, fence_quorum=2)
     rec.on_promise(0, Promise(2, 1, 4, bytes(16), 2, True))

@@ -126,6 +126,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=30.0,
         help="seconds before a write that is not durable resets the object (default 30)",
     )
+    pr.add_argument(
+        "--restore-to",
+        metavar="BOOKMARK",
+        type=_bookmark,
+        help="restore the object to this bookmark before serving: a new branch of its history; the undo "
+        "bookmark is logged and in __status__ (needs --placement and an archive; docs/restore-branches.md)",
+    )
 
     archive_command.add_parsers(sub)
 
@@ -213,6 +220,15 @@ async def _run_replica(args: argparse.Namespace) -> None:
     await _serve(node.serve, args.listen, node.close)
 
 
+def _bookmark(text: str) -> str:
+    from walrelay.archive.format import bookmark, parse_bookmark
+
+    try:
+        return bookmark(*parse_bookmark(text))
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
 async def _run_primary(args: argparse.Namespace) -> None:
     from walrelay.apps import APPS
     from walrelay.primary_node import PrimaryNode
@@ -245,6 +261,7 @@ async def _run_primary(args: argparse.Namespace) -> None:
         placement=EpochAllocator(args.placement) if args.placement else None,
         quorum=args.quorum,
         deadline_s=args.deadline,
+        restore_to=args.restore_to,
     )
     await _serve(node.run, args.listen, node.close, node.drain)
 

@@ -123,6 +123,24 @@ class ObjectRuntime:
         finally:
             self._in_op = False
 
+    def run_system(self, body: Callable[[apsw.Connection], None]) -> int:
+        """Run walrelay's own transaction (the branch marker, a restore request) through the same
+        input gate and capture as a client write, so it becomes a log entry like any other.
+        Returns the seq the caller must wait for."""
+        if self.state.reset_reason is not None:
+            raise ObjectResetError(f"object was reset: {self.state.reset_reason}")
+        if self._in_op:
+            raise RuntimeError("re-entrant call into the object: the input gate admits one event at a time")
+        self._in_op = True
+        try:
+            self._run_txn(lambda: body(self.capture.conn))
+        except CaptureError as e:
+            self.execute(self.state.reset(f"capture failed: {e}"))
+            raise ObjectResetError(f"object was reset: capture failed: {e}") from None
+        finally:
+            self._in_op = False
+        return self.state.last_seq
+
     def image(self) -> bytes:
         return self.capture.image()
 

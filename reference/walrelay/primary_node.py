@@ -12,16 +12,24 @@ import itertools
 import logging
 import os
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import trio
 
 from walrelay.app import App
-from walrelay.archive.format import bookmark
-from walrelay.archive.reader import ArchiveError, ArchiveReader
-from walrelay.archive.shipper import BRANCH as ARCHIVE_BRANCH
+from walrelay.archive.format import (
+    ArchiveFormatError,
+    bookmark,
+    branch_record_key,
+    encode_snapshot,
+    parse_bookmark,
+    snapshot_key,
+)
+from walrelay.archive.reader import ArchiveError, ArchiveReader, Restored
 from walrelay.archive.shipper import ArchiveShipper
+from walrelay.archive.store import ObjectStoreError, TransientStoreError
+from walrelay.branching import BranchRecord, Meta, read_meta, write_branch_marker, write_restore_request
 from walrelay.entry import GENESIS_CHAIN, Entry
 from walrelay.errors import ChainError, ObjectResetError, ProtocolError, WalrelayError
 from walrelay.fsutil import replace_durably
@@ -41,7 +49,7 @@ from walrelay.primary import (
     SendEntries,
     SendTruncate,
 )
-from walrelay.recovery import GiveUp, ReadArchive, Recovered, Recovery, RecoveryEffect, SendFetch
+from walrelay.recovery import ArchiveEnd, GiveUp, ReadArchive, Recovered, Recovery, RecoveryEffect, SendFetch
 from walrelay.replay import Replayer
 from walrelay.replica_store import check_object_name
 from walrelay.transport import Channel, Transport
@@ -70,6 +78,7 @@ log = logging.getLogger("walrelay.primary")
 STATUS_OP = "__status__"
 BOOKMARK_OP = "__bookmark__"  # current_bookmark(): the point right after the last write
 BOOKMARK_FOR_TIME_OP = "__bookmark_for_time__"  # bookmark_for_time(t_us): the last entry at or before t
+RESTORE_OP = "__restore__"  # restore(bookmark) on the object's next start; answers the undo bookmark
 
 
 def now_us() -> int:
@@ -80,6 +89,19 @@ def now_us() -> int:
 class _Waiter:
     event: trio.Event = field(default_factory=trio.Event)
     failed: str | None = None
+
+
+@dataclass(frozen=True)
+class _RestorePlan:
+    """What the second epoch of a restore installs (prepared, and its fork snapshot archived, by
+    the first): the database right after ``restored.seq`` of ``record.parent``, and its last entry."""
+
+    record: BranchRecord
+    restored: Restored
+    base: Entry | None  # None when restoring to seq 0 (the empty database)
+    old_epoch: int
+    old_end: int
+    old_chain: bytes
 
 
 # A catch-up frame must fit a replica's frame limit (the default one; headers take < 1 KiB).
@@ -106,6 +128,11 @@ class ReplicaLink:
         self.last_error: str | None = None
         # Recovery's FETCH commands for this link (a from_seq), or None: recovery ended.
         self.fetch_send, self.fetch_recv = trio.open_memory_channel[int | None](float("inf"))
+        self._connection = trio.CancelScope()
+
+    def restart(self) -> None:
+        """Drop the connection and start again with HELLO and PREPARE (the node changed epoch)."""
+        self._connection.cancel()
 
     def enqueue(self, entries: tuple[Entry, ...], *, whole: bool) -> None:
         self.queue.extend(entries)
@@ -120,42 +147,48 @@ class ReplicaLink:
         node = self.node
         backoff = 0.05
         while not node.stopped:
-            try:
-                stream = await node.transport.connect(self.address)
-            except OSError as e:
-                self.last_error = f"connect failed: {e}"
-                await trio.sleep(backoff)
-                backoff = min(backoff * 2, 1.0)
-                continue
-            chan = Channel(stream)
-            try:
-                await self._hello(chan)
-                self.last_error = None
-                while True:  # drop FETCH commands meant for an earlier connection
-                    try:
-                        self.fetch_recv.receive_nowait()
-                    except trio.WouldBlock:
-                        break
-                if node.state is None:
-                    await self._recovering(chan)
-                if node.state is not None and not node.stopped:
-                    await self._serving(chan)
-            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as e:
-                self.last_error = f"connection lost: {e or type(e).__name__}"
-            except ProtocolError as e:
-                self.last_error = f"protocol error: {e}"
-                log.warning("replica %d (%s): %s", self.index, self.address, e)
-            finally:
-                if node.state is None:
-                    node.recovery_effects(node.recovery.on_disconnected(self.index))
-                else:
-                    node.state.on_disconnected(self.index)
-                await trio.aclose_forcefully(stream)
+            with trio.CancelScope() as self._connection:
+                backoff = await self._connect_once(backoff)
+            if self._connection.cancelled_caught:
+                backoff = 0.05
+
+    async def _connect_once(self, backoff: float) -> float:
+        node = self.node
+        try:
+            stream = await node.transport.connect(self.address)
+        except OSError as e:
+            self.last_error = f"connect failed: {e}"
             await trio.sleep(backoff)
-            # A replica that refused us (DIVERGED, a bad frame) would refuse again at once: back
-            # off, up to 5 s. A session that ended any other way reconnects quickly.
-            refused = (self.last_error or "").startswith(("rejected", "protocol error"))
-            backoff = min(backoff * 2, 5.0) if refused else 0.05
+            return min(backoff * 2, 1.0)
+        chan = Channel(stream)
+        try:
+            await self._hello(chan)
+            self.last_error = None
+            while True:  # drop FETCH commands meant for an earlier connection
+                try:
+                    self.fetch_recv.receive_nowait()
+                except trio.WouldBlock:
+                    break
+            if node.state is None:
+                await self._recovering(chan)
+            if node.state is not None and not node.stopped:
+                await self._serving(chan)
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as e:
+            self.last_error = f"connection lost: {e or type(e).__name__}"
+        except ProtocolError as e:
+            self.last_error = f"protocol error: {e}"
+            log.warning("replica %d (%s): %s", self.index, self.address, e)
+        finally:
+            if node.state is None:
+                node.recovery_effects(node.recovery.on_disconnected(self.index))
+            else:
+                node.state.on_disconnected(self.index)
+            await trio.aclose_forcefully(stream)
+        await trio.sleep(backoff)
+        # A replica that refused us (DIVERGED, a bad frame) would refuse again at once: back
+        # off, up to 5 s. A session that ended any other way reconnects quickly.
+        refused = (self.last_error or "").startswith(("rejected", "protocol error"))
+        return min(backoff * 2, 5.0) if refused else 0.05
 
     async def _hello(self, chan: Channel) -> None:
         node = self.node
@@ -275,8 +308,8 @@ class ReplicaLink:
         assert state is not None
         while True:
             msg = await chan.receive()
-            if msg is None:
-                return
+            if msg is None or node.state is not state:
+                return  # the node moved on to another epoch (a restore): this session is over
             if isinstance(msg, Ack):
                 node.execute(
                     state.on_ack(
@@ -326,14 +359,29 @@ class PrimaryNode:
         tick_s: float = 0.05,
         checkpoint_frames: int = 1000,
         archive: ArchiveShipper | None = None,
+        restore_to: str | None = None,
     ) -> None:
         """``archive``: ships the durable log to an object store (segments, snapshots) once
-        recovery is done; None runs without an archive (no PITR)."""
+        recovery is done; None runs without an archive (no PITR). ``restore_to``: a bookmark to
+        restore the object to before serving (as if a client had asked with ``__restore__``)."""
         self.object_name = check_object_name(object_name)
         self.archive = archive
         self._nursery: trio.Nursery | None = None
         if (epoch is None) == (placement is None):
             raise WalrelayError("give a primary either an epoch or a placement directory, not both or neither")
+        if restore_to is not None:
+            parse_bookmark(restore_to)
+            if placement is None or archive is None:
+                raise WalrelayError("a restore needs --placement (it takes a second epoch) and an archive")
+        self.placement = placement
+        self.restore_to = restore_to
+        self.branch = 1  # the branch the database is on (branching.read_meta)
+        self.meta: Meta | None = None
+        self.restoring: str | None = None  # the target of the restore in progress
+        self.restore_plan: _RestorePlan | None = None
+        self.restored: dict[str, Any] | None = None  # what the last restore did, for status
+        self._gate_held = False  # the input gate would open, but a restore runs first
+        self._shipping = trio.CancelScope()
         self.epoch = placement.allocate(self.object_name) if placement is not None else int(epoch or 0)
         self.transport = transport
         self.tick_s = tick_s
@@ -367,9 +415,20 @@ class PrimaryNode:
                     )
                 else:
                     self._nursery.start_soon(self._read_archive_end)
+            elif isinstance(eff, Recovered) and self.restore_plan is not None:
+                try:
+                    self._install_restored(self.restore_plan)
+                except (ChainError, WalrelayError) as e:
+                    self._give_up(f"the restored database does not open: {e}")
+                    return
+                except OSError as e:
+                    self._give_up(f"could not write the restored database {self.db_path}: {e}")
+                    return
+                for link in self.links:
+                    link.fetch_send.send_nowait(None)
             elif isinstance(eff, Recovered):
                 try:
-                    self._install(eff.entries, eff.base_seq, eff.base_chain)
+                    self._install(eff.entries, eff.base_seq, eff.base_chain, eff.base_branch, eff.base_entry)
                 except (ChainError, WalrelayError) as e:
                     self._give_up(f"the recovered log does not replay: {e}")
                     return
@@ -385,34 +444,52 @@ class PrimaryNode:
                 )
                 for link in self.links:
                     link.fetch_send.send_nowait(None)
-                if self.archive is not None and self._nursery is not None:
-                    assert self.state is not None and self.runtime is not None
-                    self.state.archive_catchup = True
-                    self._nursery.start_soon(self.archive.run, self.state, self.runtime, now_us, self._archived)
+                self._start_shipping()
+                assert self.meta is not None
+                target = self.meta.pending_restore or self.restore_to
+                if target is not None:
+                    self.restoring = target  # the input gate stays shut: _begin_restore runs once synced
             elif isinstance(eff, GiveUp):
                 self._give_up(eff.reason)
 
     async def _read_archive_end(self) -> None:
-        """Recovery needs the archive (the chosen replica truncated its log): where does it end?"""
+        """Recovery needs the archive (the chosen replica truncated its log): where does each
+        branch end? (Recovery picks the one whose chain the replica's log has.)"""
         assert self.archive is not None
         reader = ArchiveReader(self.archive.store, self.object_name)
+        recovery = self.recovery
         try:
-            listing = await self.archive.run_io(reader.listing)
-            branch = listing.branches.get(ARCHIVE_BRANCH)
-            if branch is None:
+            ends = await self.archive.run_io(reader.ends)
+            if not ends:
                 raise ArchiveError(f"no archive of {self.object_name!r} in {self.archive.store.describe()}")
-            end, chain = await self.archive.run_io(reader.end, branch)
         except WalrelayError as e:
-            self.recovery_effects(self.recovery.on_archive_failed(str(e)))
+            self.recovery_effects(recovery.on_archive_failed(str(e)))
             return
-        self.recovery_effects(self.recovery.on_archive(end, chain))
+        self.recovery_effects(recovery.on_archive([ArchiveEnd(b, end, chain) for b, end, chain in ends]))
+
+    def _start_shipping(self) -> None:
+        """Ship the log of the database's branch (read from it: branching.py) to the archive."""
+        assert self.state is not None and self.runtime is not None
+        self.meta = read_meta(self.runtime.capture.conn)
+        self.branch = self.meta.branch
+        if self.archive is None or self._nursery is None:
+            return
+        self.state.archive_catchup = True
+        self.archive.branch, self.archive.record = self.meta.branch, self.meta.record
+        self._shipping = trio.CancelScope()
+        self._nursery.start_soon(self._ship, self._shipping, self.state, self.runtime)
+
+    async def _ship(self, scope: trio.CancelScope, state: PrimaryState, runtime: ObjectRuntime) -> None:
+        assert self.archive is not None
+        with scope:
+            await self.archive.run(state, runtime, now_us, self._archived)
 
     async def _catch_up_from_archive(self, eff: ReadArchiveEntries) -> None:
         """A replica needs entries this primary no longer retains: read them from the archive."""
         assert self.archive is not None
         reader = ArchiveReader(self.archive.store, self.object_name)
         try:
-            branch = await self.archive.run_io(reader.branch, ARCHIVE_BRANCH)
+            branch, _ = await self.archive.run_io(reader.resolve, self.branch, eff.first)
             entries = await self.archive.run_io(reader.entries_between, branch, eff.first, eff.last)
         except WalrelayError as e:
             log.warning("replica %d catch-up from the archive failed: %s", eff.replica, e)
@@ -433,7 +510,14 @@ class PrimaryNode:
         self.stopped = True
         self.gate_event.set()
 
-    def _install(self, entries: tuple[Entry, ...], base_seq: int = 0, base_chain: bytes = GENESIS_CHAIN) -> None:
+    def _install(
+        self,
+        entries: tuple[Entry, ...],
+        base_seq: int = 0,
+        base_chain: bytes = GENESIS_CHAIN,
+        base_branch: int = 1,
+        base_entry: Entry | None = None,
+    ) -> None:
         """Rebuild the database from the recovered log alone (the archive through ``base_seq``, then
         ``entries``), verifying every entry's checksum, and only then start the write path on it.
         Whatever the local disk held is dropped: it may contain commits that never became durable
@@ -444,7 +528,7 @@ class PrimaryNode:
         if base_seq > 0:
             assert self.archive is not None
             reader = ArchiveReader(self.archive.store, self.object_name)
-            restored = reader.restore_image(base_seq, ARCHIVE_BRANCH)
+            restored = reader.restore_image(base_seq, base_branch)
             if restored.chain != base_chain:
                 raise ArchiveError(f"the archive's seq {base_seq} is not the one recovery chose")
             image = restored.image
@@ -455,7 +539,9 @@ class PrimaryNode:
                 image, expected = bytes(replayer.image), entries[-1].db_checksum
             # The entry at the base is retained too: a replica whose log ends exactly there adopts
             # this epoch from a frame holding it (PrimaryState._resend_point).
-            retained = (reader.entry_at(reader.branch(ARCHIVE_BRANCH), base_seq), *entries)
+            if base_entry is None:
+                base_entry = reader.entry_at(reader.branch(base_branch), base_seq)
+            retained = (base_entry, *entries)
         elif entries:
             replayer = Replayer(b"", entries[0].page_size)
             replayer.apply_all(entries)
@@ -504,8 +590,179 @@ class PrimaryNode:
             elif isinstance(eff, SendTruncate):
                 self.links[eff.replica].send_control(Truncate(self.epoch, eff.through, eff.chain))
             elif isinstance(eff, OpenInputGate):
+                if self.restoring is not None or self.restore_plan is not None:
+                    self._gate_held = True
+                    if self.restoring is not None and self._nursery is not None:
+                        self._nursery.start_soon(self._begin_restore, self.restoring)
+                        self.restoring = None
+                    continue
                 log.info("object %s epoch %d: serving", self.object_name, self.epoch)
                 self.gate_event.set()
+
+    # -- restore (docs/restore-branches.md; spec: BeginRestore, Recover for a restore) -----------
+
+    async def _archive_io(self, fn: Any, *args: Any) -> Any:
+        """One archive call, retried while the store does not answer (a restore waits it out)."""
+        assert self.archive is not None
+        delay = 0.1
+        while True:
+            try:
+                return await self.archive.run_io(fn, *args)
+            except TransientStoreError as e:
+                log.warning("object %s: archive not reachable during the restore (will retry): %s", self.object_name, e)
+                await trio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    async def _begin_restore(self, target: str) -> None:
+        """BeginRestore, run by the first epoch once its recovered log is durable.
+
+        The old branch is archived through its end first, so the undo point is restorable; then
+        the database at the target is rebuilt from the archive and stored as the new branch's fork
+        snapshot; then a second epoch from placement fences every older primary (a full recovery
+        round) and installs it. The new branch is numbered by that epoch: epochs are never issued
+        twice, so two restores can never write the same branch's keys."""
+        state, archive, placement = self.state, self.archive, self.placement
+        assert state is not None and archive is not None and placement is not None
+        try:
+            b, k = parse_bookmark(target)
+            end, end_chain = state.last_seq, state.last_chain
+            if b == self.branch and k > end:
+                raise ArchiveError(f"bookmark {target} is beyond the end of branch {b} (seq {end})")
+            if b > self.branch:
+                raise ArchiveError(f"bookmark {target} names branch {b}, newer than this object's branch {self.branch}")
+            log.info(
+                "object %s epoch %d: restoring to %s; archiving branch %d through seq %d first",
+                self.object_name,
+                self.epoch,
+                target,
+                self.branch,
+                end,
+            )
+            await archive.wait_archived(end)
+            reader = ArchiveReader(archive.store, self.object_name)
+            restored: Restored = await self._archive_io(reader.restore_image, k, b)
+            base: Entry | None = None
+            if k > 0:
+                base = state.log.get(k) if b == self.branch else None
+                if base is None:
+                    base = await self._archive_io(self._entry_for, reader, b, k)
+                if base.chain != restored.chain:
+                    raise ArchiveError(f"the archive's entry at {target} does not match its restored database")
+            new_epoch: int = await trio.to_thread.run_sync(placement.allocate, self.object_name)
+            record = BranchRecord(new_epoch, b, k, restored.chain, bookmark(self.branch, end))
+            checksum = DbChecksum.of_image(restored.image, restored.page_size).value
+            fork = encode_snapshot(
+                new_epoch, k, restored.timestamp_us, restored.chain, restored.page_size, restored.image, checksum
+            )
+            await self._archive_io(archive.store.put, snapshot_key(self.object_name, new_epoch, k), fork)
+        except (WalrelayError, ObjectStoreError, ArchiveFormatError, ChainError, OSError) as e:
+            self._give_up(f"restore to {target} failed: {e}")
+            return
+        log.info(
+            "object %s: restore to %s: branch %d forks at seq %d; undo bookmark %s; taking epoch %d",
+            self.object_name,
+            target,
+            new_epoch,
+            k,
+            record.undo_bookmark,
+            new_epoch,
+        )
+        # Epoch one is done: stop its shipping and its links, and recover again under the new
+        # epoch, accepting only the log just archived (Recovery.expect).
+        self._shipping.cancel()
+        if self.runtime is not None:
+            self.runtime.close()
+        self.restore_plan = _RestorePlan(record, restored, base, self.epoch, end, end_chain)
+        self.epoch = new_epoch
+        self.config = replace(self.config, epoch=new_epoch)
+        self.recovery = Recovery(
+            epoch=new_epoch,
+            replicas=self.config.replicas,
+            fence_quorum=self.config.fence_quorum,
+            expect=(self.restore_plan.old_epoch, end, end_chain),
+        )
+        self.state, self.runtime = None, None
+        self._gate_held = False
+        for link in self.links:
+            link.restart()
+
+    @staticmethod
+    def _entry_for(reader: ArchiveReader, branch: int, seq: int) -> Entry:
+        """The archived entry at ``seq`` of ``branch``'s history (at a fork point: the parent's)."""
+        bl, _ = reader.resolve(branch, seq)
+        try:
+            return reader.entry_at(bl, seq)
+        except ArchiveError:
+            rec = reader.record(bl) if bl.record_key is not None else None
+            if rec is None or rec.fork_seq != seq:
+                raise
+            return PrimaryNode._entry_for(reader, rec.parent, seq)
+
+    def _install_restored(self, plan: _RestorePlan) -> None:
+        """Recover for a restore: the restored database, its last entry as the retained log (the
+        archive holds everything before: replicas that cannot join it start their log there), then
+        the branch marker as the new branch's first entry."""
+        for path in (self.db_path, self.db_path + "-wal", self.db_path + "-shm"):
+            if os.path.exists(path):
+                os.remove(path)
+        image = plan.restored.image
+        if image:
+            replace_durably(self.db_path, image)
+        self.state = PrimaryState(self.config, recovered=(plan.base,) if plan.base is not None else ())
+        self.state.archived_seq = plan.restored.seq  # the fork snapshot: TRUNCATE offers the base
+        expected = DbChecksum.of_image(image, plan.restored.page_size).value if image else None
+        self.runtime = ObjectRuntime(
+            self.db_path,
+            self.app,
+            self.state,
+            self.execute,
+            monotonic_us=now_us,
+            checkpoint_frames=self.checkpoint_frames,
+            expect_checksum=expected,
+        )
+        marker = self.runtime.run_system(lambda conn: write_branch_marker(conn, plan.record))
+        self.meta = read_meta(self.runtime.capture.conn)
+        self.branch = self.meta.branch
+        if self._nursery is not None:
+            self._nursery.start_soon(self._complete_restore, plan, marker)
+
+    async def _complete_restore(self, plan: _RestorePlan, marker: int) -> None:
+        """Once the marker is durable the new branch exists: record it in the archive, ship it,
+        and open the input gate."""
+        assert self.state is not None and self.archive is not None
+        token = next(self._tokens)
+        waiter = _Waiter()
+        self.waiters[token] = waiter
+        self.execute(self.state.hold(token, marker))
+        await waiter.event.wait()
+        if waiter.failed is not None:
+            self._give_up(f"the restored branch never became durable: {waiter.failed}")
+            return
+        rec = plan.record
+        try:
+            await self._archive_io(
+                self.archive.store.put, branch_record_key(self.object_name, rec.branch), rec.to_json()
+            )
+        except ObjectStoreError as e:
+            log.error("object %s: could not write the branch record (the next primary will): %s", self.object_name, e)
+        self.restored = {
+            "restored_to": rec.restored_to,
+            "branch": rec.branch,
+            "undo_bookmark": rec.undo_bookmark,
+        }
+        log.info(
+            "object %s epoch %d: restored to %s, now on branch %d; undo bookmark %s",
+            self.object_name,
+            self.epoch,
+            rec.restored_to,
+            rec.branch,
+            rec.undo_bookmark,
+        )
+        self.restore_plan = None
+        self._start_shipping()
+        if self._gate_held:
+            log.info("object %s epoch %d: serving", self.object_name, self.epoch)
+            self.gate_event.set()
 
     # -- serving -------------------------------------------------------------------------------
 
@@ -578,6 +835,16 @@ class PrimaryNode:
         if op in (BOOKMARK_OP, BOOKMARK_FOR_TIME_OP):
             await self._bookmark_request(chan, msg, op, args, nursery)
             return
+        if op == RESTORE_OP:
+            await self._restore_request(chan, msg, args, nursery)
+            return
+        if self.meta is not None and self.meta.pending_restore is not None:
+            why = (
+                f"a restore to {self.meta.pending_restore} is pending (undo bookmark {self.meta.undo_bookmark}); "
+                "restart the object to apply it"
+            )
+            await chan.send(Reply(msg.request_id, ReplyStatus.ERROR, {"type": "RestorePending", "message": why}))
+            return
         try:
             outcome = self.runtime.run(op, args)
         except ObjectResetError as e:
@@ -610,6 +877,45 @@ class PrimaryNode:
 
         nursery.start_soon(reply_when_released)
 
+    async def _restore_request(self, chan: Channel, msg: Request, args: list[Any], nursery: trio.Nursery) -> None:
+        """restore(bookmark) (Durable Objects' onNextSessionRestoreBookmark): recorded in the log now,
+        performed by the object's next start. The answer, held until the request is durable, is
+        the undo bookmark: the point right after the request. Writes are refused from then on, so
+        that point is exactly the state the restore replaces."""
+        state, runtime = self.state, self.runtime
+        assert state is not None and runtime is not None
+
+        async def error(kind: str, why: str) -> None:
+            await chan.send(Reply(msg.request_id, ReplyStatus.ERROR, {"type": kind, "message": why}))
+
+        if len(args) != 1 or not isinstance(args[0], str):
+            return await error("BadRequest", "restore takes one argument: a bookmark")
+        if self.archive is None or self.placement is None:
+            return await error("RestoreUnavailable", "this primary has no archive, or no placement to take epochs from")
+        try:
+            b, k = parse_bookmark(args[0])
+        except ValueError as e:
+            return await error("BadRequest", str(e))
+        target = bookmark(b, k)
+        if b > self.branch or (b == self.branch and k > state.last_seq):
+            return await error("UnknownBookmark", f"bookmark {target} is beyond this object's history")
+        if b != self.branch or k not in state.log:
+            reader = ArchiveReader(self.archive.store, self.object_name)
+            try:
+                await self.archive.run_io(reader.restore_point_check, b, k)
+            except WalrelayError as e:
+                return await error("UnknownBookmark", f"cannot restore to {target}: {e}")
+        if self.meta is not None and self.meta.pending_restore is not None:
+            return await error("RestorePending", f"a restore to {self.meta.pending_restore} is already pending")
+        undo = bookmark(self.branch, state.last_seq + 1)  # the request's own entry
+        try:
+            seq = runtime.run_system(lambda conn: write_restore_request(conn, target, undo))
+        except ObjectResetError as e:
+            return await error("ObjectReset", str(e))
+        self.meta = read_meta(runtime.capture.conn)
+        answer = {"undo_bookmark": bookmark(self.branch, seq), "restore_to": target, "applies": "on the next start"}
+        self._reply_when_durable(nursery, chan, seq, Reply(msg.request_id, ReplyStatus.OK, answer), wrote=True)
+
     async def _bookmark_request(
         self, chan: Channel, msg: Request, op: str, args: list[Any], nursery: trio.Nursery
     ) -> None:
@@ -618,6 +924,7 @@ class PrimaryNode:
         always be restored."""
         state = self.state
         assert state is not None
+        branch = self.branch
         if op == BOOKMARK_OP:
             seq = state.last_seq
         else:
@@ -626,34 +933,37 @@ class PrimaryNode:
                 await chan.send(Reply(msg.request_id, ReplyStatus.ERROR, {"type": "BadRequest", "message": why}))
                 return
             try:
-                seq = await self._seq_for_time(state, args[0])
+                branch, seq = await self._seq_for_time(state, args[0])
             except WalrelayError as e:
                 await chan.send(Reply(msg.request_id, ReplyStatus.ERROR, {"type": "ArchiveError", "message": str(e)}))
                 return
-        point = {"bookmark": bookmark(ARCHIVE_BRANCH, seq), "seq": seq}
-        self._reply_when_durable(nursery, chan, seq, Reply(msg.request_id, ReplyStatus.OK, point))
+        point = {"bookmark": bookmark(branch, seq), "seq": seq}
+        # A point of an older branch is archived already; one of ours waits until it is durable.
+        held = seq if branch == self.branch else 0
+        self._reply_when_durable(nursery, chan, held, Reply(msg.request_id, ReplyStatus.OK, point))
 
-    async def _seq_for_time(self, state: PrimaryState, t_us: int) -> int:
-        """The last entry with timestamp <= t (0: before the first). Timestamps never go back along
-        the log (NextTs), so the retained log answers for recent times and the archive for older."""
+    async def _seq_for_time(self, state: PrimaryState, t_us: int) -> tuple[int, int]:
+        """(branch, seq) of the last entry with timestamp <= t (0: before the first). Timestamps
+        never go back along the log (NextTs), so the retained log answers for recent times and the
+        archive for older ones (across the branch's parents: reader.point_for_time)."""
         retained = sorted(state.log)
         if retained and state.log[retained[0]].timestamp_us <= t_us:
-            return max(s for s in retained if state.log[s].timestamp_us <= t_us)
-        if retained[:1] == [1] or state.last_seq == 0:
-            return 0  # before the first entry ever: the empty database
+            return self.branch, max(s for s in retained if state.log[s].timestamp_us <= t_us)
+        if self.branch == 1 and (retained[:1] == [1] or state.last_seq == 0):
+            return self.branch, 0  # before the first entry ever: the empty database
         if self.archive is None:
             raise ArchiveError(f"time {t_us} is older than this primary's log, and there is no archive to search")
         reader = ArchiveReader(self.archive.store, self.object_name)
-        seq: int = await self.archive.run_io(reader.seq_for_time, t_us, ARCHIVE_BRANCH)
+        branch, seq = await self.archive.run_io(reader.point_for_time, t_us, self.branch)
         oldest = retained[0] if retained else state.last_seq + 1
-        if seq >= state.archived_seq and seq < oldest - 1:
+        if branch == self.branch and seq >= state.archived_seq and seq < oldest - 1:
             # Every archived entry is at or before t, and the entries between the archive's end
             # and what this primary retains are in neither: the answer may lie among them.
             raise ArchiveError(
                 f"time {t_us} falls after seq {seq}, but entries {seq + 1}..{oldest - 1} are not archived yet; "
                 "try again once the archive has caught up"
             )
-        return seq
+        return branch, seq
 
     @staticmethod
     async def _send_quietly(chan: Channel, reply: Reply) -> None:
@@ -667,7 +977,9 @@ class PrimaryNode:
         if self.gave_up is not None:
             return "gave up"
         if st is None:
-            return "recovering"
+            return "restoring" if self.restore_plan is not None else "recovering"
+        if self.restore_plan is not None or (self._gate_held and not self.gate_event.is_set()):
+            return "restoring"
         if st.reset_reason is not None:
             return "reset"
         return "serving" if st.serving else "syncing"
@@ -682,6 +994,9 @@ class PrimaryNode:
             "fence_quorum": self.config.fence_quorum,
             "gave_up": self.gave_up,
             "archive": self.archive.status() if self.archive is not None else None,
+            "branch": self.branch,
+            "pending_restore": self.meta.pending_restore if self.meta is not None else None,
+            "restored": self.restored,
         }
         if st is None:
             promises = self.recovery.promises

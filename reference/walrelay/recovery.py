@@ -36,10 +36,19 @@ class SendFetch:
 @dataclass(frozen=True, slots=True)
 class ReadArchive:
     """The chosen replica truncated its log through ``truncated`` (those entries are archived):
-    read where the archive ends and call ``on_archive`` (or ``on_archive_failed``)."""
+    read where each branch of the archive ends and call ``on_archive`` (or ``on_archive_failed``)."""
 
     replica: int
     truncated: int
+
+
+@dataclass(frozen=True, slots=True)
+class ArchiveEnd:
+    """Branch ``branch`` of the archive reaches seq ``end`` (chain ``chain``) without a gap."""
+
+    branch: int
+    end: int
+    chain: bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +60,8 @@ class Recovered:
     source: int | None
     base_seq: int = 0  # restore the database through this seq from the archive first
     base_chain: bytes = GENESIS_CHAIN
+    base_branch: int = 0  # ... from this branch of the archive (any branch holding that chain there)
+    base_entry: Entry | None = None  # the entry at base_seq, as the replica holds it
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,7 +80,12 @@ def better(p: Promise, q: Promise) -> bool:
 class Recovery:
     """Collect promises for ``epoch``, choose the most recent log, fetch and verify it."""
 
-    def __init__(self, *, epoch: int, replicas: int, fence_quorum: int) -> None:
+    def __init__(
+        self, *, epoch: int, replicas: int, fence_quorum: int, expect: tuple[int, int, bytes] | None = None
+    ) -> None:
+        """``expect``: (log_epoch, last_seq, last_chain) the chosen log must be, or recovery gives up
+        without fetching anything: a restoring primary's second epoch only fences and checks that
+        nobody changed the object since its first epoch archived it (docs/restore-branches.md)."""
         if not 2 * fence_quorum > replicas:
             raise ValueError(f"fence quorum {fence_quorum} of {replicas} is not a majority")
         self.epoch = epoch
@@ -80,6 +96,9 @@ class Recovery:
         self.fetched: list[Entry] = []
         self.base_seq, self.base_chain = 0, GENESIS_CHAIN  # where the archive takes over (spec: base)
         self.reading_archive = False
+        self.expect = expect
+        self.archive_ends: list[ArchiveEnd] = []  # candidates for the base, newest branch first
+        self.fetch_from = 1  # the seq the first fetched entry has
         self.done = False
 
     # -- promises ----------------------------------------------------------------------------
@@ -122,6 +141,14 @@ class Recovery:
                 best_r = r
         best = self.promises[best_r]
         self.chosen = best_r
+        if self.expect is not None:
+            got = (best.log_epoch, best.last_seq, best.last_chain)
+            if got != self.expect:
+                return self._give_up(
+                    f"the object changed while restoring: replica {best_r} holds epoch {got[0]}'s log through seq "
+                    f"{got[1]}, not epoch {self.expect[0]}'s through seq {self.expect[1]} as archived"
+                )
+            return self._finish((), best_r)
         if best.truncated_through > 0:
             # Entries through it live in the archive (spec: Recover's base).
             self.reading_archive = True
@@ -130,29 +157,30 @@ class Recovery:
             return self._finish((), best_r)
         return [SendFetch(best_r, 1)]
 
-    def on_archive(self, end_seq: int, end_chain: bytes) -> list[RecoveryEffect]:
-        """Where the archive ends (the last seq reachable without a gap). The chosen log is the
-        archive through there, then the replica's entries after it."""
+    def on_archive(self, ends: list[ArchiveEnd]) -> list[RecoveryEffect]:
+        """Where each branch of the archive ends (the last seq reachable without a gap). The chosen
+        log is the archive through one of them, then the replica's entries after it.
+
+        Which branch holds the replica's history is decided by chains, not by numbers: the replica
+        is asked for its log from its truncation point, and the base is the newest branch whose end
+        lies within that log with the same chain there (branches share their history up to a fork,
+        and any branch holding a chain at a seq restores the same database there)."""
         if self.done or not self.reading_archive or self.chosen is None:
             return []
         self.reading_archive = False
         best = self.promises[self.chosen]
-        if end_seq < best.truncated_through:
+        t = best.truncated_through
+        usable = [a for a in ends if t <= a.end <= best.last_seq]
+        if not usable:
+            reach = ", ".join(f"branch {a.branch} to seq {a.end}" for a in ends) or "nothing"
             return self._give_up(
-                f"replica {self.chosen} truncated its log through seq {best.truncated_through}, but the archive "
-                f"ends at seq {end_seq}: the entries between are lost (archive gap)"
+                f"replica {self.chosen} truncated its log through seq {t} (its log ends at seq {best.last_seq}), "
+                f"but the archive reaches {reach}: the entries between are lost (archive gap), or the archive is "
+                "not this object's history"
             )
-        if end_seq > best.last_seq:
-            return self._give_up(
-                f"the archive holds seq {end_seq}, beyond the most recent log (replica {self.chosen}, seq "
-                f"{best.last_seq}): the archive is not this object's committed history"
-            )
-        self.base_seq, self.base_chain = end_seq, end_chain
-        if end_seq == best.last_seq:
-            if end_chain != best.last_chain:
-                return self._give_up(f"replica {self.chosen}'s log ends at seq {end_seq} differently from the archive")
-            return self._finish((), self.chosen)
-        return [SendFetch(self.chosen, end_seq + 1)]
+        self.archive_ends = usable
+        self.fetch_from = t
+        return [SendFetch(self.chosen, t)]
 
     def on_archive_failed(self, reason: str) -> list[RecoveryEffect]:
         if self.done or not self.reading_archive:
@@ -175,6 +203,7 @@ class Recovery:
         self.chosen = None
         self.fetched = []
         self.base_seq, self.base_chain = 0, GENESIS_CHAIN
+        self.archive_ends, self.fetch_from = [], 1
         self.reading_archive = False  # a read in progress answers for a choice that is gone
         return self._choose()
 
@@ -186,19 +215,23 @@ class Recovery:
             return []
         chosen = self.promises[replica]
         for e in entries:
-            expected = self.base_seq + len(self.fetched) + 1
+            expected = self.fetch_from + len(self.fetched)
+            # From the archive's truncation point the first entry is checked by its chain below.
+            linked = not self.fetched and bool(self.archive_ends)
             prev = self.fetched[-1].chain if self.fetched else self.base_chain
-            if e.seq != expected or not follows(e, prev):
+            if e.seq != expected or not (linked or follows(e, prev)):
                 return self._give_up(
                     f"replica {replica} sent seq {e.seq} where seq {expected} following its promised log was due"
                 )
             if e.seq > chosen.last_seq:
                 return self._give_up(f"replica {replica} sent seq {e.seq} beyond the {chosen.last_seq} it promised")
             self.fetched.append(e)
-        have = self.base_seq + len(self.fetched)
+        have = self.fetch_from + len(self.fetched) - 1
         if have == chosen.last_seq:
             if self.fetched[-1].chain != chosen.last_chain:
                 return self._give_up(f"replica {replica}'s log no longer ends with the chain it promised")
+            if self.archive_ends:
+                return self._finish_on_archive(replica)
             return self._finish(tuple(self.fetched), replica)
         if final:
             return self._give_up(f"replica {replica} sent {have} entries of the {chosen.last_seq} it promised")
@@ -211,6 +244,19 @@ class Recovery:
     def _finish(self, entries: tuple[Entry, ...], source: int | None) -> list[RecoveryEffect]:
         self.done = True
         return [Recovered(entries, source, self.base_seq, self.base_chain)]
+
+    def _finish_on_archive(self, replica: int) -> list[RecoveryEffect]:
+        held = {e.seq: e for e in self.fetched}
+        for a in self.archive_ends:
+            base = held.get(a.end)
+            if base is not None and base.chain == a.chain:
+                self.done = True
+                after = tuple(e for e in self.fetched if e.seq > a.end)
+                return [Recovered(after, replica, a.end, a.chain, a.branch, base)]
+        return self._give_up(
+            f"replica {replica}'s log differs from every branch of the archive where they overlap: the archive is "
+            "not this object's history"
+        )
 
     def _give_up(self, reason: str) -> list[RecoveryEffect]:
         self.done = True

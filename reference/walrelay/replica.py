@@ -57,6 +57,14 @@ class PersistArchived:
 
 
 @dataclass(frozen=True, slots=True)
+class ResetToBase:
+    """Replace the whole log by this one entry, the archived base of a newer epoch's log (persist
+    ``archived_through`` = its seq with no log epoch first, then the file; docs/restore-branches.md)."""
+
+    entry: Entry
+
+
+@dataclass(frozen=True, slots=True)
 class SendPromise:
     """PROMISE: what a recovering primary needs to choose the most recent log."""
 
@@ -85,6 +93,7 @@ ReplicaEffect = (
     | PersistLogEpoch
     | PersistVoter
     | PersistArchived
+    | ResetToBase
     | SendAck
     | SendReject
     | SendPromise
@@ -103,6 +112,9 @@ class ReplicaState:
     last_chain: bytes = GENESIS_CHAIN
     archived_through: int = 0  # the highest TRUNCATE point accepted: entries before it may be gone
     chains: dict[int, bytes] = field(default_factory=dict)  # seq -> chain, for entries still held
+    # (epoch, seq, chain) of the last TRUNCATE this replica could not act on: the sender's archive
+    # holds its log through seq. Volatile: it only lets the next APPEND of that epoch start there.
+    base_offer: tuple[int, int, bytes] | None = None
 
     def on_append(self, epoch: int, entries: tuple[Entry, ...], log_end: int) -> list[ReplicaEffect]:
         """ReceiveAppend: store entries that extend the log, refuse a fenced epoch.
@@ -132,6 +144,13 @@ class ReplicaState:
         if adopting and (not entries or entries[-1].seq != log_end):
             effects.append(SendAck(self.promised_epoch, self.last_seq, self.last_chain, self.log_epoch))
             return effects
+        if adopting and self._takes_base(epoch, entries[0]):
+            base = entries[0]
+            self.chains = {base.seq: base.chain}
+            self.last_seq, self.last_chain = base.seq, base.chain
+            self.archived_through = base.seq
+            self.log_epoch = 0  # until the adoption below: the reset log is no epoch's yet
+            effects.append(ResetToBase(base))
         new: list[Entry] = []
         consistent_through: int | None = None  # last batch seq known to equal the sender's log
         for e in entries:
@@ -173,6 +192,14 @@ class ReplicaState:
             effects.append(PersistLogEpoch(epoch))
         effects.append(SendAck(self.promised_epoch, self.last_seq, self.last_chain, self.log_epoch))
         return effects
+
+    def _takes_base(self, epoch: int, first: Entry) -> bool:
+        """Start the log afresh at ``first``? Only if the same epoch told us (TRUNCATE) that its
+        archive holds its log through exactly that entry, and we cannot join ``first`` to what we
+        hold: a restored primary's log begins at the restore point, which replicas holding another
+        branch, or having truncated past it, cannot link to (docs/restore-branches.md)."""
+        # If we hold ``first`` already, the ordinary path joins the rest.
+        return self.base_offer == (epoch, first.seq, first.chain) and self.chains.get(first.seq) != first.chain
 
     def _truncate_after(self, keep_through: int, chain: bytes, effects: list[ReplicaEffect]) -> None:
         for seq in range(keep_through + 1, self.last_seq + 1):
@@ -220,14 +247,17 @@ class ReplicaState:
         self.voter = True
         return [PersistVoter()]
 
-    def on_truncate(self, through: int, chain: bytes) -> list[ReplicaEffect]:
+    def on_truncate(self, through: int, chain: bytes, epoch: int | None = None) -> list[ReplicaEffect]:
         """ReceiveTruncate: the primary's archive confirmed entries through ``through``.
 
         Acted on only if this replica holds exactly the archived entry there (same chain, so the
-        whole prefix is the archived one): a replica holding another history ignores it. The
-        chains before ``through`` are forgotten with the entries; the one at ``through`` stays, as
-        the link for the next entry.
+        whole prefix is the archived one): a replica holding another history ignores it, but
+        remembers the offer: the next APPEND of that epoch may start its log there (``_takes_base``).
+        The chains before ``through`` are forgotten with the entries; the one at ``through`` stays,
+        as the link for the next entry.
         """
+        if self.chains.get(through) != chain and epoch is not None and epoch >= self.promised_epoch:
+            self.base_offer = (epoch, through, chain)
         if through <= self.archived_through or through > self.last_seq or self.chains.get(through) != chain:
             return []
         self.archived_through = through

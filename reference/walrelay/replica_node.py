@@ -27,6 +27,7 @@ from walrelay.replica import (
     PersistVoter,
     ReplicaEffect,
     ReplicaState,
+    ResetToBase,
     SendAck,
     SendPromise,
     SendReject,
@@ -162,7 +163,7 @@ class ReplicaNode:
                 elif isinstance(msg, Admit):
                     effects.extend(obj.state.on_admit(msg.epoch, msg.upto))
                 elif isinstance(msg, Truncate):
-                    effects.extend(obj.state.on_truncate(msg.through, msg.chain))
+                    effects.extend(obj.state.on_truncate(msg.through, msg.chain, msg.epoch))
                 elif isinstance(msg, Fetch):
                     # Reads what is durable: run everything before it first (the ACKs go out too).
                     await self._execute(obj, chan, effects)
@@ -245,6 +246,14 @@ class ReplicaNode:
                     obj.store.save_state, st.promised_epoch, eff.through, obj.disk_log_epoch, obj.disk_voter
                 )
                 await self.run_io(obj.store.drop_through, eff.through)
+            elif isinstance(eff, ResetToBase):
+                # State first, with no log epoch: a crash before the file is replaced leaves a log
+                # that no recovery prefers (log epoch 0) and claims nothing about the new one.
+                await durable()
+                st = obj.state
+                await self.run_io(obj.store.save_state, st.promised_epoch, eff.entry.seq, 0, obj.disk_voter)
+                obj.disk_log_epoch = 0
+                await self.run_io(obj.store.reset_to, eff.entry)
             elif isinstance(eff, SendAck):
                 last_ack = eff  # cumulative: only the last one matters
             elif isinstance(eff, SendPromise):

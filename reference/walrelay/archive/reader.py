@@ -25,7 +25,8 @@ from walrelay.archive.format import (
     decode_snapshot,
     parse_key,
 )
-from walrelay.archive.store import ObjectStore
+from walrelay.archive.store import ObjectNotFoundError, ObjectStore
+from walrelay.branching import GENESIS_BRANCH, BranchRecord
 from walrelay.entry import GENESIS_CHAIN, Entry, follows
 from walrelay.errors import ChainError, WalrelayError
 from walrelay.replay import Replayer
@@ -40,6 +41,7 @@ class BranchListing:
     branch: int
     segments: list[tuple[str, ArchiveKey]] = field(default_factory=list)  # sorted by (first, last)
     snapshots: list[tuple[str, int]] = field(default_factory=list)  # (key, seq), sorted by seq
+    record_key: str | None = None  # branch.json (every branch but the genesis branch has one)
 
 
 @dataclass
@@ -97,23 +99,88 @@ class ArchiveReader:
                 b.segments.append((info.key, k))
             elif k.kind == "snapshot":
                 b.snapshots.append((info.key, k.first))
+            else:
+                b.record_key = info.key
         for b in branches.values():
             b.segments.sort(key=lambda s: (s[1].first, s[1].last))
             b.snapshots.sort(key=lambda s: s[1])
         return Listing(self.object_name, branches, foreign)
 
+    @staticmethod
+    def current_branch(listing: Listing) -> int:
+        """The branch the object's history continues on: the newest with a branch record (a restore
+        writes it once its branch is durable), else the genesis branch. A newer branch without a
+        record is a restore that never completed: its objects are never read as the history."""
+        done = [b for b, bl in listing.branches.items() if b == GENESIS_BRANCH or bl.record_key is not None]
+        return max(done, default=GENESIS_BRANCH)
+
     def branch(self, branch: int | None = None) -> BranchListing:
-        """The given branch, or the newest one."""
+        """The given branch, or the current one."""
         listing = self.listing()
         if not listing.branches:
             raise ArchiveError(f"no archive for object {self.object_name!r} in {self.store.describe()}")
         if branch is None:
-            branch = max(listing.branches)
+            branch = self.current_branch(listing)
         if branch not in listing.branches:
             raise ArchiveError(f"object {self.object_name!r} has no branch {branch} in {self.store.describe()}")
         return listing.branches[branch]
 
     # -- objects -------------------------------------------------------------------------------
+
+    def record(self, b: BranchListing) -> BranchRecord | None:
+        """The branch's record (None for the genesis branch), checked against its key."""
+        if b.record_key is None:
+            if b.branch != GENESIS_BRANCH:
+                raise ArchiveError(
+                    f"archive of {self.object_name!r} branch {b.branch} has no branch.json: a restore that never "
+                    "completed, or a deleted record"
+                )
+            return None
+        try:
+            data = self.store.get(b.record_key)
+        except ObjectNotFoundError:
+            raise ArchiveError(f"{b.record_key}: listed but gone (deleted meanwhile?)") from None
+        rec = BranchRecord.from_json(data, what=b.record_key)
+        if rec.branch != b.branch:
+            raise ArchiveFormatError(f"{b.record_key}: records branch {rec.branch}, not what its key says")
+        return rec
+
+    def resolve(self, branch: int | None, seq: int) -> tuple[BranchListing, int]:
+        """Where the state right after entry ``seq`` of ``branch`` is archived: a branch's history
+        before its fork point is its parent's (followed as far back as needed)."""
+        listing = self.listing()
+        if not listing.branches:
+            raise ArchiveError(f"no archive for object {self.object_name!r} in {self.store.describe()}")
+        b = self.current_branch(listing) if branch is None else branch
+        for _ in range(len(listing.branches) + 1):
+            bl = listing.branches.get(b)
+            if bl is None:
+                raise ArchiveError(f"object {self.object_name!r} has no branch {b} in {self.store.describe()}")
+            rec = self.record(bl) if b != GENESIS_BRANCH else None
+            if rec is None or seq >= rec.fork_seq:
+                return bl, seq
+            b = rec.parent
+        raise ArchiveError(f"archive of {self.object_name!r}: branch records form a cycle")
+
+    def restore_point_check(self, branch: int, seq: int) -> None:
+        """Raise ArchiveError unless the archive can restore right after ``seq`` of ``branch``
+        (a snapshot at or before it, and the branch reaching it without a gap)."""
+        bl, seq = self.resolve(branch, seq)
+        self.base_snapshot(bl, seq)
+        end, _ = self.end(bl)
+        if seq > end:
+            raise ArchiveError(
+                f"archive of {self.object_name!r} branch {bl.branch} reaches seq {end}, not {seq} (not archived yet?)"
+            )
+
+    def ends(self) -> list[tuple[int, int, bytes]]:
+        """(branch, end, chain) of every branch that has a snapshot, newest branch first."""
+        out = []
+        for b in sorted(self.listing().branches.values(), key=lambda bl: -bl.branch):
+            if b.snapshots:
+                end, chain = self.end(b)
+                out.append((b.branch, end, chain))
+        return out
 
     def segment(self, key: str) -> Segment:
         seg = decode_segment(self.store.get(key), what=key)
@@ -197,9 +264,10 @@ class ArchiveReader:
     def restore_image(self, seq: int, branch: int | None = None) -> Restored:
         """The database right after entry ``seq`` of the branch (default: the newest).
 
-        From the newest snapshot at or before ``seq``, every later entry replayed and checked.
+        From the newest snapshot at or before ``seq``, every later entry replayed and checked. A point
+        before the branch's fork is read from its parent.
         """
-        b = self.branch(branch)
+        b, seq = self.resolve(branch, seq)
         snap = self.snapshot(self.base_snapshot(b, seq))
         replayer: Replayer | None = None  # made at the first entry: the empty genesis has no page size
         last: Entry | None = None
@@ -215,6 +283,31 @@ class ArchiveReader:
         if replayer is None or last is None:
             return Restored(b.branch, snap.seq, snap.chain, snap.timestamp_us, snap.page_size, snap.image)
         return Restored(b.branch, last.seq, last.chain, last.timestamp_us, replayer.page_size, bytes(replayer.image))
+
+    def point_for_time(self, t_us: int, branch: int | None = None) -> tuple[int, int]:
+        """bookmark_for_time across branches: (branch, seq) of the last entry with timestamp <= t in
+        the branch's history. Before the branch's first own entry, that history is its parent's
+        through the fork point (the new branch's entries all come after the restore)."""
+        listing = self.listing()
+        b = self.current_branch(listing) if branch is None else branch
+        cap: int | None = None
+        for _ in range(len(listing.branches) + 1):
+            bl = listing.branches.get(b)
+            if bl is None:
+                raise ArchiveError(f"object {self.object_name!r} has no branch {b} in {self.store.describe()}")
+            rec = self.record(bl) if b != GENESIS_BRANCH else None
+            own_first_ts = None
+            if rec is not None:
+                own = [(k.first, key) for key, k in bl.segments if k.last > rec.fork_seq]
+                if own:
+                    seg = self.segment(min(own)[1])
+                    own_first_ts = next((e.timestamp_us for e in seg.entries if e.seq > rec.fork_seq), None)
+            if rec is None or (own_first_ts is not None and own_first_ts <= t_us):
+                seq = self.seq_for_time(t_us, b)
+                return b, seq if cap is None else min(seq, cap)
+            cap = rec.fork_seq if cap is None else min(cap, rec.fork_seq)
+            b = rec.parent
+        raise ArchiveError(f"archive of {self.object_name!r}: branch records form a cycle")
 
     def seq_for_time(self, t_us: int, branch: int | None = None) -> int:
         """bookmark_for_time's seq: the last archived entry with timestamp <= t (0: before the first).

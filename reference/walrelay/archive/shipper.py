@@ -19,16 +19,16 @@ from typing import Any
 import trio
 
 from walrelay.archive.archiver import Archived, ArchiverState, Put, SnapshotImage, WantSnapshot
+from walrelay.archive.format import branch_record_key
 from walrelay.archive.reader import ArchiveReader
 from walrelay.archive.retention import DEFAULT_WINDOW_US, apply_retention, plan_retention
 from walrelay.archive.store import ObjectStore, ObjectStoreError, TransientStoreError
+from walrelay.branching import GENESIS_BRANCH, BranchRecord
 from walrelay.errors import WalrelayError
 from walrelay.object_runtime import ObjectRuntime
 from walrelay.primary import PrimaryState
 
 log = logging.getLogger("walrelay.archive")
-
-BRANCH = 1  # restore branches are not built yet: every object archives branch 1 until then
 
 
 class ArchiveShipper:
@@ -65,6 +65,9 @@ class ArchiveShipper:
         self.failed_puts = 0
         self.error: str | None = None  # why shipping stopped, if it did
         self.last_open_error: str | None = None  # the last transient failure to read the archive
+        self.branch = GENESIS_BRANCH  # the branch being shipped (the database's, see branching.py)
+        self.record: BranchRecord | None = None
+        self.flush_to = 0  # cut segments at once until the archive holds the log through here
 
     def status(self) -> dict[str, Any]:
         a = self.archiver
@@ -96,15 +99,25 @@ class ArchiveShipper:
     async def _open(self, state: PrimaryState) -> ArchiverState:
         reader = ArchiveReader(self.store, self.object_name)
         listing = await self.run_io(reader.listing)
-        b = listing.branches.get(BRANCH)
+        branch = self.branch
+        b = listing.branches.get(branch)
         if b is None or not b.snapshots:
             if b is not None and b.segments:
                 raise WalrelayError(
                     f"archive of {self.object_name!r}: segments without a snapshot; run walrelay archive verify"
                 )
+            if branch != GENESIS_BRANCH:
+                raise WalrelayError(
+                    f"archive of {self.object_name!r} has no fork snapshot for branch {branch}, the branch this "
+                    "object's database is on; run walrelay archive verify"
+                )
             return ArchiverState(
-                self.object_name, BRANCH, segment_bytes=self.segment_bytes, segment_age_us=self.segment_age_us
+                self.object_name, branch, segment_bytes=self.segment_bytes, segment_age_us=self.segment_age_us
             )
+        if self.record is not None and b.record_key is None:
+            # The restore that made this branch stopped after its branch became durable but before
+            # it wrote the record: the record is in the database, so any primary can write it.
+            await self.run_io(self.store.put, branch_record_key(self.object_name, branch), self.record.to_json())
         end, chain = await self.run_io(reader.end, b)
         if end > state.last_seq or state.chains.get(end) != chain:
             raise WalrelayError(
@@ -113,7 +126,7 @@ class ArchiveShipper:
             )
         return ArchiverState(
             self.object_name,
-            BRANCH,
+            branch,
             archived_through=end,
             archived_chain=chain,
             snapshot_through=b.snapshots[-1][1],
@@ -177,6 +190,8 @@ class ArchiveShipper:
                 todo += a.on_durable(fresh, now_us())
                 state.archive_floor = a.durable_through
             todo += a.on_tick(now_us())
+            if self.flush_to > a.archived_through and a.durable_through >= self.flush_to and a.in_flight is None:
+                todo += a.flush()
             while todo:
                 eff = todo.pop(0)
                 if isinstance(eff, WantSnapshot):
@@ -203,6 +218,15 @@ class ArchiveShipper:
                 backoff *= 2
             else:
                 backoff = 0.05
+
+    async def wait_archived(self, seq: int, *, poll_s: float = 0.02) -> None:
+        """Until the archive holds the log through ``seq`` (cutting segments at once meanwhile).
+        Raises WalrelayError if shipping stopped for good."""
+        self.flush_to = max(self.flush_to, seq)
+        while self.archiver is None or self.archiver.archived_through < seq:
+            if self.error is not None:
+                raise WalrelayError(f"the archive cannot take the log: {self.error}")
+            await trio.sleep(poll_s)
 
     async def drain(self, state: PrimaryState, timeout_s: float) -> int:
         """A clean stop: archive what is durable now instead of leaving it to the next primary.
@@ -237,7 +261,7 @@ class ArchiveShipper:
         window = self.retention_window_us
 
         def run() -> int:
-            b = reader.listing().branches.get(BRANCH)
+            b = reader.listing().branches.get(self.branch)
             if b is None:
                 return 0
             plan = plan_retention(reader, b, now_us=self.wall_us(), window_us=window)

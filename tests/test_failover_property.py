@@ -30,13 +30,15 @@ from typing import Any, cast
 import pytest
 import trio
 import trio.testing
-from hypothesis import given
+from hypothesis import event, given
+from hypothesis.control import currently_in_test_context
 from hypothesis import strategies as st
 
 import walrelay.recovery as recovery_mod
 from walrelay.apps.kv import KeyValue
 from walrelay.archive.archiver import Archived, ArchiverState
 from walrelay.archive.dir_store import DirStore
+from walrelay.archive.format import bookmark, parse_bookmark
 from walrelay.archive.reader import ArchiveReader
 from walrelay.archive.shipper import ArchiveShipper
 from walrelay.archive.store import ObjectInfo, TransientStoreError
@@ -123,6 +125,20 @@ class Check:
     pass  # if the current primary serves within a while, it must hold every write acked so far
 
 
+@dataclass(frozen=True)
+class Bookmark:
+    """The current primary's point now, with its database (the PITR oracle), kept once durable."""
+
+
+@dataclass(frozen=True)
+class Restore:
+    """Restore to a kept bookmark (``pick`` modulo how many; undo points are kept too): by a
+    ``__restore__`` request and a restart, or by a new primary started with ``restore_to``."""
+
+    pick: int
+    by_request: bool
+
+
 Op = (
     Write
     | WriteStale
@@ -136,6 +152,8 @@ Op = (
     | StoreDown
     | StoreUp
     | Check
+    | Bookmark
+    | Restore
 )
 
 _replica = st.integers(0, N - 1)
@@ -154,6 +172,8 @@ ops: st.SearchStrategy[Op] = st.one_of(
     st.builds(StoreDown, st.booleans()),
     st.just(StoreUp()),
     st.just(Check()),
+    st.just(Bookmark()),
+    st.builds(Restore, st.integers(0, 7), st.booleans()),
 )
 schedules = st.lists(ops, min_size=1, max_size=25)
 
@@ -238,6 +258,17 @@ class Outcomes:
 
 
 @dataclass
+class Point:
+    """A bookmark and what its database held: exactly (``data``, ``image``, taken at the primary
+    when the bookmark was), or, for an undo point, the outcomes of the branch it ended (``era``)."""
+
+    bookmark: str
+    data: dict[int, str] | None = None
+    image: bytes | None = None
+    era: tuple[dict[int, str], Outcomes] | None = None
+
+
+@dataclass
 class RunningPrimary:
     node: PrimaryNode
     scope: trio.CancelScope
@@ -256,7 +287,10 @@ class World:
         self.archive = FlakyStore(DirStore(os.path.join(root, "archive")))
         self.replicas: list[tuple[ReplicaNode, trio.CancelScope, trio.Event] | None] = [None] * N
         self.primaries: list[RunningPrimary] = []
-        self.out = Outcomes()
+        self.out = Outcomes()  # this branch's writes (a restore starts a new one)
+        self.base: dict[int, str] = {}  # what the branch started with (the restored database)
+        self.points: list[Point] = []
+        self.restores = 0
         self.next_key = 1
         self.losses = 0
 
@@ -290,7 +324,7 @@ class World:
             host[0].close()
             self.replicas[i] = None
 
-    async def new_primary(self) -> None:
+    async def new_primary(self, restore_to: str | None = None) -> None:
         n = len(self.primaries)
         node = PrimaryNode(
             object_name=OBJECT,
@@ -302,6 +336,7 @@ class World:
             quorum=self.quorum,
             deadline_s=10**6,  # no resets by time: the schedule decides what happens
             archive=ArchiveShipper(self.archive, OBJECT, segment_bytes=6000, segment_age_s=2.0, run_io=_inline),
+            restore_to=restore_to,
         )
         scope = trio.CancelScope()
         address = await self.nursery.start(self._hosted, scope, trio.Event(), functools.partial(node.run, f"mem:p{n}"))
@@ -319,20 +354,21 @@ class World:
             k = self.next_key
             self.next_key += 1
             self.out.unknown.add(k)
-            self.nursery.start_soon(self._put, p.address, k)
+            self.nursery.start_soon(self._put, p.address, k, self.out)
 
-    async def _put(self, address: str, k: int) -> None:
+    async def _put(self, address: str, k: int, out: Outcomes) -> None:
+        """``out``: the outcomes of the branch the write was made on (a late reply stays there)."""
         try:
             async with Client.connect(self.net, address) as client:
                 reply = await client.call("put", k, f"v{k}")
         except (ConnectionError, OSError):
             return
         if reply.status is ReplyStatus.OK:
-            self.out.unknown.discard(k)
-            self.out.ok.add(k)
+            out.unknown.discard(k)
+            out.ok.add(k)
         elif reply.status is ReplyStatus.ERROR:
-            self.out.unknown.discard(k)
-            self.out.failed.add(k)
+            out.unknown.discard(k)
+            out.failed.add(k)
 
     async def serving(self, p: RunningPrimary, within_s: float) -> bool:
         with trio.move_on_after(within_s):
@@ -350,25 +386,50 @@ class World:
         while partitions last (the mock clock would tick through the whole deadline): within 60
         simulated seconds, or no verdict; the final check (all healed) must answer.
         """
-        acked = set(self.out.ok)
-        found = {}
-        with trio.move_on_after(60) as waited:
+        acked = set(self.out.ok)  # before reading: a write acknowledged meanwhile may be read or not
+        found = await self.read_all(p, 60)
+        if found is None:
+            assert not must_answer, f"{context}: reads at epoch {p.node.epoch} got no answer: {p.node.status()}"
+            return
+        self.judge(found, self.base, self.out, context, p.node.epoch, acked=acked)
+
+    async def read_all(self, p: RunningPrimary, within_s: float) -> dict[int, str] | None:
+        """Every key's value at p (None: no answer in time, or p was fenced meanwhile)."""
+        found: dict[int, str] = {}
+        with trio.move_on_after(within_s):
             async with Client.connect(self.net, p.address) as client:
                 for k in range(1, self.next_key):
                     reply = await client.call("get", k)
                     if reply.status is not ReplyStatus.OK:
-                        return  # p was fenced meanwhile (a newer primary exists): nothing to judge here
+                        return None  # p was fenced meanwhile (a newer primary exists): nothing to judge here
                     if reply.body is not None:
                         found[k] = reply.body
-        if waited.cancelled_caught:
-            assert not must_answer, f"{context}: reads at epoch {p.node.epoch} got no answer: {p.node.status()}"
-            return
-        lost = sorted(k for k in acked if found.get(k) != f"v{k}")
-        assert not lost, f"{context}: acknowledged writes missing at epoch {p.node.epoch}: {lost}"
+            return found
+        return None
+
+    def judge(
+        self,
+        found: dict[int, str],
+        base: dict[int, str],
+        out: Outcomes,
+        context: str,
+        epoch: int,
+        *,
+        acked: set[int] | None = None,
+    ) -> None:
+        """The branch's database: what it started with, every write acknowledged on it (``acked``:
+        as known before the reads), nothing reported as failed, and (after a restore) nothing that
+        the restore rolled back (every write of the branch is in ``out.ok | out.unknown``)."""
+        acked = out.ok if acked is None else acked
+        lost = sorted(k for k in base.keys() | acked if found.get(k) != base.get(k, f"v{k}"))
+        assert not lost, f"{context}: acknowledged writes missing at epoch {epoch}: {lost}"
         wrong = sorted(k for k, v in found.items() if v != f"v{k}")
         assert not wrong, f"{context}: wrong values for {wrong}"
-        failed = sorted(set(found) & self.out.failed)
+        failed = sorted(set(found) & out.failed)
         assert not failed, f"{context}: writes reported as failed are present: {failed}"
+        if self.restores:
+            stray = sorted(set(found) - base.keys() - out.ok - out.unknown)
+            assert not stray, f"{context}: writes the restore rolled back are present at epoch {epoch}: {stray}"
 
     async def step(self, op: Op) -> None:
         current = self.primaries[-1]
@@ -403,6 +464,63 @@ class World:
             self.archive.down = False
         elif isinstance(op, Check) and not current.crashed and await self.serving(current, 30):
             await self.check(current, "check")
+        elif isinstance(op, Bookmark):
+            await self.bookmark(current)
+        elif isinstance(op, Restore) and self.points:
+            await self.restore(self.points[op.pick % len(self.points)], by_request=op.by_request)
+
+    async def bookmark(self, p: RunningPrimary) -> None:
+        """Take (seq, database) at p in one step (no await between: no other event runs), then ask
+        p for ``__bookmark__``: kept if it names that seq (no write came between), trusting the op
+        that the point is durable (its reply waits for that), as a client must."""
+        node, state, rt = p.node, p.node.state, p.node.runtime
+        if p.crashed or node.phase() != "serving" or state is None or rt is None:
+            return
+        seq = state.last_seq
+        data = {int(k): str(v) for k, v in rt.capture.conn.execute("SELECT k, v FROM kv")}
+        point = Point(bookmark(node.branch, seq), data, rt.image())
+        with trio.move_on_after(30):
+            async with Client.connect(self.net, p.address) as client:
+                reply = await client.call("__bookmark__")
+            if reply.status is ReplyStatus.OK and reply.body["bookmark"] == point.bookmark:
+                self.points.append(point)
+
+    async def restore(self, target: Point, *, by_request: bool) -> None:
+        """Heal, restore, and judge the restored database against the bookmark's."""
+        self.net.heal()
+        self.archive.down = False
+        current = self.primaries[-1]
+        undo_asked = None
+        if by_request:
+            if current.crashed or not await self.serving(current, 60):
+                return  # nobody to ask: nothing asked
+            async with Client.connect(self.net, current.address) as client:
+                reply = await client.call("__restore__", target.bookmark)
+            assert reply.status is ReplyStatus.OK, f"restore request for {target.bookmark}: {reply.body}"
+            undo_asked = reply.body["undo_bookmark"]
+            self.crash_primary()
+            await self.new_primary()
+        else:
+            self.crash_primary()
+            await self.new_primary(restore_to=target.bookmark)
+        p = self.primaries[-1]
+        assert await self.serving(p, 120), f"the restore to {target.bookmark} never served: {p.node.status()}"
+        done = p.node.restored
+        assert done is not None and done["restored_to"] == target.bookmark, p.node.status()
+        assert undo_asked in (None, done["undo_bookmark"]), f"undo bookmark {undo_asked} answered, {done} done"
+        found = await self.read_all(p, 60)
+        assert found is not None, f"no answer after the restore to {target.bookmark}"
+        if target.data is not None:
+            assert found == target.data, f"restore to {target.bookmark}: {found} is not the bookmark's {target.data}"
+        else:
+            assert target.era is not None
+            self.judge(found, *target.era, f"undo to {target.bookmark}", p.node.epoch)
+            target.data = found  # the same bookmark must restore the same database next time
+        self.points.append(Point(done["undo_bookmark"], era=(self.base, self.out)))
+        self.base, self.out = dict(found), Outcomes()
+        self.restores += 1
+        if currently_in_test_context():  # hypothesis statistics: how often the restores really ran
+            event("restored" + (" again (a restore of a restore)" if self.restores > 1 else ""))
 
     async def finish(self) -> None:
         """Heal everything, crash every primary, and let a last one take over: it must serve,
@@ -445,10 +563,7 @@ class World:
         assert report.ok, report.problems
         # The log: the archive's entries (p recovered its prefix from there, or replicas truncated
         # it), then p's own; where both hold a seq they must agree.
-        log: dict[int, Entry] = {}
-        branch = reader.branch(1)
-        for e in reader.entries(branch, 0, GENESIS_CHAIN):
-            log[e.seq] = e
+        log = lineage(reader, p.node.branch)
         for seq, e in state.log.items():
             assert log.setdefault(seq, e).chain == e.chain, f"the archive's seq {seq} is not the primary's"
         replayer: Replayer | None = None
@@ -456,9 +571,14 @@ class World:
             e = log[seq]
             replayer = replayer or Replayer(b"", e.page_size)
             replayer.apply(e)
-            restored = reader.restore_image(seq)
+            restored = reader.restore_image(seq, p.node.branch)
             assert (restored.seq, restored.chain) == (seq, e.chain)
             assert restored.image == bytes(replayer.image), f"restore at seq {seq} differs from the committed log"
+        for point in self.points:  # PITR is page-exact at every bookmark taken, on every branch
+            if point.image is not None:
+                b, seq = parse_bookmark(point.bookmark)
+                got = reader.restore_image(seq, b)
+                assert got.image == point.image, f"restore to {point.bookmark} is not the primary's database then"
 
     async def repaired(self, p: RunningPrimary, who: str) -> None:
         """Every replica (restarted, partitioned, or rebuilt after a disk loss) ends up holding
@@ -476,9 +596,7 @@ class World:
         # The whole log: what the archive holds (replicas may have dropped it), then p's.
         log = dict(state.chains)
         reader = ArchiveReader(self.archive, OBJECT)
-        branch = reader.listing().branches.get(1)
-        if branch is not None and branch.snapshots:
-            log.update({e.seq: e.chain for e in reader.entries(branch, 0, GENESIS_CHAIN)})
+        log.update({seq: e.chain for seq, e in lineage(reader, p.node.branch).items()})
         for i, host in enumerate(self.replicas):
             assert host is not None
             obj = host[0].get_object(OBJECT)
@@ -491,6 +609,19 @@ class World:
             assert obj.state.archived_through <= (shipper_end := state.archived_seq), (
                 f"replica {i} dropped entries through {obj.state.archived_through}, beyond the archive ({shipper_end})"
             )
+
+
+def lineage(reader: ArchiveReader, branch: int) -> dict[int, Entry]:
+    """The archived entries of a branch's whole history: its parent's through the fork, then its own."""
+    bl = reader.listing().branches.get(branch)
+    if bl is None or not bl.snapshots:
+        return {}
+    rec = reader.record(bl) if branch != 1 else None
+    if rec is None:
+        return {e.seq: e for e in reader.entries(bl, 0, GENESIS_CHAIN)}
+    log = {s: e for s, e in lineage(reader, rec.parent).items() if s <= rec.fork_seq}
+    log.update({e.seq: e for e in reader.entries(bl, rec.fork_seq, rec.fork_chain)})
+    return log
 
 
 @functools.cache
@@ -537,6 +668,25 @@ def run_schedule(root: str, schedule: list[Op], *, quorum: int = 3) -> Outcomes:
 @given(schedules)
 def test_failover_keeps_every_acknowledged_write(schedule: list[Op]) -> None:
     root = tempfile.mkdtemp(prefix="walrelay-failover-", dir=_scratch_root())
+    try:
+        run_schedule(root, schedule)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+_restore = st.builds(Restore, st.integers(0, 7), st.booleans())
+restore_schedules = st.tuples(
+    st.lists(st.one_of(ops, st.just(Bookmark()), _restore, _restore), max_size=15), _restore
+).map(lambda t: [Write(2), Settle(300), Bookmark(), *t[0], t[1]])
+
+
+@given(restore_schedules)
+def test_restores_give_each_bookmarks_database_back_under_faults(schedule: list[Op]) -> None:
+    """The same world, with bookmarks and restores (by request or at start, to bookmarks and to
+    undo points) among the faults: each restore serves exactly its bookmark's database (or, for an
+    undo point, every write acknowledged on the branch it ended), later checks expect what the
+    restore kept and nothing it rolled back, and at the end every bookmark restores page for page."""
+    root = tempfile.mkdtemp(prefix="walrelay-restore-", dir=_scratch_root())
     try:
         run_schedule(root, schedule)
     finally:
@@ -673,12 +823,96 @@ def _truncate_before_confirm(mp: pytest.MonkeyPatch) -> None:
     mp.setattr(ArchiverState, "on_put_failed", on_put_failed)
 
 
+RESTORE_AND_UNDO = [
+    Write(3),
+    Settle(300),
+    Bookmark(),  # points[0]
+    Write(3),
+    Settle(300),
+    Restore(0, by_request=True),  # branch 2: the first 3 writes; points[1] = its undo point
+    Write(2),
+    Settle(300),
+    Restore(1, by_request=False),  # undo: all 6 again, on branch 3; points[2] = undo of the undo
+    Write(1),
+    Settle(3000),  # a segment of branch 3 is cut and archived
+    Bookmark(),  # points[3]
+    Restore(0, by_request=True),  # the first bookmark once more: branch 4
+    Write(1),
+    Settle(300),
+    Check(),
+]
+
+
+BOOKMARK_LOST_IN_FAILOVER = [
+    Write(2),
+    Settle(3000),
+    Cut(0b11110),  # only replica 0 hears the next write: never durable
+    Write(1),
+    Settle(20),
+    Bookmark(),  # the real __bookmark__ waits (no answer within 30 s): no point is kept
+    CrashPrimary(),
+    Heal(),
+    Cut(0b00001),
+    NewPrimary(),  # recovers from 1-4, without seq 3
+    Write(1),  # another seq 3
+    Settle(3000),
+    Restore(0, by_request=False),
+]
+
+
+def _bookmark_before_durable(mp: pytest.MonkeyPatch) -> None:
+    """__bookmark__ answers at once, before its point is durable: a client can then restore to an
+    entry that never committed (the uncommitted tail; spec mutant restore_uncommitted_tail)."""
+    orig = PrimaryNode._reply_when_durable
+
+    def eager(self: PrimaryNode, nursery: trio.Nursery, chan: Any, seq: int, reply: Any, *, wrote: bool = False) -> Any:
+        if isinstance(reply.body, dict) and "bookmark" in reply.body:
+            seq = 0
+        orig(self, nursery, chan, seq, reply, wrote=wrote)
+
+    mp.setattr(PrimaryNode, "_reply_when_durable", eager)
+
+
+UNDO_AFTER_A_QUICK_RESTORE = [
+    Write(3),
+    Settle(3000),  # archived
+    Bookmark(),  # points[0]
+    Write(3),
+    Settle(300),  # not cut yet: only the replicas hold seqs 4-6
+    Restore(0, by_request=True),  # points[1]: the undo point, seq 7 (the request) of branch 1
+    Write(1),
+    Settle(300),
+    Restore(1, by_request=False),  # undo
+    Write(1),
+    Settle(300),
+]
+
+
+def _restore_before_archived(mp: pytest.MonkeyPatch) -> None:
+    """A restore does not wait for the old branch to be archived through its end: the undo
+    point is not restorable (spec mutant restore_before_archived)."""
+
+    async def no_wait(self: ArchiveShipper, seq: int, *, poll_s: float = 0.02) -> None:
+        return None
+
+    mp.setattr(ArchiveShipper, "wait_archived", no_wait)
+
+
+def _branch_from_target(mp: pytest.MonkeyPatch) -> None:
+    """The new branch is numbered from the restored point's branch (+ 1), not by the new epoch: the
+    undo restore reuses branch 2's keys (spec mutant branch_number_reused)."""
+    mp.setattr(PrimaryNode, "new_branch", staticmethod(lambda new_epoch, target_branch: target_branch + 1))
+
+
 PLANTED = {
     "truncate_before_confirm": (_truncate_before_confirm, STORE_DOWN_THEN_FAILOVER),
     "ack_after_2": (_ack_after_2, ACK_AFTER_2),
     "archive_before_durable": (_archive_before_durable, UNDURABLE_THEN_FAILOVER),
     "no_epoch_check_at_replica": (_no_epoch_check, STALE_PRIMARY_WRITES),
     "longest_log_ignoring_epochs": (_longest_log, OLDER_LONGER_LOG),
+    "bookmark_before_durable": (_bookmark_before_durable, BOOKMARK_LOST_IN_FAILOVER),
+    "restore_before_archived": (_restore_before_archived, UNDO_AFTER_A_QUICK_RESTORE),
+    "branch_number_from_target": (_branch_from_target, RESTORE_AND_UNDO),
 }
 
 
@@ -729,3 +963,8 @@ def test_a_replica_cut_off_early_is_caught_up_from_the_archive_by_a_later_primar
     replica cut off early needs entries only the archive has, and the archive's end is learnt
     only after the replica connected. It must still be caught up (PrimaryState.awaiting_archive)."""
     run_schedule(scratch(), [Check(), Write(1), Write(1), Cut(1), Settle(300), CrashPrimary()])
+
+
+def test_restore_then_undo_gives_each_bookmarks_database_back(scratch: Callable[[], str]) -> None:
+    out = run_schedule(scratch(), RESTORE_AND_UNDO)
+    assert out.ok == {10}, "the write after the last restore, on its branch"

@@ -459,6 +459,14 @@ class PrimaryState:
             return []
         if start not in self.log:
             oldest = min(self.log) if self.log else self.last_seq + 1
+            if not self.adopted[r] and oldest <= self.archived_seq:
+                # A replica that does not hold our log needs entries older than we retain: it
+                # starts its log at our oldest entry instead, which the archive holds (the TRUNCATE
+                # ahead of the frame says so: ReplicaState._takes_base). After a restore this is
+                # the only way: the restored branch's history before its fork is another branch's.
+                batch = tuple(self.log[s] for s in range(oldest, self.last_seq + 1))
+                self.sent[r] = self.last_seq
+                return [SendTruncate(r, oldest, self.chains[oldest]), SendEntries(r, batch, self.last_seq, whole=True)]
             if self.archive_catchup and start <= self.archived_seq and oldest <= self.archived_seq + 1:
                 # The entries this replica needs are only in the archive: the node reads them and
                 # calls on_archive_entries (the replica stays connected meanwhile). Until then the

@@ -648,13 +648,14 @@ class PrimaryNode:
                     base = await self._archive_io(self._entry_for, reader, b, k)
                 if base.chain != restored.chain:
                     raise ArchiveError(f"the archive's entry at {target} does not match its restored database")
-            new_epoch: int = await trio.to_thread.run_sync(placement.allocate, self.object_name)
-            record = BranchRecord(new_epoch, b, k, restored.chain, bookmark(self.branch, end))
+            new_epoch = placement.allocate(self.object_name)  # a small fsynced file, as in __init__
+            branch = self.new_branch(new_epoch, b)
+            record = BranchRecord(branch, b, k, restored.chain, bookmark(self.branch, end))
             checksum = DbChecksum.of_image(restored.image, restored.page_size).value
             fork = encode_snapshot(
-                new_epoch, k, restored.timestamp_us, restored.chain, restored.page_size, restored.image, checksum
+                branch, k, restored.timestamp_us, restored.chain, restored.page_size, restored.image, checksum
             )
-            await self._archive_io(archive.store.put, snapshot_key(self.object_name, new_epoch, k), fork)
+            await self._archive_io(archive.store.put, snapshot_key(self.object_name, branch, k), fork)
         except (WalrelayError, ObjectStoreError, ArchiveFormatError, ChainError, OSError) as e:
             self._give_up(f"restore to {target} failed: {e}")
             return
@@ -662,7 +663,7 @@ class PrimaryNode:
             "object %s: restore to %s: branch %d forks at seq %d; undo bookmark %s; taking epoch %d",
             self.object_name,
             target,
-            new_epoch,
+            branch,
             k,
             record.undo_bookmark,
             new_epoch,
@@ -685,6 +686,13 @@ class PrimaryNode:
         self._gate_held = False
         for link in self.links:
             link.restart()
+
+    @staticmethod
+    def new_branch(new_epoch: int, target_branch: int) -> int:
+        """Spec: a restore's branch is numbered by the epoch that makes it (never issued twice, and
+        higher than every earlier branch's, so bookmarks keep sorting in history order). Numbering
+        from the target (its branch + 1) would give two restores to one branch the same keys."""
+        return new_epoch
 
     @staticmethod
     def _entry_for(reader: ArchiveReader, branch: int, seq: int) -> Entry:

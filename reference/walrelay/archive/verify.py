@@ -11,7 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from walrelay.archive.format import ArchiveFormatError, Segment, Snapshot
-from walrelay.archive.reader import ArchiveReader, BranchListing
+from walrelay.archive.reader import ArchiveError, ArchiveReader, BranchListing
+from walrelay.branching import GENESIS_BRANCH, BranchRecordError
 from walrelay.entry import Entry, follows
 from walrelay.errors import ChainError
 from walrelay.replay import Replayer
@@ -26,6 +27,10 @@ class BranchSummary:
     end: int  # last seq reachable from the first snapshot
     first_ts: int | None = None
     last_ts: int | None = None
+    parent: int | None = None  # where a restore branch forked from (its branch.json)
+    fork_seq: int | None = None
+    undo_bookmark: str | None = None
+    orphan: bool = False  # a restore that never completed: a fork snapshot and no record
 
 
 @dataclass
@@ -65,6 +70,24 @@ def _verify_branch(reader: ArchiveReader, b: BranchListing, report: VerifyReport
             snapshots[key] = reader.snapshot(key)
         except ArchiveFormatError as bad:
             report.problems.append(str(bad))
+    rec = None
+    if b.branch != GENESIS_BRANCH:
+        try:
+            rec = reader.record(b)
+        except ArchiveError:
+            if segments:
+                report.problems.append(f"branch {b.branch} of {reader.object_name!r} has segments but no branch.json")
+            else:
+                summary.orphan = True  # its restore stopped before the branch existed: never read
+        except (BranchRecordError, ArchiveFormatError) as bad:
+            report.problems.append(str(bad))
+            return
+        if rec is not None:
+            summary.parent, summary.fork_seq, summary.undo_bookmark = rec.parent, rec.fork_seq, rec.undo_bookmark
+            if b.snapshots and b.snapshots[0][1] < rec.fork_seq:
+                report.problems.append(
+                    f"{b.snapshots[0][0]}: a snapshot before its branch's fork at seq {rec.fork_seq}"
+                )
     if report.problems:
         return  # the walk below would only restate a bad object as a gap
     if not snapshots:
@@ -75,6 +98,14 @@ def _verify_branch(reader: ArchiveReader, b: BranchListing, report: VerifyReport
     first_key = b.snapshots[0][0]
     base = snapshots[first_key]
     summary.first_snapshot = base.seq
+    if (
+        summary.fork_seq is not None
+        and base.seq == summary.fork_seq
+        and rec is not None
+        and base.chain != rec.fork_chain
+    ):
+        report.problems.append(f"{first_key}: its chain is not the fork chain its branch.json records")
+        return
     # Every entry by seq, from all segments; overlapping segments must agree.
     by_seq: dict[int, tuple[str, Entry]] = {}
     for key, seg in segments.items():

@@ -31,8 +31,8 @@ import pytest
 import trio
 import trio.testing
 from hypothesis import event, given
-from hypothesis.control import currently_in_test_context
 from hypothesis import strategies as st
+from hypothesis.control import currently_in_test_context
 
 import walrelay.recovery as recovery_mod
 from walrelay.apps.kv import KeyValue

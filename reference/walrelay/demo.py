@@ -139,11 +139,11 @@ async def _scenario(cluster: Cluster, store: tuple[str, str], bookings: int, hol
     checks: list[Check] = []
     tr = TcpTransport()
     extra = (*store, "--segment-seconds", SEGMENT_SECONDS)
-    _say("[1/9] starting 5 replica processes")
+    _say("[1/10] starting 5 replica processes")
     addrs = await trio.to_thread.run_sync(cluster.start_replicas, 5)
     for i, a in enumerate(addrs):
         _say(f"      replica {i} on {a}")
-    _say("[2/9] starting the primary (epoch 1, quorum 3 of 5)")
+    _say("[2/10] starting the primary (epoch 1, quorum 3 of 5)")
     paddr = await trio.to_thread.run_sync(lambda: cluster.start_primary(OBJECT, extra=extra))
     _say(f"      primary on {paddr}, archiving to {store[1]}")
 
@@ -164,7 +164,7 @@ async def _scenario(cluster: Cluster, store: tuple[str, str], bookings: int, hol
                 clients.append(await nursery.start(_client_task, tr, paddr))
 
             normal = Tally()
-            _say(f"[3/9] booking {bookings} seats with {CLIENTS} clients, all 5 replicas up")
+            _say(f"[3/10] booking {bookings} seats with {CLIENTS} clients, all 5 replicas up")
             batch = next_bookings(bookings, "all5")
             await _book_many(clients, batch, normal)
             _say(f"      {len(normal.acked)} acknowledged, {len(normal.errors)} errors")
@@ -184,7 +184,7 @@ async def _scenario(cluster: Cluster, store: tuple[str, str], bookings: int, hol
             # Let the two slowest replicas store everything first, so that what they hold when
             # they die (checked in phase 7) does not depend on timing.
             await _wait_all_stored(admin)
-            _say("[4/9] SIGKILL replicas 3 and 4 (2 of 5 down)")
+            _say("[4/10] SIGKILL replicas 3 and 4 (2 of 5 down)")
             cluster.replicas[3].kill()
             cluster.replicas[4].kill()
             degraded = Tally()
@@ -200,7 +200,7 @@ async def _scenario(cluster: Cluster, store: tuple[str, str], bookings: int, hol
                 )
             )
 
-            _say("[5/9] SIGKILL replica 2 (3 of 5 down: no quorum)")
+            _say("[5/10] SIGKILL replica 2 (3 of 5 down: no quorum)")
             cluster.replicas[2].kill()
             held = Tally()
             held_batch = next_bookings(5, "held")
@@ -227,7 +227,7 @@ async def _scenario(cluster: Cluster, store: tuple[str, str], bookings: int, hol
                 )
             )
 
-            _say("[6/9] restarting replica 2 (same disk, same port)")
+            _say("[6/10] restarting replica 2 (same disk, same port)")
             t0 = trio.current_time()
             await trio.to_thread.run_sync(cluster.restart_replica, 2)
             with trio.move_on_after(30):
@@ -256,7 +256,7 @@ async def _scenario(cluster: Cluster, store: tuple[str, str], bookings: int, hol
         )
     )
 
-    _say("[7/9] stopping all processes; replaying each replica's log from its own disk")
+    _say("[7/10] stopping all processes; replaying each replica's log from its own disk")
     await trio.to_thread.run_sync(cluster.close)
     copies: dict[tuple[str, int, str], int] = dict.fromkeys(acked, 0)
     for i in range(5):
@@ -277,6 +277,7 @@ async def _scenario(cluster: Cluster, store: tuple[str, str], bookings: int, hol
 
     fo = await _failover(cluster, tr, extra, next_bookings, acked, bookings, checks)
     pitr = await _point_in_time_restore(cluster, tr, store, mark, fo.epochs, checks)
+    undo = await _restore_and_undo(cluster, tr, store, extra, mark, next_bookings, checks)
 
     lat = normal.latencies_ms + degraded.latencies_ms
     _say()
@@ -299,7 +300,96 @@ async def _scenario(cluster: Cluster, store: tuple[str, str], bookings: int, hol
         f"continued by the primaries of epochs {' -> '.join(map(str, [mark.epoch, *fo.epochs]))}; "
         f"restored to bookmark {mark.bookmark}, to @{mark.t_us} and to {pitr.latest}"
     )
+    _say(
+        f"  restore of the object (phase 10): to {mark.bookmark} as branch {undo.branch}, undone to "
+        f"{undo.undo_bookmark} as branch {undo.undo_branch}"
+    )
     return checks
+
+
+@dataclass
+class UndoSummary:
+    branch: int
+    undo_bookmark: str
+    undo_branch: int
+
+
+async def _restart_for_restore(
+    cluster: Cluster, tr: TcpTransport, extra: tuple[str, ...], client: Client, to: str, name: str
+) -> tuple[str, str, dict[str, Any]]:
+    """__restore__(to) on the running primary, a clean stop, and a new primary that performs it.
+    Returns (the undo bookmark the request answered, the new primary's address, its status)."""
+    reply = await client.call("__restore__", to)
+    if reply.status is not ReplyStatus.OK:
+        raise RuntimeError(f"__restore__({to}) failed: {reply.status.name} {reply.body}")
+    undo = str(reply.body["undo_bookmark"])
+    _say(f"      __restore__({to}) -> undo bookmark {undo} (applies on the next start)")
+    refused = await client.call("book", FLIGHTS[0], 1, "after-the-request")
+    _say(f"      a booking after the request: {refused.status.name} {_message(refused.body)}")
+    old = cluster.primary
+    assert old is not None
+    await trio.to_thread.run_sync(old.stop)
+    addr = await trio.to_thread.run_sync(lambda: cluster.start_primary(OBJECT, name=name, extra=extra))
+    async with Client.connect(tr, addr) as new:
+        st = await _wait_serving(new, limit_s=60)
+    return undo, addr, st
+
+
+async def _restore_and_undo(
+    cluster: Cluster,
+    tr: TcpTransport,
+    store: tuple[str, str],
+    extra: tuple[str, ...],
+    mark: Mark,
+    next_bookings: Callable[[int, str], list[Booking]],
+    checks: list[Check],
+) -> UndoSummary:
+    """Phase 10: restore the object itself to the mid-run bookmark (a new branch of its history),
+    write on it, then undo the restore with the undo bookmark it answered."""
+    _say(f"[10/10] restoring the object itself to {mark.bookmark}, then undoing that restore")
+    c = cluster.primary
+    assert c is not None and c.address is not None
+    async with Client.connect(tr, c.address) as to_c:
+        before = await _all_bookings(to_c)
+        undo, d_addr, st = await _restart_for_restore(cluster, tr, extra, to_c, mark.bookmark, "primary-d")
+    restored = st.get("restored") or {}
+    _say(
+        f"      D: epoch {st['epoch']}, branch {st['branch']}, restored to {restored.get('restored_to')}, "
+        f"undo bookmark {restored.get('undo_bookmark')}"
+    )
+    async with Client.connect(tr, d_addr) as to_d:
+        on_d = await _all_bookings(to_d)
+        checks.append(
+            Check(
+                f"restored object D serves exactly the bookings of {mark.bookmark}",
+                on_d == mark.bookings and restored.get("undo_bookmark") == undo,
+                f"{len(on_d & mark.bookings)}/{len(mark.bookings)} bookings, {len(on_d - mark.bookings)} others; "
+                f"undo {restored.get('undo_bookmark')} (asked: {undo})",
+            )
+        )
+        new = next_bookings(3, "branch")
+        tally = Tally()
+        await _book_many([to_d], new, tally)
+        _say(f"      3 bookings on the new branch: {len(tally.acked)} acknowledged")
+        undo2, e_addr, st_e = await _restart_for_restore(cluster, tr, extra, to_d, undo, "primary-e")
+    async with Client.connect(tr, e_addr) as to_e:
+        on_e = await _all_bookings(to_e)
+    _say(f"      E: epoch {st_e['epoch']}, branch {st_e['branch']}, restored to {undo}; undo of the undo: {undo2}")
+    checks.append(
+        Check(
+            "undoing the restore gives back exactly what C served before it (the new branch's bookings gone)",
+            on_e == before and not (on_e & set(new)),
+            f"{len(on_e & before)}/{len(before)} of C's bookings, {len(on_e - before)} others",
+        )
+    )
+    rc, said = await _cli("archive", "verify", OBJECT, *store)
+    rc2, listed = await _cli("archive", "ls", OBJECT, *store)
+    for line in listed.splitlines():
+        if line.startswith("branch") and "restored from" in line:
+            _say(f"      {line}")
+    last = said.splitlines()[-1] if said else ""
+    checks.append(Check("the archive with three branches verifies", rc == 0 and rc2 == 0, last))
+    return UndoSummary(int(st["branch"]), undo, int(st_e["branch"]))
 
 
 Booking = tuple[str, int, str]
@@ -447,7 +537,7 @@ async def _failover(
     checks: list[Check],
 ) -> FailoverSummary:
     """Phase 8: primary A stopped mid-burst, B promoted, A fenced, B killed mid-burst, C promoted."""
-    _say("[8/9] primary failover: SIGSTOP and SIGKILL the primary mid-burst, promote a new one, fence the old one")
+    _say("[8/10] primary failover: SIGSTOP and SIGKILL the primary mid-burst, promote a new one, fence the old one")
     _say("      restarting the 5 replicas on their disks, and the primary (call it A) with a new epoch")
     for i in range(len(cluster.replicas)):
         await trio.to_thread.run_sync(cluster.restart_replica, i)
@@ -705,7 +795,7 @@ async def _point_in_time_restore(
     cluster: Cluster, tr: TcpTransport, store: tuple[str, str], mark: Mark, epochs: list[int], checks: list[Check]
 ) -> ArchiveSummary:
     """Phase 9: the archive the primaries of every epoch continued, verified and restored from."""
-    _say("[9/9] point-in-time restore from the archive, which every primary so far has continued")
+    _say("[9/10] point-in-time restore from the archive, which every primary so far has continued")
     c = cluster.primary
     assert c is not None and c.address is not None
     async with Client.connect(tr, c.address) as to_c:

@@ -162,7 +162,26 @@ def _ls(reader: ArchiveReader, *, as_json: bool) -> int:
     if not listing.branches:
         raise ArchiveError(f"no archive for object {reader.object_name!r} in {reader.store.describe()}")
     rows: list[dict[str, object]] = []
+    current = reader.current_branch(listing)
     for b in sorted(listing.branches.values(), key=lambda b: b.branch):
+        if b.record_key is not None:
+            rec = reader.record(b)
+            assert rec is not None
+            rows.append(
+                {
+                    "branch": b.branch,
+                    "kind": "branch",
+                    "key": b.record_key,
+                    "first": rec.fork_seq,
+                    "last": rec.fork_seq,
+                    "parent": rec.parent,
+                    "restored_to": rec.restored_to,
+                    "undo_bookmark": rec.undo_bookmark,
+                    "current": b.branch == current,
+                }
+            )
+        elif b.branch != 1:
+            rows.append({"branch": b.branch, "kind": "orphan", "key": "", "first": 0, "last": 0})
         for key, seq in b.snapshots:
             rows.append({"branch": b.branch, "kind": "snapshot", "key": key, "first": seq, "last": seq})
         for key, k in b.segments:
@@ -178,11 +197,22 @@ def _ls(reader: ArchiveReader, *, as_json: bool) -> int:
                     "last_time": _iso(seg.last_ts),
                 }
             )
-    rows.sort(key=lambda r: (str(r["branch"]).zfill(10), str(r["first"]).zfill(20), r["kind"] != "snapshot"))
+    order = {"branch": 0, "orphan": 0, "snapshot": 1, "segment": 2}
+    rows.sort(key=lambda r: (str(r["branch"]).zfill(10), order[str(r["kind"])], str(r["first"]).zfill(20)))
     if as_json:
         print(json.dumps(rows))
     else:
         for r in rows:
+            if r["kind"] == "branch":
+                now = "  (current)" if r["current"] else ""
+                print(
+                    f"branch {r['branch']}  restored from {r['restored_to']} (branch {r['parent']} seq {r['first']}); "
+                    f"undo bookmark {r['undo_bookmark']}{now}"
+                )
+                continue
+            if r["kind"] == "orphan":
+                print(f"branch {r['branch']}  no branch.json: a restore that never completed (never read)")
+                continue
             times = f"  {r['first_time']} .. {r['last_time']}" if r["kind"] == "segment" else ""
             print(f"branch {r['branch']}  {r['kind']:<8}  seq {r['first']}..{r['last']}{times}  {r['key']}")
     for key in listing.foreign:
@@ -195,21 +225,20 @@ def _restore(reader: ArchiveReader, point: str, out: str) -> int:
         raise ArchiveError(f"{out} already exists; restore writes a new file only")
     if _BOOKMARK.fullmatch(point):
         branch, seq = parse_bookmark(point)
-        b = reader.branch(branch)
-        end, _ = reader.end(b)
-        if seq > end:
+        try:
+            reader.restore_point_check(branch, seq)
+        except ArchiveError as e:
             raise ArchiveError(
-                f"bookmark {point} is seq {seq}, beyond the archive's end (seq {end}) of branch {branch}; "
-                "restoring entries not yet uploaded (from the replicas) is not built yet"
-            )
+                f"{e}. A point the primary has not uploaded yet is archived within the segment age (10 s by "
+                "default); a restore of the object itself (__restore__, walrelay primary --restore-to) archives "
+                "it first"
+            ) from None
     else:
-        t = parse_time(point)
-        b = reader.branch(None)
-        branch, seq = b.branch, reader.seq_for_time(t, b.branch)
+        branch, seq = reader.point_for_time(parse_time(point))
     restored = reader.restore_image(seq, branch)
     _write_sqlite(restored, out)
     print(
-        f"restored {reader.object_name!r} to bookmark {bookmark(restored.branch, restored.seq)} "
+        f"restored {reader.object_name!r} to bookmark {bookmark(branch, restored.seq)} "
         f"(seq {restored.seq}, {_iso(restored.timestamp_us) if restored.seq else 'before the first write'}) "
         f"into {out}"
     )

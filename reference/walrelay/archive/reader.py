@@ -170,7 +170,7 @@ class ArchiveReader:
         end, _ = self.end(bl)
         if seq > end:
             raise ArchiveError(
-                f"archive of {self.object_name!r} branch {bl.branch} reaches seq {end}, not {seq} (not archived yet?)"
+                f"seq {seq} is beyond the archive's end (seq {end}) of {self.object_name!r} branch {bl.branch}"
             )
 
     def ends(self) -> list[tuple[int, int, bytes]]:

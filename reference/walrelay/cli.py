@@ -225,7 +225,7 @@ def _bookmark(text: str) -> str:
 
     try:
         return bookmark(*parse_bookmark(text))
-    except ValueError as e:
+    except (ValueError, WalrelayError) as e:
         raise argparse.ArgumentTypeError(str(e)) from None
 
 

@@ -902,7 +902,7 @@ class PrimaryNode:
             return await error("RestoreUnavailable", "this primary has no archive, or no placement to take epochs from")
         try:
             b, k = parse_bookmark(args[0])
-        except ValueError as e:
+        except (ValueError, WalrelayError) as e:
             return await error("BadRequest", str(e))
         target = bookmark(b, k)
         if b > self.branch or (b == self.branch and k > state.last_seq):

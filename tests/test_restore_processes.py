@@ -1,0 +1,159 @@
+"""Restoring an object with real processes over loopback TCP: `walrelay primary --restore-to`.
+
+The restore points here are newer than anything uploaded (the first primary is killed -9 before
+its segment age passes), so the restoring primary must archive the old branch from the replicas
+first; the offline `walrelay restore` of the undo point then shows that it did. Bad restore
+requests end with one clear line and exit code, never a traceback.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+from typing import Any
+
+import pytest
+import trio
+
+from walrelay.client import Client
+from walrelay.procs import Cluster, walrelay_argv
+from walrelay.transport import TcpTransport
+from walrelay.wire import ReplyStatus
+
+pytestmark = pytest.mark.integration
+
+
+async def _call(address: str, op: str, *args: Any) -> Any:
+    async with Client.connect(TcpTransport(), address) as client:
+        reply = await client.call(op, *args)
+        assert reply.status is ReplyStatus.OK, (op, reply)
+        return reply.body
+
+
+async def _put_all(address: str, keys: range, tag: str) -> None:
+    async with Client.connect(TcpTransport(), address) as client:
+        for k in keys:
+            reply = await client.call("put", k, f"{tag}{k}")
+            assert reply.status is ReplyStatus.OK, reply
+
+
+async def _read_all(address: str, keys: range) -> dict[int, str]:
+    async with Client.connect(TcpTransport(), address) as client:
+        found = {}
+        for k in keys:
+            reply = await client.call("get", k)
+            assert reply.status is ReplyStatus.OK, reply
+            if reply.body is not None:
+                found[k] = reply.body
+        return found
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(walrelay_argv(*args), capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+
+
+async def test_restore_at_start_then_undo_with_processes(cluster: Cluster, tmp_path: Any) -> None:
+    archive = str(tmp_path / "archive")
+    extra = ("--app", "kv", "--archive", archive, "--segment-seconds", "60")
+
+    async def start(name: str, *more: str) -> str:
+        return await trio.to_thread.run_sync(lambda: cluster.start_primary("kvobj", name=name, extra=(*extra, *more)))
+
+    await trio.to_thread.run_sync(cluster.start_replicas, 5)
+    a = await start("primary-a")
+    with trio.fail_after(60):
+        await _put_all(a, range(1, 21), "a")
+        mark = (await _call(a, "__bookmark__"))["bookmark"]
+        await _put_all(a, range(21, 41), "a")
+    assert cluster.primary is not None
+    cluster.primary.kill()  # nothing after the genesis snapshot is uploaded yet (60 s segments)
+
+    b = await start("primary-b", "--restore-to", mark)
+    with trio.fail_after(90):
+        while (st := await _call(b, "__status__"))["phase"] != "serving":
+            assert st["phase"] not in ("gave up", "reset"), st
+            await trio.sleep(0.1)
+        found = await _read_all(b, range(1, 46))
+        await _put_all(b, range(41, 46), "b")
+    assert found == {k: f"a{k}" for k in range(1, 21)}, "the restored object is the bookmark's database"
+    restored = st["restored"]
+    assert restored["restored_to"] == mark and st["branch"] == restored["branch"] == st["epoch"], st
+    undo = restored["undo_bookmark"]
+    assert undo.startswith("00000001-") and undo > mark  # branch 1's end: sorts after the bookmark
+
+    # The undo point was newer than any upload when the restore began: the restore archived it.
+    out = str(tmp_path / "undo.db")
+    proc = await trio.to_thread.run_sync(_cli, "restore", "kvobj", "--to", undo, "--out", out, "--archive", archive)
+    assert proc.returncode == 0, proc.stderr
+    with sqlite3.connect(out) as db:
+        rows = dict(db.execute("SELECT k, v FROM kv"))
+        assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    assert rows == {k: f"a{k}" for k in range(1, 41)}
+
+    assert cluster.primary is not None
+    cluster.primary.kill()
+    c = await start("primary-c", "--restore-to", undo)
+    with trio.fail_after(90):
+        while (st := await _call(c, "__status__"))["phase"] != "serving":
+            assert st["phase"] not in ("gave up", "reset"), st
+            await trio.sleep(0.1)
+        found = await _read_all(c, range(1, 46))
+    assert found == {k: f"a{k}" for k in range(1, 41)}, "undo: branch 1's end, without what branch b wrote"
+    assert st["restored"]["undo_bookmark"].startswith(f"{restored['branch']:08x}-")
+
+    proc = await trio.to_thread.run_sync(_cli, "archive", "verify", "kvobj", "--archive", archive)
+    assert proc.returncode == 0 and proc.stdout.strip().endswith("valid"), proc.stdout + proc.stderr
+    listing = (await trio.to_thread.run_sync(_cli, "archive", "ls", "kvobj", "--archive", archive)).stdout
+    assert f"restored from {mark}" in listing and f"restored from {undo}" in listing and "(current)" in listing
+
+
+async def test_bad_restore_requests_get_one_clear_error(cluster: Cluster, tmp_path: Any) -> None:
+    archive = str(tmp_path / "archive")
+    await trio.to_thread.run_sync(cluster.start_replicas, 5)
+    addrs = ",".join(r.address or "" for r in cluster.replicas)
+    base = ["primary", "--object", "kvobj", "--app", "kv", "--replicas", addrs, "--data", str(tmp_path / "p")]
+
+    def run(*more: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            walrelay_argv(*base, *more), capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL
+        )
+
+    proc = await trio.to_thread.run_sync(run, "--placement", cluster.placement, "--restore-to", "yesterday")
+    assert proc.returncode == 2 and "--restore-to" in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+    proc = await trio.to_thread.run_sync(
+        run, "--epoch", "1", "--archive", archive, "--restore-to", "00000001-0000000000000001"
+    )
+    assert proc.returncode != 0 and "needs --placement" in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+    # A bookmark of a branch that does not exist: the restore gives up, naming it, and exits 1.
+    proc = await trio.to_thread.run_sync(
+        run, "--placement", cluster.placement, "--archive", archive, "--restore-to", "00000063-0000000000000001"
+    )
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert "restore to 00000063-0000000000000001 failed" in proc.stderr and "branch 99" in proc.stderr, proc.stderr
+
+
+async def test_restore_requests_are_checked_before_they_are_recorded(cluster: Cluster, tmp_path: Any) -> None:
+    archive = str(tmp_path / "archive")
+    await trio.to_thread.run_sync(cluster.start_replicas, 5)
+    p = await trio.to_thread.run_sync(
+        lambda: cluster.start_primary("kvobj", name="p1", extra=("--app", "kv", "--archive", archive))
+    )
+    with trio.fail_after(60):
+        await _put_all(p, range(1, 4), "p")
+        async with Client.connect(TcpTransport(), p) as client:
+            for args, kind in [
+                ((), "BadRequest"),
+                (("not a bookmark",), "BadRequest"),
+                (("00000063-0000000000000001",), "UnknownBookmark"),  # no branch 0x63
+                (("00000001-00000000000000ff",), "UnknownBookmark"),  # beyond the log
+            ]:
+                reply = await client.call("__restore__", *args)
+                assert reply.status is ReplyStatus.ERROR and reply.body["type"] == kind, (args, reply)
+            ok = await client.call("put", 9, "still-writable")
+            assert ok.status is ReplyStatus.OK, "a refused request leaves the object as it was"
+            done = await client.call("__restore__", "00000001-0000000000000002")
+            assert done.status is ReplyStatus.OK and done.body["undo_bookmark"] > "00000001-0000000000000002"
+            again = await client.call("__restore__", "00000001-0000000000000001")
+            assert again.status is ReplyStatus.ERROR and again.body["type"] == "RestorePending"
+            refused = await client.call("put", 10, "after")
+            assert refused.status is ReplyStatus.ERROR and refused.body["type"] == "RestorePending"

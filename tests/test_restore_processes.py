@@ -8,6 +8,7 @@ requests end with one clear line and exit code, never a traceback.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import subprocess
 from typing import Any
@@ -157,3 +158,23 @@ async def test_restore_requests_are_checked_before_they_are_recorded(cluster: Cl
             assert again.status is ReplyStatus.ERROR and again.body["type"] == "RestorePending"
             refused = await client.call("put", 10, "after")
             assert refused.status is ReplyStatus.ERROR and refused.body["type"] == "RestorePending"
+
+
+async def test_a_snapshot_on_demand_is_in_the_archive_when_it_is_answered(cluster: Cluster, tmp_path: Any) -> None:
+    archive = str(tmp_path / "archive")
+    await trio.to_thread.run_sync(cluster.start_replicas, 5)
+    p = await trio.to_thread.run_sync(
+        lambda: cluster.start_primary("kvobj", name="p1", extra=("--app", "kv", "--archive", archive))
+    )
+    with trio.fail_after(60):
+        await _put_all(p, range(1, 11), "p")
+        last = (await _call(p, "__bookmark__"))["seq"]
+        snap = await _call(p, "__snapshot__")
+    assert snap["seq"] >= last and snap["bookmark"] == f"00000001-{snap['seq']:016x}"
+    listing = await trio.to_thread.run_sync(_cli, "archive", "ls", "kvobj", "--archive", archive, "--json")
+    rows = json.loads(listing.stdout)
+    assert {"kind": "snapshot", "first": snap["seq"]}.items() <= next(
+        r for r in rows if r["kind"] == "snapshot" and r["first"] == snap["seq"]
+    ).items()
+    proc = await trio.to_thread.run_sync(_cli, "archive", "verify", "kvobj", "--archive", archive)
+    assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -79,6 +79,7 @@ STATUS_OP = "__status__"
 BOOKMARK_OP = "__bookmark__"  # current_bookmark(): the point right after the last write
 BOOKMARK_FOR_TIME_OP = "__bookmark_for_time__"  # bookmark_for_time(t_us): the last entry at or before t
 RESTORE_OP = "__restore__"  # restore(bookmark) on the object's next start; answers the undo bookmark
+SNAPSHOT_OP = "__snapshot__"  # a snapshot to the archive now (on demand); answers its bookmark once stored
 
 
 def now_us() -> int:
@@ -846,6 +847,9 @@ class PrimaryNode:
         if op == RESTORE_OP:
             await self._restore_request(chan, msg, args, nursery)
             return
+        if op == SNAPSHOT_OP:
+            nursery.start_soon(self._snapshot_request, chan, msg)
+            return
         if self.meta is not None and self.meta.pending_restore is not None:
             why = (
                 f"a restore to {self.meta.pending_restore} is pending (undo bookmark {self.meta.undo_bookmark}); "
@@ -884,6 +888,26 @@ class PrimaryNode:
             await self._send_quietly(chan, out)
 
         nursery.start_soon(reply_when_released)
+
+    async def _snapshot_request(self, chan: Channel, msg: Request) -> None:
+        """A snapshot on demand: of the database as it is now (at least), answered once the store
+        has it, with its bookmark; an error if there is no archive or it stopped."""
+        state = self.state
+        assert state is not None
+        if self.archive is None:
+            why = "this primary has no archive (--archive or --s3)"
+            await self._send_quietly(
+                chan, Reply(msg.request_id, ReplyStatus.ERROR, {"type": "NoArchive", "message": why})
+            )
+            return
+        try:
+            seq = await self.archive.snapshot_now(state.last_seq)
+        except WalrelayError as e:
+            body = {"type": "ArchiveError", "message": str(e)}
+            await self._send_quietly(chan, Reply(msg.request_id, ReplyStatus.ERROR, body))
+            return
+        ok: dict[str, Any] = {"bookmark": bookmark(self.branch, seq), "seq": seq}
+        await self._send_quietly(chan, Reply(msg.request_id, ReplyStatus.OK, ok))
 
     async def _restore_request(self, chan: Channel, msg: Request, args: list[Any], nursery: trio.Nursery) -> None:
         """restore(bookmark) (Durable Objects' onNextSessionRestoreBookmark): recorded in the log now,

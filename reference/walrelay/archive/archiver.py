@@ -134,6 +134,11 @@ class ArchiverState:
     def on_tick(self, now_us: int) -> list[ArchiverEffect]:
         return self._step(now_us)
 
+    def request_snapshot(self) -> list[ArchiverEffect]:
+        """A snapshot on demand (an operator's ``__snapshot__``): of the database as it is now,
+        uploaded after the segments through its seq, like any other."""
+        return self._ask_snapshot()
+
     def flush(self) -> list[ArchiverEffect]:
         """Cut whatever durable entries are pending now, whatever their size or age (a clean stop)."""
         if self.pending:

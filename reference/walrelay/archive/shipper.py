@@ -68,6 +68,7 @@ class ArchiveShipper:
         self.branch = GENESIS_BRANCH  # the branch being shipped (the database's, see branching.py)
         self.record: BranchRecord | None = None
         self.flush_to = 0  # cut segments at once until the archive holds the log through here
+        self.snapshot_wanted = False  # a snapshot on demand was asked for and not yet taken
 
     def status(self) -> dict[str, Any]:
         a = self.archiver
@@ -190,6 +191,9 @@ class ArchiveShipper:
                 todo += a.on_durable(fresh, now_us())
                 state.archive_floor = a.durable_through
             todo += a.on_tick(now_us())
+            if self.snapshot_wanted:
+                self.snapshot_wanted = False
+                todo += a.request_snapshot()
             if self.flush_to > a.archived_through and a.durable_through >= self.flush_to and a.in_flight is None:
                 todo += a.flush()
             while todo:
@@ -227,6 +231,19 @@ class ArchiveShipper:
             if self.error is not None:
                 raise WalrelayError(f"the archive cannot take the log: {self.error}")
             await trio.sleep(poll_s)
+
+    async def snapshot_now(self, seq: int, *, poll_s: float = 0.02) -> int:
+        """A snapshot on demand, of the database at ``seq`` or later: asks for it, cuts the
+        segments it must follow at once, and returns its seq once the store confirmed it."""
+        self.snapshot_wanted = True
+        self.flush_to = max(self.flush_to, seq)
+        while self.archiver is None or (self.archiver.snapshot_through or 0) < seq:
+            if self.error is not None:
+                raise WalrelayError(f"the archive cannot take a snapshot: {self.error}")
+            if self.archiver is not None and self.archiver.archived_through >= seq:
+                self.flush_to = max(self.flush_to, self.archiver.durable_through)
+            await trio.sleep(poll_s)
+        return self.archiver.snapshot_through or 0
 
     async def drain(self, state: PrimaryState, timeout_s: float) -> int:
         """A clean stop: archive what is durable now instead of leaving it to the next primary.

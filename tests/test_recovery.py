@@ -382,3 +382,11 @@ def test_an_archive_that_does_not_cover_the_truncation_or_overshoots_gives_up(en
     rec.on_promise(1, Promise(2, 1, 1, bytes(16), 0, True))
     [out] = rec.on_archive_failed("no archive configured")
     assert isinstance(out, GiveUp) and "no archive configured" in out.reason
+
+
+def test_a_restoring_epoch_accepts_an_empty_log_of_any_epoch_when_it_archived_an_empty_log() -> None:
+    """Found by TLC (spec/README.md finding 7): a first epoch that recovered nothing sent no APPEND,
+    so the replicas still report log epoch 0; demanding the first epoch's number never finishes."""
+    rec = Recovery(epoch=3, replicas=3, fence_quorum=2, expect=(2, 0, GENESIS_CHAIN))
+    rec.on_promise(0, Promise(3, 0, 0, GENESIS_CHAIN, 0, True))
+    assert rec.on_promise(1, Promise(3, 1, 0, GENESIS_CHAIN, 0, True)) == [Recovered((), 1)]

@@ -375,7 +375,7 @@ def promise_body(voter: int = 1) -> bytes:
         (MsgType.ADMIT, struct.pack(">QQ", 0, 1), "ADMIT field epoch is 0"),
         (MsgType.TRUNCATE, bytes(31), "TRUNCATE frame body is 31 bytes, expected 32"),
         (MsgType.TRUNCATE, struct.pack(">QQ16s", 0, 1, bytes(16)), "TRUNCATE field epoch is 0"),
-        (MsgType.TRUNCATE, struct.pack(">QQ16s", 1, 0, bytes(16)), "TRUNCATE field through is 0"),
+        (MsgType.TRUNCATE, struct.pack(">QQ16s", 1, 0, b"x" * 16), "must carry the genesis chain"),
     ],
 )
 def test_malformed_failover_bodies_name_the_message_and_field(mtype: MsgType, body: bytes, needle: str) -> None:
@@ -392,7 +392,7 @@ def test_malformed_failover_bodies_name_the_message_and_field(mtype: MsgType, bo
         (Fetch(1, 1, 0), "FETCH field max_bytes is 0"),
         (Admit(0, 0), "ADMIT field epoch is 0"),
         (Truncate(0, 1, bytes(16)), "TRUNCATE field epoch is 0"),
-        (Truncate(1, 0, bytes(16)), "TRUNCATE field through is 0"),
+        (Truncate(1, 0, b"x" * 16), "must carry the genesis chain"),
         (Truncate(1, 1, bytes(15)), "TRUNCATE chain is 15 bytes"),
     ],
 )

@@ -162,6 +162,12 @@ def write_restore_request(conn: apsw.Connection, target: str, undo: str) -> None
     )
 
 
+def clear_restore_request(conn: apsw.Connection) -> None:
+    """Inside a transaction: drop a pending restore (it cannot be done; the object serves on)."""
+    _ensure_table(conn)
+    conn.execute(f"DELETE FROM {META_TABLE} WHERE key IN ('pending_restore', 'pending_undo')")
+
+
 def write_branch_marker(conn: apsw.Connection, record: BranchRecord) -> None:
     """Inside a transaction: this database is now on ``record.branch`` (the new branch's first entry)."""
     _ensure_table(conn)

@@ -173,6 +173,7 @@ class PrimaryState:
         self.recovered_end = last_seq
         self.voter: list[bool | None] = [None] * n  # from each replica's last PROMISE (None: not heard)
         self.admit_sent = [False] * n  # on the current connection
+        self.reported_empty = [False] * n  # its PROMISE on this connection said: an empty log
         self.agreed = [0] * n  # highest seq where replica r's log is known to equal ours (any log epoch)
         self.adopted = [False] * n  # replica r holds our log under our epoch (its log_epoch is ours)
         self.diverged = [False] * n  # replica r's log differs from ours at or before its end
@@ -180,6 +181,9 @@ class PrimaryState:
         self.serving = False  # input gate open
         self.archive_floor: int | None = None  # with an archive: the last seq the archiver has taken
         self.archived_seq = 0  # the archive confirmed entries through this seq (spec: archived[e])
+        # A restored primary: its log starts at archived_seq even when that is 0 (a restore to the
+        # empty database), and every replica must be told so (ReplicaState._takes_base).
+        self.offer_base = False
         self.archive_catchup = False  # the node can read the archive for replicas behind the retained log
         self.pins: dict[int, int] = {}  # replica -> seq the retained log must keep (catch-up in progress)
         self.awaiting_archive: set[int] = set()  # replicas whose catch-up waits for the archive's end
@@ -271,6 +275,7 @@ class PrimaryState:
                 self.connected[r]
                 and self.voter[r] is False
                 and not self.admit_sent[r]
+                and (self.adopted[r] or self.reported_empty[r])  # else it would ignore the ADMIT
                 and self.match[r] >= self.durable_seq
             ):
                 self.admit_sent[r] = True
@@ -308,6 +313,7 @@ class PrimaryState:
         self.progress_at[r] = now_us
         self.voter[r] = promise.voter
         self.admit_sent[r] = False
+        self.reported_empty[r] = promise.last_seq == 0
         self.adopted[r] = promise.log_epoch == self.epoch
         if self.adopted[r]:
             # A prefix of our own log (spec: acks[e][r] is set under e only): it counts in full.
@@ -322,7 +328,7 @@ class PrimaryState:
         effects = self._advance()  # may trim the retained log: decide what to resend after it
         self.sent[r] = self._resend_point(r)
         effects += self._send_from(r)
-        if self.archived_seq:
+        if self.archived_seq or self.offer_base:
             effects.append(SendTruncate(r, self.archived_seq, self.chains[self.archived_seq]))
         return effects
 

@@ -29,7 +29,14 @@ from walrelay.archive.format import (
 from walrelay.archive.reader import ArchiveError, ArchiveReader, Restored
 from walrelay.archive.shipper import ArchiveShipper
 from walrelay.archive.store import ObjectStoreError, TransientStoreError
-from walrelay.branching import BranchRecord, Meta, read_meta, write_branch_marker, write_restore_request
+from walrelay.branching import (
+    BranchRecord,
+    Meta,
+    clear_restore_request,
+    read_meta,
+    write_branch_marker,
+    write_restore_request,
+)
 from walrelay.entry import GENESIS_CHAIN, Entry
 from walrelay.errors import ChainError, ObjectResetError, ProtocolError, WalrelayError
 from walrelay.fsutil import replace_durably
@@ -382,6 +389,7 @@ class PrimaryNode:
         self.restore_plan: _RestorePlan | None = None
         self.restored: dict[str, Any] | None = None  # what the last restore did, for status
         self._gate_held = False  # the input gate would open, but a restore runs first
+        self.restore_error: str | None = None  # why the last requested restore was dropped
         self._shipping = trio.CancelScope()
         self.epoch = placement.allocate(self.object_name) if placement is not None else int(epoch or 0)
         self.transport = transport
@@ -446,10 +454,7 @@ class PrimaryNode:
                 for link in self.links:
                     link.fetch_send.send_nowait(None)
                 self._start_shipping()
-                assert self.meta is not None
-                target = self.meta.pending_restore or self.restore_to
-                if target is not None:
-                    self.restoring = target  # the input gate stays shut: _begin_restore runs once synced
+                self.restoring = self._restore_target()  # if any, the gate stays shut: _begin_restore runs
             elif isinstance(eff, GiveUp):
                 self._give_up(eff.reason)
 
@@ -658,7 +663,7 @@ class PrimaryNode:
             )
             await self._archive_io(archive.store.put, snapshot_key(self.object_name, branch, k), fork)
         except (WalrelayError, ObjectStoreError, ArchiveFormatError, ChainError, OSError) as e:
-            self._give_up(f"restore to {target} failed: {e}")
+            self._restore_failed(target, f"restore to {target} failed: {e}")
             return
         log.info(
             "object %s: restore to %s: branch %d forks at seq %d; undo bookmark %s; taking epoch %d",
@@ -687,6 +692,51 @@ class PrimaryNode:
         self._gate_held = False
         for link in self.links:
             link.restart()
+
+    def _restore_target(self) -> str | None:
+        """The restore this start must perform: a request in the log (it wins over the flag), or
+        ``--restore-to``, unless the database's branch was already made by a restore to it (the
+        flag left on a restarted command line must not restore again and again)."""
+        meta = self.meta
+        assert meta is not None
+        if meta.pending_restore is not None:
+            if self.restore_to is not None and self.restore_to != meta.pending_restore:
+                log.warning(
+                    "object %s: a restore to %s is pending in the log; --restore-to %s is ignored",
+                    self.object_name,
+                    meta.pending_restore,
+                    self.restore_to,
+                )
+            return meta.pending_restore
+        if self.restore_to is not None and meta.record is not None and meta.record.restored_to == self.restore_to:
+            log.warning(
+                "object %s: branch %d was made by a restore to %s already; --restore-to is ignored",
+                self.object_name,
+                meta.record.branch,
+                self.restore_to,
+            )
+            return None
+        return self.restore_to
+
+    def _restore_failed(self, target: str, why: str) -> None:
+        """A restore that cannot be done. Asked with --restore-to: the process exits with the error.
+        Asked by a client (a request in the log): the request is dropped by a transaction, and the
+        object serves as it was, with the reason in its status; else every start would fail again."""
+        meta, runtime = self.meta, self.runtime
+        if meta is None or meta.pending_restore != target or runtime is None:
+            self._give_up(why)
+            return
+        log.error("object %s: %s; the request is dropped, the object serves as it was", self.object_name, why)
+        try:
+            runtime.run_system(clear_restore_request)
+        except ObjectResetError as e:
+            self._give_up(f"{why}; dropping the request failed too: {e}")
+            return
+        self.meta = read_meta(runtime.capture.conn)
+        self.restore_error = why
+        if self._gate_held:
+            log.info("object %s epoch %d: serving", self.object_name, self.epoch)
+            self.gate_event.set()
 
     @staticmethod
     def new_branch(new_epoch: int, target_branch: int) -> int:
@@ -719,6 +769,7 @@ class PrimaryNode:
             replace_durably(self.db_path, image)
         self.state = PrimaryState(self.config, recovered=(plan.base,) if plan.base is not None else ())
         self.state.archived_seq = plan.restored.seq  # the fork snapshot: TRUNCATE offers the base
+        self.state.offer_base = True
         expected = DbChecksum.of_image(image, plan.restored.page_size).value if image else None
         self.runtime = ObjectRuntime(
             self.db_path,
@@ -931,7 +982,9 @@ class PrimaryNode:
         target = bookmark(b, k)
         if b > self.branch or (b == self.branch and k > state.last_seq):
             return await error("UnknownBookmark", f"bookmark {target} is beyond this object's history")
-        if b != self.branch or k not in state.log:
+        # A point of this branch the archive does not hold yet is fine: the restore archives the
+        # branch through its end first. Any other must be in the archive (retention, branches).
+        if b != self.branch or k < state.archived_seq:
             reader = ArchiveReader(self.archive.store, self.object_name)
             try:
                 await self.archive.run_io(reader.restore_point_check, b, k)
@@ -1016,6 +1069,13 @@ class PrimaryNode:
             return "reset"
         return "serving" if st.serving else "syncing"
 
+    def _restored_status(self) -> dict[str, Any] | None:
+        """The restore that made this branch (from the database: it survives failovers)."""
+        rec = self.meta.record if self.meta is not None else None
+        if rec is None:
+            return None
+        return {"restored_to": rec.restored_to, "branch": rec.branch, "undo_bookmark": rec.undo_bookmark}
+
     def status(self) -> dict[str, Any]:
         st = self.state
         out: dict[str, Any] = {
@@ -1028,7 +1088,8 @@ class PrimaryNode:
             "archive": self.archive.status() if self.archive is not None else None,
             "branch": self.branch,
             "pending_restore": self.meta.pending_restore if self.meta is not None else None,
-            "restored": self.restored,
+            "restored": self._restored_status(),
+            "restore_error": self.restore_error,
         }
         if st is None:
             promises = self.recovery.promises

@@ -59,9 +59,10 @@ class PersistArchived:
 @dataclass(frozen=True, slots=True)
 class ResetToBase:
     """Replace the whole log by this one entry, the archived base of a newer epoch's log (persist
-    ``archived_through`` = its seq with no log epoch first, then the file; docs/restore-branches.md)."""
+    ``archived_through`` = its seq with no log epoch first, then the file; docs/restore-branches.md).
+    None: by nothing (a restore to the empty database)."""
 
-    entry: Entry
+    entry: Entry | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,10 +146,10 @@ class ReplicaState:
             effects.append(SendAck(self.promised_epoch, self.last_seq, self.last_chain, self.log_epoch))
             return effects
         if adopting and self._takes_base(epoch, entries[0]):
-            base = entries[0]
-            self.chains = {base.seq: base.chain}
-            self.last_seq, self.last_chain = base.seq, base.chain
-            self.archived_through = base.seq
+            base = entries[0] if entries[0].seq == self.base_offer_seq else None
+            self.chains = {base.seq: base.chain} if base is not None else {}
+            self.last_seq, self.last_chain = (base.seq, base.chain) if base is not None else (0, GENESIS_CHAIN)
+            self.archived_through = self.last_seq
             self.log_epoch = 0  # until the adoption below: the reset log is no epoch's yet
             effects.append(ResetToBase(base))
         new: list[Entry] = []
@@ -198,8 +199,18 @@ class ReplicaState:
         archive holds its log through exactly that entry, and we cannot join ``first`` to what we
         hold: a restored primary's log begins at the restore point, which replicas holding another
         branch, or having truncated past it, cannot link to (docs/restore-branches.md)."""
-        # If we hold ``first`` already, the ordinary path joins the rest.
-        return self.base_offer == (epoch, first.seq, first.chain) and self.chains.get(first.seq) != first.chain
+        # If we hold ``first`` already, the ordinary path joins the rest. An offer at seq 0 (a
+        # restore to the empty database) starts the log empty, before a frame from seq 1.
+        if self.base_offer is None or self.chains.get(first.seq) == first.chain:
+            return False
+        e, seq, chain = self.base_offer
+        if seq == 0:
+            return e == epoch and first.seq == 1 and follows(first, chain)
+        return self.base_offer == (epoch, first.seq, first.chain)
+
+    @property
+    def base_offer_seq(self) -> int:
+        return self.base_offer[1] if self.base_offer is not None else -1
 
     def _truncate_after(self, keep_through: int, chain: bytes, effects: list[ReplicaEffect]) -> None:
         for seq in range(keep_through + 1, self.last_seq + 1):

@@ -251,7 +251,8 @@ class ReplicaNode:
                 # that no recovery prefers (log epoch 0) and claims nothing about the new one.
                 await durable()
                 st = obj.state
-                await self.run_io(obj.store.save_state, st.promised_epoch, eff.entry.seq, 0, obj.disk_voter)
+                through = eff.entry.seq if eff.entry is not None else 0
+                await self.run_io(obj.store.save_state, st.promised_epoch, through, 0, obj.disk_voter)
                 obj.disk_log_epoch = 0
                 await self.run_io(obj.store.reset_to, eff.entry)
             elif isinstance(eff, SendAck):

@@ -203,13 +203,14 @@ class ReplicaStore:
         self._size -= cut
         return True
 
-    def reset_to(self, base: Entry) -> None:
-        """The log becomes this one entry (a newer epoch's archived base), atomically."""
+    def reset_to(self, base: Entry | None) -> None:
+        """The log becomes this one entry (a newer epoch's archived base), or empty, atomically."""
         os.close(self._fd)
-        replace_durably(self.log_path, _LEN.pack(len(base.raw)) + base.raw)
+        data = _LEN.pack(len(base.raw)) + base.raw if base is not None else b""
+        replace_durably(self.log_path, data)
         self._fd = os.open(self.log_path, os.O_WRONLY | os.O_APPEND, 0o644)
-        self._offsets = {base.seq: 0}
-        self._size = 4 + len(base.raw)
+        self._offsets = {base.seq: 0} if base is not None else {}
+        self._size = len(data)
 
     def save_state(self, promised_epoch: int, archived_through: int, log_epoch: int = 0, voter: bool = True) -> None:
         state = {

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any
 
-from walrelay.entry import Entry, decode
+from walrelay.entry import GENESIS_CHAIN, Entry, decode
 from walrelay.errors import EntryFormatError, ProtocolError
 
 WIRE_VERSION = 1
@@ -287,8 +287,8 @@ def encode(msg: Message) -> bytes:
         _refuse(_epoch_problem("TRUNCATE", msg.epoch))
         if len(msg.chain) != 16:
             raise ValueError(f"TRUNCATE chain is {len(msg.chain)} bytes, must be 16")
-        if msg.through < 1:
-            raise ValueError("TRUNCATE field through is 0")
+        if msg.through == 0 and msg.chain != GENESIS_CHAIN:
+            raise ValueError("TRUNCATE through 0 (the empty log) must carry the genesis chain")
         return _frame(MsgType.TRUNCATE, _TRUNCATE.pack(msg.epoch, msg.through, msg.chain))
     raise TypeError(f"not a wire message: {msg!r}")
 
@@ -443,8 +443,8 @@ def decode_payload(payload: bytes) -> Message:
         _exact(body, _TRUNCATE.size, "TRUNCATE")
         epoch, through, chain = _TRUNCATE.unpack(body)
         _protocol(_epoch_problem("TRUNCATE", epoch))
-        if through < 1:
-            raise ProtocolError("TRUNCATE field through is 0")
+        if through == 0 and chain != GENESIS_CHAIN:
+            raise ProtocolError("TRUNCATE through 0 (the empty log) must carry the genesis chain")
         return Truncate(epoch, through, chain)
     if t is MsgType.REQUEST:
         _need(body, _REQ.size, "REQUEST")

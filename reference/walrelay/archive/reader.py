@@ -156,6 +156,12 @@ class ArchiveReader:
             bl = listing.branches.get(b)
             if bl is None:
                 raise ArchiveError(f"object {self.object_name!r} has no branch {b} in {self.store.describe()}")
+            if b != GENESIS_BRANCH and bl.record_key is None:
+                # No record yet (its restore stopped before writing it, or never completed): from
+                # its first snapshot on the branch is self-contained, and recovery may need it there.
+                if bl.snapshots and seq >= bl.snapshots[0][1]:
+                    return bl, seq
+                self.record(bl)  # raises: no branch.json, so no parent to read earlier seqs from
             rec = self.record(bl) if b != GENESIS_BRANCH else None
             if rec is None or seq >= rec.fork_seq:
                 return bl, seq

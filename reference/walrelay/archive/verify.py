@@ -71,6 +71,8 @@ def _verify_branch(reader: ArchiveReader, b: BranchListing, report: VerifyReport
         except ArchiveFormatError as bad:
             report.problems.append(str(bad))
     rec = None
+    if b.branch == GENESIS_BRANCH and b.record_key is not None:
+        report.problems.append(f"{b.record_key}: the genesis branch has no branch record")
     if b.branch != GENESIS_BRANCH:
         try:
             rec = reader.record(b)

@@ -178,3 +178,43 @@ async def test_a_snapshot_on_demand_is_in_the_archive_when_it_is_answered(cluste
     ).items()
     proc = await trio.to_thread.run_sync(_cli, "archive", "verify", "kvobj", "--archive", archive)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+async def test_a_requested_restore_that_cannot_be_done_is_dropped_and_the_object_serves(
+    cluster: Cluster, tmp_path: Any
+) -> None:
+    """The archive object the restore needs is corrupt by the time the next start performs it: that
+    start names the object, drops the request (a transaction), and serves the object as it was;
+    a start that failed instead would fail again on every start, with writes refused forever."""
+    archive = tmp_path / "archive"
+    extra = ("--app", "kv", "--archive", str(archive), "--segment-seconds", "60")
+    await trio.to_thread.run_sync(cluster.start_replicas, 5)
+    a = await trio.to_thread.run_sync(lambda: cluster.start_primary("kvobj", name="pa", extra=extra))
+    with trio.fail_after(60):
+        await _put_all(a, range(1, 6), "a")
+        mark = (await _call(a, "__bookmark__"))["bookmark"]
+        await _put_all(a, range(6, 11), "a")
+        await _call(a, "__snapshot__")  # segments through here are cut; a newer snapshot stands after them
+        asked = await _call(a, "__restore__", mark)
+    assert asked["restore_to"] == mark
+    seq = int(mark.split("-")[1], 16)
+    [victim] = [
+        p
+        for p in (archive / "kvobj" / "b00000001" / "seg").iterdir()
+        if int(p.name.split("-")[0]) <= seq <= int(p.name.split("-")[1])
+    ]
+    data = bytearray(victim.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    victim.write_bytes(bytes(data))
+    assert cluster.primary is not None
+    cluster.primary.kill()
+    b = await trio.to_thread.run_sync(lambda: cluster.start_primary("kvobj", name="pb", extra=extra))
+    with trio.fail_after(90):
+        while (st := await _call(b, "__status__"))["phase"] != "serving":
+            assert st["phase"] not in ("gave up", "reset"), st
+            await trio.sleep(0.1)
+        found = await _read_all(b, range(1, 12))
+        await _put_all(b, range(11, 12), "b")  # writable again
+    assert st["pending_restore"] is None and st["restored"] is None and st["branch"] == 1, st
+    assert f"restore to {mark} failed" in st["restore_error"] and victim.name in st["restore_error"], st
+    assert found == {k: f"a{k}" for k in range(1, 11)}

@@ -23,6 +23,11 @@ Fairness ==
 
 FairSpec == Spec /\ Fairness
 
+\* State constraint for the restore-and-undo models: every primary after the
+\* first is a restoring one (no plain failover), which keeps two restores and
+\* their writes within a CI budget. Races with failovers: the other configs.
+OnlyRestores == \A e \in Epochs : (e > 1 /\ pstate[e] /= "idle") => IsRestore(e)
+
 -----------------------------------------------------------------------------
 (* Reachability witnesses: each MUST be violated (models/*witness*.cfg).  *)
 (* An invariant that no interesting state ever reaches proves nothing.      *)
@@ -40,7 +45,8 @@ NoTruncationAfterArchival == \A r \in Replicas : truncated[r] = 0
 NoRestoreAcrossSegments ==
     ~\E e \in Epochs : pstate[e] = "serving" /\
         \E b \in RestorePoints(e) : \E g1, g2 \in segments :
-            /\ g1.last + 1 = g2.first /\ g2.first <= b /\ BestSnap(b).last < g1.last
+            /\ g1.branch = branchOf[e] /\ g2.branch = branchOf[e]
+            /\ g1.last + 1 = g2.first /\ g2.first <= b /\ BestSnap(branchOf[e], b).last < g1.last
 
 \* Retention deleted something and a restore inside the window still works.
 NoRetention == Genesis \in snapshots
@@ -54,6 +60,17 @@ NoAmbiguousPut == ~\E e \in Epochs : pstate[e] = "crashed" /\ upload[e] \in segm
 
 \* An entry acknowledged before a failover is restorable from the archive.
 NoArchivedAckAfterFailover ==
-    ~\E a \in acked : a.epoch = 1 /\ a.seq <= ArchiveEnd /\ epochAlloc > 1 /\ \E e \in Epochs : pstate[e] = "serving" /\ e > 1
+    ~\E a \in acked : a.epoch = 1 /\ a.seq <= ArchiveEnd(a.branch) /\ epochAlloc > 1 /\ \E e \in Epochs : pstate[e] = "serving" /\ e > 1
+
+\* A restore, then its undo (a restore to the first one's undo point, from the
+\* first one's branch), each followed by an acknowledged client write (after
+\* its marker) on its new branch.
+NoRestoreThenUndo ==
+    ~\E f1, f2 \in Epochs :
+        /\ RestoreCompleted(f1) /\ RestoreCompleted(f2)
+        /\ restoring[f2].undoBranch = restoring[f1].newBranch
+        /\ restoring[f2].branch = restoring[f1].undoBranch /\ restoring[f2].k = restoring[f1].undoEnd
+        /\ \E a \in acked : a.branch = restoring[f1].newBranch /\ a.seq > restoring[f1].k + 1
+        /\ \E a \in acked : a.branch = restoring[f2].newBranch /\ a.seq > restoring[f2].k + 1
 
 =============================================================================

@@ -43,4 +43,24 @@ MutMsgsAfterLossKept(r) == msgs
 \* A replica that lost its disk forgets its promise (starts at epoch 0).
 MutRejoinPromiseZero == 0
 
+\* A restore may begin from a primary with uncommitted entries, and to a point
+\* of its own branch beyond the commit point.
+MutMayRestoreUncommitted(e, b, k) == \/ b = branchOf[e] /\ k <= Len(elog[e])
+                                     \/ b /= branchOf[e] /\ ArchiveHolds(b, k)
+
+\* A restore installs its branch without a promise quorum (nothing fences the
+\* primaries older than the restoring one, and nothing checks that the object
+\* did not change meanwhile).
+MutRestoreFencedAlways(f) == TRUE
+
+\* The new branch is numbered after the branch it restores from (parent + 1)
+\* instead of by the new epoch: an undo (a restore to the old branch) reuses
+\* the current branch's number. ("Current branch + 1" collides too, but only
+\* for two restores from the same branch, which needs an abandoned restore and
+\* a failover: 4 epochs, too big for CI.)
+MutNewBranchAfterParent(e, b, f) == b + 1
+
+\* A restore may begin before everything committed is archived.
+MutRestoreArchivedAlways(e) == TRUE
+
 =============================================================================

@@ -37,6 +37,14 @@
 (*    history variable `committed` instead, guarded by ArchiveHolds; the   *)
 (*    invariant ArchiveIsCommittedPrefix proves the snapshot equals it.    *)
 (*                                                                         *)
+(* Restore branches (Durable Objects PITR): a quiesced serving primary e  *)
+(*  restores to a bookmark (b, k) by handing over to a NEW epoch f (the    *)
+(*  same process continuing, BeginRestore) which fences e's log with a     *)
+(*  promise quorum and installs b's state at k plus one marker entry on a  *)
+(*  new branch numbered f (RecoverRestore). Branch 1 is the genesis branch *)
+(*  (epoch 1 can never restore: f = epochAlloc + 1 >= 2). The restore's   *)
+(*  undo point is (e's branch, e's log end).                               *)
+(*                                                                         *)
 (* Operators named Mayxxx / xxxEnd / Better / NextTs / Eager... are the    *)
 (* protocol's decision points; mutants (MCWalRelayMutants.tla) replace one *)
 (* of them with a classic bug and TLC must refute it.                      *)
@@ -53,12 +61,14 @@ CONSTANTS
     MaxDiskLoss,  \* bound: permanent disk losses (tolerated: N - Quorum)
     MaxPuts,      \* bound: distinct objects (segments + snapshots) ever PUT
     Lags,         \* how far behind a primary's host clock may be, e.g. {0, 1}
-    Window        \* retention window in ticks (30 days)
+    Window,       \* retention window in ticks (30 days)
+    MaxRestores   \* bound: restores ever begun (0: the model has no branches)
 
 ASSUME /\ Quorum \in 1..Cardinality(Replicas)
        /\ FenceQuorum \in 1..Cardinality(Replicas)
        /\ MaxEpoch \in Nat /\ MaxWrites \in Nat /\ MaxTime \in Nat
        /\ MaxDiskLoss \in Nat /\ MaxPuts \in Nat /\ Window \in Nat /\ Lags \subseteq Nat
+       /\ MaxRestores \in Nat
 
 VARIABLES
     \* ---- replica, persistent (fsync'd before any ACK/PROMISE leaves) ----
@@ -77,6 +87,8 @@ VARIABLES
     archived,    \* the archive is confirmed to hold its log through here
     upload,      \* the segment it is uploading (kind "none" if none)
     acks,        \* its ACK table: acks[e][r] = how far r said it stores e's log
+    branchOf,    \* the branch of its log (read from the replayed database: the marker)
+    restoring,   \* restoring[f]: the restore f performs (from = 0: f is a plain failover)
     \* ---- environment ----
     msgs,        \* every message ever sent (see header)
     puts,        \* every PUT ever sent to object storage
@@ -85,56 +97,72 @@ VARIABLES
     now,         \* wall clock
     nextWrite,   \* id of the next client write
     diskLost,    \* disk losses so far
+    fork,        \* fork[br] = [parent, at]: branch br starts as branch parent's state at seq at
+                 \* (parent 0: not created; the archive's branch record, written with the fork snapshot)
     \* ---- history variables: read only by WalRelayProperties ----
-    committed,   \* the longest log prefix any primary has seen durable
-    acked,       \* every reply the output gate released: [seq, entry, epoch]
+    committed,   \* committed[br]: the longest log prefix of branch br any primary has seen durable
+    acked,       \* every reply the output gate released: [seq, entry, epoch, branch]
     lateDurable  \* <<e, s>>: entry s of e became durable although a later recovered primary lacks it
 
 replicaVars == <<promised, logEpoch, logLen, truncated, voter>>
-primaryVars == <<epochAlloc, pstate, elog, commit, lag, archived, upload, acks>>
-envVars == <<msgs, puts, segments, snapshots, now, nextWrite, diskLost>>
+primaryVars == <<epochAlloc, pstate, elog, commit, lag, archived, upload, acks, branchOf, restoring>>
+envVars == <<msgs, puts, segments, snapshots, now, nextWrite, diskLost, fork>>
 historyVars == <<committed, acked, lateDurable>>
 vars == <<replicaVars, primaryVars, envVars, historyVars>>
 
 Epochs == 1..MaxEpoch
+\* Branch ids: 1 is the genesis branch; a restore by epoch f creates branch f.
+Branches == Epochs
 Max(a, b) == IF a >= b THEN a ELSE b
 Min(a, b) == IF a <= b THEN a ELSE b
 MaxOf(S) == CHOOSE x \in S : \A y \in S : y <= x
 DbOf(log, n) == {log[i].w : i \in 1..n}
 Live(e) == pstate[e] \in {"syncing", "serving"}
+\* The branch of the log a replica holds (epoch 0: the empty log of branch 1).
+BranchOfLog(ep) == IF ep = 0 THEN 1 ELSE branchOf[ep]
+NoRestore == [from |-> 0, branch |-> 0, k |-> 0, undoBranch |-> 0, undoEnd |-> 0, newBranch |-> 0]
+IsRestore(f) == restoring[f].from /= 0
+Restores == {f \in Epochs : IsRestore(f)}
 
-\* Archive objects share one record shape (kind "seg" | "snap" | "none").
-\* A snapshot at seq `at` has first = last = at and holds the database `db`.
-NoUpload == [kind |-> "none", first |-> 0, last |-> 0, ents |-> <<>>, db |-> {}]
-Segment(e, f, l) == [kind |-> "seg", first |-> f, last |-> l, ents |-> SubSeq(elog[e], f, l), db |-> {}]
-Snapshot(e, a) == [kind |-> "snap", first |-> a, last |-> a, ents |-> <<>>, db |-> DbOf(elog[e], a)]
+\* Archive objects share one record shape (kind "seg" | "snap" | "none"), keyed
+\* by branch. A snapshot at seq `at` has first = last = at and holds the database `db`.
+NoUpload == [kind |-> "none", branch |-> 0, first |-> 0, last |-> 0, ents |-> <<>>, db |-> {}]
+Segment(e, f, l) == [kind |-> "seg", branch |-> branchOf[e], first |-> f, last |-> l,
+                     ents |-> SubSeq(elog[e], f, l), db |-> {}]
+Snapshot(e, a) == [kind |-> "snap", branch |-> branchOf[e], first |-> a, last |-> a, ents |-> <<>>,
+                   db |-> DbOf(elog[e], a)]
+\* A new branch's archive begins with its fork snapshot (state at the fork point).
+ForkSnapshot(br, a, db) == [kind |-> "snap", branch |-> br, first |-> a, last |-> a, ents |-> <<>>, db |-> db]
 Append_(e, n) == [type |-> "append", epoch |-> e, to |-> n]
-Genesis == [kind |-> "snap", first |-> 0, last |-> 0, ents |-> <<>>, db |-> {}]
+Genesis == [kind |-> "snap", branch |-> 1, first |-> 0, last |-> 0, ents |-> <<>>, db |-> {}]
 
 -----------------------------------------------------------------------------
 (* Reading the archive (what restore and recovery do).                      *)
 
-SegCovers(i) == \E g \in segments : g.first <= i /\ i <= g.last
-SegEntry(i) == LET g == CHOOSE g \in segments : g.first <= i /\ i <= g.last
-               IN g.ents[i - g.first + 1]
-\* The archive alone can rebuild the database right after entry b.
-ArchiveHolds(b) == \E s \in snapshots : s.last <= b /\ \A i \in s.last + 1..b : SegCovers(i)
-ArchiveEnd == MaxOf({b \in 0..MaxWrites : ArchiveHolds(b)} \cup {0})
+SegCovers(br, i) == \E g \in segments : g.branch = br /\ g.first <= i /\ i <= g.last
+SegEntry(br, i) == LET g == CHOOSE g \in segments : g.branch = br /\ g.first <= i /\ i <= g.last
+                   IN g.ents[i - g.first + 1]
+\* The archive of branch br alone can rebuild the database right after entry n.
+ArchiveHolds(br, n) == \E s \in snapshots : s.branch = br /\ s.last <= n /\ \A i \in s.last + 1..n : SegCovers(br, i)
+ArchiveEnd(br) == MaxOf({n \in 0..MaxWrites : ArchiveHolds(br, n)} \cup {0})
 \* An archived entry; one older than every snapshot kept survives only in the
 \* snapshot's database (header: abstraction of retention).
 Filler == [w |-> 0, ts |-> 0]
-ArchivedEntry(i) == IF SegCovers(i) THEN SegEntry(i)
-                    ELSE IF i <= Len(committed) THEN committed[i] ELSE Filler
-BestSnap(b) == CHOOSE s \in snapshots : s.last <= b /\ \A o \in snapshots : o.last <= b => o.last <= s.last
+ArchivedEntry(br, i) == IF SegCovers(br, i) THEN SegEntry(br, i)
+                        ELSE IF i <= Len(committed[br]) THEN committed[br][i] ELSE Filler
+BestSnap(br, n) == CHOOSE s \in snapshots : /\ s.branch = br /\ s.last <= n
+                                           /\ \A o \in snapshots : (o.branch = br /\ o.last <= n) => o.last <= s.last
+\* What restoring (br, n) from the archive alone gives (defined where ArchiveHolds(br, n)).
+ArchiveDb(br, n) == BestSnap(br, n).db \cup {SegEntry(br, i).w : i \in BestSnap(br, n).last + 1..n}
 
-\* PITR as served by primary e: archive, then e's own log for what is not
-\* uploaded yet (the replicas' suffix, which e holds after recovery).
+\* PITR as served by primary e on its branch: archive, then e's own log for
+\* what is not uploaded yet (the replicas' suffix, which e holds after recovery).
 RestorableEnd(e) == commit[e]
-EntryFor(e, i) == IF SegCovers(i) THEN SegEntry(i) ELSE elog[e][i]
-CanRestore(e, b) == /\ \E s \in snapshots : s.last <= b
-                    /\ \A i \in BestSnap(b).last + 1..b : SegCovers(i) \/ i <= Len(elog[e])
-RestorePoints(e) == {b \in 0..RestorableEnd(e) : CanRestore(e, b)}
-RestoreDb(e, b) == BestSnap(b).db \cup {EntryFor(e, i).w : i \in BestSnap(b).last + 1..b}
+EntryFor(e, i) == IF SegCovers(branchOf[e], i) THEN SegEntry(branchOf[e], i) ELSE elog[e][i]
+CanRestore(e, n) == /\ \E s \in snapshots : s.branch = branchOf[e] /\ s.last <= n
+                    /\ \A i \in BestSnap(branchOf[e], n).last + 1..n : SegCovers(branchOf[e], i) \/ i <= Len(elog[e])
+RestorePoints(e) == {n \in 0..RestorableEnd(e) : CanRestore(e, n)}
+RestoreDb(e, n) == BestSnap(branchOf[e], n).db \cup {EntryFor(e, i).w : i \in BestSnap(branchOf[e], n).last + 1..n}
 \* bookmark_for_time(t): the last entry with timestamp <= t (0 = before the first).
 BookmarkForTime(log, n, t) == MaxOf({i \in 1..n : log[i].ts <= t} \cup {0})
 
@@ -161,7 +189,35 @@ ArchivableEnd(e) == commit[e]
 EagerTruncate == FALSE
 \* A primary never goes back in time: max(own clock, last timestamp).
 Clock(e) == Max(0, now - lag[e])
-NextTs(e) == IF elog[e] = <<>> THEN Clock(e) ELSE Max(Clock(e), elog[e][Len(elog[e])].ts)
+TsAfter(e, log) == IF log = <<>> THEN Clock(e) ELSE Max(Clock(e), log[Len(log)].ts)
+NextTs(e) == TsAfter(e, elog[e])
+\* Restore: only a quiesced primary (everything in its log committed) may
+\* begin one, to its own branch's committed points or to any point another
+\* branch's archive can rebuild ...
+MayRestore(e, b, k) == /\ commit[e] = Len(elog[e])
+                       /\ \/ b = branchOf[e] /\ k <= commit[e]
+                          \/ b /= branchOf[e] /\ ArchiveHolds(b, k)
+\* ... and only once everything is archived (no upload in flight), so the
+\* undo point is in the archive before the old branch stops.
+RestoreArchived(e) == archived[e] = commit[e] /\ upload[e].kind = "none"
+\* The new branch is numbered by the restoring primary's (unique) epoch.
+NewBranch(e, b, f) == f
+\* A fence quorum of promises (voters), or the promises of every replica.
+PromiseQuorum(S) == \/ Cardinality(S) = FenceQuorum /\ \A p \in S : MayVote(p)
+                    \/ Cardinality(S) = Cardinality(Replicas)
+Promises(e) == {m \in msgs : m.type = "promise" /\ m.epoch = e}
+Best(S, best) == best \in S /\ \A q \in S : ~Better(q, best)
+\* The log e archived: e's whole log (an empty log is every epoch's: a primary
+\* that recovered nothing sent no APPEND, so replicas still report epoch 0).
+IsRestoredLog(f, best) == /\ best.logLen = restoring[f].undoEnd
+                          /\ best.logEpoch = restoring[f].from \/ restoring[f].undoEnd = 0
+\* A restore installs its branch only after a promise quorum whose most recent
+\* log is exactly the restoring primary's whole log (so the object did not
+\* change meanwhile, and every older primary is fenced).
+RestoreFenced(f) == \E S \in SUBSET Promises(f) :
+                       /\ PromiseQuorum(S)
+                       /\ \E best \in S : /\ Best(S, best)
+                                         /\ IsRestoredLog(f, best)
 
 \* Stored by Quorum replicas, as far as primary e's ACK table A knows.
 Durable(e, s, A) == Cardinality({r \in Replicas : A[e][r] >= s}) >= Quorum
@@ -169,9 +225,13 @@ Durable(e, s, A) == Cardinality({r \in Replicas : A[e][r] >= s}) >= Quorum
 \* recovered without it. The promise quorum must prevent e from making such an
 \* entry durable (an entry accepted before the promise is reported by it, so
 \* "durable after a quorum promised" alone is not the bug; this is).
+\* A restoring primary f accounts for the entries of the log it forked from,
+\* through its undo point (they stay on the old branch, in the archive).
+Accounts(f, s, x) == \/ Len(elog[f]) >= s /\ elog[f][s] = x
+                     \/ IsRestore(f) /\ s <= restoring[f].undoEnd /\ elog[restoring[f].from][s] = x
 Behind(e, s) == \E f \in Epochs : /\ f > e
                                   /\ pstate[f] \in {"syncing", "serving", "fenced"}
-                                  /\ ~(Len(elog[f]) >= s /\ elog[f][s] = elog[e][s])
+                                  /\ ~Accounts(f, s, elog[e][s])
 
 \* What a disk loss does to the connection-scoped state of the primaries.
 AcksAfterLoss(r) == [e \in Epochs |-> [acks[e] EXCEPT ![r] = 0]]
@@ -192,6 +252,8 @@ Init ==
     /\ archived = [e \in Epochs |-> 0]
     /\ upload = [e \in Epochs |-> NoUpload]
     /\ acks = [e \in Epochs |-> [r \in Replicas |-> 0]]
+    /\ branchOf = [e \in Epochs |-> 1]
+    /\ restoring = [e \in Epochs |-> NoRestore]
     /\ msgs = {}
     /\ puts = {}
     /\ segments = {}
@@ -199,7 +261,8 @@ Init ==
     /\ now = 0
     /\ nextWrite = 1
     /\ diskLost = 0
-    /\ committed = <<>>
+    /\ fork = [br \in Branches |-> [parent |-> 0, at |-> 0]]
+    /\ committed = [br \in Branches |-> <<>>]
     /\ acked = {}
     /\ lateDurable = {}
 
@@ -215,8 +278,8 @@ StartPrimary ==
        /\ pstate' = [pstate EXCEPT ![e] = "recovering"]
        /\ \E k \in Lags : lag' = [lag EXCEPT ![e] = k]
        /\ msgs' = msgs \cup {[type |-> "prepare", epoch |-> e]}
-    /\ UNCHANGED <<replicaVars, elog, commit, archived, upload, acks, puts, segments, snapshots,
-                   now, nextWrite, diskLost, historyVars>>
+    /\ UNCHANGED <<replicaVars, elog, commit, archived, upload, acks, branchOf, restoring, puts, segments,
+                   snapshots, now, nextWrite, diskLost, fork, historyVars>>
 
 \* A replica promises a higher epoch and reports its log (PROMISE), or tells a
 \* primary whose epoch is below its promise that it is fenced (REJECT).
@@ -230,38 +293,42 @@ ReceivePrepare(r, m) ==
        ELSE /\ msgs' = msgs \cup {[type |-> "reject", epoch |-> m.epoch]}
             /\ UNCHANGED promised
     /\ UNCHANGED <<logEpoch, logLen, truncated, voter, primaryVars, puts, segments, snapshots,
-                   now, nextWrite, diskLost, historyVars>>
+                   now, nextWrite, diskLost, fork, historyVars>>
 
 \* With FenceQuorum promises from voters (or from all replicas), take the most recent log, rebuilt
 \* from the archive where the replica already truncated it. Then re-replicate
 \* it under e (one APPEND of the whole log) and serve once a quorum holds it (AdvanceCommit).
+\* The branch follows the log (the implementation reads it from the replayed database).
 Recover(e) ==
     /\ pstate[e] = "recovering"
-    /\ \E S \in SUBSET {m \in msgs : m.type = "promise" /\ m.epoch = e} :
+    /\ ~IsRestore(e)
+    /\ \E S \in SUBSET Promises(e) :
         \* A fence quorum of voters, or every replica: with all N promises in hand no
         \* holder of a committed entry can be missed, voter or not (this is how an
         \* object whose first primary admitted too few voters before it died recovers).
-        /\ \/ Cardinality(S) = FenceQuorum /\ \A p \in S : MayVote(p)
-           \/ Cardinality(S) = Cardinality(Replicas)
+        /\ PromiseQuorum(S)
         /\ \E best \in S :
-            /\ \A q \in S : ~Better(q, best)
-            /\ LET ks == {k \in best.truncated..best.logLen : ArchiveHolds(k)}
+            /\ Best(S, best)
+            /\ LET br == BranchOfLog(best.logEpoch)
+                   ks == {k \in best.truncated..best.logLen : ArchiveHolds(br, k)}
                    base == IF ks = {} THEN 0 ELSE MaxOf(ks)
                    log == [i \in 1..best.logLen |->
-                              IF i <= base THEN ArchivedEntry(i) ELSE elog[best.logEpoch][i]]
+                              IF i <= base THEN ArchivedEntry(br, i) ELSE elog[best.logEpoch][i]]
                IN /\ best.truncated = 0 \/ ks /= {}   \* else: archive gap, recovery stops
                   /\ elog' = [elog EXCEPT ![e] = log]
                   /\ pstate' = [pstate EXCEPT ![e] = IF log = <<>> THEN "serving" ELSE "syncing"]
-                  /\ archived' = [archived EXCEPT ![e] = Min(ArchiveEnd, Len(log))]
+                  /\ archived' = [archived EXCEPT ![e] = Min(ArchiveEnd(br), Len(log))]
+                  /\ branchOf' = [branchOf EXCEPT ![e] = br]
                   /\ msgs' = IF log = <<>> THEN msgs ELSE msgs \cup {Append_(e, Len(log))}
-    /\ UNCHANGED <<replicaVars, epochAlloc, commit, lag, upload, acks,
-                   puts, segments, snapshots, now, nextWrite, diskLost, historyVars>>
+    /\ UNCHANGED <<replicaVars, epochAlloc, commit, lag, upload, acks, restoring,
+                   puts, segments, snapshots, now, nextWrite, diskLost, fork, historyVars>>
 
 \* A primary crashes: its volatile state is gone; it takes no further step.
 CrashPrimary(e) ==
     /\ pstate[e] \in {"recovering", "syncing", "serving"}
     /\ pstate' = [pstate EXCEPT ![e] = "crashed"]
-    /\ UNCHANGED <<replicaVars, epochAlloc, elog, commit, lag, archived, upload, acks, envVars, historyVars>>
+    /\ UNCHANGED <<replicaVars, epochAlloc, elog, commit, lag, archived, upload, acks, branchOf, restoring,
+                   envVars, historyVars>>
 
 \* A replica's disk is gone for good; it rejoins empty, as a non-voter, and
 \* promises the highest epoch issued (it cannot remember its old promise).
@@ -278,7 +345,8 @@ LoseDisk(r) ==
     \* an ADMIT meant for the old disk never reaches the new one.
     /\ acks' = AcksAfterLoss(r)
     /\ msgs' = MsgsAfterLoss(r)
-    /\ UNCHANGED <<epochAlloc, pstate, elog, commit, lag, archived, upload, puts, segments, snapshots, now, nextWrite, historyVars>>
+    /\ UNCHANGED <<epochAlloc, pstate, elog, commit, lag, archived, upload, branchOf, restoring,
+                   puts, segments, snapshots, now, nextWrite, fork, historyVars>>
 
 \* A serving primary re-admits a rejoined replica as a voter once it holds the
 \* log through the commit point (which counted no ACK from its lost disk).
@@ -286,7 +354,7 @@ Admit(e, r) ==
     /\ pstate[e] = "serving"
     /\ ~voter[r] /\ acks[e][r] >= commit[e]
     /\ msgs' = msgs \cup {[type |-> "admit", epoch |-> e, dest |-> r, upto |-> commit[e]]}
-    /\ UNCHANGED <<replicaVars, primaryVars, puts, segments, snapshots, now, nextWrite, diskLost, historyVars>>
+    /\ UNCHANGED <<replicaVars, primaryVars, puts, segments, snapshots, now, nextWrite, diskLost, fork, historyVars>>
 
 ReceiveAdmit(r, m) ==
     /\ m.type = "admit" /\ m.dest = r
@@ -299,6 +367,71 @@ ReceiveAdmit(r, m) ==
     /\ UNCHANGED <<promised, logEpoch, logLen, truncated, primaryVars, envVars, historyVars>>
 
 -----------------------------------------------------------------------------
+(* Restore to a bookmark (b, k): a new branch, numbered by a new epoch.     *)
+
+\* A quiesced serving primary e begins a restore: it takes a new epoch f from
+\* placement and steps down (the same process continues as f; e never acks
+\* again). The undo point is (e's branch, e's log end).
+BeginRestore(e, b, k) ==
+    /\ Cardinality(Restores) < MaxRestores
+    /\ epochAlloc < MaxEpoch
+    /\ pstate[e] = "serving"
+    /\ MayRestore(e, b, k)
+    /\ RestoreArchived(e)
+    /\ LET f == epochAlloc + 1 IN
+       /\ epochAlloc' = f
+       /\ pstate' = [pstate EXCEPT ![e] = "fenced", ![f] = "recovering"]
+       /\ lag' = [lag EXCEPT ![f] = lag[e]]
+       /\ restoring' = [restoring EXCEPT ![f] = [from |-> e, branch |-> b, k |-> k, undoBranch |-> branchOf[e],
+                                                 undoEnd |-> Len(elog[e]), newBranch |-> NewBranch(e, b, f)]]
+       /\ msgs' = msgs \cup {[type |-> "prepare", epoch |-> f]}
+    /\ UNCHANGED <<replicaVars, elog, commit, archived, upload, acks, branchOf, puts, segments, snapshots,
+                   now, nextWrite, diskLost, fork, historyVars>>
+
+\* f installs the new branch once RestoreFenced: its log is branch b's committed
+\* log through k (from e's own database, or rebuilt from b's archive) plus ONE
+\* marker entry (a real transaction recording the branch). The fork snapshot
+\* is written and confirmed BEFORE f serves; then re-replicate as in Recover.
+RecoverRestore(f) ==
+    LET rec == restoring[f]
+        nb == rec.newBranch
+        base == IF rec.branch = rec.undoBranch THEN SubSeq(elog[rec.from], 1, rec.k)
+                ELSE [i \in 1..rec.k |-> ArchivedEntry(rec.branch, i)]
+        db == IF rec.branch = rec.undoBranch THEN DbOf(elog[rec.from], rec.k) ELSE ArchiveDb(rec.branch, rec.k)
+        log == Append(base, [w |-> nextWrite, ts |-> TsAfter(f, base)])
+    IN
+    /\ pstate[f] = "recovering"
+    /\ IsRestore(f)
+    /\ nextWrite <= MaxWrites
+    /\ rec.branch = rec.undoBranch \/ ArchiveHolds(rec.branch, rec.k)   \* else: retention won the race
+    /\ RestoreFenced(f)
+    /\ elog' = [elog EXCEPT ![f] = log]
+    /\ nextWrite' = nextWrite + 1
+    /\ snapshots' = snapshots \cup {ForkSnapshot(nb, rec.k, db)}
+    /\ fork' = [fork EXCEPT ![nb] = [parent |-> rec.branch, at |-> rec.k]]
+    /\ archived' = [archived EXCEPT ![f] = rec.k]
+    /\ branchOf' = [branchOf EXCEPT ![f] = nb]
+    /\ pstate' = [pstate EXCEPT ![f] = "syncing"]
+    /\ msgs' = msgs \cup {Append_(f, Len(log))}
+    \* history: the new branch starts as the state f installed at k
+    /\ committed' = [committed EXCEPT ![nb] = base]
+    /\ UNCHANGED <<replicaVars, epochAlloc, commit, lag, upload, acks, restoring,
+                   puts, segments, now, diskLost, acked, lateDurable>>
+
+\* The most recent log of a promise quorum is not e's whole log: the object
+\* changed while restoring; f gives up (its process exits).
+GiveUpRestore(f) ==
+    /\ pstate[f] = "recovering"
+    /\ IsRestore(f)
+    /\ \E S \in SUBSET Promises(f) :
+        /\ PromiseQuorum(S)
+        /\ \E best \in S : /\ Best(S, best)
+                           /\ ~IsRestoredLog(f, best)
+    /\ pstate' = [pstate EXCEPT ![f] = "crashed"]
+    /\ UNCHANGED <<replicaVars, epochAlloc, elog, commit, lag, archived, upload, acks, branchOf, restoring,
+                   envVars, historyVars>>
+
+-----------------------------------------------------------------------------
 (* Write path.                                                              *)
 
 \* A client write runs as one transaction: one new entry in the log.
@@ -309,23 +442,28 @@ ClientWrite(e) ==
        /\ elog' = [elog EXCEPT ![e] = log]
        /\ msgs' = msgs \cup {Append_(e, Len(log))}
     /\ nextWrite' = nextWrite + 1
-    /\ UNCHANGED <<replicaVars, epochAlloc, pstate, commit, lag, archived, upload, acks,
-                   puts, segments, snapshots, now, diskLost, historyVars>>
+    /\ UNCHANGED <<replicaVars, epochAlloc, pstate, commit, lag, archived, upload, acks, branchOf, restoring,
+                   puts, segments, snapshots, now, diskLost, fork, historyVars>>
 
 \* A replica stores (fsync) then ACKs, or refuses a fenced epoch (REJECT).
 \* The ACK lands in the primary's ACK table at once; a delayed or lost ACK is
 \* a primary that runs AdvanceCommit later or never.
+\* Adopting another branch's log keeps at most the new branch's fork point
+\* truncated (the implementation resets its log to the branch's base: the
+\* fork snapshot holds everything up to there).
 ReceiveAppend(r, m) ==
     /\ m.type = "append"
     /\ IF MayAccept(r, m.epoch)
        THEN LET adopt == Adopts(r, m)
                 len == IF adopt THEN m.to ELSE logLen[r]
                 ep == IF adopt THEN m.epoch ELSE logEpoch[r]
+                keep == IF BranchOfLog(ep) = BranchOfLog(logEpoch[r]) THEN len
+                        ELSE Min(len, fork[BranchOfLog(ep)].at)
                 acks2 == IF ep = m.epoch THEN [acks EXCEPT ![m.epoch][r] = Max(@, len)] ELSE acks
             IN /\ promised' = [promised EXCEPT ![r] = Max(@, m.epoch)]
                /\ logEpoch' = [logEpoch EXCEPT ![r] = ep]
                /\ logLen' = [logLen EXCEPT ![r] = len]
-               /\ truncated' = [truncated EXCEPT ![r] = Min(@, len)]
+               /\ truncated' = [truncated EXCEPT ![r] = Min(@, keep)]
                /\ acks' = acks2
                /\ lateDurable' = lateDurable \cup
                       {<<m.epoch, s>> : s \in {s \in 1..len : /\ Behind(m.epoch, s)
@@ -334,21 +472,22 @@ ReceiveAppend(r, m) ==
                /\ UNCHANGED <<voter, msgs>>
        ELSE /\ msgs' = msgs \cup {[type |-> "reject", epoch |-> m.epoch]}
             /\ UNCHANGED <<replicaVars, acks, lateDurable>>
-    /\ UNCHANGED <<epochAlloc, pstate, elog, commit, lag, archived, upload,
-                   puts, segments, snapshots, now, nextWrite, diskLost, committed, acked>>
+    /\ UNCHANGED <<epochAlloc, pstate, elog, commit, lag, archived, upload, branchOf, restoring,
+                   puts, segments, snapshots, now, nextWrite, diskLost, fork, committed, acked>>
 
 \* The output gate: advance to the highest entry stored by Quorum replicas and
 \* release the held replies. Serve once the recovered log is durable.
 AdvanceCommit(e) ==
     /\ Live(e)
     /\ \E c \in commit[e] + 1..Len(elog[e]) :
+        LET br == branchOf[e] IN
         /\ Durable(e, c, acks)
         /\ \A d \in c + 1..Len(elog[e]) : ~Durable(e, d, acks)
         /\ commit' = [commit EXCEPT ![e] = c]
         /\ pstate' = IF c = Len(elog[e]) THEN [pstate EXCEPT ![e] = "serving"] ELSE pstate
-        /\ acked' = acked \cup {[seq |-> i, entry |-> elog[e][i], epoch |-> e] : i \in commit[e] + 1..c}
-        /\ committed' = IF Len(committed) < c THEN SubSeq(elog[e], 1, c) ELSE committed
-    /\ UNCHANGED <<replicaVars, epochAlloc, elog, lag, archived, upload, acks, envVars, lateDurable>>
+        /\ acked' = acked \cup {[seq |-> i, entry |-> elog[e][i], epoch |-> e, branch |-> br] : i \in commit[e] + 1..c}
+        /\ committed' = IF Len(committed[br]) < c THEN [committed EXCEPT ![br] = SubSeq(elog[e], 1, c)] ELSE committed
+    /\ UNCHANGED <<replicaVars, epochAlloc, elog, lag, archived, upload, acks, branchOf, restoring, envVars, lateDurable>>
 
 \* A REJECT tells a stale primary it is fenced: it resets (held replies fail
 \* as errors) and never acknowledges again. "fenced" means it had recovered.
@@ -357,10 +496,11 @@ ReceiveReject(e) ==
     /\ [type |-> "reject", epoch |-> e] \in msgs
     \* One that never recovered gives up (its process exits): like a crash.
     /\ pstate' = [pstate EXCEPT ![e] = IF @ = "recovering" THEN "crashed" ELSE "fenced"]
-    /\ UNCHANGED <<replicaVars, epochAlloc, elog, commit, lag, archived, upload, acks, envVars, historyVars>>
+    /\ UNCHANGED <<replicaVars, epochAlloc, elog, commit, lag, archived, upload, acks, branchOf, restoring,
+                   envVars, historyVars>>
 
 -----------------------------------------------------------------------------
-(* Archive.                                                                 *)
+(* Archive (each primary writes its own branch's objects).                   *)
 
 \* Cut a segment of durable entries at any boundary (16 MB or 10 s) and PUT it.
 CutSegment(e) ==
@@ -371,9 +511,10 @@ CutSegment(e) ==
         LET g == Segment(e, archived[e] + 1, k) IN
         /\ upload' = [upload EXCEPT ![e] = g]
         /\ puts' = puts \cup {g}
-        /\ msgs' = IF EagerTruncate THEN msgs \cup {[type |-> "truncate", upto |-> k]} ELSE msgs
-    /\ UNCHANGED <<replicaVars, epochAlloc, pstate, elog, commit, lag, archived, acks,
-                   segments, snapshots, now, nextWrite, diskLost, historyVars>>
+        /\ msgs' = IF EagerTruncate THEN msgs \cup {[type |-> "truncate", branch |-> branchOf[e], upto |-> k]}
+                   ELSE msgs
+    /\ UNCHANGED <<replicaVars, epochAlloc, pstate, elog, commit, lag, archived, acks, branchOf, restoring,
+                   segments, snapshots, now, nextWrite, diskLost, fork, historyVars>>
 
 \* Object storage applies a PUT (maybe late, maybe again: same key, same bytes).
 S3Apply(o) ==
@@ -381,7 +522,7 @@ S3Apply(o) ==
     /\ IF o.kind = "seg"
        THEN o \notin segments /\ segments' = segments \cup {o} /\ UNCHANGED snapshots
        ELSE o \notin snapshots /\ snapshots' = snapshots \cup {o} /\ UNCHANGED segments
-    /\ UNCHANGED <<replicaVars, primaryVars, msgs, puts, now, nextWrite, diskLost, historyVars>>
+    /\ UNCHANGED <<replicaVars, primaryVars, msgs, puts, now, nextWrite, diskLost, fork, historyVars>>
 
 \* The PUT is confirmed (the object is there): only now may replicas truncate.
 ConfirmUpload(e) ==
@@ -390,12 +531,15 @@ ConfirmUpload(e) ==
     /\ upload[e] \in segments
     /\ archived' = [archived EXCEPT ![e] = upload[e].last]
     /\ upload' = [upload EXCEPT ![e] = NoUpload]
-    /\ msgs' = msgs \cup {[type |-> "truncate", upto |-> upload[e].last]}
-    /\ UNCHANGED <<replicaVars, epochAlloc, pstate, elog, commit, lag, acks,
-                   puts, segments, snapshots, now, nextWrite, diskLost, historyVars>>
+    /\ msgs' = msgs \cup {[type |-> "truncate", branch |-> branchOf[e], upto |-> upload[e].last]}
+    /\ UNCHANGED <<replicaVars, epochAlloc, pstate, elog, commit, lag, acks, branchOf, restoring,
+                   puts, segments, snapshots, now, nextWrite, diskLost, fork, historyVars>>
 
+\* A replica truncates only a log of the TRUNCATE's branch (the implementation
+\* checks the chain at the archived seq).
 ReceiveTruncate(r, m) ==
     /\ m.type = "truncate"
+    /\ m.branch = BranchOfLog(logEpoch[r])
     /\ Min(m.upto, logLen[r]) > truncated[r]
     /\ truncated' = [truncated EXCEPT ![r] = Min(m.upto, logLen[r])]
     /\ UNCHANGED <<promised, logEpoch, logLen, voter, primaryVars, envVars, historyVars>>
@@ -405,28 +549,29 @@ TakeSnapshot(e) ==
     /\ pstate[e] = "serving"
     /\ archived[e] > 0
     /\ Cardinality(puts) < MaxPuts
-    /\ \A o \in puts \cup snapshots : o.kind = "snap" => o.last /= archived[e]
+    /\ \A o \in puts \cup snapshots : (o.kind = "snap" /\ o.branch = branchOf[e]) => o.last /= archived[e]
     /\ puts' = puts \cup {Snapshot(e, archived[e])}
-    /\ UNCHANGED <<replicaVars, primaryVars, msgs, segments, snapshots, now, nextWrite, diskLost, historyVars>>
+    /\ UNCHANGED <<replicaVars, primaryVars, msgs, segments, snapshots, now, nextWrite, diskLost, fork, historyVars>>
 
-\* Retention: keep the newest snapshot at or before the state at the window's
-\* start, and everything after it; delete what is older.
+\* Retention of the primary's own branch: keep the newest snapshot at or before
+\* the state at the window's start, and everything after it; delete what is older.
 Retain(e) ==
     /\ pstate[e] = "serving"
-    /\ LET bw == BookmarkForTime(elog[e], archived[e], now - Window)
-           keep == BestSnap(bw)
-           dsegs == {g \in segments : g.last <= keep.last}
-           dsnaps == {s \in snapshots : s.last < keep.last}
-       IN /\ \E s \in snapshots : s.last <= bw
+    /\ LET br == branchOf[e]
+           bw == BookmarkForTime(elog[e], archived[e], now - Window)
+           keep == BestSnap(br, bw)
+           dsegs == {g \in segments : g.branch = br /\ g.last <= keep.last}
+           dsnaps == {s \in snapshots : s.branch = br /\ s.last < keep.last}
+       IN /\ \E s \in snapshots : s.branch = br /\ s.last <= bw
           /\ dsegs \cup dsnaps /= {}
           /\ segments' = segments \ dsegs
           /\ snapshots' = snapshots \ dsnaps
-    /\ UNCHANGED <<replicaVars, primaryVars, msgs, puts, now, nextWrite, diskLost, historyVars>>
+    /\ UNCHANGED <<replicaVars, primaryVars, msgs, puts, now, nextWrite, diskLost, fork, historyVars>>
 
 Tick ==
     /\ now < MaxTime
     /\ now' = now + 1
-    /\ UNCHANGED <<replicaVars, primaryVars, msgs, puts, segments, snapshots, nextWrite, diskLost, historyVars>>
+    /\ UNCHANGED <<replicaVars, primaryVars, msgs, puts, segments, snapshots, nextWrite, diskLost, fork, historyVars>>
 
 -----------------------------------------------------------------------------
 Next ==
@@ -435,6 +580,8 @@ Next ==
     \/ \E e \in Epochs : \/ Recover(e) \/ CrashPrimary(e) \/ ClientWrite(e)
                          \/ AdvanceCommit(e) \/ ReceiveReject(e) \/ \E r \in Replicas : Admit(e, r)
                          \/ CutSegment(e) \/ ConfirmUpload(e) \/ TakeSnapshot(e) \/ Retain(e)
+                         \/ RecoverRestore(e) \/ GiveUpRestore(e)
+                         \/ \E b \in Branches, k \in 0..MaxWrites : BeginRestore(e, b, k)
     \/ \E r \in Replicas : \/ LoseDisk(r)
                            \/ \E m \in msgs : \/ ReceivePrepare(r, m) \/ ReceiveAppend(r, m)
                                              \/ ReceiveTruncate(r, m) \/ ReceiveAdmit(r, m)

@@ -20,6 +20,7 @@ TypeOK ==
     /\ commit \in [Epochs -> 0..MaxWrites]
     /\ now \in 0..MaxTime
     /\ nextWrite \in 1..MaxWrites + 1
+    /\ branchOf \in [Epochs -> Branches]
     /\ \A e \in Epochs : commit[e] <= Len(elog[e]) /\ archived[e] <= Len(elog[e])
 
 \* A replica's log is a prefix of the log it names, and it never holds an
@@ -34,64 +35,102 @@ ReplicaLogsWellFormed ==
 -----------------------------------------------------------------------------
 (* The invariants of the architecture notes.                               *)
 
-\* 1. Every released reply's entry is in every later primary's log.
+\* Branch br's log starts with branch b's log through seq s: br is b, or br
+\* forked at s or later from a branch that does (the depth bounds the recursion
+\* on a corrupt fork graph, as a mutant may build).
+RECURSIVE Inherits(_, _, _, _)
+Inherits(br, b, s, depth) ==
+    \/ br = b
+    \/ /\ depth > 0 /\ fork[br].parent /= 0 /\ fork[br].at >= s
+       /\ Inherits(fork[br].parent, b, s, depth - 1)
+
+\* 1. Every released reply's entry is in every later live primary's log of its
+\*    branch, or of a branch forked from it at or after its seq. (A restore to
+\*    an earlier point rolls it back on purpose: UndoIsExact keeps it restorable.)
 AckedWritesSurvive ==
     \A a \in acked : \A e \in Epochs :
-        (e > a.epoch /\ Live(e)) => (Len(elog[e]) >= a.seq /\ elog[e][a.seq] = a.entry)
+        (e > a.epoch /\ Live(e) /\ Inherits(branchOf[e], a.branch, a.seq, MaxEpoch))
+            => (Len(elog[e]) >= a.seq /\ elog[e][a.seq] = a.entry)
 
-\* 2. Two committed logs never differ at the same seq.
+\* 2. Two committed logs of a branch never differ at the same seq.
 LogAgreement ==
     \A e \in Epochs : pstate[e] /= "idle" =>
-        \A i \in 1..Min(commit[e], Len(committed)) : elog[e][i] = committed[i]
+        \A i \in 1..Min(commit[e], Len(committed[branchOf[e]])) : elog[e][i] = committed[branchOf[e]][i]
 
 \* 3. Fencing: once a later primary has recovered (from a promise quorum), no
 \*    entry of an earlier epoch that it lacks ever becomes durable.
 Fencing == lateDurable = {}
 
-\* 4. Segments and snapshots hold committed entries only; overlapping
-\*    segments agree (both equal the committed log); every segment starts
-\*    where the archive can already reach (no gaps), unless a snapshot already
-\*    covers it (a late PUT can bring back a segment retention deleted: garbage
-\*    that restore never reads and the next retention pass deletes again).
+\* 4. Per branch: segments and snapshots hold committed entries only;
+\*    overlapping segments agree (both equal the branch's committed log); every
+\*    segment starts where the branch's archive can already reach (no gaps),
+\*    unless a snapshot already covers it (a late PUT can bring back a segment
+\*    retention deleted: garbage that restore never reads and the next retention
+\*    pass deletes again). A branch starts as its parent's committed state at
+\*    the fork point (so its fork snapshot is DbOf(committed[parent], at)).
 ArchiveIsCommittedPrefix ==
     /\ \A g \in segments :
-        /\ g.last <= Len(committed)
-        /\ \A i \in g.first..g.last : g.ents[i - g.first + 1] = committed[i]
-        /\ ArchiveHolds(g.first - 1) \/ \E sn \in snapshots : sn.last >= g.last
-    /\ \A s \in snapshots : s.last <= Len(committed) /\ s.db = DbOf(committed, s.last)
+        /\ g.last <= Len(committed[g.branch])
+        /\ \A i \in g.first..g.last : g.ents[i - g.first + 1] = committed[g.branch][i]
+        /\ ArchiveHolds(g.branch, g.first - 1) \/ \E sn \in snapshots : sn.branch = g.branch /\ sn.last >= g.last
+    /\ \A s \in snapshots : s.last <= Len(committed[s.branch]) /\ s.db = DbOf(committed[s.branch], s.last)
+    /\ \A br \in Branches : fork[br].parent /= 0 =>
+        LET p == fork[br].parent  k == fork[br].at IN
+        /\ k <= Len(committed[p]) /\ k <= Len(committed[br])
+        /\ SubSeq(committed[br], 1, k) = SubSeq(committed[p], 1, k)
 
-\* 5. A replica never drops an entry the archive cannot give back.
-TruncateAfterArchive == \A r \in Replicas : truncated[r] <= ArchiveEnd
+\* 5. A replica never drops an entry its log's branch archive cannot give back.
+TruncateAfterArchive == \A r \in Replicas : truncated[r] <= ArchiveEnd(BranchOfLog(logEpoch[r]))
 
 \* 6. Restoring any point a primary offers gives exactly the database right
-\*    after that committed entry (and only committed points are offered).
+\*    after that committed entry of its branch (only committed points are offered).
 PITRExact ==
     \A e \in Epochs : pstate[e] = "serving" =>
-        \A b \in RestorePoints(e) : b <= Len(committed) /\ RestoreDb(e, b) = DbOf(committed, b)
+        \A n \in RestorePoints(e) : n <= Len(committed[branchOf[e]]) /\ RestoreDb(e, n) = DbOf(committed[branchOf[e]], n)
 
 \* 7. Timestamps never decrease along a primary's log (so along the
 \*    committed log), which makes bookmark_for_time exact.
 MonotonicTime ==
     \A e \in Epochs : \A i \in 1..Len(elog[e]) - 1 : elog[e][i].ts <= elog[e][i + 1].ts
 
-\* Retention keeps every point whose state was current inside the window:
-\* from the state at the window's start through the archive's end.
+\* Retention keeps every point of a branch whose state was current inside the
+\* window: from the state at the window's start (not before the branch's fork
+\* point: earlier states are its parent's) through the branch's archive end.
+WindowStart(br) == BookmarkForTime(committed[br], Min(ArchiveEnd(br), Len(committed[br])), now - Window)
+BranchExists(br) == br = 1 \/ fork[br].parent /= 0
 RetentionKeepsWindow ==
-    \A b \in BookmarkForTime(committed, Min(ArchiveEnd, Len(committed)), now - Window)..ArchiveEnd :
-        ArchiveHolds(b)
+    \A br \in Branches : BranchExists(br) =>
+        \A n \in Max(fork[br].at, WindowStart(br))..ArchiveEnd(br) : ArchiveHolds(br, n)
+
+\* 8. Undo is exact: once a restore completed (its marker committed), its undo
+\*    point (the old branch, the old log's end) is the old branch's whole
+\*    committed log (nothing committed there after the fork, so every reply the
+\*    old branch released is at or before it), and the old branch's archive
+\*    alone restores exactly it, for as long as the window keeps it. The
+\*    acknowledged writes the restore rolled back are therefore archived
+\*    (RolledBackAcksArchived is this invariant's last conjunct).
+RestoreCompleted(f) == IsRestore(f) /\ commit[f] > restoring[f].k
+UndoIsExact ==
+    \A f \in Epochs : RestoreCompleted(f) =>
+        LET b == restoring[f].undoBranch  n == restoring[f].undoEnd IN
+        n >= WindowStart(b) =>
+            /\ n = Len(committed[b])
+            /\ ArchiveHolds(b, n) /\ ArchiveDb(b, n) = DbOf(committed[b], n)
+            /\ \A a \in acked : a.branch = b => a.seq <= n
 
 Safety ==
     /\ TypeOK /\ ReplicaLogsWellFormed /\ AckedWritesSurvive /\ LogAgreement /\ Fencing
     /\ ArchiveIsCommittedPrefix /\ TruncateAfterArchive /\ PITRExact /\ MonotonicTime
-    /\ RetentionKeepsWindow
+    /\ RetentionKeepsWindow /\ UndoIsExact
 
 -----------------------------------------------------------------------------
 (* Action properties (checked as [][A]_vars).                              *)
 
 IsPrefix(s, t) == Len(s) <= Len(t) /\ SubSeq(t, 1, Len(s)) = s
 
-\* The committed log only grows: nothing committed is rewritten or dropped.
-CommittedLogOnlyGrows == [][IsPrefix(committed, committed')]_vars
+\* Each branch's committed log only grows: nothing committed is rewritten or
+\* dropped (a restore starts a new branch; it never rewrites an old one).
+CommittedLogOnlyGrows == [][\A br \in Branches : IsPrefix(committed[br], committed'[br])]_vars
 
 \* Epochs only grow: promises (even across disk loss) and the allocator.
 EpochsOnlyGrow == [][/\ epochAlloc' >= epochAlloc
@@ -100,7 +139,7 @@ EpochsOnlyGrow == [][/\ epochAlloc' >= epochAlloc
 \* A released reply is never taken back: the gate's commit point never moves
 \* back, and each acknowledged entry stays committed at its seq.
 AcksNeverRetracted == [][/\ \A e \in Epochs : commit'[e] >= commit[e]
-                         /\ \A a \in acked : a \in acked' /\ committed'[a.seq] = a.entry]_vars
+                         /\ \A a \in acked : a \in acked' /\ committed'[a.branch][a.seq] = a.entry]_vars
 
 -----------------------------------------------------------------------------
 (* Liveness, under FairSpec (WalRelayFairness in MCWalRelay.tla).          *)
@@ -117,6 +156,7 @@ WriteEventuallyAcked == \A w \in 1..MaxWrites : Written(w) ~> (Acked(w) \/ Write
 \* A durable entry is eventually in the archive, unless no primary is left
 \* to upload it (the model bounds how many primaries can ever start).
 NoPrimaryLeft == epochAlloc = MaxEpoch /\ \A e \in Epochs : pstate[e] \in {"crashed", "fenced"}
-DurableEventuallyArchived == \A s \in 1..MaxWrites : (Len(committed) >= s) ~> (ArchiveEnd >= s \/ NoPrimaryLeft)
+DurableEventuallyArchived ==
+    \A br \in Branches : \A s \in 1..MaxWrites : (Len(committed[br]) >= s) ~> (ArchiveEnd(br) >= s \/ NoPrimaryLeft)
 
 =============================================================================

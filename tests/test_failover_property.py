@@ -935,7 +935,7 @@ PLANTED = {
     "longest_log_ignoring_epochs": (_longest_log, OLDER_LONGER_LOG),
     "bookmark_before_durable": (_bookmark_before_durable, BOOKMARK_LOST_IN_FAILOVER),
     "restore_before_archived": (_restore_before_archived, UNDO_AFTER_A_QUICK_RESTORE),
-    "branch_number_from_target": (_branch_from_target, RESTORE_AND_UNDO),
+    "branch_number_reused": (_branch_from_target, RESTORE_AND_UNDO),
 }
 
 

@@ -32,12 +32,18 @@ REQUIRED_MUTANTS = {
     "truncate_before_confirm",
     "restore_uncommitted_tail",
     "skewed_clock_no_monotonic_rule",
+    # Restore branches and undo (issue 5).
+    "restore_uncommitted_point",
+    "restore_without_promise_quorum",
+    "branch_number_reused",
+    "restore_before_archived",
 }
 REQUIRED_WITNESSES = {
     "NoFailoverAfterAck",
     "NoStalePrimaryFenced",
     "NoTruncationAfterArchival",
     "NoRestoreAcrossSegments",
+    "NoRestoreThenUndo",
 }
 
 

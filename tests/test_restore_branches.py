@@ -20,6 +20,7 @@ from test_replica_state import make_log
 from walrelay.archive.dir_store import DirStore
 from walrelay.archive.format import branch_record_key, encode_segment, encode_snapshot, segment_key, snapshot_key
 from walrelay.archive.reader import ArchiveError, ArchiveReader
+from walrelay.archive.retention import DAY_US, apply_superseded, plan_superseded
 from walrelay.archive.verify import verify
 from walrelay.branching import BranchRecord, BranchRecordError, read_meta, write_branch_marker, write_restore_request
 from walrelay.entry import GENESIS_CHAIN, Entry, encode
@@ -204,7 +205,9 @@ def test_a_branch_reads_its_parents_history_before_the_fork_by_seq_and_by_time(t
     assert reader.restore_image(7, 1).image == pimages[6]  # the parent itself is untouched
     # By time: before the branch's first own entry, the parent's history, capped at the fork.
     assert reader.point_for_time(2, 5) == (1, 2)
-    assert reader.point_for_time(7, 5) == (1, 4)  # parent's seq 7 is not in branch 5's history
+    # Parent's seq 7 is not in branch 5's history: at time 7 its state is the fork point's, named
+    # as branch 5's own bookmark (its fork snapshot holds it, whatever retention did to branch 1).
+    assert reader.point_for_time(7, 5) == (5, 4)
     assert reader.point_for_time(107, 5) == (5, 7)
     assert reader.point_for_time(7, 1) == (1, 7)
     with pytest.raises(ArchiveError, match="beyond the archive's end"):
@@ -229,3 +232,48 @@ def test_a_record_that_disagrees_with_its_fork_snapshot_fails_verify(tmp_path: P
     store.put(branch_record_key("o", 6), b"{not json")
     report = verify(ArchiveReader(store, "o"))
     assert not report.ok and "b00000006/branch.json: not JSON" in report.problems[0]
+
+
+def test_retention_deletes_a_superseded_branch_only_once_it_stopped_being_current_before_the_window(
+    tmp_path: Path,
+) -> None:
+    store = DirStore(str(tmp_path))
+    parent, pimages = grow(b"", GENESIS_CHAIN, 1, 8, 0, seed=1)  # branch 1: seq s at time s
+    store.put(snapshot_key("o", 1, 0), encode_snapshot(1, 0, 0, GENESIS_CHAIN, 4096, b"", 0))
+    store.put(segment_key("o", 1, 1, 8), encode_segment(1, tuple(parent), GENESIS_CHAIN))
+    child, cimages = grow(pimages[3], parent[3].chain, 5, 6, 100, seed=2)  # branch 5: restored at time 105
+    fork = pimages[3]
+    store.put(
+        snapshot_key("o", 5, 4),
+        encode_snapshot(5, 4, 4, parent[3].chain, PAGE, fork, DbChecksum.of_image(fork, PAGE).value),
+    )
+    store.put(segment_key("o", 5, 5, 10), encode_segment(5, tuple(child), parent[3].chain))
+    store.put(branch_record_key("o", 5), BranchRecord(5, 1, 4, parent[3].chain, "00000001-0000000000000008").to_json())
+    store.put(
+        snapshot_key("o", 7, 2),
+        encode_snapshot(7, 2, 2, parent[1].chain, PAGE, pimages[1], DbChecksum.of_image(pimages[1], PAGE).value),
+    )  # an orphan
+    reader = ArchiveReader(store, "o")
+
+    def answers(times: range) -> dict[int, bytes]:
+        return {t: reader.restore_image(*reversed(reader.point_for_time(t, 5))).image for t in times}
+
+    # Window start (with grace) at 104: branch 1 was current until 105, inside it: kept.
+    assert plan_superseded(reader, now_us=104 + DAY_US, window_us=DAY_US, grace_us=0) == []
+    before = answers(range(104, 112))
+    # At 106 it was superseded before the window: its objects go (its record, if it had one, stays);
+    # the orphan stays while no newer branch completed (its restore might still be running).
+    doomed = plan_superseded(reader, now_us=106 + DAY_US, window_us=DAY_US, grace_us=0)
+    assert sorted(doomed) == sorted([segment_key("o", 1, 1, 8), snapshot_key("o", 1, 0)])
+    apply_superseded(reader, doomed)
+    assert answers(range(104, 112)) == before  # every time in the window restores as before
+    assert verify(reader).ok
+    with pytest.raises(ArchiveError, match="no branch 1"):
+        reader.restore_image(2, 5)  # before the window: gone
+    # A newer completed branch makes the orphan's restore impossible: it goes too.
+    store.put(
+        snapshot_key("o", 9, 6),
+        encode_snapshot(9, 6, 106, child[1].chain, PAGE, cimages[1], DbChecksum.of_image(cimages[1], PAGE).value),
+    )
+    store.put(branch_record_key("o", 9), BranchRecord(9, 5, 6, child[1].chain, "00000005-000000000000000a").to_json())
+    assert plan_superseded(reader, now_us=106 + DAY_US, window_us=DAY_US, grace_us=0) == [snapshot_key("o", 7, 2)]

@@ -18,7 +18,7 @@ import apsw
 from walrelay.archive.dir_store import DirStore
 from walrelay.archive.format import bookmark, parse_bookmark
 from walrelay.archive.reader import ArchiveError, ArchiveReader, Restored
-from walrelay.archive.retention import DAY_US, apply_retention, plan_retention
+from walrelay.archive.retention import DAY_US, apply_retention, apply_superseded, plan_retention, plan_superseded
 from walrelay.archive.s3_store import S3Store
 from walrelay.archive.store import ObjectStore
 from walrelay.archive.verify import verify
@@ -148,12 +148,17 @@ def _retain(reader: ArchiveReader, args: argparse.Namespace) -> int:
         if plan.keep_snapshot
         else "everything (no snapshot before the window)"
     )
+    superseded = plan_superseded(
+        reader, now_us=now, window_us=int(args.window_days * DAY_US), grace_us=int(args.grace_hours * 3_600_000_000)
+    )
     print(f"window starts {_iso(plan.horizon_us)} (seq {plan.horizon_seq}); keeping {kept}")
-    for key in plan.delete:
+    for key in [*superseded, *plan.delete]:
         print(f"{'would delete' if args.dry_run else 'delete'} {key}")
     if not args.dry_run:
+        apply_superseded(reader, superseded)
         apply_retention(reader, plan)
-    print(f"{len(plan.delete)} objects {'would be ' if args.dry_run else ''}deleted")
+    n = len(superseded) + len(plan.delete)
+    print(f"{n} objects {'would be ' if args.dry_run else ''}deleted")
     return 0
 
 

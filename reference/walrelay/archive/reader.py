@@ -248,6 +248,11 @@ class ArchiveReader:
 
     def base_snapshot(self, b: BranchListing, seq: int) -> str:
         keys = [key for key, s in b.snapshots if s <= seq]
+        if not b.snapshots and not b.segments and b.record_key is not None:
+            raise ArchiveError(
+                f"archive of {self.object_name!r} branch {b.branch} holds nothing any more: retention deleted it "
+                "(it stopped being current before the retention window)"
+            )
         if not keys:
             raise ArchiveError(
                 f"archive of {self.object_name!r} branch {b.branch} has no snapshot at or before seq {seq}"
@@ -293,27 +298,39 @@ class ArchiveReader:
     def point_for_time(self, t_us: int, branch: int | None = None) -> tuple[int, int]:
         """bookmark_for_time across branches: (branch, seq) of the last entry with timestamp <= t in
         the branch's history. Before the branch's first own entry, that history is its parent's
-        through the fork point (the new branch's entries all come after the restore)."""
+        through the fork point (the new branch's entries all come after the restore). A time at or
+        after the fork point's names the fork point as the branch's own bookmark: its fork
+        snapshot holds it, so the answer does not depend on the parent (which retention may have
+        deleted once it was superseded long enough ago)."""
         listing = self.listing()
         b = self.current_branch(listing) if branch is None else branch
-        cap: int | None = None
+        cap: tuple[int, int] | None = None  # (branch, seq): no answer beyond the nearest fork below
+
+        def capped(b: int, seq: int) -> tuple[int, int]:
+            return cap if cap is not None and seq >= cap[1] else (b, seq)
+
         for _ in range(len(listing.branches) + 1):
             bl = listing.branches.get(b)
             if bl is None:
                 raise ArchiveError(f"object {self.object_name!r} has no branch {b} in {self.store.describe()}")
             rec = self.record(bl) if b != GENESIS_BRANCH else None
-            own_first_ts = None
-            if rec is not None:
-                own = [(k.first, key) for key, k in bl.segments if k.last > rec.fork_seq]
-                if own:
-                    seg = self.segment(min(own)[1])
-                    own_first_ts = next((e.timestamp_us for e in seg.entries if e.seq > rec.fork_seq), None)
-            if rec is None or (own_first_ts is not None and own_first_ts <= t_us):
-                seq = self.seq_for_time(t_us, b)
-                return b, seq if cap is None else min(seq, cap)
-            cap = rec.fork_seq if cap is None else min(cap, rec.fork_seq)
+            if rec is None or ((own := self.first_own_ts(bl, rec.fork_seq)) is not None and own <= t_us):
+                return capped(b, self.seq_for_time(t_us, b))
+            fork = [key for key, seq in bl.snapshots if seq == rec.fork_seq]
+            if fork and (rec.fork_seq == 0 or self.snapshot(fork[0]).timestamp_us <= t_us):
+                return capped(b, rec.fork_seq)
+            if cap is None or rec.fork_seq < cap[1]:
+                cap = (b, rec.fork_seq)
             b = rec.parent
         raise ArchiveError(f"archive of {self.object_name!r}: branch records form a cycle")
+
+    def first_own_ts(self, bl: BranchListing, fork_seq: int) -> int | None:
+        """The timestamp of the branch's first own archived entry (after its fork), if any."""
+        own = [(k.first, key) for key, k in bl.segments if k.last > fork_seq]
+        if not own:
+            return None
+        seg = self.segment(min(own)[1])
+        return next((e.timestamp_us for e in seg.entries if e.seq > fork_seq), None)
 
     def seq_for_time(self, t_us: int, branch: int | None = None) -> int:
         """bookmark_for_time's seq: the last archived entry with timestamp <= t (0: before the first).

@@ -21,7 +21,13 @@ import trio
 from walrelay.archive.archiver import Archived, ArchiverState, Put, SnapshotImage, WantSnapshot
 from walrelay.archive.format import branch_record_key
 from walrelay.archive.reader import ArchiveReader
-from walrelay.archive.retention import DEFAULT_WINDOW_US, apply_retention, plan_retention
+from walrelay.archive.retention import (
+    DEFAULT_WINDOW_US,
+    apply_retention,
+    apply_superseded,
+    plan_retention,
+    plan_superseded,
+)
 from walrelay.archive.store import ObjectStore, ObjectStoreError, TransientStoreError
 from walrelay.branching import GENESIS_BRANCH, BranchRecord
 from walrelay.errors import WalrelayError
@@ -278,11 +284,13 @@ class ArchiveShipper:
         window = self.retention_window_us
 
         def run() -> int:
+            now = self.wall_us()
+            deleted = apply_superseded(reader, plan_superseded(reader, now_us=now, window_us=window))
             b = reader.listing().branches.get(self.branch)
             if b is None:
-                return 0
-            plan = plan_retention(reader, b, now_us=self.wall_us(), window_us=window)
-            return apply_retention(reader, plan)
+                return deleted
+            plan = plan_retention(reader, b, now_us=now, window_us=window)
+            return deleted + apply_retention(reader, plan)
 
         try:
             deleted: int = await self.run_io(run)

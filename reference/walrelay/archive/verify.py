@@ -31,6 +31,7 @@ class BranchSummary:
     fork_seq: int | None = None
     undo_bookmark: str | None = None
     orphan: bool = False  # a restore that never completed: a fork snapshot and no record
+    retired: bool = False  # superseded long enough ago: retention deleted its objects, not its record
 
 
 @dataclass
@@ -92,6 +93,9 @@ def _verify_branch(reader: ArchiveReader, b: BranchListing, report: VerifyReport
                 )
     if report.problems:
         return  # the walk below would only restate a bad object as a gap
+    if not snapshots and not segments:
+        summary.retired = True  # retention deleted a superseded branch; its record stays
+        return
     if not snapshots:
         report.problems.append(
             f"branch {b.branch} of {reader.object_name!r} has segments but no snapshot to start from"

@@ -266,6 +266,7 @@ class Point:
     data: dict[int, str] | None = None
     image: bytes | None = None
     era: tuple[dict[int, str], Outcomes] | None = None
+    time_us: int | None = None  # the timestamp of its entry, when no other entry shares it
 
 
 @dataclass
@@ -489,11 +490,27 @@ class World:
         seq = state.last_seq
         data = {int(k): str(v) for k, v in rt.capture.conn.execute("SELECT k, v FROM kv")}
         point = Point(bookmark(node.branch, seq), data, rt.image())
+        entry = state.log.get(seq)
+        by_time = None
         with trio.move_on_after(30):
             async with Client.connect(self.net, p.address) as client:
                 reply = await client.call("__bookmark__")
-            if reply.status is ReplyStatus.OK and reply.body["bookmark"] == point.bookmark:
+                if reply.status is not ReplyStatus.OK or reply.body["bookmark"] != point.bookmark:
+                    return
                 self.points.append(point)
+                if entry is not None:
+                    by_time = await client.call("__bookmark_for_time__", entry.timestamp_us)
+        if entry is None or by_time is None or by_time.status is not ReplyStatus.OK:
+            return
+        # The primary's answer: this entry, or a later one with the very same timestamp (writes in
+        # the same microsecond; timestamps never go back, NextTs).
+        b2, seq2 = parse_bookmark(by_time.body["bookmark"])
+        assert b2 == node.branch and seq2 >= seq, (by_time.body, point.bookmark)
+        assert all(state.log[x].timestamp_us == entry.timestamp_us for x in range(seq + 1, seq2 + 1) if x in state.log)
+        if seq2 == seq:
+            point.time_us = entry.timestamp_us
+            if currently_in_test_context():
+                event("a bookmark's time names it")
 
     async def restore(self, target: Point, *, by_request: bool) -> None:
         """Heal, restore, and judge the restored database against the bookmark's."""
@@ -593,6 +610,11 @@ class World:
                 b, seq = parse_bookmark(point.bookmark)
                 got = reader.restore_image(seq, b)
                 assert got.image == point.image, f"restore to {point.bookmark} is not the primary's database then"
+                if point.time_us is not None:  # ... and at its time, from the archive alone
+                    b2, seq2 = reader.point_for_time(point.time_us, b)
+                    assert seq2 >= seq, (point.bookmark, b2, seq2)  # later only if it shares the time
+                    if seq2 == seq:
+                        assert reader.restore_image(seq2, b2).image == point.image, (point.bookmark, b2, seq2)
 
     async def repaired(self, p: RunningPrimary, who: str) -> None:
         """Every replica (restarted, partitioned, or rebuilt after a disk loss) ends up holding

@@ -86,6 +86,7 @@ STATUS_OP = "__status__"
 BOOKMARK_OP = "__bookmark__"  # current_bookmark(): the point right after the last write
 BOOKMARK_FOR_TIME_OP = "__bookmark_for_time__"  # bookmark_for_time(t_us): the last entry at or before t
 RESTORE_OP = "__restore__"  # restore(bookmark) on the object's next start; answers the undo bookmark
+MAX_BRANCH = 10**8  # archive keys carry the branch in 8 decimal digits (docs/archive-format.md §2)
 SNAPSHOT_OP = "__snapshot__"  # a snapshot to the archive now (on demand); answers its bookmark once stored
 
 
@@ -656,6 +657,8 @@ class PrimaryNode:
                     raise ArchiveError(f"the archive's entry at {target} does not match its restored database")
             new_epoch = placement.allocate(self.object_name)  # a small fsynced file, as in __init__
             branch = self.new_branch(new_epoch, b)
+            if branch >= MAX_BRANCH:
+                raise ArchiveError(f"epoch {new_epoch} is too large to number a branch (archive keys hold < 10^8)")
             record = BranchRecord(branch, b, k, restored.chain, bookmark(self.branch, end))
             checksum = DbChecksum.of_image(restored.image, restored.page_size).value
             fork = encode_snapshot(

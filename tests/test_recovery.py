@@ -331,13 +331,19 @@ def test_the_search_finds_nothing_without_a_planted_bug() -> None:
     assert _find_counterexample(lambda mp: None) is None
 
 
-def test_a_truncated_best_log_is_rebuilt_from_the_archive_then_fetched() -> None:
+def _reading_the_archive() -> tuple[list[Entry], Recovery]:
+    """Replica 0 (the best log, seqs 1-4) truncated through seq 2: recovery asks the archive."""
     log = [entry(1, 1, GENESIS_CHAIN, 1)]
     for i in range(2, 5):
         log.append(entry(1, i, log[-1].chain, i))
     rec = Recovery(epoch=2, replicas=3, fence_quorum=2)
     rec.on_promise(0, Promise(2, 1, 4, log[3].chain, 2, True))
     assert rec.on_promise(1, Promise(2, 1, 1, log[0].chain, 0, True)) == [ReadArchive(0, 2)]
+    return log, rec
+
+
+def test_a_truncated_best_log_is_rebuilt_from_the_archive_then_fetched() -> None:
+    log, rec = _reading_the_archive()
     # The replica's log from its truncation point decides which branch's end the base is.
     other = ArchiveEnd(9, 3, bytes(16))  # a newer branch that forked before seq 3: another history there
     assert rec.on_archive([other, ArchiveEnd(1, 3, log[2].chain)]) == [SendFetch(0, 2)]
@@ -345,12 +351,7 @@ def test_a_truncated_best_log_is_rebuilt_from_the_archive_then_fetched() -> None
 
 
 def test_no_branch_of_the_archive_matching_the_replicas_log_gives_up() -> None:
-    log = [entry(1, 1, GENESIS_CHAIN, 1)]
-    for i in range(2, 5):
-        log.append(entry(1, i, log[-1].chain, i))
-    rec = Recovery(epoch=2, replicas=3, fence_quorum=2)
-    rec.on_promise(0, Promise(2, 1, 4, log[3].chain, 2, True))
-    assert rec.on_promise(1, Promise(2, 1, 1, log[0].chain, 0, True)) == [ReadArchive(0, 2)]
+    log, rec = _reading_the_archive()
     assert rec.on_archive([ArchiveEnd(1, 3, bytes(16))]) == [SendFetch(0, 2)]
     [out] = rec.on_entries(0, (log[1], log[2], log[3]), True)
     assert isinstance(out, GiveUp) and "differs from every branch" in out.reason

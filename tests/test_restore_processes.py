@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 import trio
 
+from test_failover_processes import _read_all
 from walrelay.client import Client
 from walrelay.procs import Cluster, walrelay_argv
 from walrelay.transport import TcpTransport
@@ -38,15 +39,19 @@ async def _put_all(address: str, keys: range, tag: str) -> None:
             assert reply.status is ReplyStatus.OK, reply
 
 
-async def _read_all(address: str, keys: range) -> dict[int, str]:
-    async with Client.connect(TcpTransport(), address) as client:
-        found = {}
-        for k in keys:
-            reply = await client.call("get", k)
-            assert reply.status is ReplyStatus.OK, reply
-            if reply.body is not None:
-                found[k] = reply.body
-        return found
+async def _kv_primary_with_archive(cluster: Cluster, archive: str) -> str:
+    await trio.to_thread.run_sync(cluster.start_replicas, 5)
+    return await trio.to_thread.run_sync(
+        lambda: cluster.start_primary("kvobj", name="p1", extra=("--app", "kv", "--archive", archive))
+    )
+
+
+async def _serving(address: str) -> dict[str, Any]:
+    """Wait until the primary serves (a restore runs before that); its status then."""
+    while (st := await _call(address, "__status__"))["phase"] != "serving":
+        assert st["phase"] not in ("gave up", "reset"), st
+        await trio.sleep(0.1)
+    return st
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
@@ -71,9 +76,7 @@ async def test_restore_at_start_then_undo_with_processes(cluster: Cluster, tmp_p
 
     b = await start("primary-b", "--restore-to", mark)
     with trio.fail_after(90):
-        while (st := await _call(b, "__status__"))["phase"] != "serving":
-            assert st["phase"] not in ("gave up", "reset"), st
-            await trio.sleep(0.1)
+        st = await _serving(b)
         found = await _read_all(b, range(1, 46))
         await _put_all(b, range(41, 46), "b")
     assert found == {k: f"a{k}" for k in range(1, 21)}, "the restored object is the bookmark's database"
@@ -95,9 +98,7 @@ async def test_restore_at_start_then_undo_with_processes(cluster: Cluster, tmp_p
     cluster.primary.kill()
     c = await start("primary-c", "--restore-to", undo)
     with trio.fail_after(90):
-        while (st := await _call(c, "__status__"))["phase"] != "serving":
-            assert st["phase"] not in ("gave up", "reset"), st
-            await trio.sleep(0.1)
+        st = await _serving(c)
         found = await _read_all(c, range(1, 46))
     assert found == {k: f"a{k}" for k in range(1, 41)}, "undo: branch 1's end, without what branch b wrote"
     assert st["restored"]["undo_bookmark"].startswith(f"{restored['branch']:08x}-")
@@ -135,10 +136,7 @@ async def test_bad_restore_requests_get_one_clear_error(cluster: Cluster, tmp_pa
 
 async def test_restore_requests_are_checked_before_they_are_recorded(cluster: Cluster, tmp_path: Any) -> None:
     archive = str(tmp_path / "archive")
-    await trio.to_thread.run_sync(cluster.start_replicas, 5)
-    p = await trio.to_thread.run_sync(
-        lambda: cluster.start_primary("kvobj", name="p1", extra=("--app", "kv", "--archive", archive))
-    )
+    p = await _kv_primary_with_archive(cluster, archive)
     with trio.fail_after(60):
         await _put_all(p, range(1, 4), "p")
         async with Client.connect(TcpTransport(), p) as client:
@@ -162,10 +160,7 @@ async def test_restore_requests_are_checked_before_they_are_recorded(cluster: Cl
 
 async def test_a_snapshot_on_demand_is_in_the_archive_when_it_is_answered(cluster: Cluster, tmp_path: Any) -> None:
     archive = str(tmp_path / "archive")
-    await trio.to_thread.run_sync(cluster.start_replicas, 5)
-    p = await trio.to_thread.run_sync(
-        lambda: cluster.start_primary("kvobj", name="p1", extra=("--app", "kv", "--archive", archive))
-    )
+    p = await _kv_primary_with_archive(cluster, archive)
     with trio.fail_after(60):
         await _put_all(p, range(1, 11), "p")
         last = (await _call(p, "__bookmark__"))["seq"]
@@ -210,9 +205,7 @@ async def test_a_requested_restore_that_cannot_be_done_is_dropped_and_the_object
     cluster.primary.kill()
     b = await trio.to_thread.run_sync(lambda: cluster.start_primary("kvobj", name="pb", extra=extra))
     with trio.fail_after(90):
-        while (st := await _call(b, "__status__"))["phase"] != "serving":
-            assert st["phase"] not in ("gave up", "reset"), st
-            await trio.sleep(0.1)
+        st = await _serving(b)
         found = await _read_all(b, range(1, 12))
         await _put_all(b, range(11, 12), "b")  # writable again
     assert st["pending_restore"] is None and st["restored"] is None and st["branch"] == 1, st

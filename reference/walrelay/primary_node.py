@@ -553,6 +553,11 @@ class PrimaryNode:
             replayer = Replayer(b"", entries[0].page_size)
             replayer.apply_all(entries)
             image, expected = bytes(replayer.image), entries[-1].db_checksum
+        self._open_database(image, retained, expected)
+
+    def _open_database(self, image: bytes, retained: tuple[Entry, ...], expected: int | None) -> None:
+        """Replace whatever the local disk held by ``image`` (verified: ``expected`` checksum) and
+        start the write path on it, continuing the log ``retained`` ends."""
         dropped = [p for p in (self.db_path, self.db_path + "-wal", self.db_path + "-shm") if os.path.exists(p)]
         if dropped:
             log.warning("object %s: discarding local %s; the recovered log decides", self.object_name, dropped)
@@ -764,25 +769,12 @@ class PrimaryNode:
         """Recover for a restore: the restored database, its last entry as the retained log (the
         archive holds everything before: replicas that cannot join it start their log there), then
         the branch marker as the new branch's first entry."""
-        for path in (self.db_path, self.db_path + "-wal", self.db_path + "-shm"):
-            if os.path.exists(path):
-                os.remove(path)
         image = plan.restored.image
-        if image:
-            replace_durably(self.db_path, image)
-        self.state = PrimaryState(self.config, recovered=(plan.base,) if plan.base is not None else ())
+        expected = DbChecksum.of_image(image, plan.restored.page_size).value if image else None
+        self._open_database(image, (plan.base,) if plan.base is not None else (), expected)
+        assert self.state is not None and self.runtime is not None
         self.state.archived_seq = plan.restored.seq  # the fork snapshot: TRUNCATE offers the base
         self.state.offer_base = True
-        expected = DbChecksum.of_image(image, plan.restored.page_size).value if image else None
-        self.runtime = ObjectRuntime(
-            self.db_path,
-            self.app,
-            self.state,
-            self.execute,
-            monotonic_us=now_us,
-            checkpoint_frames=self.checkpoint_frames,
-            expect_checksum=expected,
-        )
         marker = self.runtime.run_system(lambda conn: write_branch_marker(conn, plan.record))
         self.meta = read_meta(self.runtime.capture.conn)
         self.branch = self.meta.branch

@@ -1,2 +1,3 @@
-"""The chaos harness and conformance suite (issue 6). Not written yet: this package only reserves
-the name so the layout shows where it goes; nothing here is imported by the reference."""
+"""The chaos harness and conformance suite (issue 6, started): schedules as data
+(``schedule``), the simulated cluster and its checkers (``sim``), and replay files (``replay``).
+See chaos/README.md for what is built and what is not."""

@@ -145,6 +145,11 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--seconds", type=_positive_float, default=3.0, help="seconds per measurement")
     b.add_argument("--concurrency", type=_nonneg_int, default=64, help="requests in flight for (c)")
 
+    ch = sub.add_parser("chaos", help="the chaos harness (walrelay_chaos): replay a recorded run")
+    chsub = ch.add_subparsers(dest="chaos_command", required=True, metavar="CHAOS_COMMAND")
+    rp = chsub.add_parser("replay", help="run a replay file's schedule on the simulated cluster and print the verdict")
+    rp.add_argument("file", metavar="FILE", help="a replay file (JSON, written by a failing chaos run or test)")
+
     t = sub.add_parser("tlc", help="model-check the TLA+ spec: run TLC on each config and compare with its expectation")
     t.add_argument(
         "configs",
@@ -307,6 +312,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             from walrelay.bench import run_bench
 
             return run_bench(seconds=args.seconds, concurrency=args.concurrency)
+        if args.command == "chaos":
+            from walrelay_chaos.replay import run_replay
+            from walrelay_chaos.schedule import ScheduleError
+
+            try:
+                valid, verdict = run_replay(args.file)
+            except ScheduleError as e:
+                print(f"walrelay chaos replay: error: {e}", file=sys.stderr)
+                return 2
+            print(verdict)
+            return 0 if valid else 1
         if args.command == "tlc":
             from walrelay.tlc.command import run_command
 

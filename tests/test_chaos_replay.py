@@ -10,10 +10,12 @@ from pathlib import Path
 import pytest
 from hypothesis import given
 
-from test_failover_property import PLANTED, run_or_record, schedules
+import test_failover_property
+from test_failover_property import PLANTED, RESTORE_AND_UNDO, run_or_record, schedules
 from walrelay.procs import walrelay_argv
 from walrelay_chaos.replay import HARNESS, read_replay, run_replay, write_replay
-from walrelay_chaos.schedule import Op, ScheduleError, Settle, Write
+from walrelay_chaos.schedule import Op, ScheduleError
+from walrelay_chaos.sim import run_schedule
 
 
 @given(schedules)
@@ -21,8 +23,13 @@ def test_a_schedule_reads_back_as_written(schedule: list[Op]) -> None:
     import tempfile
 
     with tempfile.TemporaryDirectory() as d:
-        path = write_replay(Path(d) / "r.json", schedule, quorum=3)
-        assert read_replay(path) == (schedule, 3)
+        path = write_replay(Path(d) / "r.json", schedule, quorum=3, seed=5)
+        assert read_replay(path) == (schedule, 3, 5)
+
+
+def _file(schedule: object = (), **fields: object) -> str:
+    items = list(schedule) if isinstance(schedule, list | tuple) else schedule
+    return json.dumps({"harness": HARNESS, "quorum": 3, "seed": 0, "schedule": items, **fields})
 
 
 @pytest.mark.parametrize(
@@ -30,19 +37,14 @@ def test_a_schedule_reads_back_as_written(schedule: list[Op]) -> None:
     [
         ("{", "not JSON"),
         ("[]", "not a replay file"),
-        ('{"harness": "other/9", "quorum": 3, "schedule": []}', "written by harness 'other/9'"),
-        (f'{{"harness": "{HARNESS}", "quorum": 0, "schedule": []}}', "quorum must be 1..5"),
-        (f'{{"harness": "{HARNESS}", "quorum": 3, "schedule": {{}}}}', "schedule must be a list"),
-        (f'{{"harness": "{HARNESS}", "quorum": 3, "schedule": [{{"op": "Explode"}}]}}', "schedule[0]: unknown op"),
-        (f'{{"harness": "{HARNESS}", "quorum": 3, "schedule": [{{"op": "Write"}}]}}', "Write takes ['count']"),
-        (
-            f'{{"harness": "{HARNESS}", "quorum": 3, "schedule": [{{"op": "Write", "count": -1}}]}}',
-            "Write.count must be a non-negative integer",
-        ),
-        (
-            f'{{"harness": "{HARNESS}", "quorum": 3, "schedule": [{{"op": "Restore", "pick": 1, "by_request": 1}}]}}',
-            "Restore.by_request must be a boolean",
-        ),
+        (_file(harness="other/9"), "written by harness 'other/9'"),
+        (_file(quorum=0), "quorum must be 1..5"),
+        (_file(seed=-1), "seed must be a non-negative integer"),
+        (_file(schedule={}), "schedule must be a list"),
+        (_file([{"op": "Explode"}]), "schedule[0]: unknown op"),
+        (_file([{"op": "Write"}]), "Write takes ['count']"),
+        (_file([{"op": "Write", "count": -1}]), "Write.count must be a non-negative integer"),
+        (_file([{"op": "Restore", "pick": 1, "by_request": 1}]), "Restore.by_request must be a boolean"),
     ],
 )
 def test_a_bad_replay_file_is_refused_naming_the_problem(tmp_path: Path, content: str, fragment: str) -> None:
@@ -52,12 +54,20 @@ def test_a_bad_replay_file_is_refused_naming_the_problem(tmp_path: Path, content
         read_replay(path)
 
 
-def test_the_cli_replays_a_file_and_refuses_a_bad_one(tmp_path: Path) -> None:
-    good = write_replay(tmp_path / "good.json", [Write(2), Settle(300)])
-    proc = subprocess.run(walrelay_argv("chaos", "replay", str(good)), capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0 and proc.stdout.startswith("valid: 2 operations"), proc.stdout + proc.stderr
+def test_the_cli_replays_a_file_exactly_and_refuses_a_bad_one(tmp_path: Path) -> None:
+    """Two replays of one file, each in its own process (its own hash seed, no hypothesis loaded):
+    the same history digest."""
+    good = write_replay(tmp_path / "good.json", RESTORE_AND_UNDO, seed=11)
+    verdicts = []
+    for _ in range(2):
+        proc = subprocess.run(walrelay_argv("chaos", "replay", str(good)), capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 0 and proc.stdout.startswith(f"valid: {len(RESTORE_AND_UNDO)} operations"), (
+            proc.stdout + proc.stderr
+        )
+        verdicts.append(proc.stdout.strip())
+    assert verdicts[0] == verdicts[1] and "history " in verdicts[0]
     bad = tmp_path / "bad.json"
-    bad.write_text(json.dumps({"harness": HARNESS, "quorum": 3, "schedule": [{"op": "Nope"}]}))
+    bad.write_text(json.dumps({"harness": HARNESS, "quorum": 3, "seed": 0, "schedule": [{"op": "Nope"}]}))
     proc = subprocess.run(walrelay_argv("chaos", "replay", str(bad)), capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2 and "unknown op 'Nope'" in proc.stderr and "Traceback" not in proc.stderr
 
@@ -76,3 +86,12 @@ def test_a_failing_run_writes_a_replay_file_that_fails_the_same_way(
     assert "acknowledged writes missing" in message, message
     valid, verdict = run_replay(path)  # the planted bug is still in: the same verdict
     assert not valid and verdict.startswith("invalid: ") and "acknowledged writes missing" in verdict, verdict
+
+
+@pytest.mark.parametrize("name", ["RESTORE_AND_UNDO", "STORE_DOWN_THEN_FAILOVER", "OLDER_LONGER_LOG"])
+def test_the_same_seed_gives_the_same_history(name: str, tmp_path: Path) -> None:
+    """The determinism self-test: each schedule under three seeds, twice each; one digest per seed."""
+    schedule = getattr(test_failover_property, name)
+    for seed in (1, 2, 3):
+        runs = [run_schedule(str(tmp_path / f"s{seed}-{i}"), schedule, seed=seed).history for i in range(2)]
+        assert runs[0] == runs[1], (name, seed, runs)

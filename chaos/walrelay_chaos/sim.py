@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import hashlib
 import os
 import shutil
 import tempfile
@@ -106,7 +107,7 @@ class CutTransport:
         await self.inner.serve(address, handler, task_status=task_status)
 
     def partition(self, addresses: set[str]) -> None:
-        for a in addresses:
+        for a in sorted(addresses):  # a set of strings iterates in hash order, which varies per process
             self.cut.add(a)
             for stream in self.live.pop(a, []):
                 stream.send_stream.close()
@@ -158,6 +159,7 @@ class Outcomes:
     ok: set[int] = field(default_factory=set)
     failed: set[int] = field(default_factory=set)
     unknown: set[int] = field(default_factory=set)  # includes writes still in flight
+    history: str = ""  # run_schedule: a digest of what the run produced (the determinism self-test)
 
 
 @dataclass
@@ -249,8 +251,11 @@ class World:
             placement=self.placement,
             quorum=self.quorum,
             deadline_s=10**6,  # no resets by time: the schedule decides what happens
-            archive=ArchiveShipper(self.archive, OBJECT, segment_bytes=6000, segment_age_s=2.0, run_io=_inline),
+            archive=ArchiveShipper(
+                self.archive, OBJECT, segment_bytes=6000, segment_age_s=2.0, run_io=_inline, wall_us=wall_us
+            ),
             restore_to=restore_to,
+            wall_us=wall_us,
         )
         scope = trio.CancelScope()
         address = await self.nursery.start(self._hosted, scope, trio.Event(), functools.partial(node.run, f"mem:p{n}"))
@@ -577,7 +582,47 @@ def scratch_root() -> str:
 INCONSISTENT_ARCHIVE = ("archive gap", "not this object's history", "differs from every branch")
 
 
-def run_schedule(root: str, schedule: list[Op], *, quorum: int = 3) -> Outcomes:
+# Entry timestamps come from the mock clock, from a fixed start (2027-01-15), so that a run depends
+# only on its schedule and its scheduling seed, and retention sees realistic wall times.
+WALL_BASE_US = 1_800_000_000_000_000
+
+
+def wall_us() -> int:
+    return WALL_BASE_US + int(trio.current_time() * 1_000_000)
+
+
+def deterministic_scheduling(seed: int) -> None:
+    """Make trio's run queue order a function of ``seed``. Under hypothesis trio does this itself
+    (its hypothesis plugin registers the same RNG); a replay outside hypothesis must do it here.
+    Relies on trio internals (``trio._core._run._r``): trio is pinned in pyproject.toml and
+    tests/test_chaos_replay.py checks that two runs with one seed give one history."""
+    from trio._core import _run
+
+    setattr(_run, "_ALLOW_DETERMINISTIC_SCHEDULING", True)  # noqa: B010 - a Final in trio's source
+    _run._r.seed(seed)
+
+
+def history_digest(world: World) -> str:
+    """What a run produced, in one hash: the final primary's log (its chain at each seq held), the
+    outcome of every write, the archive's keys. Equal digests: the same history, byte for byte."""
+    h = hashlib.sha256()
+    final = world.primaries[-1].node.state
+    if final is not None:
+        for seq in sorted(final.chains):
+            h.update(seq.to_bytes(8, "big") + final.chains[seq])
+    for name in ("ok", "failed", "unknown"):
+        h.update(f"{name}:{sorted(getattr(world.out, name))}".encode())
+    for info in sorted(world.archive.list(f"{OBJECT}/"), key=lambda i: i.key):
+        h.update(info.key.encode() + b"\n")
+    return h.hexdigest()[:16]
+
+
+def run_schedule(root: str, schedule: list[Op], *, quorum: int = 3, seed: int | None = None) -> Outcomes:
+    """Play ``schedule`` and judge it (AssertionError: a checker failed). ``seed``: make trio's
+    scheduling deterministic with it (not needed under hypothesis, which seeds trio itself)."""
+    if seed is not None:
+        deterministic_scheduling(seed)
+
     async def main() -> Outcomes:
         async with trio.open_nursery() as nursery:
             world = World(root, nursery, quorum)
@@ -588,6 +633,7 @@ def run_schedule(root: str, schedule: list[Op], *, quorum: int = 3) -> Outcomes:
                 for op in schedule:
                     await world.step(op)
                 await world.finish()
+                world.out.history = history_digest(world)
             finally:
                 nursery.cancel_scope.cancel()
                 world.close()  # file descriptors: thousands of examples run in one process

@@ -11,7 +11,9 @@ import contextlib
 import itertools
 import logging
 import os
+import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -369,10 +371,12 @@ class PrimaryNode:
         checkpoint_frames: int = 1000,
         archive: ArchiveShipper | None = None,
         restore_to: str | None = None,
+        wall_us: Callable[[], int] = lambda: time.time_ns() // 1000,
     ) -> None:
         """``archive``: ships the durable log to an object store (segments, snapshots) once
         recovery is done; None runs without an archive (no PITR). ``restore_to``: a bookmark to
-        restore the object to before serving (as if a client had asked with ``__restore__``)."""
+        restore the object to before serving (as if a client had asked with ``__restore__``).
+        ``wall_us``: the wall clock entries are stamped with (a simulation passes its own)."""
         self.object_name = check_object_name(object_name)
         self.archive = archive
         self._nursery: trio.Nursery | None = None
@@ -384,6 +388,7 @@ class PrimaryNode:
                 raise WalrelayError("a restore needs --placement (it takes a second epoch) and an archive")
         self.placement = placement
         self.restore_to = restore_to
+        self.wall_us = wall_us
         self.branch = 1  # the branch the database is on (branching.read_meta)
         self.meta: Meta | None = None
         self.restoring: str | None = None  # the target of the restore in progress
@@ -572,6 +577,7 @@ class PrimaryNode:
             self.state,
             self.execute,
             monotonic_us=now_us,
+            wall_us=self.wall_us,
             checkpoint_frames=self.checkpoint_frames,
             expect_checksum=expected,
         )

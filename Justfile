@@ -37,6 +37,6 @@ tlc *args:
 tlc-deep *args:
     ./dev walrelay tlc --suite deep "$@"
 
-# chaos run (placeholder until `walrelay chaos` lands)
+# chaos campaign on the simulated cluster (args go to `walrelay chaos run`, e.g. --seeds 1000 --minutes 5)
 chaos *args:
     ./dev walrelay chaos run "$@"

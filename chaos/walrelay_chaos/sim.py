@@ -160,6 +160,7 @@ class Outcomes:
     failed: set[int] = field(default_factory=set)
     unknown: set[int] = field(default_factory=set)  # includes writes still in flight
     history: str = ""  # run_schedule: a digest of what the run produced (the determinism self-test)
+    simulated_s: float = 0.0  # run_schedule: how much mock-clock time the run took
 
 
 @dataclass
@@ -634,6 +635,7 @@ def run_schedule(root: str, schedule: list[Op], *, quorum: int = 3, seed: int | 
                     await world.step(op)
                 await world.finish()
                 world.out.history = history_digest(world)
+                world.out.simulated_s = trio.current_time()
             finally:
                 nursery.cancel_scope.cancel()
                 world.close()  # file descriptors: thousands of examples run in one process

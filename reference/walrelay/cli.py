@@ -149,6 +149,14 @@ def build_parser() -> argparse.ArgumentParser:
     chsub = ch.add_subparsers(dest="chaos_command", required=True, metavar="CHAOS_COMMAND")
     rp = chsub.add_parser("replay", help="run a replay file's schedule on the simulated cluster and print the verdict")
     rp.add_argument("file", metavar="FILE", help="a replay file (JSON, written by a failing chaos run or test)")
+    cr = chsub.add_parser("run", help="a campaign: seeded random schedules on the simulated cluster, each judged")
+    cr.add_argument("--mode", choices=("sim", "real"), default="sim", help="sim (default); real is not built yet")
+    cr.add_argument("--seeds", type=_positive_int, default=20, help="how many runs (seeds) at most (default 20)")
+    cr.add_argument("--first-seed", type=_nonneg_int, default=0, help="the first seed (default 0)")
+    cr.add_argument("--minutes", type=_positive_float, help="stop starting runs after this long")
+    cr.add_argument(
+        "--out", metavar="DIR", help="run directory for results.json and replay files (default: a new temp dir)"
+    )
 
     t = sub.add_parser("tlc", help="model-check the TLA+ spec: run TLC on each config and compare with its expectation")
     t.add_argument(
@@ -223,6 +231,27 @@ async def _run_replica(args: argparse.Namespace) -> None:
     placement = EpochAllocator(args.placement) if args.placement else None
     node = ReplicaNode(args.id, args.data, TcpTransport(), placement)
     await _serve(node.serve, args.listen, node.close)
+
+
+def _run_chaos_campaign(args: argparse.Namespace) -> int:
+    if args.mode == "real":
+        print("walrelay chaos run: error: --mode real is not built yet (issue 6); use --mode sim", file=sys.stderr)
+        return 2
+    import tempfile
+    from pathlib import Path
+
+    from walrelay_chaos.campaign import run_campaign
+
+    out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="walrelay-chaos-run-"))
+    print(f"chaos campaign: simulation, up to {args.seeds} seeds from {args.first_seed}; run directory {out}")
+    result = run_campaign(out, seeds=args.seeds, first_seed=args.first_seed, minutes=args.minutes)
+    verdict = {0: "valid", 1: "INVALID", 2: "unknown (harness errors)"}[result.exit_code]
+    speed = result.simulated_seconds / result.seconds if result.seconds else 0.0
+    print(
+        f"{verdict}: {result.runs} runs in {result.seconds:.1f} s ({result.simulated_seconds:.0f} simulated seconds, "
+        f"{speed:.0f}x real time); {out / 'results.json'}"
+    )
+    return result.exit_code
 
 
 def _bookmark(text: str) -> str:
@@ -312,6 +341,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             from walrelay.bench import run_bench
 
             return run_bench(seconds=args.seconds, concurrency=args.concurrency)
+        if args.command == "chaos" and args.chaos_command == "run":
+            return _run_chaos_campaign(args)
         if args.command == "chaos":
             from walrelay_chaos.replay import run_replay
             from walrelay_chaos.schedule import ScheduleError

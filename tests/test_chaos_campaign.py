@@ -67,3 +67,30 @@ def test_the_cli_runs_a_campaign_and_refuses_real_mode_for_now(tmp_path: Path) -
     assert json.loads((tmp_path / "results.json").read_text())["valid"] is True
     proc = subprocess.run(walrelay_argv("chaos", "run", "--mode", "real"), capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2 and "not built yet" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_planting_a_mutant_is_undone_exactly() -> None:
+    """The CLI plants mutants without pytest: after the block the reference is what it was
+    (a staticmethod stays a staticmethod), else a later run would test a mutant unknowingly."""
+    from walrelay.archive.shipper import ArchiveShipper
+    from walrelay.primary_node import PrimaryNode
+    from walrelay_chaos.mutants import MUTANTS, planted
+
+    before = {name: dict(vars(cls)) for name, cls in (("shipper", ArchiveShipper), ("node", PrimaryNode))}
+    for name in MUTANTS:
+        with planted(name):
+            pass
+    after = {name: dict(vars(cls)) for name, cls in (("shipper", ArchiveShipper), ("node", PrimaryNode))}
+    assert before == after
+
+
+def test_the_cli_kill_table_kills_every_mutant_with_its_directed_schedule() -> None:
+    proc = subprocess.run(
+        walrelay_argv("chaos", "mutants", "--seeds", "0"), capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr[-2000:]
+    assert "8 of 8 mutants killed" in proc.stdout and "NO " not in proc.stdout, proc.stdout
+    bad = subprocess.run(
+        walrelay_argv("chaos", "mutants", "--only", "nope"), capture_output=True, text=True, timeout=60
+    )
+    assert bad.returncode == 2 and "no mutant 'nope'" in bad.stderr

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from hypothesis import given
 
-import test_failover_property
 from test_failover_property import PLANTED, RESTORE_AND_UNDO, run_or_record, schedules
 from walrelay.procs import walrelay_argv
+from walrelay_chaos import mutants
 from walrelay_chaos.replay import HARNESS, read_replay, run_replay, write_replay
 from walrelay_chaos.schedule import Op, ScheduleError
 from walrelay_chaos.sim import run_schedule
@@ -91,7 +91,7 @@ def test_a_failing_run_writes_a_replay_file_that_fails_the_same_way(
 @pytest.mark.parametrize("name", ["RESTORE_AND_UNDO", "STORE_DOWN_THEN_FAILOVER", "OLDER_LONGER_LOG"])
 def test_the_same_seed_gives_the_same_history(name: str, tmp_path: Path) -> None:
     """The determinism self-test: each schedule under three seeds, twice each; one digest per seed."""
-    schedule = getattr(test_failover_property, name)
+    schedule = getattr(mutants, name)
     for seed in (1, 2, 3):
         runs = [run_schedule(str(tmp_path / f"s{seed}-{i}"), schedule, seed=seed).history for i in range(2)]
         assert runs[0] == runs[1], (name, seed, runs)

@@ -23,24 +23,16 @@ import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-import trio
-import trio.testing
 from hypothesis import event, given
 from hypothesis import strategies as st
 from hypothesis.control import currently_in_test_context
 
 import walrelay.recovery as recovery_mod
-from walrelay.archive.archiver import Archived, ArchiverState
-from walrelay.archive.shipper import ArchiveShipper
-from walrelay.entry import Entry
-from walrelay.primary import PrimaryEffect, PrimaryState
-from walrelay.primary_node import PrimaryNode
-from walrelay.replica import ReplicaEffect, ReplicaState
 from walrelay.wire import Promise
 from walrelay_chaos import sim
+from walrelay_chaos.mutants import MUTANTS
 from walrelay_chaos.replay import replay_command, write_replay
 from walrelay_chaos.schedule import (
     Bookmark,
@@ -142,220 +134,11 @@ def test_the_schedules_reach_the_dangerous_cases(scratch: Callable[[], str]) -> 
     assert out.ok >= {1, 2, 3} and out.unknown >= {4, 5}
 
 
-# -- planted bugs: each fixed schedule passes the real code and fails the planted bug ------------
+# -- planted bugs: each directed schedule passes the real code and fails the planted bug ----------
+# (walrelay_chaos.mutants: the same mutants `walrelay chaos mutants` runs)
 
-ACK_AFTER_2 = [
-    Settle(300),
-    Cut(0b11100),  # only replicas 0 and 1 hear the next write
-    Write(1),
-    Settle(300),
-    CrashPrimary(),
-    Heal(),
-    Cut(0b00011),  # the next primary recovers from 2, 3, 4
-    NewPrimary(),
-    Check(),
-]
-
-STALE_PRIMARY_WRITES = [
-    Settle(300),
-    NewPrimary(),  # the first primary keeps running
-    Settle(300),
-    Write(1),
-    Settle(300),
-    WriteStale(1),
-    Settle(300),
-    Check(),
-]
-
-OLDER_LONGER_LOG = [
-    Settle(300),
-    Cut(0b11110),  # three writes reach replica 0 only: never acknowledged
-    Write(3),
-    Settle(300),
-    CrashPrimary(),
-    Heal(),
-    Cut(0b00001),
-    NewPrimary(),  # recovers from 1-4; its log is shorter but newer
-    Settle(300),
-    Write(1),
-    Settle(300),
-    CrashPrimary(),
-    Heal(),
-    Cut(0b11000),  # the next primary hears 0, 1, 2
-    NewPrimary(),
-    Check(),
-]
-
-
-def _ack_after_2(mp: pytest.MonkeyPatch) -> None:
-    orig = PrimaryState._advance
-
-    def advance(self: PrimaryState) -> list[PrimaryEffect]:
-        config = self.config
-        object.__setattr__(config, "quorum", 2)
-        try:
-            return orig(self)
-        finally:
-            object.__setattr__(config, "quorum", 3)
-
-    mp.setattr(PrimaryState, "_advance", advance)
-
-
-def _no_epoch_check(mp: pytest.MonkeyPatch) -> None:
-    orig = ReplicaState.on_append
-
-    def on_append(self: ReplicaState, epoch: int, entries: tuple[Entry, ...], log_end: int) -> list[ReplicaEffect]:
-        saved = self.promised_epoch
-        self.promised_epoch = min(saved, epoch)
-        try:
-            return orig(self, epoch, entries, log_end)
-        finally:
-            self.promised_epoch = max(saved, self.promised_epoch)
-
-    mp.setattr(ReplicaState, "on_append", on_append)
-
-
-def _longest_log(mp: pytest.MonkeyPatch) -> None:
-    mp.setattr(recovery_mod, "better", lambda p, q: (p.last_seq, p.log_epoch) > (q.last_seq, q.log_epoch))
-
-
-UNDURABLE_THEN_FAILOVER = [
-    Settle(300),
-    Cut(0b11110),  # only replica 0 hears the next writes: never durable
-    Write(2),
-    Settle(3000),  # older than the 2 s segment age
-    CrashPrimary(),
-    Heal(),
-    Cut(0b00001),
-    NewPrimary(),  # recovers from 1-4, without them: its seqs 2, 3 are other writes
-    Write(2),
-    Settle(3000),
-]
-
-
-def _archive_before_durable(mp: pytest.MonkeyPatch) -> None:
-    """The archiver is fed every committed entry, durable or not (spec mutant: ArchivableEnd = Len(elog))."""
-    mp.setattr(ArchiveShipper, "archivable_end", staticmethod(lambda state: state.last_seq))
-
-
-STORE_DOWN_THEN_FAILOVER = [
-    Settle(300),
-    StoreDown(ambiguous=False),  # nothing written from here is stored
-    Write(3),
-    Settle(3000),  # cut (2 s) and tried: every attempt fails
-    CrashPrimary(),
-    StoreUp(),
-    NewPrimary(),
-    Check(),
-]
-
-
-def _truncate_before_confirm(mp: pytest.MonkeyPatch) -> None:
-    """A failed upload is announced as archived: replicas truncate what the store never got
-    (spec mutant: EagerTruncate)."""
-    orig = ArchiverState.on_put_failed
-
-    def on_put_failed(self: ArchiverState, key: str, error: str) -> list[Any]:
-        put = self.in_flight
-        eager: list[Any] = [Archived(put.last)] if put is not None and put.kind == "segment" else []
-        return eager + list(orig(self, key, error))
-
-    mp.setattr(ArchiverState, "on_put_failed", on_put_failed)
-
-
-RESTORE_AND_UNDO = [
-    Write(3),
-    Settle(300),
-    Bookmark(),  # points[1]
-    Write(3),
-    Settle(300),
-    Restore(1, by_request=True),  # branch 2: the first 3 writes; points[2] = its undo point
-    Write(2),
-    Settle(300),
-    Restore(2, by_request=False),  # undo: all 6 again, on branch 3; points[3] = undo of the undo
-    Write(1),
-    Settle(3000),  # a segment of branch 3 is cut and archived
-    Bookmark(),  # points[4]
-    Restore(1, by_request=True),  # the first bookmark once more: branch 4
-    Write(1),
-    Settle(300),
-    Check(),
-]
-
-
-BOOKMARK_LOST_IN_FAILOVER = [
-    Write(2),
-    Settle(3000),
-    Cut(0b11110),  # only replica 0 hears the next write: never durable
-    Write(1),
-    Settle(20),
-    Bookmark(),  # the real __bookmark__ waits (no answer within 30 s): no point is kept
-    CrashPrimary(),
-    Heal(),
-    Cut(0b00001),
-    NewPrimary(),  # recovers from 1-4, without seq 3
-    Write(1),  # another seq 3
-    Settle(3000),
-    Restore(1, by_request=False),  # the real code kept no point: this restores the empty database
-    Write(1),
-    Settle(300),
-]
-
-
-def _bookmark_before_durable(mp: pytest.MonkeyPatch) -> None:
-    """__bookmark__ answers at once, before its point is durable: a client can then restore to an
-    entry that never committed (the uncommitted tail; spec mutant restore_uncommitted_tail)."""
-    orig = PrimaryNode._reply_when_durable
-
-    def eager(self: PrimaryNode, nursery: trio.Nursery, chan: Any, seq: int, reply: Any, *, wrote: bool = False) -> Any:
-        if isinstance(reply.body, dict) and "bookmark" in reply.body:
-            seq = 0
-        orig(self, nursery, chan, seq, reply, wrote=wrote)
-
-    mp.setattr(PrimaryNode, "_reply_when_durable", eager)
-
-
-UNDO_AFTER_A_QUICK_RESTORE = [
-    Write(3),
-    Settle(3000),  # archived
-    Bookmark(),  # points[1]
-    Write(3),
-    Settle(300),  # not cut yet: only the replicas hold seqs 4-6
-    Restore(1, by_request=True),  # points[2]: the undo point, seq 7 (the request) of branch 1
-    Write(1),
-    Settle(300),
-    Restore(2, by_request=False),  # undo
-    Write(1),
-    Settle(300),
-]
-
-
-def _restore_before_archived(mp: pytest.MonkeyPatch) -> None:
-    """A restore does not wait for the old branch to be archived through its end: the undo
-    point is not restorable (spec mutant restore_before_archived)."""
-
-    async def no_wait(self: ArchiveShipper, seq: int, *, poll_s: float = 0.02) -> None:
-        return None
-
-    mp.setattr(ArchiveShipper, "wait_archived", no_wait)
-
-
-def _branch_from_target(mp: pytest.MonkeyPatch) -> None:
-    """The new branch is numbered from the restored point's branch (+ 1), not by the new epoch: the
-    undo restore reuses branch 2's keys (spec mutant branch_number_reused)."""
-    mp.setattr(PrimaryNode, "new_branch", staticmethod(lambda new_epoch, target_branch: target_branch + 1))
-
-
-PLANTED = {
-    "truncate_before_confirm": (_truncate_before_confirm, STORE_DOWN_THEN_FAILOVER),
-    "ack_after_2": (_ack_after_2, ACK_AFTER_2),
-    "archive_before_durable": (_archive_before_durable, UNDURABLE_THEN_FAILOVER),
-    "no_epoch_check_at_replica": (_no_epoch_check, STALE_PRIMARY_WRITES),
-    "longest_log_ignoring_epochs": (_longest_log, OLDER_LONGER_LOG),
-    "bookmark_before_durable": (_bookmark_before_durable, BOOKMARK_LOST_IN_FAILOVER),
-    "restore_before_archived": (_restore_before_archived, UNDO_AFTER_A_QUICK_RESTORE),
-    "branch_number_reused": (_branch_from_target, RESTORE_AND_UNDO),
-}
+PLANTED = {name: (m.plant, m.directed) for name, m in MUTANTS.items()}
+RESTORE_AND_UNDO = MUTANTS["branch_number_reused"].directed
 
 
 @pytest.mark.parametrize("name", sorted(PLANTED))

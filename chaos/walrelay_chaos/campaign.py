@@ -156,3 +156,88 @@ def run_campaign(
     result.seconds = time.monotonic() - started
     (out_dir / "results.json").write_text(json.dumps(result.to_json(), indent=1) + "\n", encoding="utf-8")
     return result
+
+
+@dataclass
+class KillRow:
+    mutant: str
+    directed_killed: bool
+    random_seed: int | None = None  # the first random seed that killed it
+    random_seconds: float | None = None  # wall seconds of random search until then
+    random_ops: int | None = None  # that schedule's length
+    random_runs: int = 0
+    message: str = ""
+
+    @property
+    def killed(self) -> bool:
+        return self.directed_killed or self.random_seed is not None
+
+
+def run_mutants(
+    *,
+    seeds: int,
+    seconds: float,
+    only: list[str] | None = None,
+    progress: Callable[[str], None] = print,
+) -> list[KillRow]:
+    """Each mutant planted in turn: its directed schedule, then random seeds 0.. until one kills
+    it, ``seeds`` ran, or ``seconds`` passed. A kill is a checker's verdict (AssertionError)."""
+    from walrelay_chaos.mutants import MUTANTS, planted
+
+    rows: list[KillRow] = []
+    for name, mutant in MUTANTS.items():
+        if only and name not in only:
+            continue
+        row = KillRow(name, directed_killed=False)
+        with planted(name):
+            root = tempfile.mkdtemp(prefix="walrelay-mutant-", dir=scratch_root())
+            try:
+                run_schedule(root, mutant.directed, seed=0)
+            except AssertionError as e:
+                row.directed_killed, row.message = True, str(e).splitlines()[0][:160]
+            except Exception as e:  # the harness failed: no verdict, so no kill
+                row.message = f"harness error: {type(e).__name__}: {e}"[:160]
+            finally:
+                shutil.rmtree(root, ignore_errors=True)
+            started = time.monotonic()
+            for seed in range(seeds):
+                if time.monotonic() - started >= seconds:
+                    break
+                schedule = random_schedule(random.Random(seed))
+                root = tempfile.mkdtemp(prefix="walrelay-mutant-", dir=scratch_root())
+                row.random_runs += 1
+                try:
+                    run_schedule(root, schedule, seed=seed)
+                except AssertionError as e:
+                    row.random_seed, row.random_ops = seed, len(schedule)
+                    row.random_seconds = time.monotonic() - started
+                    row.message = row.message or str(e).splitlines()[0][:160]
+                    break
+                except Exception as e:  # the harness failed: no verdict; go on searching
+                    row.message = row.message or f"harness error at seed {seed}: {type(e).__name__}: {e}"[:160]
+                finally:
+                    shutil.rmtree(root, ignore_errors=True)
+        progress(
+            f"{name}: directed {'killed' if row.directed_killed else 'SURVIVED'}; random "
+            + (
+                f"killed at seed {row.random_seed} ({row.random_ops} ops) after {row.random_seconds:.1f} s"
+                if row.random_seed is not None
+                else f"survived {row.random_runs} seeds"
+            )
+        )
+        rows.append(row)
+    return rows
+
+
+def kill_table(rows: list[KillRow]) -> str:
+    head = f"{'mutant':<30} {'killed':<7} {'directed':<9} {'random seed':>11} {'s to kill':>9} {'ops':>4}"
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        seed = "-" if r.random_seed is None else str(r.random_seed)
+        secs = "-" if r.random_seconds is None else f"{r.random_seconds:.1f}"
+        ops = "-" if r.random_ops is None else str(r.random_ops)
+        lines.append(
+            f"{r.mutant:<30} {'yes' if r.killed else 'NO':<7} {'yes' if r.directed_killed else 'no':<9} "
+            f"{seed:>11} {secs:>9} {ops:>4}"
+        )
+    return "\n".join(lines)

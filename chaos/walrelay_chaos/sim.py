@@ -180,7 +180,16 @@ class RunningPrimary:
     node: PrimaryNode
     scope: trio.CancelScope
     address: str
+    done: trio.Event  # its run() returned: no task of it runs any more
     crashed: bool = False
+
+    async def crash(self) -> None:
+        """Cancel it, wait until its tasks are gone (a cancelled task runs on to its next
+        checkpoint), and only then close its files."""
+        self.scope.cancel()
+        self.crashed = True
+        await self.done.wait()
+        self.node.close()
 
 
 class World:
@@ -258,16 +267,13 @@ class World:
             restore_to=restore_to,
             wall_us=wall_us,
         )
-        scope = trio.CancelScope()
-        address = await self.nursery.start(self._hosted, scope, trio.Event(), functools.partial(node.run, f"mem:p{n}"))
-        self.primaries.append(RunningPrimary(node, scope, address))
+        scope, done = trio.CancelScope(), trio.Event()
+        address = await self.nursery.start(self._hosted, scope, done, functools.partial(node.run, f"mem:p{n}"))
+        self.primaries.append(RunningPrimary(node, scope, address, done))
 
-    def crash_primary(self) -> None:
+    async def crash_primary(self) -> None:
         if self.primaries and not self.primaries[-1].crashed:
-            p = self.primaries[-1]
-            p.scope.cancel()
-            p.crashed = True
-            p.node.close()
+            await self.primaries[-1].crash()
 
     def write(self, p: RunningPrimary, count: int) -> None:
         for _ in range(count):
@@ -366,7 +372,7 @@ class World:
         elif isinstance(op, Heal):
             self.net.heal()
         elif isinstance(op, CrashPrimary):
-            self.crash_primary()
+            await self.crash_primary()
         elif isinstance(op, NewPrimary):
             await self.new_primary()
         elif isinstance(op, CrashReplica):
@@ -433,10 +439,10 @@ class World:
                 reply = await client.call("__restore__", target.bookmark)
             assert reply.status is ReplyStatus.OK, f"restore request for {target.bookmark}: {reply.body}"
             undo_asked = reply.body["undo_bookmark"]
-            self.crash_primary()
+            await self.crash_primary()
             await self.new_primary()
         else:
-            self.crash_primary()
+            await self.crash_primary()
             await self.new_primary(restore_to=target.bookmark)
         p = self.primaries[-1]
         assert await self.serving(p, 120), f"the restore to {target.bookmark} never served: {p.node.status()}"
@@ -470,9 +476,7 @@ class World:
             await self.repaired(current, "the serving primary, once healed")
         for p in self.primaries:
             if not p.crashed:
-                p.scope.cancel()
-                p.crashed = True
-                p.node.close()
+                await p.crash()
         await self.new_primary()
         final = self.primaries[-1]
         assert await self.serving(final, 120), f"the final primary never served: {final.node.status()}"
@@ -625,9 +629,10 @@ def run_schedule(root: str, schedule: list[Op], *, quorum: int = 3, seed: int | 
         deterministic_scheduling(seed)
 
     async def main() -> Outcomes:
-        async with trio.open_nursery() as nursery:
-            world = World(root, nursery, quorum)
-            try:
+        world: World | None = None
+        try:
+            async with trio.open_nursery() as nursery:
+                world = World(root, nursery, quorum)
                 for i in range(N):
                     await world.start_replica(i)
                 await world.new_primary()
@@ -636,12 +641,16 @@ def run_schedule(root: str, schedule: list[Op], *, quorum: int = 3, seed: int | 
                 await world.finish()
                 world.out.history = history_digest(world)
                 world.out.simulated_s = trio.current_time()
-            finally:
                 nursery.cancel_scope.cancel()
-                world.close()  # file descriptors: thousands of examples run in one process
-        return world.out
+            return world.out
+        finally:
+            # Once every task is gone (file descriptors: thousands of runs share one process).
+            if world is not None:
+                world.close()
 
     try:
         return trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
     except* AssertionError as eg:  # a checker's verdict, out of trio's ExceptionGroup
         raise eg.exceptions[0] from None
+    except* WalrelayError as eg:  # a check that reads the archive found it unreadable: also a verdict
+        raise AssertionError(f"a check could not read what it must: {eg.exceptions[0]}") from None

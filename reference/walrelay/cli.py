@@ -149,6 +149,10 @@ def build_parser() -> argparse.ArgumentParser:
     chsub = ch.add_subparsers(dest="chaos_command", required=True, metavar="CHAOS_COMMAND")
     rp = chsub.add_parser("replay", help="run a replay file's schedule on the simulated cluster and print the verdict")
     rp.add_argument("file", metavar="FILE", help="a replay file (JSON, written by a failing chaos run or test)")
+    cm = chsub.add_parser("mutants", help="plant each protocol bug in turn and print which the harness kills")
+    cm.add_argument("--seeds", type=_nonneg_int, default=200, help="random seeds per mutant at most (default 200)")
+    cm.add_argument("--seconds", type=_positive_float, default=60.0, help="random search per mutant (default 60)")
+    cm.add_argument("--only", action="append", metavar="NAME", help="only this mutant (repeatable)")
     cr = chsub.add_parser("run", help="a campaign: seeded random schedules on the simulated cluster, each judged")
     cr.add_argument("--mode", choices=("sim", "real"), default="sim", help="sim (default); real is not built yet")
     cr.add_argument("--seeds", type=_positive_int, default=20, help="how many runs (seeds) at most (default 20)")
@@ -254,6 +258,24 @@ def _run_chaos_campaign(args: argparse.Namespace) -> int:
     return result.exit_code
 
 
+def _run_chaos_mutants(args: argparse.Namespace) -> int:
+    from walrelay_chaos.campaign import kill_table, run_mutants
+    from walrelay_chaos.mutants import MUTANTS
+
+    unknown = sorted(set(args.only or ()) - set(MUTANTS))
+    if unknown:
+        print(f"walrelay chaos mutants: error: no mutant {unknown[0]!r}; known: {', '.join(MUTANTS)}", file=sys.stderr)
+        return 2
+    rows = run_mutants(seeds=args.seeds, seconds=args.seconds, only=args.only)
+    print(kill_table(rows))
+    survivors = [r.mutant for r in rows if not r.killed]
+    print(
+        f"{len(rows) - len(survivors)} of {len(rows)} mutants killed"
+        + (f"; survived: {survivors}" if survivors else "")
+    )
+    return 1 if survivors else 0
+
+
 def _bookmark(text: str) -> str:
     from walrelay.archive.format import bookmark, parse_bookmark
 
@@ -343,6 +365,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_bench(seconds=args.seconds, concurrency=args.concurrency)
         if args.command == "chaos" and args.chaos_command == "run":
             return _run_chaos_campaign(args)
+        if args.command == "chaos" and args.chaos_command == "mutants":
+            return _run_chaos_mutants(args)
         if args.command == "chaos":
             from walrelay_chaos.replay import run_replay
             from walrelay_chaos.schedule import ScheduleError

@@ -397,6 +397,8 @@ class PrimaryNode:
         self._gate_held = False  # the input gate would open, but a restore runs first
         self.restore_error: str | None = None  # why the last requested restore was dropped
         self._shipping = trio.CancelScope()
+        self._ship_done = trio.Event()
+        self._ship_done.set()  # nothing is shipping yet
         self.epoch = placement.allocate(self.object_name) if placement is not None else int(epoch or 0)
         self.transport = transport
         self.tick_s = tick_s
@@ -489,12 +491,20 @@ class PrimaryNode:
         self.state.archive_catchup = True
         self.archive.branch, self.archive.record = self.meta.branch, self.meta.record
         self._shipping = trio.CancelScope()
-        self._nursery.start_soon(self._ship, self._shipping, self.state, self.runtime)
+        self._ship_done = trio.Event()
+        self._ship_done.set()  # nothing is shipping yet
+        self._ship_done = trio.Event()
+        self._nursery.start_soon(self._ship, self._shipping, self._ship_done, self.state, self.runtime)
 
-    async def _ship(self, scope: trio.CancelScope, state: PrimaryState, runtime: ObjectRuntime) -> None:
+    async def _ship(
+        self, scope: trio.CancelScope, done: trio.Event, state: PrimaryState, runtime: ObjectRuntime
+    ) -> None:
         assert self.archive is not None
-        with scope:
-            await self.archive.run(state, runtime, now_us, self._archived)
+        try:
+            with scope:
+                await self.archive.run(state, runtime, now_us, self._archived)
+        finally:
+            done.set()
 
     async def _catch_up_from_archive(self, eff: ReadArchiveEntries) -> None:
         """A replica needs entries this primary no longer retains: read them from the archive."""
@@ -690,7 +700,10 @@ class PrimaryNode:
         )
         # Epoch one is done: stop its shipping and its links, and recover again under the new
         # epoch, accepting only the log just archived (Recovery.expect).
+        # The shipping task ends first: it reads the database it ships from (a cancelled task may
+        # still run up to its next checkpoint), and the new branch reuses the ArchiveShipper.
         self._shipping.cancel()
+        await self._ship_done.wait()
         if self.runtime is not None:
             self.runtime.close()
         self.restore_plan = _RestorePlan(record, restored, base, self.epoch, end, end_chain)

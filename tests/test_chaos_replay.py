@@ -95,3 +95,15 @@ def test_the_same_seed_gives_the_same_history(name: str, tmp_path: Path) -> None
     for seed in (1, 2, 3):
         runs = [run_schedule(str(tmp_path / f"s{seed}-{i}"), schedule, seed=seed).history for i in range(2)]
         assert runs[0] == runs[1], (name, seed, runs)
+
+
+REPLAYS = sorted((Path(__file__).parent / "replays").glob("*.json"))
+
+
+@pytest.mark.parametrize("path", REPLAYS, ids=[p.stem for p in REPLAYS])
+def test_every_recorded_finding_stays_fixed(path: Path) -> None:
+    """tests/replays/: schedules a chaos campaign found failing, kept as regressions. Each name
+    says what it found (stale-truncate-during-recovery: a replica that had promised a newer epoch
+    compacted its log on a stale primary's TRUNCATE while the new primary was fetching it)."""
+    valid, verdict = run_replay(path)
+    assert valid, verdict

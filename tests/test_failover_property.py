@@ -42,6 +42,7 @@ from walrelay_chaos.schedule import (
     Cut,
     Heal,
     LoseDisk,
+    MinorityFailover,
     NewPrimary,
     Op,
     Restore,
@@ -73,6 +74,7 @@ ops: st.SearchStrategy[Op] = st.one_of(
     st.just(Check()),
     st.just(Bookmark()),
     st.builds(Restore, st.integers(0, 7), st.booleans()),
+    st.builds(MinorityFailover, _replica, st.integers(1, 3), st.booleans(), st.booleans()),
 )
 schedules = st.lists(ops, min_size=1, max_size=25)
 

@@ -277,3 +277,14 @@ def test_retention_deletes_a_superseded_branch_only_once_it_stopped_being_curren
     )
     store.put(branch_record_key("o", 9), BranchRecord(9, 5, 6, child[1].chain, "00000005-000000000000000a").to_json())
     assert plan_superseded(reader, now_us=106 + DAY_US, window_us=DAY_US, grace_us=0) == [snapshot_key("o", 7, 2)]
+
+
+def test_a_truncate_from_an_epoch_older_than_the_promise_changes_nothing() -> None:
+    """Found by a chaos campaign: the PROMISE to epoch 7 reported truncation at seq 2; a stale
+    primary's TRUNCATE(3) then compacted the log before epoch 7 fetched from seq 2."""
+    log = make_log(4, epoch=5)
+    st = _replica_holding(log, epoch=5, archived=2)
+    st.promised_epoch = 7
+    assert st.on_truncate(3, log[2].chain, 5) == []
+    assert st.archived_through == 2 and st.base_offer is None
+    assert st.on_truncate(3, log[2].chain, 7) != []  # the promised epoch's own TRUNCATE acts

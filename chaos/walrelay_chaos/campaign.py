@@ -41,6 +41,7 @@ from walrelay_chaos.schedule import (
     Cut,
     Heal,
     LoseDisk,
+    MinorityFailover,
     NewPrimary,
     Op,
     Restore,
@@ -74,6 +75,7 @@ def random_op(rng: random.Random) -> Op:
         lambda: Check(),
         lambda: Bookmark(),
         lambda: Restore(rng.randint(0, 7), rng.random() < 0.5),
+        lambda: MinorityFailover(rng.randrange(N), rng.randint(1, 3), rng.random() < 0.5, rng.random() < 0.5),
     ]
     return rng.choice(choices)()
 

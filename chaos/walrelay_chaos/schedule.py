@@ -89,6 +89,31 @@ class Restore:
     by_request: bool
 
 
+@dataclass(frozen=True)
+class MinorityFailover:
+    """A nemesis aimed at recovery: ``writes`` reach replica ``holder`` only (never durable), the
+    primary crashes (after a ``bookmark`` request, if asked), a new primary recovers without that
+    replica and writes over those seqs; with ``again``, one more primary then recovers from the
+    holder and two others, so that the holder's older, longer log competes with the newer one."""
+
+    holder: int
+    writes: int
+    bookmark: bool
+    again: bool
+
+    def expand(self) -> list[Op]:
+        everyone = 0b11111
+        holder = 1 << (self.holder % 5)
+        two_more = (1 << ((self.holder + 1) % 5)) | (1 << ((self.holder + 2) % 5))
+        ops: list[Op] = [Heal(), Cut(everyone ^ holder), Write(self.writes), Settle(20)]
+        if self.bookmark:
+            ops.append(Bookmark())
+        ops += [CrashPrimary(), Heal(), Cut(holder), NewPrimary(), Settle(300), Write(1), Settle(300)]
+        if self.again:
+            ops += [CrashPrimary(), Heal(), Cut(everyone ^ holder ^ two_more), NewPrimary(), Check()]
+        return [*ops, Heal()]
+
+
 Op = (
     Write
     | WriteStale
@@ -104,6 +129,7 @@ Op = (
     | Check
     | Bookmark
     | Restore
+    | MinorityFailover
 )
 
 
@@ -111,7 +137,7 @@ OPS: dict[str, type[Op]] = {
     cls.__name__: cls
     for cls in (
         Write, WriteStale, Settle, Cut, Heal, CrashPrimary, NewPrimary, CrashReplica, LoseDisk,
-        StoreDown, StoreUp, Check, Bookmark, Restore,
+        StoreDown, StoreUp, Check, Bookmark, Restore, MinorityFailover,
     )
 }  # fmt: skip
 

@@ -58,6 +58,7 @@ from walrelay_chaos.schedule import (
     Cut,
     Heal,
     LoseDisk,
+    MinorityFailover,
     NewPrimary,
     Op,
     Restore,
@@ -390,6 +391,9 @@ class World:
             self.archive.down = False
         elif isinstance(op, Check) and not current.crashed and await self.serving(current, 30):
             await self.check(current, "check")
+        elif isinstance(op, MinorityFailover):
+            for sub in op.expand():
+                await self.step(sub)
         elif isinstance(op, Bookmark):
             await self.bookmark(current)
         elif isinstance(op, Restore) and self.points:

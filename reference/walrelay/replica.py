@@ -267,7 +267,12 @@ class ReplicaState:
         The chains before ``through`` are forgotten with the entries; the one at ``through`` stays,
         as the link for the next entry.
         """
-        if self.chains.get(through) != chain and epoch is not None and epoch >= self.promised_epoch:
+        if epoch is not None and epoch < self.promised_epoch:
+            # Fenced like every other message: after promising a newer epoch this replica keeps
+            # the log it reported in that PROMISE, which the recovering primary is fetching (found
+            # by a chaos campaign: a stale primary's TRUNCATE compacted it mid-recovery).
+            return []
+        if self.chains.get(through) != chain and epoch is not None:
             self.base_offer = (epoch, through, chain)
         if through <= self.archived_through or through > self.last_seq or self.chains.get(through) != chain:
             return []

@@ -10,20 +10,20 @@
 
 from __future__ import annotations
 
-import random
 from pathlib import Path
 
 import apsw
 import pytest
 
 from test_replica_state import make_log
+from test_retention import grow as retention_grow
 from walrelay.archive.dir_store import DirStore
 from walrelay.archive.format import branch_record_key, encode_segment, encode_snapshot, segment_key, snapshot_key
 from walrelay.archive.reader import ArchiveError, ArchiveReader
 from walrelay.archive.retention import DAY_US, apply_superseded, plan_superseded
 from walrelay.archive.verify import verify
 from walrelay.branching import BranchRecord, BranchRecordError, read_meta, write_branch_marker, write_restore_request
-from walrelay.entry import GENESIS_CHAIN, Entry, encode
+from walrelay.entry import GENESIS_CHAIN, Entry
 from walrelay.pagehash import DbChecksum
 from walrelay.primary import PrimaryConfig, PrimaryState, SendEntries, SendTruncate
 from walrelay.replica import PersistEntries, PersistLogEpoch, ReplicaState, ResetToBase, SendAck, SendReject
@@ -152,27 +152,8 @@ def test_the_primary_offers_its_oldest_entry_to_a_replica_that_needs_older_ones(
 
 
 def grow(image: bytes, chain: bytes, first: int, n: int, ts0: int, seed: int) -> tuple[list[Entry], list[bytes]]:
-    """``n`` real entries from seq ``first`` on top of ``image`` (images[i]: after entries[i])."""
-    rng = random.Random(seed)
-    img = bytearray(image)
-    checksum = DbChecksum.of_image(image, PAGE)
-    entries: list[Entry] = []
-    images: list[bytes] = []
-    for seq in range(first, first + n):
-        db_pages = min(1 + seq // 3, 6)
-        pages = {rng.randint(1, db_pages): rng.randbytes(PAGE)}
-        img.extend(bytes(max(0, db_pages * PAGE - len(img))))
-        for pg, data in pages.items():
-            img[(pg - 1) * PAGE : pg * PAGE] = data
-        value = checksum.apply(pages, db_pages)
-        e = encode(
-            epoch=1, seq=seq, timestamp_us=ts0 + seq, page_size=PAGE, db_pages=db_pages,
-            db_checksum=value, frames=pages, prev_chain=chain,
-        )  # fmt: skip
-        entries.append(e)
-        images.append(bytes(img))
-        chain = e.chain
-    return entries, images
+    """Real entries in 4096-byte pages, entry ``s`` at time ``ts0 + s`` (test_retention.grow)."""
+    return retention_grow(image, chain, first, n, seed=seed, page=PAGE, ts=lambda seq: ts0 + seq)
 
 
 def test_a_branch_reads_its_parents_history_before_the_fork_by_seq_and_by_time(tmp_path: Path) -> None:

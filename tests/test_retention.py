@@ -8,6 +8,7 @@ import random
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -30,28 +31,37 @@ PAGE = 512
 DAYS = 20  # one entry per day, entry d at the start of day d
 
 
-def build(root: Path, snapshot_seqs: list[int], seg_len: int, seed: int = 0) -> tuple[ArchiveReader, list[bytes]]:
-    """An archive of a real, consistent log (images[s] = the database after entry s)."""
+def grow(
+    image: bytes, chain: bytes, first: int, n: int, *, seed: int, page: int = PAGE, ts: Callable[[int], int] = int
+) -> tuple[list[Entry], list[bytes]]:
+    """``n`` real, consistent entries from seq ``first`` on top of ``image`` (images[i]: the database
+    after entries[i]); entry ``s`` has timestamp ``ts(s)``."""
     rng = random.Random(seed)
-    image = bytearray()
-    checksum = DbChecksum.of_image(b"", PAGE)
-    chain = GENESIS_CHAIN
+    img = bytearray(image)
+    checksum = DbChecksum.of_image(image, page)
     entries: list[Entry] = []
-    images = [b""]
-    for seq in range(1, DAYS + 1):
+    images: list[bytes] = []
+    for seq in range(first, first + n):
         db_pages = min(1 + seq // 3, 6)
-        pages = {rng.randint(1, db_pages): rng.randbytes(PAGE)}
-        image.extend(bytes(max(0, db_pages * PAGE - len(image))))
+        pages = {rng.randint(1, db_pages): rng.randbytes(page)}
+        img.extend(bytes(max(0, db_pages * page - len(img))))
         for p, data in pages.items():
-            image[(p - 1) * PAGE : p * PAGE] = data
+            img[(p - 1) * page : p * page] = data
         value = checksum.apply(pages, db_pages)
         e = encode(
-            epoch=1, seq=seq, timestamp_us=seq * DAY_US, page_size=PAGE, db_pages=db_pages,
+            epoch=1, seq=seq, timestamp_us=ts(seq), page_size=page, db_pages=db_pages,
             db_checksum=value, frames=pages, prev_chain=chain,
         )  # fmt: skip
         entries.append(e)
+        images.append(bytes(img))
         chain = e.chain
-        images.append(bytes(image))
+    return entries, images
+
+
+def build(root: Path, snapshot_seqs: list[int], seg_len: int, seed: int = 0) -> tuple[ArchiveReader, list[bytes]]:
+    """An archive of a real, consistent log (images[s] = the database after entry s)."""
+    entries, grown = grow(b"", GENESIS_CHAIN, 1, DAYS, seed=seed, ts=lambda seq: seq * DAY_US)
+    images = [b"", *grown]
     store = DirStore(root)
     store.put(snapshot_key("o", 1, 0), encode_snapshot(1, 0, 0, GENESIS_CHAIN, GENESIS_PAGE_SIZE, b"", 0))
     for first in range(1, DAYS + 1, seg_len):

@@ -32,25 +32,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from walrelay_chaos import schedule as op
 from walrelay_chaos.replay import replay_command, write_replay
-from walrelay_chaos.schedule import (
-    Bookmark,
-    Check,
-    CrashPrimary,
-    CrashReplica,
-    Cut,
-    Heal,
-    LoseDisk,
-    MinorityFailover,
-    NewPrimary,
-    Op,
-    Restore,
-    Settle,
-    StoreDown,
-    StoreUp,
-    Write,
-    WriteStale,
-)
+from walrelay_chaos.schedule import Op
 from walrelay_chaos.sim import N, run_schedule, scratch_root
 
 MAX_OPS = 25
@@ -59,23 +43,23 @@ MAX_OPS = 25
 def random_op(rng: random.Random) -> Op:
     """One operation, with the weights of the property tests' strategy (writes and settles twice)."""
     choices: list[Callable[[], Op]] = [
-        lambda: Write(rng.randint(1, 4)),
-        lambda: Write(rng.randint(1, 4)),
-        lambda: Settle(rng.choice([1, 20, 300])),
-        lambda: Settle(rng.choice([1, 20, 300])),
-        lambda: Cut(rng.randint(1, 2**N - 1)),
-        lambda: Heal(),
-        lambda: CrashPrimary(),
-        lambda: NewPrimary(),
-        lambda: WriteStale(rng.randint(1, 2)),
-        lambda: CrashReplica(rng.randrange(N)),
-        lambda: LoseDisk(rng.randrange(N)),
-        lambda: StoreDown(rng.random() < 0.5),
-        lambda: StoreUp(),
-        lambda: Check(),
-        lambda: Bookmark(),
-        lambda: Restore(rng.randint(0, 7), rng.random() < 0.5),
-        lambda: MinorityFailover(rng.randrange(N), rng.randint(1, 3), rng.random() < 0.5, rng.random() < 0.5),
+        lambda: op.Write(rng.randint(1, 4)),
+        lambda: op.Write(rng.randint(1, 4)),
+        lambda: op.Settle(rng.choice([1, 20, 300])),
+        lambda: op.Settle(rng.choice([1, 20, 300])),
+        lambda: op.Cut(rng.randint(1, 2**N - 1)),
+        lambda: op.Heal(),
+        lambda: op.CrashPrimary(),
+        lambda: op.NewPrimary(),
+        lambda: op.WriteStale(rng.randint(1, 2)),
+        lambda: op.CrashReplica(rng.randrange(N)),
+        lambda: op.LoseDisk(rng.randrange(N)),
+        lambda: op.StoreDown(rng.random() < 0.5),
+        lambda: op.StoreUp(),
+        lambda: op.Check(),
+        lambda: op.Bookmark(),
+        lambda: op.Restore(rng.randint(0, 7), rng.random() < 0.5),
+        lambda: op.MinorityFailover(rng.randrange(N), rng.randint(1, 3), rng.random() < 0.5, rng.random() < 0.5),
     ]
     return rng.choice(choices)()
 

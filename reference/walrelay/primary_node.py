@@ -110,9 +110,6 @@ class _RestorePlan:
     record: BranchRecord
     restored: Restored
     base: Entry | None  # None when restoring to seq 0 (the empty database)
-    old_epoch: int
-    old_end: int
-    old_chain: bytes
 
 
 # A catch-up frame must fit a replica's frame limit (the default one; headers take < 1 KiB).
@@ -393,7 +390,7 @@ class PrimaryNode:
         self.meta: Meta | None = None
         self.restoring: str | None = None  # the target of the restore in progress
         self.restore_plan: _RestorePlan | None = None
-        self.restored: dict[str, Any] | None = None  # what the last restore did, for status
+        self.restored: dict[str, Any] | None = None  # the restore this process performed (status reads meta)
         self._gate_held = False  # the input gate would open, but a restore runs first
         self.restore_error: str | None = None  # why the last requested restore was dropped
         self._shipping = trio.CancelScope()
@@ -706,14 +703,14 @@ class PrimaryNode:
         await self._ship_done.wait()
         if self.runtime is not None:
             self.runtime.close()
-        self.restore_plan = _RestorePlan(record, restored, base, self.epoch, end, end_chain)
-        self.epoch = new_epoch
+        self.restore_plan = _RestorePlan(record, restored, base)
+        old_epoch, self.epoch = self.epoch, new_epoch
         self.config = replace(self.config, epoch=new_epoch)
         self.recovery = Recovery(
             epoch=new_epoch,
             replicas=self.config.replicas,
             fence_quorum=self.config.fence_quorum,
-            expect=(self.restore_plan.old_epoch, end, end_chain),
+            expect=(old_epoch, end, end_chain),
         )
         self.state, self.runtime = None, None
         self._gate_held = False

@@ -94,7 +94,6 @@ class Recovery:
         self.promises: dict[int, Promise] = {}  # replica -> its PROMISE (a reconnect replaces it)
         self.chosen: int | None = None  # the replica whose log is being fetched
         self.fetched: list[Entry] = []
-        self.base_seq, self.base_chain = 0, GENESIS_CHAIN  # where the archive takes over (spec: base)
         self.reading_archive = False
         self.expect = expect
         self.archive_ends: list[ArchiveEnd] = []  # candidates for the base, newest branch first
@@ -203,7 +202,6 @@ class Recovery:
         del self.promises[replica]
         self.chosen = None
         self.fetched = []
-        self.base_seq, self.base_chain = 0, GENESIS_CHAIN
         self.archive_ends, self.fetch_from = [], 1
         self.reading_archive = False  # a read in progress answers for a choice that is gone
         return self._choose()
@@ -219,7 +217,7 @@ class Recovery:
             expected = self.fetch_from + len(self.fetched)
             # From the archive's truncation point the first entry is checked by its chain below.
             linked = not self.fetched and bool(self.archive_ends)
-            prev = self.fetched[-1].chain if self.fetched else self.base_chain
+            prev = self.fetched[-1].chain if self.fetched else GENESIS_CHAIN
             if e.seq != expected or not (linked or follows(e, prev)):
                 return self._give_up(
                     f"replica {replica} sent seq {e.seq} where seq {expected} following its promised log was due"
@@ -244,7 +242,7 @@ class Recovery:
 
     def _finish(self, entries: tuple[Entry, ...], source: int | None) -> list[RecoveryEffect]:
         self.done = True
-        return [Recovered(entries, source, self.base_seq, self.base_chain)]
+        return [Recovered(entries, source)]
 
     def _finish_on_archive(self, replica: int) -> list[RecoveryEffect]:
         held = {e.seq: e for e in self.fetched}

@@ -37,6 +37,10 @@ tlc *args:
 tlc-deep *args:
     ./dev walrelay tlc --suite deep "$@"
 
-# chaos campaign on the simulated cluster (args go to `walrelay chaos run`, e.g. --seeds 1000 --minutes 5)
+# chaos campaigns: 300 seeds in simulation, then 4 runs against real processes (args go to `walrelay chaos run`, e.g. --seeds 1000 --real-seeds 10 --out runs/)
 chaos *args:
-    ./dev walrelay chaos run "$@"
+    ./dev walrelay chaos run --mode both --seeds 300 "$@"
+
+# the mutant kill table: every planted bug, its directed schedule, then random search (args: --seconds S --only NAME)
+chaos-mutants *args:
+    ./dev walrelay chaos mutants --seeds 1000 --seconds 40 "$@"

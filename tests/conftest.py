@@ -13,8 +13,8 @@ from collections.abc import Iterator
 import pytest
 from hypothesis import settings
 
-import s3servers
 from walrelay.procs import Cluster
+from walrelay_chaos import s3server as s3servers
 
 settings.register_profile("ci", derandomize=True, max_examples=100, deadline=None, print_blob=True)
 settings.register_profile("nightly", derandomize=False, max_examples=2000, deadline=None, print_blob=True)

@@ -18,12 +18,12 @@ import apsw
 import pytest
 import trio
 
-from s3servers import ACCESS_KEY, SECRET_KEY, S3Server
 from walrelay.archive.format import bookmark, segment_key
 from walrelay.client import Client
 from walrelay.procs import Cluster, walrelay_argv
 from walrelay.transport import TcpTransport
 from walrelay.wire import ReplyStatus
+from walrelay_chaos.s3server import ACCESS_KEY, SECRET_KEY, S3Server
 
 pytestmark = pytest.mark.integration
 

@@ -12,8 +12,6 @@ import apsw
 import pytest
 import trio
 
-from faultproxy import FaultProxy
-from s3servers import ACCESS_KEY, SECRET_KEY, S3Server
 from walrelay.archive.format import bookmark
 from walrelay.archive.s3_store import S3Store
 from walrelay.archive.store import TransientStoreError
@@ -21,6 +19,8 @@ from walrelay.client import Client
 from walrelay.procs import Cluster, walrelay_argv
 from walrelay.transport import TcpTransport
 from walrelay.wire import ReplyStatus
+from walrelay_chaos.s3proxy import FaultProxy
+from walrelay_chaos.s3server import ACCESS_KEY, SECRET_KEY, S3Server
 
 pytestmark = pytest.mark.integration
 

@@ -43,6 +43,10 @@ def test_cut_by_size_and_by_age_and_confirm_in_order() -> None:
     [seg2] = puts(a.on_tick(now_us=10_000_002))  # the oldest pending waited 10 s
     assert (seg2.first, seg2.last) == (5, 6)
     assert decode_segment(seg2.data).prev_chain == LOG[3].chain
+    assert a.cuts == {"size": 1, "age": 1, "flush": 0}  # why each was cut (__status__, chaos coverage)
+    a.on_durable(LOG[6:7], now_us=10_000_003)
+    a.flush()
+    assert a.cuts == {"size": 1, "age": 1, "flush": 1}
 
 
 def test_a_failed_upload_is_retried_with_the_same_bytes_and_nothing_overtakes_it() -> None:

@@ -13,7 +13,8 @@ from walrelay.procs import walrelay_argv
 from walrelay_chaos import campaign
 from walrelay_chaos.campaign import random_schedule, run_campaign
 from walrelay_chaos.replay import read_replay
-from walrelay_chaos.sim import World
+from walrelay_chaos.schedule import Op
+from walrelay_chaos.sim import World, run_schedule
 
 
 def test_a_seed_names_one_schedule() -> None:
@@ -26,7 +27,7 @@ def test_a_campaign_of_the_real_code_is_valid(tmp_path: Path) -> None:
     result = run_campaign(tmp_path, seeds=6, first_seed=100, progress=lines.append)
     body = json.loads((tmp_path / "results.json").read_text())
     assert (result.exit_code, body["valid"], body["runs"], body["seeds"]) == (0, True, 6, [100, 105])
-    assert len(lines) == 6 and lines[0].startswith("[1/6] seed 100: ")  # progress for every run
+    assert [line.split(":")[0] for line in lines[:6]] == [f"[{i}/6] seed {99 + i}" for i in range(1, 7)]
     assert body["simulated_seconds"] > 0 and body["invalid"] == [] and body["errors"] == []
 
 
@@ -44,6 +45,10 @@ def test_a_failing_check_makes_the_campaign_invalid_with_a_replay_per_seed(
         schedule, _, seed = read_replay(item["replay"])
         assert seed == item["seed"] and schedule == random_schedule(random.Random(seed))
         assert item["message"] == "planted: every check fails"
+        # ... and its report: the history and a timeline that says why it failed.
+        timeline = Path(item["timeline"]).read_text()
+        assert "INVALID" in timeline and "planted: every check fails" in timeline
+        assert (Path(item["timeline"]).parent / "history.jsonl").stat().st_size > 0
 
 
 def test_a_harness_failure_is_unknown_not_valid(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -56,7 +61,7 @@ def test_a_harness_failure_is_unknown_not_valid(tmp_path: Path, monkeypatch: pyt
     assert result.exit_code == 2 and body["valid"] == "unknown" and "the harness broke" in body["errors"][0]["error"]
 
 
-def test_the_cli_runs_a_campaign_and_refuses_real_mode_for_now(tmp_path: Path) -> None:
+def test_the_cli_runs_a_campaign_and_refuses_bad_real_mode_options(tmp_path: Path) -> None:
     proc = subprocess.run(
         walrelay_argv("chaos", "run", "--seeds", "3", "--out", str(tmp_path)),
         capture_output=True,
@@ -65,23 +70,34 @@ def test_the_cli_runs_a_campaign_and_refuses_real_mode_for_now(tmp_path: Path) -
     )
     assert proc.returncode == 0 and "valid: 3 runs" in proc.stdout, proc.stdout + proc.stderr[-2000:]
     assert json.loads((tmp_path / "results.json").read_text())["valid"] is True
-    proc = subprocess.run(walrelay_argv("chaos", "run", "--mode", "real"), capture_output=True, text=True, timeout=60)
-    assert proc.returncode == 2 and "not built yet" in proc.stderr and "Traceback" not in proc.stderr
+    for args, fragment in [
+        (["--impl", "x.json"], "--impl needs --mode real"),
+        (["--mode", "real", "--mutant", "no_such_bug"], "no mutant 'no_such_bug'"),
+        (["--mode", "real", "--impl", str(tmp_path / "missing.json")], "missing.json: cannot read"),
+        (["--mode", "real", "--impl", "x.json", "--mutant", "ack_after_2"], "cannot go with --impl"),
+    ]:
+        proc = subprocess.run(walrelay_argv("chaos", "run", *args), capture_output=True, text=True, timeout=60)
+        assert proc.returncode == 2 and fragment in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
 
 
 def test_planting_a_mutant_is_undone_exactly() -> None:
     """The CLI plants mutants without pytest: after the block the reference is what it was
     (a staticmethod stays a staticmethod), else a later run would test a mutant unknowingly."""
+    import walrelay.recovery
+    from walrelay.archive.archiver import ArchiverState
     from walrelay.archive.shipper import ArchiveShipper
+    from walrelay.primary import PrimaryState
     from walrelay.primary_node import PrimaryNode
+    from walrelay.replica import ReplicaState
+    from walrelay.replica_store import ReplicaStore
     from walrelay_chaos.mutants import MUTANTS, planted
 
-    before = {name: dict(vars(cls)) for name, cls in (("shipper", ArchiveShipper), ("node", PrimaryNode))}
+    classes = (ArchiveShipper, PrimaryNode, ArchiverState, PrimaryState, ReplicaState, ReplicaStore, walrelay.recovery)
+    before = [dict(vars(cls)) for cls in classes]
     for name in MUTANTS:
         with planted(name):
-            pass
-    after = {name: dict(vars(cls)) for name, cls in (("shipper", ArchiveShipper), ("node", PrimaryNode))}
-    assert before == after
+            assert [dict(vars(cls)) for cls in classes] != before, f"{name} planted nothing"
+    assert [dict(vars(cls)) for cls in classes] == before
 
 
 def test_the_cli_kill_table_kills_every_mutant_with_its_directed_schedule() -> None:
@@ -89,8 +105,45 @@ def test_the_cli_kill_table_kills_every_mutant_with_its_directed_schedule() -> N
         walrelay_argv("chaos", "mutants", "--seeds", "0"), capture_output=True, text=True, timeout=300
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr[-2000:]
-    assert "8 of 8 mutants killed" in proc.stdout and "NO " not in proc.stdout, proc.stdout
+    from walrelay_chaos.mutants import MUTANTS
+
+    n = len(MUTANTS)
+    assert n == 12 and f"{n} of {n} mutants killed" in proc.stdout and "NO " not in proc.stdout, proc.stdout
+    assert any(line.startswith("mutant ") and line.endswith(" shrunk") for line in proc.stdout.splitlines())
     bad = subprocess.run(
         walrelay_argv("chaos", "mutants", "--only", "nope"), capture_output=True, text=True, timeout=60
     )
     assert bad.returncode == 2 and "no mutant 'nope'" in bad.stderr
+
+
+def test_shrinking_keeps_only_what_the_failure_needs() -> None:
+    from walrelay_chaos.mutants import shrink
+    from walrelay_chaos.schedule import Check, Heal, Settle, Write
+
+    noise: list[Op] = [Settle(1), Heal(), Write(1)] * 6
+    schedule: list[Op] = [*noise[:7], Write(7), *noise[7:], Check(), *noise[:4]]
+    calls: list[int] = []
+
+    def fails(s: list[Op]) -> bool:
+        calls.append(len(s))
+        return Write(7) in s and Check() in s and s.index(Write(7)) < s.index(Check())
+
+    assert shrink(schedule, fails) == [Write(7), Check()]
+    assert len(calls) <= 60  # the budget
+    assert len(shrink(schedule, fails, max_runs=3)) > 2  # out of budget: shrunk only partly
+
+
+def test_a_random_kill_is_shrunk_to_a_schedule_that_still_kills(tmp_path: Path) -> None:
+    """The kill table's "shrunk" column: the shrunk schedule kills the mutant under the same seed,
+    and the real code passes it (no false alarm made by shrinking)."""
+    from walrelay_chaos.mutants import planted
+
+    rows = campaign.run_mutants(seeds=30, seconds=60, only=["off_by_one_segment_cut"], progress=lambda line: None)
+    row = rows[0]
+    assert row.directed_killed and row.random_seed is not None and row.random_ops is not None
+    assert row.shrunk is not None and 0 < len(row.shrunk) <= row.random_ops
+    with planted("off_by_one_segment_cut"), pytest.raises(AssertionError):
+        run_schedule(str(tmp_path / "mutant"), row.shrunk, seed=row.random_seed)
+    run_schedule(str(tmp_path / "real"), row.shrunk, seed=row.random_seed)
+    table = campaign.kill_table(rows)
+    assert table.splitlines()[2].split()[-2:] == [str(row.random_ops), str(len(row.shrunk))]

@@ -6,7 +6,10 @@ epochs from a real ``EpochAllocator``, and clients, all over the in-memory trans
 partitions between primaries and replicas. Hypothesis draws schedules of writes, partitions,
 primary crashes (at any point: with writes committed locally and sent to none, one or two
 replicas), takeovers by a new primary while the old one still runs, writes to that stale
-primary, replica crash/restarts and permanent disk loss (up to 2).
+primary, replica crash/restarts and permanent disk loss (up to 2); and the nemeses of
+``walrelay_chaos.schedule`` besides: one-way partitions, delayed links, resets that lose frames in
+flight, abandoned connections whose late frames arrive duplicated and out of order, primary
+clocks that jump, power losses that lose unsynced writes, restores whose primary crashes half way.
 
 Checked (the set checker of Jepsen, in small): at every ``Check`` and at the end, every write
 acknowledged so far is in the serving primary's database with its value, nothing appears that
@@ -18,6 +21,7 @@ no epoch check at the replica, choosing the longest log ignoring epochs.
 
 from __future__ import annotations
 
+import collections
 import os
 import shutil
 import tempfile
@@ -35,18 +39,28 @@ from walrelay_chaos import sim
 from walrelay_chaos.mutants import MUTANTS
 from walrelay_chaos.replay import replay_command, write_replay
 from walrelay_chaos.schedule import (
+    PAIRS,
     Bookmark,
     Check,
+    ClockJump,
     CrashPrimary,
     CrashReplica,
     Cut,
+    Delay,
     Heal,
     LoseDisk,
     MinorityFailover,
     NewPrimary,
+    OneWay,
     Op,
+    Orphan,
+    PairFailover,
+    PowerFail,
+    Reset,
     Restore,
+    RestoreCrash,
     Settle,
+    SplitBrain,
     StoreDown,
     StoreUp,
     Write,
@@ -57,12 +71,13 @@ from walrelay_chaos.sim import N, Outcomes, run_schedule, scratch_root
 sim.EVENT_HOOK = lambda name: event(name) if currently_in_test_context() else None
 
 _replica = st.integers(0, N - 1)
+_mask = st.integers(1, 2**N - 1)
 ops: st.SearchStrategy[Op] = st.one_of(
     st.builds(Write, st.integers(1, 4)),
     st.builds(Write, st.integers(1, 4)),
     st.builds(Settle, st.sampled_from([1, 20, 300])),
     st.builds(Settle, st.sampled_from([1, 20, 300])),
-    st.builds(Cut, st.integers(1, 2**N - 1)),
+    st.builds(Cut, _mask),
     st.just(Heal()),
     st.just(CrashPrimary()),
     st.just(NewPrimary()),
@@ -75,6 +90,15 @@ ops: st.SearchStrategy[Op] = st.one_of(
     st.just(Bookmark()),
     st.builds(Restore, st.integers(0, 7), st.booleans()),
     st.builds(MinorityFailover, _replica, st.integers(1, 3), st.booleans(), st.booleans()),
+    st.builds(PairFailover, st.integers(0, len(PAIRS) - 1), st.integers(1, 3)),
+    st.builds(SplitBrain, st.integers(1, 2)),
+    st.builds(OneWay, _mask, st.booleans()),
+    st.builds(Delay, _mask, st.sampled_from([5, 50, 500])),
+    st.builds(Reset, _mask),
+    st.builds(Orphan, _mask, st.sampled_from([20, 300, 1000])),
+    st.builds(ClockJump, st.sampled_from([1, 1000, 5000, 60_000]), st.booleans()),
+    st.builds(PowerFail, st.one_of(st.just(2**N - 1), _mask), st.booleans()),
+    st.builds(RestoreCrash, st.integers(0, 7), st.booleans(), st.booleans()),
 )
 schedules = st.lists(ops, min_size=1, max_size=25)
 
@@ -160,7 +184,8 @@ def test_the_property_fails_on_a_planted_bug(
     plant(monkeypatch)
     with pytest.raises(
         AssertionError,
-        match=r"acknowledged writes missing|holds seqs|wrong values|archiv|restore|up to date|never served",
+        match=r"acknowledged writes missing|holds seqs|wrong values|archiv|restore|up to date|never served|"
+        r"timestamps go back",
     ):
         run_schedule(scratch(), schedule)
 
@@ -195,3 +220,83 @@ def test_a_replica_cut_off_early_is_caught_up_from_the_archive_by_a_later_primar
 def test_restore_then_undo_gives_each_bookmarks_database_back(scratch: Callable[[], str]) -> None:
     out = run_schedule(scratch(), RESTORE_AND_UNDO)
     assert out.ok == {10}, "the write after the last restore, on its branch"
+
+
+# -- the nemeses themselves: each does what it says (else the property above proves less) ---------
+
+
+@pytest.fixture
+def events(monkeypatch: pytest.MonkeyPatch) -> collections.Counter[str]:
+    seen: collections.Counter[str] = collections.Counter()
+    monkeypatch.setattr(sim, "EVENT_HOOK", lambda name: seen.update([name]))
+    return seen
+
+
+@pytest.mark.parametrize(
+    ("schedule", "event"),
+    [
+        ([Write(2), Settle(20), OneWay(0b00111, True), Write(2), Settle(300), Heal()], "held frames to a replica"),
+        ([Write(2), Settle(20), OneWay(0b00111, False), Write(2), Settle(300), Heal()], "held replies"),
+        ([Delay(0b00111, 100), Write(3), Settle(20), Reset(0b00111), Settle(300), Heal()], "lost frames in flight"),
+        (
+            [Delay(0b11111, 200), Write(3), Settle(20), Orphan(0b11111, 500), Write(2), Settle(1000), Heal()],
+            "frame arrived late",
+        ),
+    ],
+    ids=["one-way-to-replicas", "one-way-from-replicas", "reset", "orphan"],
+)
+def test_each_network_fault_acts_and_the_real_code_keeps_every_write(
+    scratch: Callable[[], str], events: collections.Counter[str], schedule: list[Op], event: str
+) -> None:
+    out = run_schedule(scratch(), [*schedule, Check()], seed=3)
+    assert any(event in name for name in events), dict(events)
+    assert out.ok and not out.failed  # healed: every write got through (late frames included)
+
+
+def test_a_power_loss_keeps_exactly_what_was_fsynced(tmp_path: Path) -> None:
+    disk = sim.SimDisk()
+    real = os.fsync
+    with disk.installed():
+        with open(tmp_path / "log", "wb") as f:
+            f.write(b"synced")
+            f.flush()
+            os.fsync(f.fileno())
+            f.write(b" and not")
+        (tmp_path / "never").write_bytes(b"never synced")
+        (tmp_path / "whole").write_bytes(b"x")
+        fd = os.open(tmp_path / "whole", os.O_RDONLY)
+        os.fdatasync(fd)
+        os.close(fd)
+    assert os.fsync is real  # undone after the run
+    assert disk.lose_unsynced(str(tmp_path)) == len(b" and not") + len(b"never synced")
+    assert (tmp_path / "log").read_bytes() == b"synced" and (tmp_path / "never").read_bytes() == b""
+    assert (tmp_path / "whole").read_bytes() == b"x"
+
+
+def test_the_real_replica_survives_a_power_loss_of_everyone(
+    scratch: Callable[[], str], events: collections.Counter[str]
+) -> None:
+    """It fsyncs before it acknowledges: a power loss of all five loses nothing at all."""
+    out = run_schedule(scratch(), [Write(3), Settle(20), PowerFail(0b11111, primary=True), NewPrimary(), Check()])
+    assert out.ok == {1, 2, 3} and "a power loss lost unsynced writes" not in events
+
+
+@pytest.mark.parametrize("by_request", [True, False], ids=["by-request", "by-flag"])
+@pytest.mark.parametrize("late", [False, True], ids=["early", "late"])
+def test_a_restore_is_finished_by_the_next_primary_after_a_crash_half_way(
+    scratch: Callable[[], str], events: collections.Counter[str], by_request: bool, late: bool
+) -> None:
+    schedule: list[Op] = [Write(3), Settle(3000), Bookmark(), Write(3), Settle(300), RestoreCrash(1, by_request, late)]
+    out = run_schedule(scratch(), [*schedule, Write(1), Settle(300), Check()])
+    crashed = [name for name in events if name.startswith("crashed mid-restore")]
+    assert crashed == [f"crashed mid-restore, {'after its second epoch' if late else 'at its first checkpoint'}"]
+    assert events["restored"] == 1 and out.ok == {7}  # the restored branch serves, and takes writes
+
+
+def test_timestamps_never_go_back_when_clocks_jump(scratch: Callable[[], str]) -> None:
+    """Ahead by a minute, then a takeover at the true time, then that clock jumps back: the final
+    checks (entry timestamps never go back, bookmarks by time are exact) hold."""
+    ahead: list[Op] = [ClockJump(60_000, back=False), Write(2), Settle(300), Bookmark(), CrashPrimary()]
+    then: list[Op] = [NewPrimary(), Write(1), ClockJump(5000, back=True), Write(1), Settle(3000), Bookmark()]
+    out = run_schedule(scratch(), [*ahead, *then])
+    assert out.ok == {1, 2, 3, 4}

@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 
 from conftest import s3_backends
-from s3servers import ACCESS_KEY, SECRET_KEY, S3Server, free_port
 from walrelay.archive.dir_store import DirStore
 from walrelay.archive.s3_store import S3Store, parse_s3_url
 from walrelay.archive.store import ObjectNotFoundError, ObjectStore, ObjectStoreError, TransientStoreError
+from walrelay_chaos.s3server import ACCESS_KEY, SECRET_KEY, S3Server, free_port
 
 _buckets = itertools.count(1)
 

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import os
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -25,14 +27,17 @@ from walrelay.entry import Entry
 from walrelay.primary import PrimaryEffect, PrimaryState
 from walrelay.primary_node import PrimaryNode
 from walrelay.replica import ReplicaEffect, ReplicaState
+from walrelay.replica_store import ReplicaStore
 from walrelay_chaos.schedule import (
     Bookmark,
     Check,
+    ClockJump,
     CrashPrimary,
     Cut,
     Heal,
     NewPrimary,
     Op,
+    PowerFail,
     Restore,
     Settle,
     StoreDown,
@@ -268,6 +273,119 @@ def _branch_from_target(mp: Patch) -> None:
     mp.setattr(PrimaryNode, "new_branch", staticmethod(lambda new_epoch, target_branch: target_branch + 1))
 
 
+SEGMENTS_IN_A_ROW: list[Op] = [
+    Write(3),
+    Settle(3000),  # a segment is cut (2 s) and archived
+    Write(3),
+    Settle(3000),  # and the next one
+    Check(),
+]
+
+
+def _off_by_one_cut(mp: Patch) -> None:
+    """A segment cut ends one entry early and the cut point moves past it anyway: the entry at
+    the boundary is in no segment (an archive gap; the classic ``range(first, last)``)."""
+    orig = ArchiverState._cut
+
+    def cut(self: ArchiverState) -> None:
+        if len(self.pending) < 2:
+            orig(self)
+            return
+        boundary = self.pending.pop()
+        orig(self)
+        self.cut_through, self.cut_chain = boundary.seq, boundary.chain
+
+    mp.setattr(ArchiverState, "_cut", cut)
+
+
+CLOCK_AHEAD_THEN_FAILOVER: list[Op] = [
+    ClockJump(5000, back=False),  # the first primary's clock runs 5 s ahead
+    Write(2),
+    Settle(300),
+    CrashPrimary(),
+    NewPrimary(),  # the true time: 5 s behind the log it recovers
+    Write(1),
+    Settle(300),
+    Check(),
+]
+
+
+def _timestamps_from_own_clock(mp: Patch) -> None:
+    """A new primary stamps entries from its own clock alone: it forgets the recovered log's last
+    timestamp (the spec's NextTs takes the max of both), so behind a primary whose clock ran
+    ahead, timestamps go back and a point in time names the wrong seq."""
+    orig = PrimaryState.__init__
+
+    def init(self: PrimaryState, config: Any, **kw: Any) -> None:
+        orig(self, config, **kw)
+        self.last_timestamp_us = kw.get("last_timestamp_us", 0)
+
+    mp.setattr(PrimaryState, "__init__", init)
+
+
+STORE_DOWN_THEN_UP: list[Op] = [
+    Settle(300),
+    StoreDown(ambiguous=False),
+    Write(2),
+    Settle(3000),  # cut, and every attempt fails
+    StoreUp(),
+    Write(2),
+    Settle(3000),  # the next segment is archived
+    Bookmark(),
+    Check(),
+]
+
+
+def _skip_failed_segment(mp: Patch) -> None:
+    """After a failed segment PUT the archiver moves on to the next upload instead of retrying the
+    same one: the archive gets a gap (spec: ConfirmUpload only after the store said done)."""
+    orig = ArchiverState.on_put_failed
+
+    def on_put_failed(self: ArchiverState, key: str, error: str) -> list[Any]:
+        put = self.in_flight
+        if put is None or put.key != key or put.kind != "segment":
+            return list(orig(self, key, error))
+        self.failures += 1
+        self.last_error = error
+        self.in_flight = None
+        return list(self._next_upload())
+
+    mp.setattr(ArchiverState, "on_put_failed", on_put_failed)
+
+
+ACKED_THEN_POWER_LOSS: list[Op] = [
+    Settle(300),
+    Cut(0b11000),  # replicas 0, 1, 2 hear the next write: a quorum, so it is acknowledged
+    Write(1),
+    Settle(20),
+    PowerFail(0b00111, primary=True),  # they and the primary lose power right after
+    Heal(),
+    NewPrimary(),
+    Check(),
+]
+
+
+def _acks_before_fsync(mp: Patch) -> None:
+    """The replica acknowledges an APPEND once its bytes are written, before they are synced: the
+    fdatasync is left to the next append (a write-back cache). A power loss then loses entries
+    it acknowledged."""
+
+    def append_unsynced(self: ReplicaStore, entries: tuple[Entry, ...]) -> None:
+        if vars(self).get("unsynced"):
+            os.fdatasync(self._fd)  # the previous batch, only now
+        off = self._size
+        for e in entries:
+            self._offsets[e.seq] = off
+            off += 4 + len(e.raw)
+        view = memoryview(b"".join(len(e.raw).to_bytes(4, "big") + e.raw for e in entries))
+        while view:
+            view = view[os.write(self._fd, view) :]
+        self._size = off
+        vars(self)["unsynced"] = True
+
+    mp.setattr(ReplicaStore, "append_durably", append_unsynced)
+
+
 @dataclass(frozen=True)
 class Mutant:
     name: str
@@ -286,6 +404,10 @@ MUTANTS: dict[str, Mutant] = {
         Mutant("bookmark_before_durable", _bookmark_before_durable, BOOKMARK_LOST_IN_FAILOVER),
         Mutant("restore_before_archived", _restore_before_archived, UNDO_AFTER_A_QUICK_RESTORE),
         Mutant("branch_number_reused", _branch_from_target, RESTORE_AND_UNDO),
+        Mutant("off_by_one_segment_cut", _off_by_one_cut, SEGMENTS_IN_A_ROW),
+        Mutant("timestamps_not_monotonic_across_failover", _timestamps_from_own_clock, CLOCK_AHEAD_THEN_FAILOVER),
+        Mutant("retry_that_skips_a_failed_segment", _skip_failed_segment, STORE_DOWN_THEN_UP),
+        Mutant("replica_acks_before_fsync", _acks_before_fsync, ACKED_THEN_POWER_LOSS),
     )
 }
 
@@ -299,3 +421,29 @@ def planted(name: str) -> Iterator[None]:
         yield
     finally:
         patcher.undo()
+
+
+def shrink(
+    schedule: list[Op], fails: Callable[[list[Op]], bool], *, max_runs: int = 60, max_seconds: float = 10.0
+) -> list[Op]:
+    """A shorter schedule that still fails, greedily: remove chunks (halves, quarters, .., single
+    ops), keeping each removal after which ``fails`` still holds; stop when no single op can go,
+    or after ``max_runs`` tries or ``max_seconds``. A random kill is then a schedule short enough
+    to read (the kill table's "shrunk" column)."""
+    started = time.monotonic()
+    runs = 0
+    size = max(1, len(schedule) // 2)
+    while True:
+        i = 0
+        while i < len(schedule):
+            if runs >= max_runs or time.monotonic() - started >= max_seconds:
+                return schedule
+            candidate = schedule[:i] + schedule[i + size :]
+            runs += 1
+            if candidate and fails(candidate):
+                schedule = candidate  # removed: try the same place again
+            else:
+                i += size
+        if size == 1:
+            return schedule
+        size = max(1, size // 2)

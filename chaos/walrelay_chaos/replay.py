@@ -2,14 +2,17 @@
 
 Format (JSON, one object):
 
-    {"harness": "walrelay-chaos-sim/1", "quorum": 3, "seed": 7,
+    {"harness": "walrelay-chaos-sim/1", "quorum": 3, "seed": 7, "mutant": "ack_after_2",
      "schedule": [{"op": "Write", "count": 2}, ...]}
 
 ``harness`` names what runs it and its version: a file written by another harness version is
-refused, not guessed at. ``schedule`` is a list of operations (``walrelay_chaos.schedule``).
-``seed`` seeds trio's scheduling (``sim.deterministic_scheduling``). ``walrelay chaos replay FILE``
-runs it on the simulated cluster (``walrelay_chaos.sim``) and prints the verdict and the run's
-history digest: exit 0 valid, 1 invalid (a checker failed: its message), 2 a bad file.
+refused, not guessed at; ``walrelay-chaos-real/1`` is a real-mode run (``walrelay_chaos.real``).
+``schedule`` is a list of operations (``walrelay_chaos.schedule``). ``seed`` seeds trio's
+scheduling (``sim.deterministic_scheduling``). ``mutant`` (optional) names a planted bug the run
+had (``walrelay_chaos.mutants``): the replay plants it too. ``walrelay chaos replay FILE`` runs it
+and prints the verdict and, in sim mode, the run's history digest: exit 0 valid, 1 invalid (a
+checker failed: its message), 2 a bad file. A real-mode replay runs the same schedule against
+processes again: the same faults in the same order, not the same timing.
 
 A replay is exact: time is the mock clock's (entry timestamps too), disk I/O is inline, and the
 scheduling order is the seed's, so the same file gives the same history, byte for byte, in any
@@ -18,20 +21,45 @@ process (tests/test_chaos_replay.py runs each twice and compares digests).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import tempfile
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from walrelay_chaos.schedule import Op, ScheduleError, op_from_json, op_to_json
 
 HARNESS = "walrelay-chaos-sim/1"
+HARNESS_REAL = "walrelay-chaos-real/1"
+HARNESSES = {"sim": HARNESS, "real": HARNESS_REAL}
 
 
-def write_replay(path: str | os.PathLike[str], schedule: Sequence[Op], *, quorum: int = 3, seed: int = 0) -> Path:
-    body = {"harness": HARNESS, "quorum": quorum, "seed": seed, "schedule": [op_to_json(op) for op in schedule]}
+@dataclass(frozen=True)
+class Replay:
+    schedule: list[Op]
+    quorum: int
+    seed: int
+    mode: str  # "sim" or "real"
+    mutant: str | None  # planted for the run (walrelay_chaos.mutants), or None: the reference
+
+
+def write_replay(
+    path: str | os.PathLike[str],
+    schedule: Sequence[Op],
+    *,
+    quorum: int = 3,
+    seed: int = 0,
+    mode: str = "sim",
+    mutant: str | None = None,
+) -> Path:
+    body: dict[str, Any] = {"harness": HARNESSES[mode], "quorum": quorum, "seed": seed}
+    if mutant is not None:
+        body["mutant"] = mutant
+    body["schedule"] = [op_to_json(op) for op in schedule]
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(body, indent=1) + "\n", encoding="utf-8")
@@ -40,6 +68,14 @@ def write_replay(path: str | os.PathLike[str], schedule: Sequence[Op], *, quorum
 
 def read_replay(path: str | os.PathLike[str]) -> tuple[list[Op], int, int]:
     """The schedule, quorum and seed in a replay file; ScheduleError naming what is wrong."""
+    r = load_replay(path)
+    return r.schedule, r.quorum, r.seed
+
+
+def load_replay(path: str | os.PathLike[str]) -> Replay:
+    """Everything in a replay file; ScheduleError naming what is wrong."""
+    from walrelay_chaos.mutants import MUTANTS
+
     try:
         body = json.loads(Path(path).read_text(encoding="utf-8"))
     except OSError as e:
@@ -48,38 +84,97 @@ def read_replay(path: str | os.PathLike[str]) -> tuple[list[Op], int, int]:
         raise ScheduleError(f"{path}: not JSON ({e})") from None
     if not isinstance(body, dict):
         raise ScheduleError(f"{path}: not a replay file (expected a JSON object)")
-    if body.get("harness") != HARNESS:
-        raise ScheduleError(f"{path}: written by harness {body.get('harness')!r}; this is {HARNESS}")
+    modes = {h: m for m, h in HARNESSES.items()}
+    if body.get("harness") not in modes:
+        raise ScheduleError(
+            f"{path}: written by harness {body.get('harness')!r}; this reads {HARNESS} and {HARNESS_REAL}"
+        )
     quorum = body.get("quorum")
     if not isinstance(quorum, int) or isinstance(quorum, bool) or not 1 <= quorum <= 5:
         raise ScheduleError(f"{path}: quorum must be 1..5, got {quorum!r}")
     seed = body.get("seed")
     if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
         raise ScheduleError(f"{path}: seed must be a non-negative integer, got {seed!r}")
+    mutant = body.get("mutant")
+    if mutant is not None and mutant not in MUTANTS:
+        raise ScheduleError(f"{path}: mutant {mutant!r} is not one of {', '.join(MUTANTS)}")
     items = body.get("schedule")
     if not isinstance(items, list):
         raise ScheduleError(f"{path}: schedule must be a list of operations")
     ops = [op_from_json(item, where=f"{path}: schedule[{i}]") for i, item in enumerate(items)]
-    return ops, quorum, seed
+    return Replay(ops, quorum, seed, modes[body["harness"]], mutant)
 
 
 def replay_command(path: str | os.PathLike[str]) -> str:
     return f"walrelay chaos replay {path}"
 
 
-def run_replay(path: str | os.PathLike[str]) -> tuple[bool, str]:
-    """(valid, verdict) of one replay; ScheduleError for a bad file."""
+def run_replay(path: str | os.PathLike[str], out_dir: str | os.PathLike[str] | None = None) -> tuple[bool, str]:
+    """(valid, verdict) of one replay; ScheduleError for a bad file. ``out_dir``: write the run's
+    report there (history.jsonl, timeline.html, latency.png; ``walrelay_chaos.report``)."""
+    from walrelay_chaos.mutants import planted
     from walrelay_chaos.sim import run_schedule, scratch_root
 
-    schedule, quorum, seed = read_replay(path)
+    r = load_replay(path)
+    planted_note = f" (mutant {r.mutant} planted)" if r.mutant else ""
+    events: list[dict[str, Any]] = []
+    if r.mode == "real":
+        valid, verdict = _run_real_replay(r, planted_note, events)
+        _report(out_dir, events, valid, verdict, path, "s")
+        return valid, verdict
     root = tempfile.mkdtemp(prefix="walrelay-replay-", dir=scratch_root())
     try:
-        out = run_schedule(root, schedule, quorum=quorum, seed=seed)
+        with planted(r.mutant) if r.mutant else contextlib.nullcontext():
+            out = run_schedule(root, r.schedule, quorum=r.quorum, seed=r.seed, history=events)
     except AssertionError as e:
-        return False, f"invalid: {e}"
+        _report(out_dir, events, False, str(e), path, "simulated s")
+        return False, f"invalid{planted_note}: {e}"
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    _report(out_dir, events, True, "", path, "simulated s")
+    return True, (
+        f"valid{planted_note}: {len(r.schedule)} operations; last branch's writes: {len(out.ok)} acknowledged, "
+        f"{len(out.failed)} failed, {len(out.unknown)} unknown; history {out.history}"
+    )
+
+
+def _report(
+    out_dir: str | os.PathLike[str] | None,
+    events: list[dict[str, Any]],
+    valid: bool,
+    message: str,
+    path: str | os.PathLike[str],
+    unit: str,
+) -> None:
+    if out_dir is not None:
+        from walrelay_chaos.report import write_report
+
+        write_report(
+            Path(out_dir),
+            events,
+            verdict=valid,
+            message="" if valid else message.splitlines()[0][:500],
+            title=f"replay of {path}",
+            replay=replay_command(path),
+            time_unit=unit,
+        )
+
+
+def _run_real_replay(r: Replay, planted_note: str, events: list[dict[str, Any]]) -> tuple[bool, str]:
+    """A real-mode file runs its schedule against processes again: the same faults in the same
+    order, but not the same timing (the operating system schedules the processes)."""
+    from walrelay_chaos.campaign import s3_server
+    from walrelay_chaos.real import NodeCommands, run_real, scratch_dir
+
+    root = scratch_dir(r.seed)
+    try:
+        with s3_server() as s3:
+            out = run_real(root, r.schedule, s3, quorum=r.quorum, impl=NodeCommands.walrelay(r.mutant), history=events)
+    except AssertionError as e:
+        return False, f"invalid{planted_note}: {e}"
     finally:
         shutil.rmtree(root, ignore_errors=True)
     return True, (
-        f"valid: {len(schedule)} operations; last branch's writes: {len(out.ok)} acknowledged, "
-        f"{len(out.failed)} failed, {len(out.unknown)} unknown; history {out.history}"
+        f"valid{planted_note} (real mode: the same schedule, not the same timing): {len(r.schedule)} operations; "
+        f"{len(out.ok)} acknowledged, {len(out.failed)} failed, {len(out.unknown)} unknown, in {out.seconds:.1f} s"
     )

@@ -114,6 +114,118 @@ class MinorityFailover:
         return [*ops, Heal()]
 
 
+@dataclass(frozen=True)
+class PairFailover:
+    """A nemesis aimed at the write quorum: ``writes`` reach exactly two replicas (``pair`` picks
+    which two of the ten pairs), the primary crashes, and a new primary recovers from the other
+    three, which never heard them, and writes. Two of five is not a quorum: the writes must not
+    have been acknowledged, or they are lost here."""
+
+    pair: int
+    writes: int
+
+    def expand(self) -> list[Op]:
+        everyone = 0b11111
+        a, b = PAIRS[self.pair % len(PAIRS)]
+        pair = (1 << a) | (1 << b)
+        return [
+            Heal(), Cut(everyone ^ pair), Write(self.writes), Settle(20), CrashPrimary(), Heal(), Cut(pair),
+            NewPrimary(), Settle(300), Write(1), Settle(300), Check(), Heal(),
+        ]  # fmt: skip
+
+
+PAIRS = [(a, b) for a in range(5) for b in range(a + 1, 5)]
+
+
+@dataclass(frozen=True)
+class SplitBrain:
+    """A nemesis aimed at fencing: a new primary takes over while the old one still runs and still
+    reaches the replicas and its clients (it was cut off only from whoever decided the takeover);
+    clients write to both, ``stale_writes`` of them to the old one. Its writes must fail or stay
+    unknown: every replica promised the new epoch."""
+
+    stale_writes: int
+
+    def expand(self) -> list[Op]:
+        return [Heal(), NewPrimary(), Settle(300), Write(1), WriteStale(self.stale_writes), Settle(300), Check()]
+
+
+# -- network faults (docs: chaos/README.md, "Nemeses and mutants"). The network carries TCP: on one
+# connection bytes arrive in order or the connection breaks; nothing is lost, duplicated or
+# reordered inside it. Loss is a broken connection with frames still in flight; duplication and
+# reordering only happen across connections (an abandoned connection's late frames). All of them
+# apply to the links between primaries and the replicas in ``mask``, and last until Heal.
+
+
+@dataclass(frozen=True)
+class OneWay:
+    """A one-way partition: ``to_replica`` - the replicas in the mask stop hearing the primaries
+    (their replies still flow); else the replicas hear everything and their replies stop. Bytes
+    in the dead direction are held (TCP retransmits) until Heal; a new connection is refused (a
+    handshake needs both ways)."""
+
+    mask: int
+    to_replica: bool
+
+
+@dataclass(frozen=True)
+class Delay:
+    """Every frame, both ways, reaches the other end ``ms`` late (in order, per connection)."""
+
+    mask: int
+    ms: int
+
+
+@dataclass(frozen=True)
+class Reset:
+    """The connections break now (a TCP reset): frames still in flight (delayed or held) are lost."""
+
+    mask: int
+
+
+@dataclass(frozen=True)
+class Orphan:
+    """The primaries abandon their connections now (as after a timeout) and reconnect; the replica's
+    end of each old connection lives on, and the frames still in flight on it arrive ``ms`` from
+    now, after the new connection's: duplicated and out of order. Replies on it are lost."""
+
+    mask: int
+    ms: int
+
+
+# -- clocks, disks, restores
+
+
+@dataclass(frozen=True)
+class ClockJump:
+    """The current primary's wall clock (its entry timestamps, its archive's retention) jumps ``ms``
+    forwards, or backwards, and stays off by that (a later primary starts with the true time)."""
+
+    ms: int
+    back: bool
+
+
+@dataclass(frozen=True)
+class PowerFail:
+    """The replicas in ``mask`` lose power at once (and the current primary, if ``primary``): each
+    loses what it wrote since its last fsync, then restarts. (CrashReplica is a process crash:
+    the OS keeps what was written.)"""
+
+    mask: int
+    primary: bool
+
+
+@dataclass(frozen=True)
+class RestoreCrash:
+    """A Restore (``pick``, ``by_request``) whose restoring primary crashes half way: ``late``
+    false, while its first epoch archives the old branch; true, after it took its second epoch.
+    The next primary (started with the same ``restore_to``, for a restore by flag) finishes it."""
+
+    pick: int
+    by_request: bool
+    late: bool
+
+
 Op = (
     Write
     | WriteStale
@@ -130,6 +242,15 @@ Op = (
     | Bookmark
     | Restore
     | MinorityFailover
+    | PairFailover
+    | SplitBrain
+    | OneWay
+    | Delay
+    | Reset
+    | Orphan
+    | ClockJump
+    | PowerFail
+    | RestoreCrash
 )
 
 
@@ -137,7 +258,8 @@ OPS: dict[str, type[Op]] = {
     cls.__name__: cls
     for cls in (
         Write, WriteStale, Settle, Cut, Heal, CrashPrimary, NewPrimary, CrashReplica, LoseDisk,
-        StoreDown, StoreUp, Check, Bookmark, Restore, MinorityFailover,
+        StoreDown, StoreUp, Check, Bookmark, Restore, MinorityFailover, PairFailover, SplitBrain, OneWay, Delay, Reset,
+        Orphan, ClockJump, PowerFail, RestoreCrash,
     )
 }  # fmt: skip
 

@@ -3,8 +3,10 @@
 Five real ``ReplicaNode``s (real ``ReplicaStore`` files, disk I/O inline so the run depends only on
 the schedule), real ``PrimaryNode``s with epochs from a real ``EpochAllocator``, one archive shared
 by every primary (a directory store that ``StoreDown``/``StoreUp`` make fail, ambiguously or not),
-and clients, all over the in-memory transport with partitions between primaries and replicas, on
-trio's ``MockClock``. ``run_schedule`` plays a schedule (``walrelay_chaos.schedule``) and judges it:
+and clients, all over the in-memory transport with faults between primaries and replicas (``Link``:
+partitions, one-way partitions, delays, resets, abandoned connections), primary wall clocks that
+jump, and a disk model for power losses (``SimDisk``), on trio's ``MockClock``. ``run_schedule``
+plays a schedule (``walrelay_chaos.schedule``) and judges it:
 
 - every write acknowledged so far is in the serving primary's database with its value, nothing
   reported as failed is, and after a restore nothing the restore rolled back is (Jepsen's set
@@ -12,8 +14,9 @@ trio's ``MockClock``. ``run_schedule`` plays a schedule (``walrelay_chaos.schedu
 - each restore serves exactly its bookmark's database; an undo holds every write acknowledged on
   the branch it ended;
 - at the end, after healing and a last takeover: every replica holds exactly the final primary's
-  log, the archive verifies and restores every seq to the committed log's database, and every
-  bookmark taken restores page for page, by seq and by time.
+  log, the archive verifies and restores every seq to the committed log's database, entry
+  timestamps never go back along the committed history, and every bookmark taken restores page
+  for page, by seq and by time.
 
 A failed check raises AssertionError with what was wrong. (Moved here from the failover property
 test so that the same harness runs schedules from tests, replay files and, next, chaos campaigns.)
@@ -21,13 +24,16 @@ test so that the same harness runs schedules from tests, replay files and, next,
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import functools
 import hashlib
+import itertools
+import math
 import os
 import shutil
 import tempfile
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -53,16 +59,25 @@ from walrelay.wire import ReplyStatus
 from walrelay_chaos.schedule import (
     Bookmark,
     Check,
+    ClockJump,
     CrashPrimary,
     CrashReplica,
     Cut,
+    Delay,
     Heal,
     LoseDisk,
     MinorityFailover,
     NewPrimary,
+    OneWay,
     Op,
+    Orphan,
+    PairFailover,
+    PowerFail,
+    Reset,
     Restore,
+    RestoreCrash,
     Settle,
+    SplitBrain,
     StoreDown,
     StoreUp,
     Write,
@@ -85,36 +100,245 @@ def _event(name: str) -> None:
 # -- the network ----------------------------------------------------------------------------------
 
 
-class CutTransport:
-    """The in-memory network, plus partitions between primaries and chosen replicas.
+class Link(trio.abc.Stream):
+    """The dialing end of one connection (a primary's to a replica), through the network's faults.
 
-    A cut closes the connections to that replica (data already sent still arrives, as with TCP)
-    and refuses new ones until healed. Clients always reach primaries.
+    The network carries TCP, and this models what TCP allows: bytes of one connection arrive in
+    order, late (``Delay``), held while one direction is dead (``OneWay``: TCP retransmits until
+    it gets through), or not at all once the connection breaks (``Reset``, a partition): frames
+    still in flight are then lost. Nothing is duplicated or reordered within a connection; that
+    happens across connections only: an abandoned connection (``Orphan``) still delivers its
+    in-flight frames to the replica, after the ones its successor carries.
+
+    Frames (one ``send_all`` each: ``Channel.send``) leave at once when nothing is held or queued
+    and the link has no delay (the common case costs no task); else they queue, and a pump task
+    delivers them when due. Replies are read as they come and held here for the delay or the
+    one-way fault."""
+
+    def __init__(self, net: CutTransport, address: str, inner: trio.StapledStream[Any, Any]) -> None:
+        self.net = net
+        self.address = address
+        self.inner = inner
+        self.out: collections.deque[tuple[float, bytes]] = collections.deque()  # in flight: (due, frame)
+        self.pumping = False
+        self.broken = False  # the dialing end failed: reset, or abandoned
+        self.closed = False  # the dialing end closed it (a FIN follows what is still in flight)
+        self.late_until = 0.0  # abandoned: nothing in flight arrives before this
+        self.recv_scope: trio.CancelScope | None = None
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        if self.broken or self.closed:
+            raise trio.BrokenResourceError(f"connection to {self.address} is broken")
+        net = self.net
+        quiet = not net.delay.get(self.address) and not net.held(self.address, to_replica=True)
+        if quiet and not self.pumping:
+            await self.inner.send_all(data)
+            return
+        await trio.lowlevel.checkpoint()
+        self.out.append((trio.current_time() + net.delay.get(self.address, 0.0), bytes(data)))
+        if not self.pumping:
+            self.pumping = True
+            net.nursery.start_soon(self._pump)
+
+    async def _pump(self) -> None:
+        try:
+            while self.out:
+                due = max(self.out[0][0], self.late_until)
+                if trio.current_time() < due:
+                    await trio.sleep_until(due)
+                    continue
+                if self.net.held(self.address, to_replica=True):
+                    _event("a one-way fault held frames to a replica")
+                    await self.net.changed.wait()
+                    continue
+                _, frame = self.out.popleft()
+                if self.broken:
+                    _event("an abandoned connection's frame arrived late")
+                try:
+                    await self.inner.send_all(frame)
+                except (trio.BrokenResourceError, trio.ClosedResourceError):
+                    self.out.clear()  # the replica's end is gone: the rest is lost
+        finally:
+            self.pumping = False
+            if self.closed or self.broken:
+                self.inner.send_stream.close()  # FIN, after the last frame in flight
+            if self.closed:
+                self.inner.receive_stream.close()
+
+    async def wait_send_all_might_not_block(self) -> None:
+        await trio.lowlevel.checkpoint()
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes | bytearray:
+        if self.broken:
+            raise trio.BrokenResourceError(f"connection to {self.address} was reset")
+        net = self.net
+        with trio.CancelScope() as self.recv_scope:
+            data = await self.inner.receive_some(max_bytes)
+            due = trio.current_time() + net.delay.get(self.address, 0.0)
+            while data and (trio.current_time() < due or net.held(self.address, to_replica=False)):
+                if net.held(self.address, to_replica=False):
+                    _event("a one-way fault held replies")
+                with trio.move_on_at(due if trio.current_time() < due else math.inf):
+                    await net.changed.wait()
+        self.recv_scope = None
+        if self.broken:  # whatever arrived meanwhile is lost with the connection
+            raise trio.BrokenResourceError(f"connection to {self.address} was reset")
+        return data
+
+    async def aclose(self) -> None:
+        """Closed by the dialing end: what is still in flight goes first (the pump closes then)."""
+        self.closed = True
+        if not self.pumping:
+            self.inner.send_stream.close()
+            self.inner.receive_stream.close()
+        await trio.lowlevel.checkpoint()
+
+    def _fail(self) -> None:
+        self.broken = True
+        if self.recv_scope is not None:
+            self.recv_scope.cancel()
+
+    def reset(self) -> None:
+        """A TCP reset: both ends see the connection fail; nothing in flight arrives."""
+        self._fail()
+        self.out.clear()
+        self.inner.send_stream.close()
+
+    def abandon(self, late_s: float) -> None:
+        """The dialing end gives up; what is in flight still arrives, ``late_s`` from now."""
+        self._fail()
+        self.late_until = trio.current_time() + late_s
+        if not self.pumping:
+            self.inner.send_stream.close()
+
+
+class CutTransport:
+    """The in-memory network, plus faults on the links between primaries and chosen replicas.
+
+    A cut (partition) closes the connections to that replica (data already delivered is read,
+    as with TCP; frames still held in flight are lost) and refuses new ones until healed; so does
+    a one-way fault, for new connections. Delays, one-way faults, resets and abandoned connections
+    act on each connection's ``Link``. Clients always reach primaries.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, nursery: trio.Nursery) -> None:
         self.inner = MemoryTransport()
+        self.nursery = nursery  # the pumps of frames in flight run here
         self.cut: set[str] = set()
-        self.live: dict[str, list[trio.StapledStream[Any, Any]]] = {}
+        self.oneway: dict[str, bool] = {}  # address -> its dead direction is towards the replica
+        self.delay: dict[str, float] = {}  # address -> seconds each frame takes
+        self.changed = trio.Event()  # set (and replaced) whenever a fault starts or stops
+        self.live: dict[str, list[Link]] = {}
 
     async def connect(self, address: str) -> trio.abc.Stream:
         if address in self.cut:
             raise OSError(f"partitioned from {address}")
-        stream = cast("trio.StapledStream[Any, Any]", await self.inner.connect(address))
-        self.live.setdefault(address, []).append(stream)
-        return stream
+        if address in self.oneway:
+            raise OSError(f"connection to {address} timed out (one way is down)")
+        inner = cast("trio.StapledStream[Any, Any]", await self.inner.connect(address))
+        link = Link(self, address, inner)
+        links = self.live.setdefault(address, [])
+        links[:] = [x for x in links if not (x.closed or x.broken) or x.out]
+        links.append(link)
+        return link
 
     async def serve(self, address: str, handler: Any, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
         await self.inner.serve(address, handler, task_status=task_status)
 
+    def held(self, address: str, *, to_replica: bool) -> bool:
+        return self.oneway.get(address) is to_replica
+
+    def _changed(self) -> None:
+        self.changed.set()
+        self.changed = trio.Event()
+
     def partition(self, addresses: set[str]) -> None:
         for a in sorted(addresses):  # a set of strings iterates in hash order, which varies per process
             self.cut.add(a)
-            for stream in self.live.pop(a, []):
-                stream.send_stream.close()
+            for link in self.live.pop(a, []):
+                link.out.clear()
+                link.inner.send_stream.close()
+
+    def one_way(self, addresses: set[str], *, to_replica: bool) -> None:
+        for a in sorted(addresses):
+            self.oneway[a] = to_replica
+        self._changed()
+
+    def slow(self, addresses: set[str], seconds: float) -> None:
+        for a in sorted(addresses):
+            self.delay[a] = seconds
+        self._changed()
+
+    def reset(self, addresses: set[str]) -> None:
+        for a in sorted(addresses):
+            for link in self.live.pop(a, []):
+                if link.out:
+                    _event("a reset lost frames in flight")
+                link.reset()
+
+    def abandon(self, addresses: set[str], late_s: float) -> None:
+        for a in sorted(addresses):
+            for link in self.live.get(a, []):
+                if not link.broken:
+                    link.abandon(late_s)
+
+    def faults(self) -> list[str]:
+        """The network faults in force, by kind (for the history's stop events)."""
+        return [k for k, on in (("partition", self.cut), ("one-way", self.oneway), ("delay", self.delay)) if on]
 
     def heal(self) -> None:
         self.cut.clear()
+        self.oneway.clear()
+        self.delay.clear()
+        self._changed()
+
+
+class SimDisk:
+    """What a power loss keeps of each file: its length at its last fsync (or fdatasync).
+
+    Installed for a run (``os.fsync``/``os.fdatasync`` wrapped: the real call, then the file's
+    length is noted by inode). ``lose_unsynced`` cuts every file under a directory back to that
+    length, and empties a file never synced: exactly the writes a crash may lose. Files are only
+    appended to or replaced (ReplicaStore: appends, truncations that are fsynced, and atomic
+    replaces whose new file is fsynced before the rename), so a length says what survived. A
+    process crash (CrashReplica) loses nothing: the OS still holds what was written.
+    """
+
+    def __init__(self) -> None:
+        self.synced: dict[tuple[int, int], int] = {}
+
+    @contextlib.contextmanager
+    def installed(self) -> Iterator[None]:
+        real = os.fsync, os.fdatasync
+
+        def wrap(call: Callable[[Any], None]) -> Callable[[Any], None]:
+            def synced(fd: Any) -> None:
+                call(fd)
+                st = os.fstat(fd)
+                self.synced[(st.st_dev, st.st_ino)] = st.st_size
+
+            return synced
+
+        setattr(os, "fsync", wrap(real[0]))  # noqa: B010 - typeshed's signature, not ours
+        setattr(os, "fdatasync", wrap(real[1]))  # noqa: B010
+        try:
+            yield
+        finally:
+            os.fsync, os.fdatasync = real
+
+    def lose_unsynced(self, directory: str) -> int:
+        """Cut every file under ``directory`` back to what its last fsync made durable; returns the
+        bytes lost."""
+        lost = 0
+        for parent, _, names in sorted(os.walk(directory)):
+            for name in sorted(names):
+                path = os.path.join(parent, name)
+                st = os.stat(path)
+                keep = self.synced.get((st.st_dev, st.st_ino), 0)
+                if st.st_size > keep:
+                    lost += st.st_size - keep
+                    os.truncate(path, keep)
+        return lost
 
 
 async def _inline(fn: Callable[..., Any], *args: Any) -> Any:
@@ -139,6 +363,7 @@ class FlakyStore:
             self.failed += 1
             if self.ambiguous and self.failed % 2:
                 self.inner.put(key, data)  # stored, but the answer is lost
+                _event("ambiguous-put")
             raise TransientStoreError(f"put {key}: timeout (store down)")
         self.inner.put(key, data)
 
@@ -193,12 +418,58 @@ class RunningPrimary:
         self.node.close()
 
 
+class History:
+    """What happened, as Jepsen records it: one event per invocation and per completion of each
+    client operation, and one per fault (``process`` "nemesis"), in order, with the time (mock-clock
+    seconds) each happened at. Format: docs/chaos-history.md; ``walrelay_chaos.report`` draws it.
+
+    Processes are numbered like Jepsen's: an operation takes the lowest number not in use, so the
+    timeline has one column per concurrent client, not one per write."""
+
+    def __init__(self, events: list[dict[str, Any]] | None = None, *, now: Callable[[], float] | None = None) -> None:
+        """``now``: seconds since the run started (default: the trio clock, mock in simulation)."""
+        self.events: list[dict[str, Any]] = [] if events is None else events
+        self.busy: set[int] = set()
+        self.now = now or trio.current_time
+
+    def _add(self, process: int | str, type_: str, f: str, value: Any, **extra: Any) -> None:
+        event = {"index": len(self.events), "time": round(self.now(), 6), "process": process}
+        event.update({"type": type_, "f": f, "value": value}, **extra)
+        self.events.append(event)
+
+    def invoke(self, f: str, value: Any, **extra: Any) -> int:
+        process = next(i for i in range(len(self.busy) + 1) if i not in self.busy)
+        self.busy.add(process)
+        self._add(process, "invoke", f, value, **extra)
+        return process
+
+    def complete(self, process: int, type_: str, f: str, value: Any, error: str | None = None, **extra: Any) -> None:
+        """``type_``: "ok", "fail" (did not happen) or "info" (may or may not have happened)."""
+        self.busy.discard(process)
+        self._add(process, type_, f, value, **({} if error is None else {"error": error}), **extra)
+
+    def fault(self, f: str, value: Any = None) -> None:
+        """A fault: "start-X" opens an interval of fault X, "stop-X" closes it, any other name is
+        an instant (a crash, a takeover)."""
+        self._add("nemesis", "info", f, value)
+
+
 class World:
-    def __init__(self, root: str, nursery: trio.Nursery, quorum: int) -> None:
+    def __init__(
+        self,
+        root: str,
+        nursery: trio.Nursery,
+        quorum: int,
+        history: History | None = None,
+        disk: SimDisk | None = None,
+    ) -> None:
         self.root = root
+        self.history = history or History()
         self.nursery = nursery
         self.quorum = quorum
-        self.net = CutTransport()
+        self.net = CutTransport(nursery)
+        self.disk = disk or SimDisk()  # what a power loss keeps (run_schedule installs it)
+        self.clock_us: list[int] = []  # each primary's wall clock, off the true one by this much
         self.placement = EpochAllocator(os.path.join(root, "placement"))
         # Every primary ships here, stale ones too; StoreDown/StoreUp make its PUTs fail.
         self.archive = FlakyStore(DirStore(os.path.join(root, "archive")))
@@ -251,8 +522,14 @@ class World:
             host[0].close()
             self.replicas[i] = None
 
+    def wall(self, n: int) -> int:
+        """Primary ``n``'s wall clock: the true one (``wall_us``), off by what ClockJumps made it."""
+        return wall_us() + self.clock_us[n]
+
     async def new_primary(self, restore_to: str | None = None) -> None:
         n = len(self.primaries)
+        self.clock_us.append(0)
+        clock = functools.partial(self.wall, n)
         node = PrimaryNode(
             object_name=OBJECT,
             app=KeyValue(),
@@ -263,10 +540,10 @@ class World:
             quorum=self.quorum,
             deadline_s=10**6,  # no resets by time: the schedule decides what happens
             archive=ArchiveShipper(
-                self.archive, OBJECT, segment_bytes=6000, segment_age_s=2.0, run_io=_inline, wall_us=wall_us
+                self.archive, OBJECT, segment_bytes=6000, segment_age_s=2.0, run_io=_inline, wall_us=clock
             ),
             restore_to=restore_to,
-            wall_us=wall_us,
+            wall_us=clock,
         )
         scope, done = trio.CancelScope(), trio.Event()
         address = await self.nursery.start(self._hosted, scope, done, functools.partial(node.run, f"mem:p{n}"))
@@ -285,17 +562,23 @@ class World:
 
     async def _put(self, address: str, k: int, out: Outcomes) -> None:
         """``out``: the outcomes of the branch the write was made on (a late reply stays there)."""
+        process = self.history.invoke("write", k, node=address.removeprefix("mem:"))
         try:
             async with Client.connect(self.net, address) as client:
                 reply = await client.call("put", k, f"v{k}")
-        except (ConnectionError, OSError):
+        except (ConnectionError, OSError) as e:
+            self.history.complete(process, "info", "write", k, f"connection: {e}")
             return
         if reply.status is ReplyStatus.OK:
             out.unknown.discard(k)
             out.ok.add(k)
+            self.history.complete(process, "ok", "write", k)
         elif reply.status is ReplyStatus.ERROR:
             out.unknown.discard(k)
             out.failed.add(k)
+            self.history.complete(process, "fail", "write", k, str(reply.body))
+        else:
+            self.history.complete(process, "info", "write", k, str(reply.body))
 
     async def serving(self, p: RunningPrimary, within_s: float) -> bool:
         with trio.move_on_after(within_s):
@@ -314,7 +597,9 @@ class World:
         simulated seconds, or no verdict; the final check (all healed) must answer.
         """
         acked = set(self.out.ok)  # before reading: a write acknowledged meanwhile may be read or not
+        process = self.history.invoke("read", None, node=p.address.removeprefix("mem:"))
         found = await self.read_all(p, 60)
+        self.history.complete(process, "info" if found is None else "ok", "read", None if found is None else len(found))
         if found is None:
             assert not must_answer, f"{context}: reads at epoch {p.node.epoch} got no answer: {p.node.status()}"
             return
@@ -359,6 +644,7 @@ class World:
             assert not stray, f"{context}: writes the restore rolled back are present at epoch {epoch}: {stray}"
 
     async def step(self, op: Op) -> None:
+        self.record_fault(op)
         current = self.primaries[-1]
         if isinstance(op, Write):
             self.write(current, op.count)
@@ -391,13 +677,92 @@ class World:
             self.archive.down = False
         elif isinstance(op, Check) and not current.crashed and await self.serving(current, 30):
             await self.check(current, "check")
-        elif isinstance(op, MinorityFailover):
+        elif isinstance(op, MinorityFailover | PairFailover | SplitBrain):
             for sub in op.expand():
                 await self.step(sub)
         elif isinstance(op, Bookmark):
             await self.bookmark(current)
         elif isinstance(op, Restore) and self.points:
             await self.restore(self.points[op.pick % len(self.points)], by_request=op.by_request)
+        elif isinstance(op, RestoreCrash) and self.points:
+            target = self.points[op.pick % len(self.points)]
+            await self.restore(target, by_request=op.by_request, crash="late" if op.late else "early")
+        elif isinstance(op, OneWay):
+            self.net.one_way(self.masked(op.mask), to_replica=op.to_replica)
+        elif isinstance(op, Delay):
+            self.net.slow(self.masked(op.mask), op.ms / 1000)
+        elif isinstance(op, Reset):
+            self.net.reset(self.masked(op.mask))
+        elif isinstance(op, Orphan):
+            self.net.abandon(self.masked(op.mask), op.ms / 1000)
+        elif isinstance(op, ClockJump):
+            self.clock_us[-1] += -op.ms * 1000 if op.back else op.ms * 1000
+        elif isinstance(op, PowerFail):
+            await self.power_fail(op.mask, primary=op.primary)
+
+    def masked(self, mask: int) -> set[str]:
+        return {a for i, a in enumerate(self.addresses) if mask >> i & 1}
+
+    async def power_fail(self, mask: int, *, primary: bool) -> None:
+        """The replicas in ``mask`` (and the current primary) lose power together: every one is
+        down before any loses its unsynced writes and restarts."""
+        if primary:
+            await self.crash_primary()
+        down = [i for i in range(N) if mask >> i & 1]
+        for i in down:
+            await self.crash_replica(i)
+        for i in down:
+            if self.disk.lose_unsynced(os.path.join(self.root, f"r{i}")):
+                _event("a power loss lost unsynced writes")
+        for i in down:
+            await self.start_replica(i)
+
+    def heal_all(self) -> None:
+        self.record_fault(Heal())
+        self.record_fault(StoreUp())
+        self.net.heal()
+        self.archive.down = False
+
+    def names(self, mask: int) -> list[str]:
+        return [a.removeprefix("mem:") for i, a in enumerate(self.addresses) if mask >> i & 1]
+
+    def record_fault(self, op: Op) -> None:
+        """The history's nemesis events for a fault operation (before it acts)."""
+        h = self.history
+        if isinstance(op, Cut):  # partitions add up until Heal: the value is every replica cut off now
+            cut = {a.removeprefix("mem:") for a in self.net.cut} | {f"r{i}" for i in range(N) if op.mask >> i & 1}
+            h.fault("start-partition", sorted(cut))
+        elif isinstance(op, Heal):
+            for kind in self.net.faults():
+                h.fault(f"stop-{kind}")
+        elif isinstance(op, OneWay):
+            dead = "to the replicas" if op.to_replica else "from the replicas"
+            h.fault("start-one-way", [*self.names(op.mask), dead])
+        elif isinstance(op, Delay):
+            h.fault("start-delay", [*self.names(op.mask), f"{op.ms} ms"])
+        elif isinstance(op, Reset):
+            h.fault("reset", self.names(op.mask))
+        elif isinstance(op, Orphan):
+            h.fault("orphan", [*self.names(op.mask), f"in-flight frames {op.ms} ms late"])
+        elif isinstance(op, ClockJump) and self.primaries:
+            who = self.primaries[-1].address.removeprefix("mem:")
+            h.fault("clock-jump", f"{who} {'-' if op.back else '+'}{op.ms} ms")
+        elif isinstance(op, PowerFail):
+            crashed = self.primaries[-1].crashed if self.primaries else True
+            whom = [self.primaries[-1].address.removeprefix("mem:")] if op.primary and not crashed else []
+            h.fault("power-fail", whom + self.names(op.mask))
+        elif isinstance(op, CrashPrimary) and self.primaries and not self.primaries[-1].crashed:
+            h.fault("crash-primary", self.primaries[-1].address.removeprefix("mem:"))
+        elif isinstance(op, NewPrimary):
+            h.fault("new-primary", f"p{len(self.primaries)}")
+        elif isinstance(op, CrashReplica):
+            h.fault("crash-replica", f"r{op.replica}")
+        elif isinstance(op, LoseDisk) and self.losses < MAX_DISK_LOSS:
+            h.fault("lose-disk", f"r{op.replica}")
+        elif isinstance(op, StoreDown) and not self.archive.down:
+            h.fault("start-store-down", "ambiguous PUTs" if op.ambiguous else "PUTs fail")
+        elif isinstance(op, StoreUp) and self.archive.down:
+            h.fault("stop-store-down")
 
     async def bookmark(self, p: RunningPrimary) -> None:
         """Take (seq, database) at p in one step (no await between: no other event runs), then ask
@@ -411,14 +776,25 @@ class World:
         point = Point(bookmark(node.branch, seq), data, rt.image())
         entry = state.log.get(seq)
         by_time = None
-        with trio.move_on_after(30):
-            async with Client.connect(self.net, p.address) as client:
-                reply = await client.call("__bookmark__")
-                if reply.status is not ReplyStatus.OK or reply.body["bookmark"] != point.bookmark:
-                    return
-                self.points.append(point)
-                if entry is not None:
-                    by_time = await client.call("__bookmark_for_time__", entry.timestamp_us)
+        process = self.history.invoke("bookmark", None, node=p.address.removeprefix("mem:"))
+        answer: tuple[str, Any, str | None] = ("info", None, "no answer within 30 s")
+        try:
+            with trio.move_on_after(30):
+                async with Client.connect(self.net, p.address) as client:
+                    reply = await client.call("__bookmark__")
+                    if reply.status is not ReplyStatus.OK or reply.body["bookmark"] != point.bookmark:
+                        answer = ("info", None, f"{reply.status.name}: {reply.body}")
+                        return
+                    answer = ("ok", point.bookmark, None)
+                    self.points.append(point)
+                    if entry is not None:
+                        by_time = await client.call("__bookmark_for_time__", entry.timestamp_us)
+        except (ConnectionError, OSError) as e:
+            answer = ("info", None, f"connection: {e}")
+            return
+        finally:
+            # Completed here, once: a write started meanwhile may reuse a freed process number.
+            self.history.complete(process, answer[0], "bookmark", answer[1], answer[2])
         if entry is None or by_time is None or by_time.status is not ReplyStatus.OK:
             return
         # The primary's answer: this entry, or a later one with the very same timestamp (writes in
@@ -430,30 +806,52 @@ class World:
             point.time_us = entry.timestamp_us
             _event("a bookmark's time names it")
 
-    async def restore(self, target: Point, *, by_request: bool) -> None:
-        """Heal, restore, and judge the restored database against the bookmark's."""
-        self.net.heal()
-        self.archive.down = False
+    async def restore(self, target: Point, *, by_request: bool, crash: str | None = None) -> None:
+        """Heal, restore, and judge the restored database against the bookmark's. ``crash``: the
+        restoring primary crashes half way ("early": its first epoch is archiving the old branch;
+        "late": it took its second epoch), and the next one must finish the restore."""
+        self.heal_all()
         current = self.primaries[-1]
+        # A branch made by this restore is numbered by an epoch taken during it (new_branch).
+        epoch_before = max(p.node.epoch for p in self.primaries)
         undo_asked = None
+        node = current.address.removeprefix("mem:")
+        process = self.history.invoke("restore", target.bookmark, by_request=by_request, node=node)
+        archiver = current.node.archive.archiver if current.node.archive is not None else None
+        b, seq = parse_bookmark(target.bookmark)
+        if (
+            archiver is not None
+            and not current.crashed
+            and b == current.node.branch
+            and seq > archiver.archived_through
+        ):
+            _event("restore-inside-unuploaded-window")
         if by_request:
             if current.crashed or not await self.serving(current, 60):
+                self.history.complete(process, "fail", "restore", target.bookmark, "no primary serving to ask")
                 return  # nobody to ask: nothing asked
             async with Client.connect(self.net, current.address) as client:
                 reply = await client.call("__restore__", target.bookmark)
             assert reply.status is ReplyStatus.OK, f"restore request for {target.bookmark}: {reply.body}"
             undo_asked = reply.body["undo_bookmark"]
-            await self.crash_primary()
-            await self.new_primary()
+            await self.restart_primary()
         else:
-            await self.crash_primary()
-            await self.new_primary(restore_to=target.bookmark)
+            await self.restart_primary(restore_to=target.bookmark)
+        if crash is not None and await self.crash_mid_restore(self.primaries[-1], late=crash == "late"):
+            self.history.fault("new-primary", f"p{len(self.primaries)} (finishes the restore)")
+            await self.new_primary(restore_to=None if by_request else target.bookmark)
         p = self.primaries[-1]
         assert await self.serving(p, 120), f"the restore to {target.bookmark} never served: {p.node.status()}"
         done = p.node.restored
+        record = p.node.meta.record if p.node.meta else None
+        if done is None and crash is not None and record is not None and record.branch > epoch_before:
+            # The crashed primary made the branch (its marker was durable): this one serves it.
+            assert record.restored_to == target.bookmark, p.node.status()
+            done = {"restored_to": record.restored_to, "undo_bookmark": record.undo_bookmark}
         if done is None and not by_request and p.node.meta and p.node.meta.record:
             # --restore-to a bookmark the branch was already made from: not restored again.
             assert p.node.meta.record.restored_to == target.bookmark, p.node.status()
+            self.history.complete(process, "ok", "restore", target.bookmark, note="already this branch")
             return
         assert done is not None and done["restored_to"] == target.bookmark, p.node.status()
         assert undo_asked in (None, done["undo_bookmark"]), f"undo bookmark {undo_asked} answered, {done} done"
@@ -465,22 +863,66 @@ class World:
             assert target.era is not None
             self.judge(found, *target.era, f"undo to {target.bookmark}", p.node.epoch)
             target.data = found  # the same bookmark must restore the same database next time
+        self.history.complete(process, "ok", "restore", target.bookmark, undo_bookmark=done["undo_bookmark"])
         self.points.append(Point(done["undo_bookmark"], era=(self.base, self.out)))
         self.base, self.out = dict(found), Outcomes()
         self.restores += 1
         _event("restored" + (" again (a restore of a restore)" if self.restores > 1 else ""))
 
+    async def restart_primary(self, restore_to: str | None = None) -> None:
+        """Crash the current primary and start the next (the restart that performs a restore)."""
+        if self.primaries and not self.primaries[-1].crashed:
+            self.history.fault("crash-primary", self.primaries[-1].address.removeprefix("mem:"))
+        self.history.fault(
+            "new-primary", f"p{len(self.primaries)}" + (f" --restore-to {restore_to}" if restore_to else "")
+        )
+        await self.crash_primary()
+        await self.new_primary(restore_to=restore_to)
+
+    async def crash_mid_restore(self, p: RunningPrimary, *, late: bool) -> bool:
+        """Crash p half way through its restore (see ``restore``); False if it never began one.
+
+        Polling would miss the moment (messages take no simulated time), so p's own
+        ``_begin_restore`` is wrapped, on this node only. Early: p dies at the restore's first
+        checkpoint: while it waits for the old branch to be archived, or, if that is done,
+        after it took the second epoch and wrote the fork snapshot, before its links restart.
+        Late: just after the links restarted under the second epoch."""
+        node = p.node
+        begin = node._begin_restore
+        hit: list[str] = []
+
+        async def begin_then_crash(target: str) -> None:
+            if not late:
+                hit.append("at its first checkpoint")
+                p.scope.cancel()
+            await begin(target)
+            if late and node.restore_plan is not None:
+                hit.append("after its second epoch")
+                p.scope.cancel()
+
+        setattr(node, "_begin_restore", begin_then_crash)  # noqa: B010 - this instance only
+        with trio.move_on_after(120):
+            while not hit and not p.crashed and node.gave_up is None and node.phase() != "serving":  # noqa: ASYNC110
+                await trio.sleep(0.01)
+        if not hit:
+            return False
+        self.history.fault("crash-primary", f"{p.address.removeprefix('mem:')} mid-restore, {hit[0]}")
+        await p.crash()
+        _event(f"crashed mid-restore, {hit[0]}")
+        return True
+
     async def finish(self) -> None:
         """Heal everything, crash every primary, and let a last one take over: it must serve,
         hold every acknowledged write, and bring every replica to exactly its log."""
-        self.net.heal()
-        self.archive.down = False
+        self.heal_all()
         current = self.primaries[-1]
         if not current.crashed and current.node.phase() == "serving":
             await self.repaired(current, "the serving primary, once healed")
         for p in self.primaries:
             if not p.crashed:
+                self.history.fault("crash-primary", p.address.removeprefix("mem:"))
                 await p.crash()
+        self.history.fault("new-primary", f"p{len(self.primaries)} (the final takeover)")
         await self.new_primary()
         final = self.primaries[-1]
         assert await self.serving(final, 120), f"the final primary never served: {final.node.status()}"
@@ -492,6 +934,11 @@ class World:
         await self.check(final, "after the final takeover", must_answer=True)
         await self.repaired(final, "the final primary")
         await self.archive_is_exact(final)
+        for p in self.primaries:  # coverage: why segments were cut (walrelay_chaos.coverage)
+            archiver = p.node.archive.archiver if p.node.archive is not None else None
+            for reason in ("size", "age"):
+                if archiver is not None and archiver.cuts[reason]:
+                    _event(f"segment-cut-by-{reason}")
 
     async def archive_is_exact(self, p: RunningPrimary) -> None:
         """Every primary shipped to one archive, across failovers and with stale primaries still
@@ -512,6 +959,11 @@ class World:
         log = lineage(reader, p.node.branch)
         for seq, e in state.log.items():
             assert log.setdefault(seq, e).chain == e.chain, f"the archive's seq {seq} is not the primary's"
+        # Entry timestamps never go back along the committed history (the spec's NextTs, across
+        # failovers and clock jumps): a point in time names one seq only if they do not.
+        stamps = [(seq, log[seq].timestamp_us) for seq in sorted(log)]
+        back = [(a, b) for a, b in itertools.pairwise(stamps) if b[1] < a[1]]
+        assert not back, f"entry timestamps go back: seq {back[0][1][0]} is older than seq {back[0][0][0]}"
         replayer: Replayer | None = None
         for seq in range(1, state.durable_seq + 1):
             e = log[seq]
@@ -626,9 +1078,17 @@ def history_digest(world: World) -> str:
     return h.hexdigest()[:16]
 
 
-def run_schedule(root: str, schedule: list[Op], *, quorum: int = 3, seed: int | None = None) -> Outcomes:
+def run_schedule(
+    root: str,
+    schedule: list[Op],
+    *,
+    quorum: int = 3,
+    seed: int | None = None,
+    history: list[dict[str, Any]] | None = None,
+) -> Outcomes:
     """Play ``schedule`` and judge it (AssertionError: a checker failed). ``seed``: make trio's
-    scheduling deterministic with it (not needed under hypothesis, which seeds trio itself)."""
+    scheduling deterministic with it (not needed under hypothesis, which seeds trio itself).
+    ``history``: a list to append the run's events to (``History``), kept when a checker fails."""
     if seed is not None:
         deterministic_scheduling(seed)
 
@@ -636,7 +1096,7 @@ def run_schedule(root: str, schedule: list[Op], *, quorum: int = 3, seed: int | 
         world: World | None = None
         try:
             async with trio.open_nursery() as nursery:
-                world = World(root, nursery, quorum)
+                world = World(root, nursery, quorum, History(history), disk)
                 for i in range(N):
                     await world.start_replica(i)
                 await world.new_primary()
@@ -652,8 +1112,10 @@ def run_schedule(root: str, schedule: list[Op], *, quorum: int = 3, seed: int | 
             if world is not None:
                 world.close()
 
+    disk = SimDisk()
     try:
-        return trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
+        with disk.installed():
+            return trio.run(main, clock=trio.testing.MockClock(autojump_threshold=0))
     except* AssertionError as eg:  # a checker's verdict, out of trio's ExceptionGroup
         raise eg.exceptions[0] from None
     except* WalrelayError as eg:  # a check that reads the archive found it unreadable: also a verdict

@@ -8,7 +8,10 @@
 (d) the same with the WAL archive on (a local directory, 1 s segments): throughput, and bytes
     uploaded per byte of log committed;
 (e) restore: replaying the whole archived log from the genesis snapshot (MB of log per second),
-    against a plain copy of the same segment bytes measured in the same run.
+    against a plain copy of the same segment bytes measured in the same run;
+(f) the chaos simulation: simulated seconds per wall second (real time is the baseline, 1.0x)
+    under a steady write load, and random fault schedules judged per minute
+    (walrelay_chaos.speed).
 Absolute numbers depend on the machine; the ratios are the claim.
 """
 
@@ -198,6 +201,14 @@ def run_bench(*, seconds: float = 3.0, concurrency: int = 64) -> int:
               f"{uploaded / log_bytes:.2f} bytes uploaded per byte committed (segments + snapshots)")  # fmt: skip
         print(f"(e) restore: replay the whole log               {replay:8.1f} MB/s   "
               f"{replay / copy:.3f}x of a plain copy ({copy:.0f} MB/s)")  # fmt: skip
+        from walrelay_chaos.speed import schedules_per_minute, sim_speed
+
+        sim_s, wall_s, acked = sim_speed()
+        print(f"(f) chaos simulation, steady writes          {sim_s / wall_s:8.1f}x real time "
+              f"({sim_s:.1f} simulated s in {wall_s:.2f} s, {acked} writes acknowledged)", flush=True)  # fmt: skip
+        runs, spent = schedules_per_minute(max(seconds * 4, 10.0))
+        print(f"    random fault schedules, judged            {runs * 60 / spent:8.0f} per minute "
+              f"({runs} in {spent:.1f} s)", flush=True)  # fmt: skip
     finally:
         shutil.rmtree(root, ignore_errors=True)
     return 0

@@ -145,22 +145,54 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--seconds", type=_positive_float, default=3.0, help="seconds per measurement")
     b.add_argument("--concurrency", type=_nonneg_int, default=64, help="requests in flight for (c)")
 
-    ch = sub.add_parser("chaos", help="the chaos harness (walrelay_chaos): replay a recorded run")
+    ch = sub.add_parser("chaos", help="the chaos harness (walrelay_chaos): campaigns, replays, mutants, reports")
     chsub = ch.add_subparsers(dest="chaos_command", required=True, metavar="CHAOS_COMMAND")
-    rp = chsub.add_parser("replay", help="run a replay file's schedule on the simulated cluster and print the verdict")
+    rp = chsub.add_parser(
+        "replay", help="run a replay file's schedule again (exactly, in sim mode) and print the verdict"
+    )
     rp.add_argument("file", metavar="FILE", help="a replay file (JSON, written by a failing chaos run or test)")
+    rp.add_argument("--out", metavar="DIR", help="write the replay's history.jsonl, timeline.html and latency.png here")
     cm = chsub.add_parser("mutants", help="plant each protocol bug in turn and print which the harness kills")
     cm.add_argument("--seeds", type=_nonneg_int, default=200, help="random seeds per mutant at most (default 200)")
     cm.add_argument("--seconds", type=_positive_float, default=60.0, help="random search per mutant (default 60)")
     cm.add_argument("--only", action="append", metavar="NAME", help="only this mutant (repeatable)")
-    cr = chsub.add_parser("run", help="a campaign: seeded random schedules on the simulated cluster, each judged")
-    cr.add_argument("--mode", choices=("sim", "real"), default="sim", help="sim (default); real is not built yet")
+    cr = chsub.add_parser("run", help="a campaign: seeded random schedules, each run and judged")
+    cr.add_argument(
+        "--mode",
+        choices=("sim", "real", "both"),
+        default="sim",
+        help="sim: the deterministic simulation (default); real: OS processes over TCP with fault proxies and "
+        "an S3-protocol server; both: --seeds in sim, then --real-seeds in real mode",
+    )
     cr.add_argument("--seeds", type=_positive_int, default=20, help="how many runs (seeds) at most (default 20)")
+    cr.add_argument(
+        "--real-seeds", type=_positive_int, default=4, help="with --mode both: runs in real mode (default 4)"
+    )
     cr.add_argument("--first-seed", type=_nonneg_int, default=0, help="the first seed (default 0)")
     cr.add_argument("--minutes", type=_positive_float, help="stop starting runs after this long")
     cr.add_argument(
         "--out", metavar="DIR", help="run directory for results.json and replay files (default: a new temp dir)"
     )
+    cr.add_argument(
+        "--impl",
+        metavar="FILE",
+        help="real mode: the implementation under test, as argv templates (docs/conformance.md; default: walrelay)",
+    )
+    cr.add_argument(
+        "--mutant",
+        metavar="NAME",
+        help="plant this bug in walrelay (walrelay_chaos.mutants; in every process in real mode): the checkers must "
+        "fail it; replay files record it",
+    )
+    cr.add_argument(
+        "--require-coverage",
+        action="store_true",
+        help="a batch in which no run reached one of the dangerous cases (walrelay_chaos.coverage) is not "
+        "valid but unknown (exit 2): a harness that avoids them proves nothing",
+    )
+    rr = chsub.add_parser("report", help="draw timeline.html and latency.png again from a run's history.jsonl")
+    rr.add_argument("history", metavar="HISTORY", help="a history.jsonl written by a chaos run")
+    rr.add_argument("--out", metavar="DIR", help="where to write them (default: beside the history)")
 
     t = sub.add_parser("tlc", help="model-check the TLA+ spec: run TLC on each config and compare with its expectation")
     t.add_argument(
@@ -238,24 +270,61 @@ async def _run_replica(args: argparse.Namespace) -> None:
 
 
 def _run_chaos_campaign(args: argparse.Namespace) -> int:
-    if args.mode == "real":
-        print("walrelay chaos run: error: --mode real is not built yet (issue 6); use --mode sim", file=sys.stderr)
-        return 2
     import tempfile
     from pathlib import Path
 
-    from walrelay_chaos.campaign import run_campaign
+    from walrelay_chaos.campaign import CampaignError, run_campaign
+    from walrelay_chaos.mutants import MUTANTS
+    from walrelay_chaos.real import ImplError, NodeCommands
 
+    if args.impl and args.mode == "sim":
+        print("walrelay chaos run: error: --impl needs --mode real (or both)", file=sys.stderr)
+        return 2
+    if args.impl and args.mutant:
+        print("walrelay chaos run: error: --mutant plants a bug in walrelay; it cannot go with --impl", file=sys.stderr)
+        return 2
+    if args.mutant and args.mutant not in MUTANTS:
+        print(f"walrelay chaos run: error: no mutant {args.mutant!r}; known: {', '.join(MUTANTS)}", file=sys.stderr)
+        return 2
+    try:
+        impl = NodeCommands.from_file(args.impl) if args.impl else None
+    except ImplError as e:
+        print(f"walrelay chaos run: error: --impl {e}", file=sys.stderr)
+        return 2
     out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="walrelay-chaos-run-"))
-    print(f"chaos campaign: simulation, up to {args.seeds} seeds from {args.first_seed}; run directory {out}")
-    result = run_campaign(out, seeds=args.seeds, first_seed=args.first_seed, minutes=args.minutes)
-    verdict = {0: "valid", 1: "INVALID", 2: "unknown (harness errors)"}[result.exit_code]
-    speed = result.simulated_seconds / result.seconds if result.seconds else 0.0
-    print(
-        f"{verdict}: {result.runs} runs in {result.seconds:.1f} s ({result.simulated_seconds:.0f} simulated seconds, "
-        f"{speed:.0f}x real time); {out / 'results.json'}"
-    )
-    return result.exit_code
+    plan = [("sim", args.seeds), ("real", args.real_seeds)] if args.mode == "both" else [(args.mode, args.seeds)]
+    codes = []
+    for mode, seeds in plan:
+        where = out / mode if args.mode == "both" else out
+        what = "simulation" if mode == "sim" else "real processes over TCP"
+        print(f"chaos campaign ({what}): up to {seeds} seeds from {args.first_seed}; run directory {where}")
+        try:
+            result = run_campaign(
+                where,
+                seeds=seeds,
+                first_seed=args.first_seed,
+                minutes=args.minutes,
+                mode=mode,
+                impl=impl,
+                mutant=args.mutant,
+                require_coverage=args.require_coverage,
+            )
+        except CampaignError as e:
+            print(f"walrelay chaos run: error: {e}", file=sys.stderr)
+            return 2
+        verdict = {0: "valid", 1: "INVALID", 2: "unknown (harness errors or missing coverage)"}[result.exit_code]
+        if mode == "sim":
+            speed = result.simulated_seconds / result.seconds if result.seconds else 0.0
+            detail = f"{result.simulated_seconds:.0f} simulated seconds, {speed:.0f}x real time"
+        else:
+            detail = f"each run's timeline in {where}/seed-S/timeline.html"
+        reached = ", ".join(f"{name} {n}" for name, n in (result.coverage.counts if result.coverage else {}).items())
+        print(f"{mode}: {verdict}: {result.runs} runs in {result.seconds:.1f} s ({detail}); {where / 'results.json'}")
+        print(f"    coverage (runs that reached each case): {reached}")
+        if result.coverage_missing:
+            print(f"    never reached: {', '.join(result.coverage_missing)}")
+        codes.append(result.exit_code)
+    return 1 if 1 in codes else max(codes)
 
 
 def _run_chaos_mutants(args: argparse.Namespace) -> int:
@@ -335,8 +404,12 @@ async def _run_call(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    # The chaos harness runs nodes in this process (sim mode) and faults make them warn all the
+    # time, by design (even "recovery gave up" is a right answer there): quiet unless asked; the
+    # verdicts are the output, and real mode keeps the processes' logs of failing runs.
+    quiet = args.command == "chaos" and not args.verbose
     logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
+        level=logging.DEBUG if args.verbose else logging.CRITICAL if quiet else logging.INFO,
         format="%(asctime)s %(name)s %(levelname)s %(message)s",
         stream=sys.stderr,
     )
@@ -365,6 +438,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_bench(seconds=args.seconds, concurrency=args.concurrency)
         if args.command == "chaos" and args.chaos_command == "run":
             return _run_chaos_campaign(args)
+        if args.command == "chaos" and args.chaos_command == "report":
+            from pathlib import Path
+
+            from walrelay_chaos.report import report_main
+
+            history = Path(args.history)
+            return report_main(history, Path(args.out) if args.out else history.parent)
         if args.command == "chaos" and args.chaos_command == "mutants":
             return _run_chaos_mutants(args)
         if args.command == "chaos":
@@ -372,7 +452,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             from walrelay_chaos.schedule import ScheduleError
 
             try:
-                valid, verdict = run_replay(args.file)
+                valid, verdict = run_replay(args.file, args.out)
             except ScheduleError as e:
                 print(f"walrelay chaos replay: error: {e}", file=sys.stderr)
                 return 2

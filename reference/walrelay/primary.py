@@ -177,6 +177,10 @@ class PrimaryState:
         self.agreed = [0] * n  # highest seq where replica r's log is known to equal ours (any log epoch)
         self.adopted = [False] * n  # replica r holds our log under our epoch (its log_epoch is ours)
         self.diverged = [False] * n  # replica r's log differs from ours at or before its end
+        # The (last_seq, last_chain) of replica r's log when it refused our frame as DIVERGED: that
+        # log is not ours, even where this primary cannot judge it (below the chains it knows).
+        self.refused: list[tuple[int, bytes] | None] = [None] * n
+        self.promised_log: list[tuple[int, bytes] | None] = [None] * n  # from its PROMISE on this connection
         self.connects = [0] * n  # handshakes completed with replica r (status: a restart shows here)
         self.serving = False  # input gate open
         self.archive_floor: int | None = None  # with an archive: the last seq the archiver has taken
@@ -302,6 +306,8 @@ class PrimaryState:
         # recovery from the archive) a replica's log cannot be judged here: assume it is ours and
         # send from after it (from the archive); ReplicaState refuses the frame if it is not.
         unknown = 0 < last < min((s for s in self.chains if s > 0), default=0) and last not in self.chains
+        unknown = unknown and self.refused[r] != (last, chain)  # it was not ours: it refused our frame
+        self.promised_log[r] = (last, chain)
         if promise.log_epoch == self.epoch and not mine:
             return self._reset(
                 f"replica {r} holds seq {last} under this primary's epoch {self.epoch}, and that is not this "
@@ -426,6 +432,11 @@ class PrimaryState:
             return []
         if reason is RejectReason.STALE_EPOCH and promised_epoch > self.epoch:
             return self._reset(f"fenced: replica {r} promised epoch {promised_epoch} > {self.epoch} ({message})")
+        if reason is RejectReason.DIVERGED:
+            # Remembered across reconnects: assuming that log is ours again would send the same
+            # refused frame forever (found by a chaos campaign: a replica holding an uncommitted
+            # entry older than this primary's retained log was never repaired).
+            self.refused[r] = self.promised_log[r]
         # Divergence or a bad entry: this replica cannot count towards durability of our log.
         self.connected[r] = False
         return []
@@ -463,16 +474,22 @@ class PrimaryState:
         start = self.sent[r] + 1
         if start > self.last_seq:
             return []
-        if start not in self.log:
-            oldest = min(self.log) if self.log else self.last_seq + 1
-            if not self.adopted[r] and oldest <= self.archived_seq:
+        oldest = min(self.log) if self.log else self.last_seq + 1
+        as_base = not self.adopted[r] and oldest <= self.archived_seq
+        # A diverged replica is sent our log from its oldest entry: if its difference is older
+        # still it cannot join that entry, so the entry is offered as a base, as below.
+        if start not in self.log or (as_base and self.diverged[r] and start == oldest):
+            if as_base:
                 # A replica that does not hold our log needs entries older than we retain: it
                 # starts its log at our oldest entry instead, which the archive holds (the TRUNCATE
                 # ahead of the frame says so: ReplicaState._takes_base). After a restore this is
                 # the only way: the restored branch's history before its fork is another branch's.
-                batch = tuple(self.log[s] for s in range(oldest, self.last_seq + 1))
+                # The base is the archive's end when we still hold it: on_connected offers that
+                # point too, and a later offer replaces an earlier one at the replica.
+                base = self.archived_seq if self.archived_seq in self.log else oldest
+                batch = tuple(self.log[s] for s in range(base, self.last_seq + 1))
                 self.sent[r] = self.last_seq
-                return [SendTruncate(r, oldest, self.chains[oldest]), SendEntries(r, batch, self.last_seq, whole=True)]
+                return [SendTruncate(r, base, self.chains[base]), SendEntries(r, batch, self.last_seq, whole=True)]
             if self.archive_catchup and start <= self.archived_seq and oldest <= self.archived_seq + 1:
                 # The entries this replica needs are only in the archive: the node reads them and
                 # calls on_archive_entries (the replica stays connected meanwhile). Until then the

@@ -212,11 +212,26 @@ class ReplicaNode:
         applied before the entries that follow it; a new log epoch or voter flag is saved after
         the entries it describes (claiming a newer log epoch than the disk holds would make a
         recovering primary prefer this log) and before any ACK or PROMISE that follows.
+
+        A reply that cannot be sent (the peer hung up) does not end the run: the state machine
+        already counts the whole batch as applied, so every later effect is still made durable,
+        and only then is the connection's failure raised. (Found by the chaos harness: a batch of
+        PREPARE and APPEND whose PROMISE failed left the entries in memory only; the replica then
+        promised a log its disk did not hold, and a recovering primary gave up.)
         """
         pending: list[PersistEntries] = []
         promise: int | None = None
         state_dirty = False
         last_ack: SendAck | None = None
+        broken: trio.BrokenResourceError | trio.ClosedResourceError | None = None
+
+        async def send(msg: Message) -> None:
+            nonlocal broken
+            if broken is None:
+                try:
+                    await chan.send(msg)
+                except (trio.BrokenResourceError, trio.ClosedResourceError) as e:
+                    broken = e
 
         async def durable() -> None:
             nonlocal pending, promise, state_dirty
@@ -259,16 +274,18 @@ class ReplicaNode:
                 last_ack = eff  # cumulative: only the last one matters
             elif isinstance(eff, SendPromise):
                 await durable()  # the promise is on disk before the PROMISE leaves
-                await chan.send(eff.promise)
+                await send(eff.promise)
             elif isinstance(eff, SendReject):
                 await durable()
                 if last_ack is not None:
-                    await chan.send(AckMsg(last_ack.epoch, last_ack.stored_through, last_ack.chain, last_ack.log_epoch))
+                    await send(AckMsg(last_ack.epoch, last_ack.stored_through, last_ack.chain, last_ack.log_epoch))
                     last_ack = None
-                await chan.send(Reject(eff.reason, eff.promised_epoch, eff.message))
+                await send(Reject(eff.reason, eff.promised_epoch, eff.message))
         await durable()
         if last_ack is not None:
-            await chan.send(AckMsg(last_ack.epoch, last_ack.stored_through, last_ack.chain, last_ack.log_epoch))
+            await send(AckMsg(last_ack.epoch, last_ack.stored_through, last_ack.chain, last_ack.log_epoch))
+        if broken is not None:
+            raise broken
 
     async def _save_state(self, obj: ObjectReplica) -> None:
         st = obj.state

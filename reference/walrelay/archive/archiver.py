@@ -102,6 +102,9 @@ class ArchiverState:
         self.snapshot_asked = False
         self.held_snapshot: SnapshotImage | None = None
         self.failures = 0  # consecutive failures of the upload in flight
+        # Why segments were cut (for __status__ and the chaos harness's coverage): the size limit,
+        # the age limit, or a flush (a clean stop, a restore archiving its branch through the end).
+        self.cuts = {"size": 0, "age": 0, "flush": 0}
         self.last_error: str | None = None
         if snapshot_through is None:
             image = b""
@@ -142,6 +145,7 @@ class ArchiverState:
     def flush(self) -> list[ArchiverEffect]:
         """Cut whatever durable entries are pending now, whatever their size or age (a clean stop)."""
         if self.pending:
+            self.cuts["flush"] += 1
             self._cut()
         return self._release_snapshot() + self._next_upload()
 
@@ -183,10 +187,11 @@ class ArchiverState:
     # -- decisions -----------------------------------------------------------------------------
 
     def _step(self, now_us: int) -> list[ArchiverEffect]:
-        if self.pending and (
-            self.pending_bytes >= self.segment_bytes
-            or (self.oldest_at_us is not None and now_us - self.oldest_at_us >= self.segment_age_us)
-        ):
+        if self.pending and self.pending_bytes >= self.segment_bytes:
+            self.cuts["size"] += 1
+            self._cut()
+        elif self.pending and self.oldest_at_us is not None and now_us - self.oldest_at_us >= self.segment_age_us:
+            self.cuts["age"] += 1
             self._cut()
         effects: list[ArchiverEffect] = []
         if self.since_snapshot_bytes > self.db_bytes:

@@ -91,6 +91,7 @@ class ArchiveShipper:
             "snapshot_through": a.snapshot_through,
             "in_flight": a.in_flight.key if a.in_flight else None,
             "failures": a.failures,
+            "cuts": dict(a.cuts),
             "last_error": a.last_error,
             "uploaded": self.uploaded,
             "failed_puts": self.failed_puts,

@@ -1,0 +1,770 @@
+"""Real-mode chaos: the same schedules, played against OS processes over loopback TCP.
+
+Five ``walrelay replica`` processes and ``walrelay primary`` processes (kv app, epochs from one
+placement directory, archive in a real S3-protocol server), started by this controller, which
+plays a schedule (``walrelay_chaos.schedule``) and judges the outcome from the outside, as a
+conformance suite must: the only ways in are the client protocol, ``__status__``, the archive in
+the object store and, after every process stopped, the replicas' files.
+
+The faults are real:
+
+* partitions and one-way links: every primary reaches replica ``i`` through a ``LinkProxy``
+  (``walrelay_chaos.netproxy``) that this controller runs;
+* crashes: SIGKILL (unsynced writes are lost with the page cache only on a power cut, which a
+  process crash does not simulate; the simulation's disk does);
+* disk loss: SIGKILL, delete the replica's data, restart it empty on its port;
+* a stale primary: ``NewPrimary`` without crashing the old one, which keeps running until fenced;
+* S3 faults: the store is reached through ``walrelay_chaos.s3proxy.FaultProxy``; ``StoreDown``
+  answers PUTs with 503 SlowDown, or stores them and hangs up (an ambiguous PUT).
+
+Checkers, after healing everything, killing every primary and letting a last one take over:
+
+* the set checker: every acknowledged write is in the final primary's database with its value,
+  nothing reported as failed is (and at every ``Check`` on the way);
+* every replica holds exactly the committed log (the archive's and the final primary's);
+* the archive verifies and holds the committed log through the final durable seq;
+* the committed log's order respects real time: a write acknowledged before another was invoked
+  has the smaller seq; every acknowledged write is in it;
+* PITR at every bookmark taken: the archive's database at its seq holds every write acknowledged
+  before the bookmark was asked for, and nothing invoked after it was answered, nor anything failed.
+
+``Restore`` operations are skipped in real mode (the simulation covers restores under faults; the
+process tests cover ``--restore-to``); a skipped operation is noted in the history.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import random
+import shutil
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from walrelay.archive.reader import ArchiveReader
+from walrelay.archive.s3_store import S3Store
+from walrelay.archive.verify import verify
+from walrelay.client import Client
+from walrelay.errors import WalrelayError
+from walrelay.placement import EpochAllocator
+from walrelay.procs import NodeProcess, walrelay_argv
+from walrelay.replay import Replayer, open_image
+from walrelay.replica_store import ReplicaStore
+from walrelay.transport import TcpTransport
+from walrelay.wire import ReplyStatus
+from walrelay_chaos import schedule as op
+from walrelay_chaos.netproxy import LinkProxy
+from walrelay_chaos.s3proxy import FaultProxy
+from walrelay_chaos.s3server import ACCESS_KEY, SECRET_KEY, S3Server
+from walrelay_chaos.schedule import Op
+from walrelay_chaos.sim import History, lineage
+
+N = 5
+OBJECT = "obj"
+MAX_DISK_LOSS = 2
+CALL_S = 10.0  # a read or a bookmark not answered in this long gets no verdict (a partition)
+SETTLE_S = 60.0  # how long the final primary may take to serve, repair replicas, catch up the archive
+TAKEOVER_S = 5.0  # NewPrimary waits this long at most for the new primary to serve
+
+
+REPLICA_FIELDS = ("id", "listen", "data", "placement")
+PRIMARY_FIELDS = (
+    "object",
+    "replicas",
+    "listen",
+    "data",
+    "placement",
+    "quorum",
+    "s3",
+    "segment_mb",
+    "segment_seconds",
+    "deadline",
+    "epoch",
+)
+WALRELAY_REPLICA = ["replica", "--id", "{id}", "--listen", "{listen}", "--data", "{data}", "--placement", "{placement}"]
+WALRELAY_PRIMARY = [
+    "primary",
+    "--object",
+    "{object}",
+    "--app",
+    "kv",
+    "--replicas",
+    "{replicas}",
+    "--listen",
+    "{listen}",
+    "--data",
+    "{data}",
+    "--placement",
+    "{placement}",
+    "--quorum",
+    "{quorum}",
+    "--s3",
+    "{s3}",
+    "--segment-mb",
+    "{segment_mb}",
+    "--segment-seconds",
+    "{segment_seconds}",
+    "--deadline",
+    "{deadline}",
+]
+
+
+class ImplError(ValueError):
+    """An implementation file that cannot be used: the message names what is wrong."""
+
+
+@dataclass(frozen=True)
+class NodeCommands:
+    """How to start the implementation under test: one argv template per role, ``{field}``
+    placeholders filled in per process (docs/conformance.md). ``walrelay_files``: the replicas
+    keep walrelay's on-disk format, so the checker can also read their logs after the run."""
+
+    replica: tuple[str, ...]
+    primary: tuple[str, ...]
+    walrelay_files: bool = False
+    env: tuple[tuple[str, str], ...] = ()
+
+    @staticmethod
+    def walrelay(mutant: str | None = None) -> NodeCommands:
+        """The reference; with ``mutant``, each process plants it first (walrelay_chaos.node)."""
+        if mutant is None:
+            head = walrelay_argv()
+            return NodeCommands(tuple(head + WALRELAY_REPLICA), tuple(head + WALRELAY_PRIMARY), walrelay_files=True)
+        head = [sys.executable, "-m", "walrelay_chaos.node"]
+        env = (("WALRELAY_CHAOS_MUTANT", mutant),)
+        return NodeCommands(tuple(head + WALRELAY_REPLICA), tuple(head + WALRELAY_PRIMARY), True, env)
+
+    @staticmethod
+    def from_file(path: str | os.PathLike[str]) -> NodeCommands:
+        """``{"replica": [argv...], "primary": [argv...]}``, each a list of strings."""
+        try:
+            body = json.loads(Path(path).read_text(encoding="utf-8"))
+        except OSError as e:
+            raise ImplError(f"{path}: cannot read: {e.strerror or e}") from None
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise ImplError(f"{path}: not JSON ({e})") from None
+        if not isinstance(body, dict):
+            raise ImplError(f"{path}: expected a JSON object with keys replica and primary")
+        extra = sorted(set(body) - {"replica", "primary"})
+        if extra:
+            raise ImplError(f"{path}: unknown key {extra[0]!r} (expected replica and primary)")
+        out: dict[str, tuple[str, ...]] = {}
+        for role, fields in (("replica", REPLICA_FIELDS), ("primary", PRIMARY_FIELDS)):
+            argv = body.get(role)
+            if not isinstance(argv, list) or not argv or not all(isinstance(a, str) for a in argv):
+                raise ImplError(f"{path}: {role} must be a non-empty list of strings (an argv template)")
+            for a in argv:
+                try:
+                    a.format(**{f: "" for f in fields})
+                except (KeyError, IndexError, ValueError) as e:
+                    raise ImplError(
+                        f"{path}: {role} argument {a!r}: bad placeholder ({e}); known: {', '.join(fields)}"
+                    ) from None
+            out[role] = tuple(argv)
+        return NodeCommands(out["replica"], out["primary"])
+
+    @property
+    def takes_epoch(self) -> bool:
+        """The primary's template names ``{epoch}``: the harness allocates one per primary."""
+        return any("{epoch" in a for a in self.primary)
+
+    def argv(self, role: str, **values: Any) -> list[str]:
+        template = self.replica if role == "replica" else self.primary
+        return [a.format(**{k: str(v) for k, v in values.items()}) for a in template]
+
+
+class RealCheckError(AssertionError):
+    """A checker's verdict on a real run (an AssertionError, as in the simulation)."""
+
+
+def check(cond: bool, message: str) -> None:
+    if not cond:
+        raise RealCheckError(message)
+
+
+@dataclass
+class Bookmarked:
+    """A bookmark and what the history says its database must hold."""
+
+    bookmark: str
+    acked_before: set[int]  # acknowledged before __bookmark__ was asked for: must be in it
+    invoked_before: set[int]  # invoked before it was answered: nothing else may be in it
+
+
+@dataclass
+class RealOutcomes:
+    ok: set[int] = field(default_factory=set)
+    failed: set[int] = field(default_factory=set)
+    unknown: set[int] = field(default_factory=set)
+    invoked: set[int] = field(default_factory=set)
+    acked_at: dict[int, float] = field(default_factory=dict)  # key -> when its ack arrived
+    invoked_at: dict[int, float] = field(default_factory=dict)
+    bookmarks: list[Bookmarked] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    reached: set[str] = field(default_factory=set)  # coverage targets seen from here (walrelay_chaos.coverage)
+    seconds: float = 0.0
+
+
+class RealWorld:
+    def __init__(
+        self,
+        root: str,
+        nursery: trio.Nursery,
+        s3: S3Server,
+        history: History,
+        quorum: int,
+        impl: NodeCommands,
+    ) -> None:
+        self.root = root
+        self.impl = impl
+        self.replica_listen = ["127.0.0.1:0"] * N
+        self.nursery = nursery
+        self.history = history
+        self.quorum = quorum
+        self.placement = os.path.join(root, "placement")
+        self.bucket = f"chaos-{uuid.uuid4().hex[:12]}"
+        self.s3 = s3
+        self.store_down = False
+        self.store_ambiguous = True
+        self.s3proxy = FaultProxy(s3.endpoint, self._decide_s3)
+        self.links = [LinkProxy(f"r{i}", "") for i in range(N)]
+        self.replicas: list[NodeProcess] = []
+        self.primaries: list[NodeProcess] = []
+        self.out = RealOutcomes()
+        self.next_key = 1
+        self.losses = 0
+        self.transport = TcpTransport()
+
+    @property
+    def s3_url(self) -> str:
+        return f"{self.s3proxy.endpoint}/{self.bucket}"
+
+    def _decide_s3(self, method: str, path: str, n: int) -> str:
+        if self.store_down and method == "PUT":
+            return "ambiguous" if self.store_ambiguous and n % 2 else "503"
+        return "pass"
+
+    def store(self) -> S3Store:
+        """The archive, read directly (not through the fault proxy)."""
+        return S3Store(f"{self.s3.endpoint}/{self.bucket}", access_key=ACCESS_KEY, secret_key=SECRET_KEY)
+
+    # -- processes --------------------------------------------------------------------------------
+
+    def _env(self) -> None:
+        """What every process inherits: S3 credentials (the test server's), a mutant's name."""
+        os.environ.setdefault("AWS_ACCESS_KEY_ID", ACCESS_KEY)
+        os.environ.setdefault("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
+        os.environ.pop("WALRELAY_CHAOS_MUTANT", None)
+        os.environ.update(dict(self.impl.env))
+
+    def replica_data(self, i: int) -> str:
+        return os.path.join(self.root, f"replica-{i}")
+
+    def _replica(self, i: int) -> NodeProcess:
+        argv = self.impl.argv(
+            "replica", id=i, listen=self.replica_listen[i], data=self.replica_data(i), placement=self.placement
+        )
+        return NodeProcess(f"replica {i}", argv, f"{self.replica_data(i)}.log")
+
+    async def start(self) -> None:
+        self._env()
+        S3Store(f"{self.s3.endpoint}/{self.bucket}", access_key=ACCESS_KEY, secret_key=SECRET_KEY, create_bucket=True)
+        self.replicas = [self._replica(i) for i in range(N)]
+        async with trio.open_nursery() as starting:
+            for node in self.replicas:
+                starting.start_soon(_start, node)
+        for i, (link, node) in enumerate(zip(self.links, self.replicas, strict=True)):
+            assert node.address is not None
+            link.upstream = self.replica_listen[i] = node.address  # a restart keeps its port
+            await self.nursery.start(link.serve)
+        await self.new_primary()
+        # Faults start once the cluster is up (every replica admitted as a voter): a schedule
+        # that opens with a power failure would otherwise only test a cluster that never formed.
+        with trio.move_on_after(SETTLE_S):
+            while (st := await self.status(self.current())) is None or not _formed(st):  # noqa: ASYNC110 - another process
+                await trio.sleep(0.05)
+
+    async def restart_replica(self, i: int, *, lose_disk: bool = False) -> None:
+        await trio.to_thread.run_sync(self.replicas[i].kill)
+        if lose_disk:
+            shutil.rmtree(self.replica_data(i), ignore_errors=True)
+        node = self._replica(i)
+        await trio.to_thread.run_sync(node.start)
+        self.replicas[i] = node
+
+    async def new_primary(self) -> None:
+        n = len(self.primaries)
+        epoch = EpochAllocator(self.placement).allocate(OBJECT) if self.impl.takes_epoch else 0
+        argv = self.impl.argv(
+            "primary",
+            object=OBJECT,
+            replicas=",".join(link.address for link in self.links),
+            listen="127.0.0.1:0",
+            data=os.path.join(self.root, f"p{n}"),
+            placement=self.placement,
+            quorum=self.quorum,
+            s3=self.s3_url,
+            segment_mb=0.02,  # segments of about 20 kB, cut at least every second: many cuts per run
+            segment_seconds=1,
+            deadline=600,  # no resets by time: the schedule decides what happens
+            epoch=epoch,
+        )
+        node = NodeProcess(f"p{n}", argv, os.path.join(self.root, f"p{n}.log"))
+        await trio.to_thread.run_sync(node.start)
+        self.primaries.append(node)
+
+    def current(self) -> NodeProcess:
+        return self.primaries[-1]
+
+    def close(self) -> None:
+        for node in [*self.primaries, *self.replicas]:
+            node.kill()
+        self.s3proxy.close()
+
+    # -- client operations ------------------------------------------------------------------------
+
+    def write(self, p: NodeProcess, count: int) -> None:
+        if not p.alive or p.address is None:
+            return
+        for _ in range(count):
+            k = self.next_key
+            self.next_key += 1
+            self.out.unknown.add(k)
+            self.out.invoked.add(k)
+            self.out.invoked_at[k] = self.history.now()
+            self.nursery.start_soon(self._put, p.address, p.name, k)
+
+    async def _put(self, address: str, name: str, k: int) -> None:
+        process = self.history.invoke("write", k, node=name)
+        try:
+            async with Client.connect(self.transport, address) as client:
+                reply = await client.call("put", k, f"v{k}")
+        except (ConnectionError, OSError, trio.BrokenResourceError) as e:
+            self.history.complete(process, "info", "write", k, f"connection: {e}")
+            return
+        if reply.status is ReplyStatus.OK:
+            self.out.unknown.discard(k)
+            self.out.ok.add(k)
+            self.out.acked_at[k] = self.history.now()
+            self.history.complete(process, "ok", "write", k)
+        elif reply.status is ReplyStatus.ERROR:
+            self.out.unknown.discard(k)
+            self.out.failed.add(k)
+            self.history.complete(process, "fail", "write", k, str(reply.body))
+        else:
+            self.history.complete(process, "info", "write", k, str(reply.body))
+
+    async def call(self, p: NodeProcess, name: str, *args: Any, within_s: float = CALL_S) -> Any:
+        """One call's reply, or None: no answer in time or the connection broke."""
+        if not p.alive or p.address is None:
+            return None
+        with trio.move_on_after(within_s):
+            try:
+                async with Client.connect(self.transport, p.address) as client:
+                    return await client.call(name, *args)
+            except (ConnectionError, OSError, trio.BrokenResourceError):
+                return None
+        return None
+
+    async def status(self, p: NodeProcess) -> dict[str, Any] | None:
+        reply = await self.call(p, "__status__", within_s=2.0)
+        return reply.body if reply is not None and reply.status is ReplyStatus.OK else None
+
+    async def read_all(self, p: NodeProcess, within_s: float) -> dict[int, str] | None:
+        if not p.alive or p.address is None:
+            return None
+        found: dict[int, str] = {}
+        with trio.move_on_after(within_s):
+            try:
+                async with Client.connect(self.transport, p.address) as client:
+                    for k in range(1, self.next_key):
+                        reply = await client.call("get", k)
+                        if reply.status is not ReplyStatus.OK:
+                            return None  # fenced meanwhile: nothing to judge here
+                        if reply.body is not None:
+                            found[k] = reply.body
+            except (ConnectionError, OSError, trio.BrokenResourceError):
+                return None
+            return found
+        return None
+
+    async def check(self, p: NodeProcess, context: str, *, must_answer: bool = False) -> dict[int, str] | None:
+        acked = set(self.out.ok)
+        process = self.history.invoke("read", None, node=p.name)
+        found = await self.read_all(p, SETTLE_S if must_answer else CALL_S)
+        self.history.complete(process, "info" if found is None else "ok", "read", None if found is None else len(found))
+        if found is None:
+            check(not must_answer, f"{context}: reads at {p.name} got no answer: {await self.status(p)}")
+            return None
+        lost = sorted(k for k in acked if found.get(k) != f"v{k}")
+        check(not lost, f"{context}: acknowledged writes missing at {p.name}: {lost}")
+        wrong = sorted(k for k, v in found.items() if v != f"v{k}")
+        check(not wrong, f"{context}: wrong values for {wrong}")
+        failed = sorted(set(found) & self.out.failed)
+        check(not failed, f"{context}: writes reported as failed are present: {failed}")
+        never = sorted(set(found) - self.out.invoked)
+        check(not never, f"{context}: keys never written are present: {never}")
+        return found
+
+    async def bookmark(self, p: NodeProcess) -> None:
+        acked = set(self.out.ok)
+        process = self.history.invoke("bookmark", None, node=p.name)
+        reply = await self.call(p, "__bookmark__", within_s=3.0)
+        if reply is None or reply.status is not ReplyStatus.OK:
+            self.history.complete(process, "info", "bookmark", None, "no answer" if reply is None else str(reply.body))
+            return
+        mark = str(reply.body["bookmark"])
+        self.history.complete(process, "ok", "bookmark", mark)
+        self.out.bookmarks.append(Bookmarked(mark, acked, set(self.out.invoked)))
+
+    # -- the schedule -----------------------------------------------------------------------------
+
+    async def step(self, o: Op) -> None:
+        h = self.history
+        current = self.current()
+        if isinstance(o, op.Write):
+            self.write(current, o.count)
+        elif isinstance(o, op.WriteStale):
+            stale = [p for p in self.primaries[:-1] if p.alive]
+            if stale:
+                self.write(stale[-1], o.count)
+        elif isinstance(o, op.Settle):
+            await trio.sleep(o.ms / 1000)
+        elif isinstance(o, op.Cut):
+            h.fault("start-partition", [f"r{i}" for i in range(N) if o.mask >> i & 1])
+            for i in range(N):
+                if o.mask >> i & 1:
+                    self.links[i].partition()
+        elif isinstance(o, op.Heal):
+            self.heal()
+        elif isinstance(o, op.CrashPrimary):
+            if current.alive:
+                h.fault("crash-primary", current.name)
+                await trio.to_thread.run_sync(current.kill)
+        elif isinstance(o, op.NewPrimary):
+            h.fault("new-primary", f"p{len(self.primaries)}")
+            await self.new_primary()
+            # An operator waits for a takeover before sending writes (a process takes ~0.5 s to
+            # start); a takeover that cannot finish (partitions) is given up on after a while.
+            await self.serving(self.current(), TAKEOVER_S)
+        elif isinstance(o, op.CrashReplica):
+            h.fault("crash-replica", f"r{o.replica}")
+            await self.restart_replica(o.replica)
+        elif isinstance(o, op.LoseDisk):
+            if self.losses < MAX_DISK_LOSS:
+                self.losses += 1
+                h.fault("lose-disk", f"r{o.replica}")
+                await self.restart_replica(o.replica, lose_disk=True)
+        elif isinstance(o, op.StoreDown):
+            if not self.store_down:
+                h.fault("start-store-down", "ambiguous PUTs" if o.ambiguous else "PUTs fail (503)")
+            self.store_down, self.store_ambiguous = True, o.ambiguous
+        elif isinstance(o, op.StoreUp):
+            self.store_up()
+        elif isinstance(o, op.Check):
+            if current.alive and await self.serving(current, TAKEOVER_S):
+                await self.check(current, "check")
+        elif isinstance(o, op.Bookmark):
+            if current.alive:
+                await self.bookmark(current)
+        elif isinstance(o, op.MinorityFailover | op.PairFailover | op.SplitBrain):
+            for sub in o.expand():
+                await self.step(sub)
+        elif isinstance(o, op.OneWay):
+            dead = "to the replicas" if o.to_replica else "from the replicas"
+            h.fault("start-one-way", [*_names(o.mask), dead])
+            for i in _indexes(o.mask):
+                self.links[i].block("up" if o.to_replica else "down")
+        elif isinstance(o, op.Delay):
+            h.fault("start-delay", [*_names(o.mask), f"{o.ms} ms"])
+            for i in _indexes(o.mask):
+                self.links[i].delay(o.ms / 1000)
+        elif isinstance(o, op.Reset):
+            h.fault("reset", _names(o.mask))
+            for i in _indexes(o.mask):
+                self.links[i].reset()
+        elif isinstance(o, op.PowerFail):
+            # A process cannot lose its own page cache: here a power failure is a SIGKILL of each
+            # (the simulation's disk loses the unsynced writes; docs/conformance.md).
+            whom = [current.name] if o.primary and current.alive else []
+            h.fault("power-fail", [*whom, *_names(o.mask), "as SIGKILL: the page cache survives"])
+            if whom:
+                await trio.to_thread.run_sync(current.kill)
+            for i in _indexes(o.mask):
+                await self.restart_replica(i)
+        else:
+            name = type(o).__name__
+            self.out.skipped.append(name)
+            h.fault("skipped", f"{name} (not in real mode)")
+
+    def heal(self) -> None:
+        for kind in sorted({k for link in self.links for k in link.faults()}):
+            self.history.fault(f"stop-{kind}")
+        for link in self.links:
+            link.heal()
+
+    def store_up(self) -> None:
+        if self.store_down:
+            self.history.fault("stop-store-down")
+        self.store_down = False
+
+    async def serving(self, p: NodeProcess, within_s: float) -> bool:
+        with trio.move_on_after(within_s):
+            while p.alive:
+                st = await self.status(p)
+                if st is not None and st.get("phase") == "serving":
+                    return True
+                if st is not None and st.get("phase") in ("reset", "gave up"):
+                    return False
+                await trio.sleep(0.1)
+        return False
+
+    # -- the end ----------------------------------------------------------------------------------
+
+    async def finish(self) -> None:
+        """Heal, kill every primary, let a last one take over, and judge everything."""
+        self.heal()
+        self.store_up()
+        for p in self.primaries:
+            if p.alive:
+                self.history.fault("crash-primary", p.name)
+                await trio.to_thread.run_sync(p.kill)
+        self.history.fault("new-primary", f"p{len(self.primaries)} (the final takeover)")
+        await self.new_primary()
+        final = self.current()
+        check(await self.serving(final, SETTLE_S), f"the final primary never served: {await self.status(final)}")
+        found = await self.check(final, "after the final takeover", must_answer=True)
+        assert found is not None
+        st = await self.settled(final)
+        await trio.to_thread.run_sync(final.stop)  # SIGTERM: a clean stop
+        for r in self.replicas:
+            await trio.to_thread.run_sync(r.stop)
+        await trio.to_thread.run_sync(self.judge_offline, found, st)
+
+    async def settled(self, p: NodeProcess) -> dict[str, Any]:
+        """Wait until every replica holds p's log and votes, and the archive holds it all."""
+        st: dict[str, Any] | None = None
+        with trio.move_on_after(SETTLE_S):
+            while True:
+                st = await self.status(p)
+                if st is not None and _settled(st):
+                    return st
+                await trio.sleep(0.2)
+        raise RealCheckError(f"{p.name} did not bring every replica and the archive up to date: {st}")
+
+    def judge_offline(self, found: dict[int, str], st: dict[str, Any]) -> None:
+        """With every process stopped: the archive, the replicas' files and the bookmarks."""
+        durable, branch = int(st["durable_seq"]), int(st["branch"])
+        reader = ArchiveReader(self.store(), OBJECT)
+        report = verify(reader)
+        check(report.ok, f"the archive does not verify: {report.problems}")
+        log = lineage(reader, branch)
+        check(all(s in log for s in range(1, durable + 1)), f"the archive lacks seqs of 1..{durable}")
+        # Replay the committed log: when each key first appears, and each bookmark's database.
+        first_seq: dict[int, int] = {}
+        at_seq: dict[int, dict[int, str]] = {}
+        wanted = {_seq_of(b.bookmark) for b in self.out.bookmarks}
+        replayer: Replayer | None = None
+        for seq in range(1, durable + 1):
+            e = log[seq]
+            replayer = replayer or Replayer(b"", e.page_size)
+            replayer.apply(e)
+            data = _kv(bytes(replayer.image))  # small databases: reading each is cheap
+            for k in data:
+                first_seq.setdefault(k, seq)
+            if seq in wanted:
+                at_seq[seq] = data
+            if seq == durable:
+                check(data == found, f"the archive's database at seq {durable} is not the final primary's")
+        missing = sorted(self.out.ok - first_seq.keys())
+        check(not missing, f"acknowledged writes not in the committed log: {missing}")
+        # Real-time order: acknowledged before another write was invoked -> committed before it.
+        for ka, acked in self.out.acked_at.items():
+            for kb, invoked in self.out.invoked_at.items():
+                if ka in first_seq and kb in first_seq and acked < invoked:
+                    check(
+                        first_seq[ka] < first_seq[kb],
+                        f"write {ka} was acknowledged before write {kb} was invoked, but is at seq "
+                        f"{first_seq[ka]}, after {first_seq[kb]}",
+                    )
+        for b in self.out.bookmarks:
+            data = at_seq.get(_seq_of(b.bookmark), {})
+            lost = sorted(b.acked_before - data.keys())
+            check(not lost, f"restore to {b.bookmark} lacks writes acknowledged before it was taken: {lost}")
+            later = sorted(data.keys() - b.invoked_before)
+            check(not later, f"restore to {b.bookmark} holds writes invoked after it was answered: {later}")
+            failed = sorted(data.keys() & self.out.failed)
+            check(not failed, f"restore to {b.bookmark} holds failed writes: {failed}")
+        if not self.impl.walrelay_files:
+            return  # another implementation's files: the final primary's status vouched for its replicas
+        last = int(st["last_seq"])
+        for i in range(N):
+            store = ReplicaStore(self.replica_data(i), OBJECT)
+            try:
+                store.load()
+                held = {e.seq: e for e in store.read_entries(1)}
+            finally:
+                store.close()
+            wrong = sorted(s for s, e in held.items() if s in log and log[s].chain != e.chain)
+            check(not wrong, f"replica {i} holds entries that differ from the committed log at seqs {wrong[:5]}")
+            check(max(held, default=0) == last, f"replica {i} ends at seq {max(held, default=0)}, not {last}")
+
+
+def _indexes(mask: int) -> list[int]:
+    return [i for i in range(N) if mask >> i & 1]
+
+
+def _names(mask: int) -> list[str]:
+    return [f"r{i}" for i in _indexes(mask)]
+
+
+async def _start(node: NodeProcess) -> None:
+    await trio.to_thread.run_sync(node.start)
+
+
+def _formed(st: dict[str, Any]) -> bool:
+    return st.get("phase") == "serving" and all(r["voter"] for r in st.get("replicas", [{"voter": False}]))
+
+
+def _settled(st: dict[str, Any]) -> bool:
+    if st.get("phase") != "serving" or "replicas" not in st:
+        return False
+    last, arch = st["last_seq"], st.get("archive") or {}
+    replicas_done = all(r["connected"] and r["voter"] and r["stored_through"] == last for r in st["replicas"])
+    return bool(replicas_done and arch.get("archived_through", -1) >= st["durable_seq"])
+
+
+def _seq_of(mark: str) -> int:
+    from walrelay.archive.format import parse_bookmark
+
+    return parse_bookmark(mark)[1]
+
+
+def _kv(image: bytes) -> dict[int, str]:
+    if not image:
+        return {}
+    conn = open_image(image)
+    try:
+        names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if "kv" not in names:
+            return {}
+        return {int(k): str(v) for k, v in conn.execute("SELECT k, v FROM kv")}
+    finally:
+        conn.close()
+
+
+# -- one run --------------------------------------------------------------------------------------
+
+
+def run_real(
+    root: str,
+    schedule: list[Op],
+    s3: S3Server,
+    *,
+    quorum: int = 3,
+    history: list[dict[str, Any]] | None = None,
+    limit_s: float = 300.0,
+    impl: NodeCommands | None = None,
+) -> RealOutcomes:
+    """Play ``schedule`` against real processes and judge it (AssertionError: a checker failed).
+    Every process it started is killed before it returns, whatever happened."""
+    os.makedirs(root, exist_ok=True)
+    started = time.monotonic()
+    hist = History(history, now=lambda: time.monotonic() - started)
+
+    async def main() -> RealOutcomes:
+        world: RealWorld | None = None
+        try:
+            with trio.fail_after(limit_s):
+                async with trio.open_nursery() as nursery:
+                    world = RealWorld(root, nursery, s3, hist, quorum, impl or NodeCommands.walrelay())
+                    await world.start()
+                    for o in schedule:
+                        await world.step(o)
+                    await world.finish()
+                    nursery.cancel_scope.cancel()
+        except trio.TooSlowError:
+            raise WalrelayError(f"the run did not finish within {limit_s:g} s") from None
+        finally:
+            if world is not None:
+                world.close()
+        assert world is not None
+        world.out.seconds = time.monotonic() - started
+        if world.s3proxy.count("ambiguous", "PUT"):
+            world.out.reached.add("ambiguous-put")
+        return world.out
+
+    try:
+        return trio.run(main)
+    except* AssertionError as eg:
+        raise eg.exceptions[0] from None
+    except* WalrelayError as eg:
+        raise eg.exceptions[0] from None
+
+
+# -- random schedules for real mode ---------------------------------------------------------------
+
+MAX_REAL_OPS = 14
+
+
+def random_real_op(rng: random.Random) -> Op:
+    """The simulation's mix minus what a process cannot be made to do from outside (restores,
+    clock jumps, orphaned connections; they are skipped if a schedule has them), with settles
+    long enough for processes (ms)."""
+    choices: list[Callable[[], Op]] = [
+        lambda: op.Write(rng.randint(1, 4)),
+        lambda: op.Write(rng.randint(1, 4)),
+        lambda: op.Settle(rng.choice([50, 300, 1200])),
+        lambda: op.Settle(rng.choice([50, 300, 1200])),
+        lambda: op.Cut(rng.randint(1, 2**N - 1)),
+        lambda: op.Heal(),
+        lambda: op.CrashPrimary(),
+        lambda: op.NewPrimary(),
+        lambda: op.WriteStale(rng.randint(1, 2)),
+        lambda: op.CrashReplica(rng.randrange(N)),
+        lambda: op.LoseDisk(rng.randrange(N)),
+        lambda: op.StoreDown(rng.random() < 0.5),
+        lambda: op.StoreUp(),
+        lambda: op.Check(),
+        lambda: op.Bookmark(),
+        lambda: op.MinorityFailover(rng.randrange(N), rng.randint(1, 3), rng.random() < 0.5, rng.random() < 0.5),
+        lambda: op.PairFailover(rng.randrange(len(op.PAIRS)), rng.randint(1, 3)),
+        lambda: op.SplitBrain(rng.randint(1, 3)),
+        lambda: op.OneWay(rng.randint(1, 2**N - 1), rng.random() < 0.5),
+        lambda: op.Delay(rng.randint(1, 2**N - 1), rng.choice([5, 50, 500])),
+        lambda: op.Reset(rng.randint(1, 2**N - 1)),
+        lambda: op.PowerFail(rng.choice([2**N - 1, rng.randint(1, 2**N - 1)]), rng.random() < 0.5),
+    ]
+    return rng.choice(choices)()
+
+
+def random_real_schedule(rng: random.Random) -> list[Op]:
+    return [random_real_op(rng) for _ in range(rng.randint(3, MAX_REAL_OPS))]
+
+
+def scratch_dir(seed: int) -> str:
+    return tempfile.mkdtemp(prefix=f"walrelay-real-{seed}-")
+
+
+def dump_logs(root: str, dest: Path) -> None:
+    """Keep the processes' logs of a failing run (the data directories are not kept)."""
+    dest.mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(OSError):
+        for name in os.listdir(root):
+            if name.endswith(".log"):
+                shutil.copy(os.path.join(root, name), dest / name)
+
+
+def outcome_summary(out: RealOutcomes) -> str:
+    return json.dumps(
+        {"ok": len(out.ok), "failed": len(out.failed), "unknown": len(out.unknown), "bookmarks": len(out.bookmarks)}
+    )

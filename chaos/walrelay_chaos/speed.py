@@ -1,0 +1,47 @@
+"""How fast the chaos harness runs (``walrelay bench`` part (f)): not a test.
+
+* simulated seconds per wall second: the whole simulated cluster (5 replicas, a primary, the
+  archive with its store, clients) under a steady write load, 4 writes every 100 ms of mock time,
+  then the final checks; 1.0 would be real time (issue 6 aims for at least 50x);
+* schedules per minute: random campaign seeds (the sim mix of faults), judged, for a while.
+"""
+
+from __future__ import annotations
+
+import random
+import shutil
+import tempfile
+import time
+
+from walrelay_chaos.campaign import random_schedule
+from walrelay_chaos.schedule import Op, Settle, Write
+from walrelay_chaos.sim import run_schedule, scratch_root
+
+
+def steady_load(simulated_s: float) -> list[Op]:
+    return [op for _ in range(int(simulated_s * 10)) for op in (Write(4), Settle(100))]
+
+
+def sim_speed(simulated_s: float = 30.0) -> tuple[float, float, int]:
+    """(simulated seconds, wall seconds, writes acknowledged) of one steady-load run."""
+    root = tempfile.mkdtemp(prefix="walrelay-speed-", dir=scratch_root())
+    try:
+        started = time.perf_counter()
+        out = run_schedule(root, steady_load(simulated_s), seed=0)
+        return out.simulated_s, time.perf_counter() - started, len(out.ok)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def schedules_per_minute(seconds: float) -> tuple[int, float]:
+    """(runs, wall seconds): random seeds from 0 for about ``seconds``."""
+    started = time.perf_counter()
+    runs = 0
+    while time.perf_counter() - started < seconds:
+        root = tempfile.mkdtemp(prefix="walrelay-speed-", dir=scratch_root())
+        try:
+            run_schedule(root, random_schedule(random.Random(runs)), seed=runs)
+        finally:
+            shutil.rmtree(root, ignore_errors=True)
+        runs += 1
+    return runs, time.perf_counter() - started

@@ -1,0 +1,313 @@
+"""Real-mode chaos: the TCP fault proxy, runs against OS processes, their checkers and the CLI.
+
+The checkers are shown to fail: mutants planted in the node processes (walrelay_chaos.node) are
+caught from the outside, through the client protocol, ``__status__`` and the archive.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import trio
+
+from walrelay.procs import walrelay_argv
+from walrelay_chaos import schedule as op
+from walrelay_chaos.netproxy import LinkProxy
+from walrelay_chaos.real import (
+    WALRELAY_PRIMARY,
+    WALRELAY_REPLICA,
+    ImplError,
+    NodeCommands,
+    random_real_schedule,
+    run_real,
+)
+from walrelay_chaos.s3server import S3Server
+
+pytestmark = pytest.mark.integration
+
+# -- the proxy ------------------------------------------------------------------------------------
+
+
+async def _echo_server(nursery: trio.Nursery) -> str:
+    async def echo(stream: trio.SocketStream) -> None:
+        async with stream:
+            with contextlib.suppress(trio.BrokenResourceError):  # a partition resets connections
+                while data := await stream.receive_some(65536):
+                    await stream.send_all(data)
+
+    listeners = await nursery.start(trio.serve_tcp, echo, 0)
+    host, port = listeners[0].socket.getsockname()[:2]
+    return f"{host}:{port}"
+
+
+async def _link(nursery: trio.Nursery) -> LinkProxy:
+    link = LinkProxy("r0", await _echo_server(nursery))
+    await nursery.start(link.serve)
+    return link
+
+
+async def _connect(link: LinkProxy) -> trio.SocketStream:
+    host, port = link.address.rsplit(":", 1)
+    return await trio.open_tcp_stream(host, int(port))
+
+
+async def _ended(stream: trio.SocketStream) -> bool:
+    """The connection is over: reset (a partition aborts it) or closed (a refused dial)."""
+    with trio.fail_after(5):
+        try:
+            return await stream.receive_some(10) == b""
+        except trio.BrokenResourceError:
+            return True
+
+
+async def _receive_exactly(stream: trio.SocketStream, n: int) -> bytes:
+    data = b""
+    while len(data) < n:
+        chunk = await stream.receive_some(n - len(data))
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+async def test_the_proxy_passes_bytes_both_ways_in_order() -> None:
+    async with trio.open_nursery() as nursery:
+        link = await _link(nursery)
+        stream = await _connect(link)
+        payload = bytes(range(256)) * 1000
+        await stream.send_all(payload)
+        assert await _receive_exactly(stream, len(payload)) == payload
+        await stream.aclose()
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_partition_breaks_live_connections_and_refuses_new_ones_until_healed() -> None:
+    async with trio.open_nursery() as nursery:
+        link = await _link(nursery)
+        stream = await _connect(link)
+        await stream.send_all(b"x")
+        assert await _receive_exactly(stream, 1) == b"x"
+        link.partition()
+        assert await _ended(stream)
+        assert link.aborted == 1
+        fresh = await _connect(link)  # accepted by the kernel, then closed at once
+        assert await _ended(fresh)
+        link.heal()
+        healed = await _connect(link)
+        await healed.send_all(b"back")
+        assert await _receive_exactly(healed, 4) == b"back"
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_one_way_block_holds_bytes_until_healed_and_loses_none() -> None:
+    async with trio.open_nursery() as nursery:
+        link = await _link(nursery)
+        stream = await _connect(link)
+        link.block("down")  # replies are held: requests still reach the echo server
+        await stream.send_all(b"held")
+        with trio.move_on_after(0.3) as waited:
+            await stream.receive_some(10)
+        assert waited.cancelled_caught  # nothing came back while blocked
+        link.heal()
+        assert await _receive_exactly(stream, 4) == b"held"
+        with pytest.raises(ValueError, match="direction must be one of"):
+            link.block("sideways")
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_delayed_link_delivers_everything_in_order() -> None:
+    async with trio.open_nursery() as nursery:
+        link = await _link(nursery)
+        link.delay(0.05)
+        stream = await _connect(link)
+        for i in range(20):
+            await stream.send_all(bytes([i]) * 100)
+        assert await _receive_exactly(stream, 2000) == b"".join(bytes([i]) * 100 for i in range(20))
+        nursery.cancel_scope.cancel()
+
+
+# -- runs against processes -----------------------------------------------------------------------
+
+# A write that only replicas 0 and 1 store, the primary's crash, a takeover from 2, 3 and 4.
+ACK_AFTER_2 = [
+    op.Settle(1500),  # the first primary admits every replica
+    op.Cut(0b11100),
+    op.Write(1),
+    op.Settle(500),
+    op.CrashPrimary(),
+    op.Heal(),
+    op.Cut(0b00011),
+    op.NewPrimary(),
+    op.Check(),
+]
+
+# A stale primary keeps running after a takeover and is written to.
+STALE_WRITES = [
+    op.Settle(1000),
+    op.NewPrimary(),
+    op.Write(2),
+    op.Settle(300),
+    op.WriteStale(2),
+    op.Settle(500),
+    op.Check(),
+]
+
+
+def _children_of_root(root: str) -> list[str]:
+    """Processes whose command line names ``root``: a run must leave none behind."""
+    found = []
+    for pid in os.listdir("/proc"):
+        if pid.isdigit():
+            try:
+                cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:
+                continue
+            if root in cmd:
+                found.append(cmd)
+    return found
+
+
+def test_a_real_run_with_every_fault_is_valid_and_leaves_nothing_running(
+    tmp_path: Path, s3_servers: list[S3Server]
+) -> None:
+    schedule = [
+        op.Write(3),
+        op.Settle(300),
+        op.Bookmark(),
+        op.Cut(0b00011),
+        op.Write(2),
+        op.Settle(300),
+        op.Check(),
+        op.NewPrimary(),  # the old one is now stale
+        op.WriteStale(1),
+        op.Write(2),
+        op.Settle(500),
+        op.StoreDown(ambiguous=True),
+        op.Write(3),
+        op.Settle(1500),  # segments are cut and their PUTs are ambiguous
+        op.StoreUp(),
+        op.Heal(),
+        op.CrashReplica(2),
+        op.LoseDisk(3),
+        op.Write(2),
+        op.Bookmark(),
+        op.Check(),
+    ]
+    events: list[dict[str, object]] = []
+    root = str(tmp_path / "run")
+    os.makedirs(root)
+    out = run_real(root, schedule, s3_servers[0], history=events)
+    assert len(out.ok) >= 5 and len(out.bookmarks) == 2 and not out.skipped
+    faults = {e["f"] for e in events if e["process"] == "nemesis"}
+    assert {"start-partition", "new-primary", "start-store-down", "crash-replica", "lose-disk"} <= faults
+    assert {e["f"] for e in events if e["type"] == "ok"} >= {"write", "read", "bookmark"}
+    assert _children_of_root(root) == []
+
+
+@pytest.mark.parametrize(
+    ("mutant", "schedule", "fragment"),
+    [
+        ("ack_after_2", ACK_AFTER_2, "acknowledged writes missing"),
+        ("no_epoch_check_at_replica", STALE_WRITES, "acknowledged writes missing"),
+    ],
+)
+def test_real_mode_checkers_catch_a_mutant_the_reference_passes(
+    mutant: str, schedule: list[op.Op], fragment: str, tmp_path: Path, s3_servers: list[S3Server]
+) -> None:
+    run_real(str(tmp_path / "ref"), schedule, s3_servers[0])  # the reference passes
+    with pytest.raises(AssertionError, match=fragment):
+        run_real(str(tmp_path / "mut"), schedule, s3_servers[0], impl=NodeCommands.walrelay(mutant))
+    assert _children_of_root(str(tmp_path)) == []
+
+
+def test_an_implementation_file_is_checked_and_names_what_is_wrong(tmp_path: Path) -> None:
+    good = {"replica": [sys.executable, "-m", "walrelay", *WALRELAY_REPLICA], "primary": ["x", "{s3}"]}
+    path = tmp_path / "impl.json"
+    path.write_text(json.dumps(good))
+    impl = NodeCommands.from_file(path)
+    assert impl.argv("primary", s3="http://h/b", **dict.fromkeys(["object", "replicas", "listen"], "")) == [
+        "x",
+        "http://h/b",
+    ]
+    assert not impl.walrelay_files  # another implementation's files are not read
+    for body, fragment in [
+        ("[1]", "expected a JSON object"),
+        ("{", "not JSON"),
+        (json.dumps({**good, "extra": 1}), "unknown key 'extra'"),
+        (json.dumps({"replica": good["replica"]}), "primary must be a non-empty list"),
+        (json.dumps({**good, "primary": ["{nope}"]}), "bad placeholder"),
+    ]:
+        path.write_text(body)
+        with pytest.raises(ImplError, match=fragment):
+            NodeCommands.from_file(path)
+
+
+def test_the_cli_runs_a_real_campaign_through_an_implementation_file_and_replays_it(
+    tmp_path: Path, s3_servers: list[S3Server]
+) -> None:
+    """The conformance door: the implementation is named only by argv templates (here walrelay
+    itself, as another implementation would be), and every run gets a replay file and timeline."""
+    impl = tmp_path / "impl.json"
+    head = [sys.executable, "-m", "walrelay"]
+    impl.write_text(json.dumps({"replica": head + WALRELAY_REPLICA, "primary": head + WALRELAY_PRIMARY}))
+    out = tmp_path / "out"
+    proc = subprocess.run(
+        walrelay_argv(
+            "chaos",
+            "run",
+            "--mode",
+            "real",
+            "--seeds",
+            "2",
+            "--first-seed",
+            "9",
+            "--impl",
+            str(impl),
+            "--out",
+            str(out),
+        ),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr[-3000:]
+    body = json.loads((out / "results.json").read_text())
+    assert (body["valid"], body["mode"], body["runs"]) == (True, "real", 2)
+    for seed in (9, 10):
+        assert "valid" in (out / f"seed-{seed}" / "timeline.html").read_text()
+        replay = json.loads((out / f"seed-{seed}" / "replay.json").read_text())
+        assert replay["harness"] == "walrelay-chaos-real/1"
+        assert [op.op_from_json(o, where="test") for o in replay["schedule"]] == random_real_schedule(
+            random.Random(seed)
+        )
+    proc = subprocess.run(
+        walrelay_argv("chaos", "replay", str(out / "seed-9" / "replay.json")),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0 and "real mode: the same schedule, not the same timing" in proc.stdout, (
+        proc.stdout + proc.stderr[-3000:]
+    )
+
+
+def test_an_implementation_given_epochs_by_the_harness_passes(tmp_path: Path, s3_servers: list[S3Server]) -> None:
+    """A primary template naming ``{epoch}`` gets one allocated per primary (for implementations
+    that take their epoch as an argument): walrelay's ``--epoch`` in place of ``--placement``."""
+    primary = [*WALRELAY_PRIMARY]
+    at = primary.index("--placement")
+    primary[at : at + 2] = ["--epoch", "{epoch}"]
+    impl = NodeCommands((*walrelay_argv(), *WALRELAY_REPLICA), (*walrelay_argv(), *primary))
+    assert impl.takes_epoch and not NodeCommands.walrelay().takes_epoch
+    schedule = [*STALE_WRITES, op.CrashPrimary(), op.NewPrimary(), op.Write(1), op.Check()]
+    out = run_real(str(tmp_path), schedule, s3_servers[0], impl=impl)
+    assert len(out.ok) >= 3
+    epoch_file = tmp_path / "placement" / "obj.epoch"
+    assert int(epoch_file.read_text().split()[0]) == 4  # p0, p1, p2 and the final takeover: one epoch each

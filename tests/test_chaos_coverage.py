@@ -55,3 +55,11 @@ def test_a_batch_that_avoids_the_dangerous_cases_is_unknown_when_coverage_is_req
     result = run_campaign(tmp_path / "lax", seeds=3, progress=lambda line: None)
     assert result.exit_code == 0  # not required: valid, and results.json still says what was missed
     assert json.loads((tmp_path / "lax" / "results.json").read_text())["coverage_missing"]
+
+
+def test_a_ci_batch_reaches_every_dangerous_case(tmp_path: Path) -> None:
+    """The simulation campaign CI runs: 300 seeds, all valid, every coverage target reached."""
+    result = run_campaign(tmp_path, seeds=300, require_coverage=True, progress=lambda line: None)
+    body = json.loads((tmp_path / "results.json").read_text())
+    assert result.exit_code == 0 and body["valid"] is True, body["invalid"] or body["errors"] or body["coverage"]
+    assert body["coverage_missing"] == [] and all(n > 0 for n in body["coverage"].values())

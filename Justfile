@@ -39,7 +39,7 @@ tlc-deep *args:
 
 # chaos campaigns: 300 seeds in simulation, then 4 runs against real processes (args go to `walrelay chaos run`, e.g. --seeds 1000 --real-seeds 10 --out runs/)
 chaos *args:
-    ./dev walrelay chaos run --mode both --seeds 300 "$@"
+    ./dev walrelay chaos run --mode both --seeds 300 --require-coverage "$@"
 
 # the mutant kill table: every planted bug, its directed schedule, then random search (args: --seconds S --only NAME)
 chaos-mutants *args:

@@ -203,9 +203,10 @@ def run_bench(*, seconds: float = 3.0, concurrency: int = 64) -> int:
               f"{replay / copy:.3f}x of a plain copy ({copy:.0f} MB/s)")  # fmt: skip
         from walrelay_chaos.speed import schedules_per_minute, sim_speed
 
-        sim_s, wall_s, acked = sim_speed()
-        print(f"(f) chaos simulation, steady writes          {sim_s / wall_s:8.1f}x real time "
-              f"({sim_s:.1f} simulated s in {wall_s:.2f} s, {acked} writes acknowledged)", flush=True)  # fmt: skip
+        for per_tick in (1, 4):
+            sim_s, wall_s, acked = sim_speed(30.0, per_tick)
+            print(f"(f) chaos simulation, {per_tick * 10:>2} writes/simulated s {sim_s / wall_s:8.1f}x real time "
+                  f"({sim_s:.1f} simulated s in {wall_s:.2f} s, {acked} writes acknowledged)", flush=True)  # fmt: skip
         runs, spent = schedules_per_minute(max(seconds * 4, 10.0))
         print(f"    random fault schedules, judged            {runs * 60 / spent:8.0f} per minute "
               f"({runs} in {spent:.1f} s)", flush=True)  # fmt: skip

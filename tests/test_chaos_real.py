@@ -160,6 +160,20 @@ STALE_WRITES = [
 ]
 
 
+def _pids_running(fragment: str) -> set[str]:
+    pids = set()
+    for pid in os.listdir("/proc"):
+        if pid.isdigit():
+            try:
+                cmd = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+                state = Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][0]
+            except (OSError, IndexError):
+                continue
+            if fragment in cmd and state != "Z":
+                pids.add(pid)
+    return pids
+
+
 def _children_of_root(root: str) -> list[str]:
     """Processes whose command line names ``root``: a run must leave none behind."""
     found = []
@@ -311,3 +325,39 @@ def test_an_implementation_given_epochs_by_the_harness_passes(tmp_path: Path, s3
     assert len(out.ok) >= 3
     epoch_file = tmp_path / "placement" / "obj.epoch"
     assert int(epoch_file.read_text().split()[0]) == 4  # p0, p1, p2 and the final takeover: one epoch each
+
+
+def test_a_controller_killed_by_sigkill_leaves_no_node_running(tmp_path: Path) -> None:
+    """A CI timeout may SIGKILL the campaign: its node processes die with it (PR_SET_PDEATHSIG),
+    though each runs in its own session."""
+    import signal
+    import time
+
+    out = tmp_path / "out"
+    env = {**os.environ, "TMPDIR": str(tmp_path)}  # the run's scratch directory: known to this test
+    motos_before = _pids_running("moto_server")
+    proc = subprocess.Popen(
+        walrelay_argv("chaos", "run", "--mode", "real", "--seeds", "50", "--out", str(out)),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=env,
+    )
+    try:
+        for _ in range(600):  # until its replicas run (each names its data directory)
+            if len([c for c in _children_of_root(str(tmp_path)) if " replica " in c]) >= 5:
+                break
+            time.sleep(0.05)
+        assert len([c for c in _children_of_root(str(tmp_path)) if " replica " in c]) >= 5
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    for _ in range(200):
+        if not [c for c in _children_of_root(str(tmp_path)) if "walrelay" in c]:
+            break
+        time.sleep(0.05)
+    assert [c for c in _children_of_root(str(tmp_path)) if "walrelay" in c] == []
+    for _ in range(200):  # ... and its S3 server
+        if _pids_running("moto_server") <= motos_before:
+            break
+        time.sleep(0.05)
+    assert _pids_running("moto_server") <= motos_before

@@ -273,7 +273,7 @@ class RealWorld:
         argv = self.impl.argv(
             "replica", id=i, listen=self.replica_listen[i], data=self.replica_data(i), placement=self.placement
         )
-        return NodeProcess(f"replica {i}", argv, f"{self.replica_data(i)}.log")
+        return NodeProcess(f"replica {i}", argv, f"{self.replica_data(i)}.log", die_with_spawner=True)
 
     async def start(self) -> None:
         self._env()
@@ -298,7 +298,7 @@ class RealWorld:
         if lose_disk:
             shutil.rmtree(self.replica_data(i), ignore_errors=True)
         node = self._replica(i)
-        await trio.to_thread.run_sync(node.start)
+        await _start(node)
         self.replicas[i] = node
 
     async def new_primary(self) -> None:
@@ -318,8 +318,8 @@ class RealWorld:
             deadline=600,  # no resets by time: the schedule decides what happens
             epoch=epoch,
         )
-        node = NodeProcess(f"p{n}", argv, os.path.join(self.root, f"p{n}.log"))
-        await trio.to_thread.run_sync(node.start)
+        node = NodeProcess(f"p{n}", argv, os.path.join(self.root, f"p{n}.log"), die_with_spawner=True)
+        await _start(node)
         self.primaries.append(node)
 
     def current(self) -> NodeProcess:
@@ -628,7 +628,10 @@ def _names(mask: int) -> list[str]:
 
 
 async def _start(node: NodeProcess) -> None:
-    await trio.to_thread.run_sync(node.start)
+    """Spawn on this (the main) thread, so the node dies with the controller even by SIGKILL
+    (``NodeProcess.die_with_spawner``); wait for its address on a worker thread."""
+    node.spawn()
+    await trio.to_thread.run_sync(node.wait_listening)
 
 
 def _formed(st: dict[str, Any]) -> bool:

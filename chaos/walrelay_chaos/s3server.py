@@ -2,7 +2,8 @@
 
 ``moto_server`` (from ``moto[server]``, installed with the dev extras) always; a real MinIO server
 too when ``WALRELAY_MINIO_BINARY`` names its binary. Each runs on a free port with its data in a
-temporary directory and is killed when the test session ends.
+temporary directory and is killed when the test session (or chaos campaign) ends, on Linux even if
+its parent is killed by SIGKILL (``walrelay.procs.die_with_parent``: start one from the main thread).
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
+
+from walrelay.procs import die_with_parent
 
 ACCESS_KEY = "walrelay-test"
 SECRET_KEY = "walrelay-test-secret"
@@ -66,6 +69,7 @@ def start_moto() -> S3Server:
         stderr=subprocess.DEVNULL,
         stdin=subprocess.DEVNULL,
         start_new_session=True,
+        preexec_fn=die_with_parent if sys.platform == "linux" else None,
     )
     _wait_listening(port, proc, "moto_server")
     return S3Server("moto", f"http://127.0.0.1:{port}", proc)
@@ -82,6 +86,7 @@ def start_minio(binary: str) -> S3Server:
         stdin=subprocess.DEVNULL,
         env=env,
         start_new_session=True,
+        preexec_fn=die_with_parent if sys.platform == "linux" else None,
     )
     _wait_listening(port, proc, f"MinIO ({binary})")
     return S3Server("minio", f"http://127.0.0.1:{port}", proc, data_dir=data)

@@ -25,8 +25,18 @@ class NodeProcess:
     log_path: str
     proc: subprocess.Popen[bytes] | None = None
     address: str | None = None
+    # Linux: the node gets SIGKILL when the thread that spawned it exits (PR_SET_PDEATHSIG), so a
+    # parent killed by SIGKILL (a CI timeout) leaves no node running. Only for a parent that
+    # spawns from a thread living as long as the node (its main thread): a pooled worker thread
+    # that exits when idle would take the node with it.
+    die_with_spawner: bool = False
 
     def start(self, timeout: float = 30.0) -> str:
+        self.spawn()
+        return self.wait_listening(timeout)
+
+    def spawn(self) -> None:
+        """Start the process (``wait_listening`` then learns its address; any thread may call it)."""
         log = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child, closed below
         try:
             self.proc = subprocess.Popen(
@@ -35,9 +45,14 @@ class NodeProcess:
                 stderr=log,
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
+                preexec_fn=die_with_parent if self.die_with_spawner and sys.platform == "linux" else None,
             )
         finally:
             log.close()
+
+    def wait_listening(self, timeout: float = 30.0) -> str:
+        """The address from the node's first line, ``LISTENING HOST:PORT``; blocks until then."""
+        assert self.proc is not None
         line: list[bytes] = []
         assert self.proc.stdout is not None
         reader = threading.Thread(target=lambda: line.append(self.proc.stdout.readline()), daemon=True)  # type: ignore[union-attr]
@@ -78,6 +93,14 @@ class NodeProcess:
                 self.proc.wait(timeout)
             except subprocess.TimeoutExpired:
                 self.kill()
+
+
+def die_with_parent() -> None:
+    """In the child, before exec: ask the kernel for SIGKILL when the spawning thread exits."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
 def _tail(path: str, n: int = 15) -> str:

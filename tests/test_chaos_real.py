@@ -211,7 +211,14 @@ def test_a_real_run_with_every_fault_is_valid_and_leaves_nothing_running(
         op.CrashReplica(2),
         op.LoseDisk(3),
         op.Write(2),
+        op.Pause(300, takeover=False),  # writes wait out the pause
         op.Bookmark(),
+        op.OneWay(0b00001, to_replica=False),
+        op.Delay(0b00010, 50),
+        op.Write(2),
+        op.Settle(300),
+        op.Reset(0b00110),
+        op.Heal(),
         op.Check(),
     ]
     events: list[dict[str, object]] = []
@@ -220,9 +227,24 @@ def test_a_real_run_with_every_fault_is_valid_and_leaves_nothing_running(
     out = run_real(root, schedule, s3_servers[0], history=events)
     assert len(out.ok) >= 5 and len(out.bookmarks) == 2 and not out.skipped
     faults = {e["f"] for e in events if e["process"] == "nemesis"}
-    assert {"start-partition", "new-primary", "start-store-down", "crash-replica", "lose-disk"} <= faults
+    assert {"start-partition", "new-primary", "start-store-down", "crash-replica", "lose-disk", "start-pause"} <= faults
+    assert {"start-one-way", "start-delay", "reset", "stop-one-way", "stop-delay"} <= faults
     assert {e["f"] for e in events if e["type"] == "ok"} >= {"write", "read", "bookmark"}
     assert _children_of_root(root) == []
+
+
+# A GC pause: the primary is stopped (SIGSTOP), another takes over, the first wakes up and is
+# written to, believing it still serves.
+PAUSED_PRIMARY = [
+    op.Settle(500),
+    op.Write(2),
+    op.Settle(300),
+    op.Pause(1000, takeover=True),
+    op.WriteStale(2),
+    op.Write(1),
+    op.Settle(500),
+    op.Check(),
+]
 
 
 @pytest.mark.parametrize(
@@ -230,6 +252,7 @@ def test_a_real_run_with_every_fault_is_valid_and_leaves_nothing_running(
     [
         ("ack_after_2", ACK_AFTER_2, "acknowledged writes missing"),
         ("no_epoch_check_at_replica", STALE_WRITES, "acknowledged writes missing"),
+        ("no_epoch_check_at_replica", PAUSED_PRIMARY, "acknowledged writes missing"),
     ],
 )
 def test_real_mode_checkers_catch_a_mutant_the_reference_passes(

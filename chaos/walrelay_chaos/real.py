@@ -492,6 +492,8 @@ class RealWorld:
             h.fault("reset", _names(o.mask))
             for i in _indexes(o.mask):
                 self.links[i].reset()
+        elif isinstance(o, op.Pause):
+            await self.pause(current, o.ms / 1000, takeover=o.takeover)
         elif isinstance(o, op.PowerFail):
             # A process cannot lose its own page cache: here a power failure is a SIGKILL of each
             # (the simulation's disk loses the unsynced writes; docs/conformance.md).
@@ -505,6 +507,24 @@ class RealWorld:
             name = type(o).__name__
             self.out.skipped.append(name)
             h.fault("skipped", f"{name} (not in real mode)")
+
+    async def pause(self, p: NodeProcess, seconds: float, *, takeover: bool) -> None:
+        """SIGSTOP ``p`` for ``seconds`` (a new primary takes over meanwhile if ``takeover``),
+        then SIGCONT: it wakes believing it still serves, until a replica tells it otherwise."""
+        if not p.alive:
+            return
+        self.history.fault("start-pause", p.name)
+        p.pause()
+        try:
+            started = trio.current_time()
+            if takeover:
+                self.history.fault("new-primary", f"p{len(self.primaries)} (while {p.name} is paused)")
+                await self.new_primary()
+                await self.serving(self.current(), TAKEOVER_S)
+            await trio.sleep(max(0.0, started + seconds - trio.current_time()))
+        finally:
+            p.resume()
+            self.history.fault("stop-pause", p.name)
 
     def heal(self) -> None:
         for kind in sorted({k for link in self.links for k in link.faults()}):
@@ -746,6 +766,7 @@ def random_real_op(rng: random.Random) -> Op:
         lambda: op.Delay(rng.randint(1, 2**N - 1), rng.choice([5, 50, 500])),
         lambda: op.Reset(rng.randint(1, 2**N - 1)),
         lambda: op.PowerFail(rng.choice([2**N - 1, rng.randint(1, 2**N - 1)]), rng.random() < 0.5),
+        lambda: op.Pause(rng.choice([200, 1000, 3000]), rng.random() < 0.5),
     ]
     return rng.choice(choices)()
 

@@ -226,6 +226,17 @@ class RestoreCrash:
     late: bool
 
 
+@dataclass(frozen=True)
+class Pause:
+    """Real mode: the current primary is paused (SIGSTOP: a GC pause, a frozen VM) for ``ms``;
+    with ``takeover``, a new primary takes over meanwhile, and the old one resumes believing it
+    still serves (its held writes, and any sent to it after, must not count). The simulation
+    cannot stop a task: it notes the op as skipped."""
+
+    ms: int
+    takeover: bool
+
+
 Op = (
     Write
     | WriteStale
@@ -251,6 +262,7 @@ Op = (
     | ClockJump
     | PowerFail
     | RestoreCrash
+    | Pause
 )
 
 
@@ -259,7 +271,7 @@ OPS: dict[str, type[Op]] = {
     for cls in (
         Write, WriteStale, Settle, Cut, Heal, CrashPrimary, NewPrimary, CrashReplica, LoseDisk,
         StoreDown, StoreUp, Check, Bookmark, Restore, MinorityFailover, PairFailover, SplitBrain, OneWay, Delay, Reset,
-        Orphan, ClockJump, PowerFail, RestoreCrash,
+        Orphan, ClockJump, PowerFail, RestoreCrash, Pause,
     )
 }  # fmt: skip
 

@@ -72,6 +72,7 @@ from walrelay_chaos.schedule import (
     Op,
     Orphan,
     PairFailover,
+    Pause,
     PowerFail,
     Reset,
     Restore,
@@ -713,6 +714,8 @@ class World:
             self.clock_us[-1] += -op.ms * 1000 if op.back else op.ms * 1000
         elif isinstance(op, PowerFail):
             await self.power_fail(op.mask, primary=op.primary)
+        elif isinstance(op, Pause):
+            self.history.fault("skipped", "Pause (real mode only: a task cannot be stopped)")
 
     def masked(self, mask: int) -> set[str]:
         return {a for i, a in enumerate(self.addresses) if mask >> i & 1}

@@ -247,12 +247,17 @@ PAUSED_PRIMARY = [
 ]
 
 
+# A split brain over a bridge replica: each primary reaches a different majority, both written to.
+BRIDGED = [op.Settle(500), op.Write(2), op.Settle(300), op.Bridge(0, 2), op.Settle(300), op.Check()]
+
+
 @pytest.mark.parametrize(
     ("mutant", "schedule", "fragment"),
     [
         ("ack_after_2", ACK_AFTER_2, "acknowledged writes missing"),
         ("no_epoch_check_at_replica", STALE_WRITES, "acknowledged writes missing"),
         ("no_epoch_check_at_replica", PAUSED_PRIMARY, "acknowledged writes missing"),
+        ("no_epoch_check_at_replica", BRIDGED, "acknowledged writes missing"),
     ],
 )
 def test_real_mode_checkers_catch_a_mutant_the_reference_passes(

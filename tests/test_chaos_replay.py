@@ -17,6 +17,7 @@ from walrelay_chaos import mutants
 from walrelay_chaos.replay import HARNESS, read_replay, run_replay, write_replay
 from walrelay_chaos.schedule import (
     Bookmark,
+    Bridge,
     ClockJump,
     Delay,
     Heal,
@@ -133,6 +134,7 @@ NEMESES: list[Op] = [
     RestoreCrash(1, by_request=True, late=True),
     PairFailover(2, 1),
     SplitBrain(1),
+    Bridge(2, 1),
     Write(1),
     Settle(300),
 ]
@@ -155,6 +157,7 @@ def test_the_same_seed_gives_the_same_history(name: str, tmp_path: Path) -> None
         faults = {e["f"] for e in histories[0] if e["process"] == "nemesis"}
         assert faults >= {"start-delay", "orphan", "start-one-way", "reset", "clock-jump", "power-fail"}, faults
         assert any("mid-restore" in str(e["value"]) for e in histories[0]), "the restore was not crashed half way"
+        assert any("bridge r2" in str(e["value"]) for e in histories[0]), "no bridge partition"
 
 
 REPLAYS = sorted((Path(__file__).parent / "replays").glob("*.json"))

@@ -41,6 +41,7 @@ from walrelay_chaos.replay import replay_command, write_replay
 from walrelay_chaos.schedule import (
     PAIRS,
     Bookmark,
+    Bridge,
     Check,
     ClockJump,
     CrashPrimary,
@@ -99,6 +100,7 @@ ops: st.SearchStrategy[Op] = st.one_of(
     st.builds(ClockJump, st.sampled_from([1, 1000, 5000, 60_000]), st.booleans()),
     st.builds(PowerFail, st.one_of(st.just(2**N - 1), _mask), st.booleans()),
     st.builds(RestoreCrash, st.integers(0, 7), st.booleans(), st.booleans()),
+    st.builds(Bridge, _replica, st.integers(1, 2)),
 )
 schedules = st.lists(ops, min_size=1, max_size=25)
 

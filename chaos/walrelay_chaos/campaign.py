@@ -78,6 +78,7 @@ def random_op(rng: random.Random) -> Op:
         # A power loss takes several machines at once (a rack): often all five replicas.
         lambda: op.PowerFail(rng.choice([2**N - 1, rng.randint(1, 2**N - 1)]), rng.random() < 0.5),
         lambda: op.RestoreCrash(rng.randint(0, 7), rng.random() < 0.5, rng.random() < 0.5),
+        lambda: op.Bridge(rng.randrange(N), rng.randint(1, 2)),
     ]
     return rng.choice(choices)()
 

@@ -236,7 +236,13 @@ class RealWorld:
         self.store_down = False
         self.store_ambiguous = True
         self.s3proxy = FaultProxy(s3.endpoint, self._decide_s3)
-        self.links = [LinkProxy(f"r{i}", "") for i in range(N)]
+        # Each primary reaches the replicas through proxies of its own (a bridge cuts one primary
+        # off from some replicas only); a shared fault applies to every primary's, and to those
+        # of primaries started while it lasts (``shared``: replica index -> fault).
+        self.links: dict[str, list[LinkProxy]] = {}
+        self.shared_cut: set[int] = set()
+        self.shared_block: dict[int, str] = {}
+        self.shared_delay: dict[int, float] = {}
         self.replicas: list[NodeProcess] = []
         self.primaries: list[NodeProcess] = []
         self.out = RealOutcomes()
@@ -282,10 +288,9 @@ class RealWorld:
         async with trio.open_nursery() as starting:
             for node in self.replicas:
                 starting.start_soon(_start, node)
-        for i, (link, node) in enumerate(zip(self.links, self.replicas, strict=True)):
+        for i, node in enumerate(self.replicas):
             assert node.address is not None
-            link.upstream = self.replica_listen[i] = node.address  # a restart keeps its port
-            await self.nursery.start(link.serve)
+            self.replica_listen[i] = node.address  # a restart keeps its port
         await self.new_primary()
         # Faults start once the cluster is up (every replica admitted as a voter): a schedule
         # that opens with a power failure would otherwise only test a cluster that never formed.
@@ -301,13 +306,33 @@ class RealWorld:
         await _start(node)
         self.replicas[i] = node
 
-    async def new_primary(self) -> None:
+    async def _links_for(self, name: str, cut: set[int]) -> list[LinkProxy]:
+        """Proxies to each replica for primary ``name``, with the shared faults in force and its
+        own partitions ``cut``."""
+        links = [LinkProxy(f"{name}->r{i}", self.replica_listen[i]) for i in range(N)]
+        for i, link in enumerate(links):
+            await self.nursery.start(link.serve)
+            if i in self.shared_cut or i in cut:
+                link.partition()
+            if i in self.shared_block:
+                link.block(self.shared_block[i])
+            if i in self.shared_delay:
+                link.delay(self.shared_delay[i])
+        self.links[name] = links
+        return links
+
+    def all_links(self, i: int) -> list[LinkProxy]:
+        return [links[i] for links in self.links.values()]
+
+    async def new_primary(self, *, cut: frozenset[int] = frozenset()) -> None:
+        """Start the next primary; ``cut``: replicas it alone cannot reach (until Heal)."""
         n = len(self.primaries)
         epoch = EpochAllocator(self.placement).allocate(OBJECT) if self.impl.takes_epoch else 0
+        links = await self._links_for(f"p{n}", set(cut))
         argv = self.impl.argv(
             "primary",
             object=OBJECT,
-            replicas=",".join(link.address for link in self.links),
+            replicas=",".join(link.address for link in links),
             listen="127.0.0.1:0",
             data=os.path.join(self.root, f"p{n}"),
             placement=self.placement,
@@ -441,9 +466,10 @@ class RealWorld:
             await trio.sleep(o.ms / 1000)
         elif isinstance(o, op.Cut):
             h.fault("start-partition", [f"r{i}" for i in range(N) if o.mask >> i & 1])
-            for i in range(N):
-                if o.mask >> i & 1:
-                    self.links[i].partition()
+            for i in _indexes(o.mask):
+                self.shared_cut.add(i)
+                for link in self.all_links(i):
+                    link.partition()
         elif isinstance(o, op.Heal):
             self.heal()
         elif isinstance(o, op.CrashPrimary):
@@ -483,17 +509,24 @@ class RealWorld:
             dead = "to the replicas" if o.to_replica else "from the replicas"
             h.fault("start-one-way", [*_names(o.mask), dead])
             for i in _indexes(o.mask):
-                self.links[i].block("up" if o.to_replica else "down")
+                self.shared_block[i] = "up" if o.to_replica else "down"
+                for link in self.all_links(i):
+                    link.block(self.shared_block[i])
         elif isinstance(o, op.Delay):
             h.fault("start-delay", [*_names(o.mask), f"{o.ms} ms"])
             for i in _indexes(o.mask):
-                self.links[i].delay(o.ms / 1000)
+                self.shared_delay[i] = o.ms / 1000
+                for link in self.all_links(i):
+                    link.delay(o.ms / 1000)
         elif isinstance(o, op.Reset):
             h.fault("reset", _names(o.mask))
             for i in _indexes(o.mask):
-                self.links[i].reset()
+                for link in self.all_links(i):
+                    link.reset()
         elif isinstance(o, op.Pause):
             await self.pause(current, o.ms / 1000, takeover=o.takeover)
+        elif isinstance(o, op.Bridge):
+            await self.bridge(current, o)
         elif isinstance(o, op.PowerFail):
             # A process cannot lose its own page cache: here a power failure is a SIGKILL of each
             # (the simulation's disk loses the unsynced writes; docs/conformance.md).
@@ -526,10 +559,35 @@ class RealWorld:
             p.resume()
             self.history.fault("stop-pause", p.name)
 
+    async def bridge(self, old: NodeProcess, o: op.Bridge) -> None:
+        """A split brain across bridge replica ``b`` (schedule.Bridge): ``old`` keeps reaching b,
+        b+1, b+2 only; a new primary takes over reaching b, b+3, b+4 only; both get writes."""
+        if not old.alive:
+            return
+        b = o.bridge % N
+        old_side, new_side = {(b + 1) % N, (b + 2) % N}, {(b + 3) % N, (b + 4) % N}
+        new = f"p{len(self.primaries)}"
+        self.history.fault(
+            "start-partition",
+            [f"{old.name} -/- {_names_of(new_side)}", f"{new} -/- {_names_of(old_side)}", f"bridge r{b}"],
+        )
+        for i in new_side:
+            self.links[old.name][i].partition()
+        self.history.fault("new-primary", f"{new} (the other side of the bridge)")
+        await self.new_primary(cut=frozenset(old_side))
+        await self.serving(self.current(), TAKEOVER_S)
+        self.write(self.current(), 1)
+        self.write(old, o.stale_writes)
+        await trio.sleep(0.5)
+
     def heal(self) -> None:
-        for kind in sorted({k for link in self.links for k in link.faults()}):
+        every = [link for links in self.links.values() for link in links]
+        for kind in sorted({k for link in every for k in link.faults()}):
             self.history.fault(f"stop-{kind}")
-        for link in self.links:
+        self.shared_cut.clear()
+        self.shared_block.clear()
+        self.shared_delay.clear()
+        for link in every:
             link.heal()
 
     def store_up(self) -> None:
@@ -645,6 +703,10 @@ def _indexes(mask: int) -> list[int]:
 
 def _names(mask: int) -> list[str]:
     return [f"r{i}" for i in _indexes(mask)]
+
+
+def _names_of(indexes: set[int]) -> list[str]:
+    return [f"r{i}" for i in sorted(indexes)]
 
 
 async def _start(node: NodeProcess) -> None:
@@ -767,6 +829,7 @@ def random_real_op(rng: random.Random) -> Op:
         lambda: op.Reset(rng.randint(1, 2**N - 1)),
         lambda: op.PowerFail(rng.choice([2**N - 1, rng.randint(1, 2**N - 1)]), rng.random() < 0.5),
         lambda: op.Pause(rng.choice([200, 1000, 3000]), rng.random() < 0.5),
+        lambda: op.Bridge(rng.randrange(N), rng.randint(1, 2)),
     ]
     return rng.choice(choices)()
 

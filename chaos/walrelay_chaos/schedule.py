@@ -227,6 +227,17 @@ class RestoreCrash:
 
 
 @dataclass(frozen=True)
+class Bridge:
+    """A split brain across a bridge replica: the running primary keeps reaching replicas
+    ``bridge``, +1, +2 only, and a new primary takes over reaching ``bridge``, +3, +4 only (each
+    side a majority, the bridge in both); both get writes, ``stale_writes`` of them the old one.
+    Until Heal."""
+
+    bridge: int
+    stale_writes: int
+
+
+@dataclass(frozen=True)
 class Pause:
     """Real mode: the current primary is paused (SIGSTOP: a GC pause, a frozen VM) for ``ms``;
     with ``takeover``, a new primary takes over meanwhile, and the old one resumes believing it
@@ -263,6 +274,7 @@ Op = (
     | PowerFail
     | RestoreCrash
     | Pause
+    | Bridge
 )
 
 
@@ -271,7 +283,7 @@ OPS: dict[str, type[Op]] = {
     for cls in (
         Write, WriteStale, Settle, Cut, Heal, CrashPrimary, NewPrimary, CrashReplica, LoseDisk,
         StoreDown, StoreUp, Check, Bookmark, Restore, MinorityFailover, PairFailover, SplitBrain, OneWay, Delay, Reset,
-        Orphan, ClockJump, PowerFail, RestoreCrash, Pause,
+        Orphan, ClockJump, PowerFail, RestoreCrash, Pause, Bridge,
     )
 }  # fmt: skip
 

@@ -58,6 +58,7 @@ from walrelay.transport import MemoryTransport
 from walrelay.wire import ReplyStatus
 from walrelay_chaos.schedule import (
     Bookmark,
+    Bridge,
     Check,
     ClockJump,
     CrashPrimary,
@@ -126,6 +127,7 @@ class Link(trio.abc.Stream):
         self.closed = False  # the dialing end closed it (a FIN follows what is still in flight)
         self.late_until = 0.0  # abandoned: nothing in flight arrives before this
         self.recv_scope: trio.CancelScope | None = None
+        self.dialer: str | None = None  # the primary that dialed (DialerView), for its own partitions
 
     async def send_all(self, data: bytes | bytearray | memoryview) -> None:
         if self.broken or self.closed:
@@ -230,6 +232,19 @@ class CutTransport:
         self.delay: dict[str, float] = {}  # address -> seconds each frame takes
         self.changed = trio.Event()  # set (and replaced) whenever a fault starts or stops
         self.live: dict[str, list[Link]] = {}
+        self.cut_from: dict[str, set[str]] = {}  # a primary's own partitions (a bridge): name -> addresses
+
+    def view(self, dialer: str) -> DialerView:
+        return DialerView(self, dialer)
+
+    def partition_from(self, dialer: str, addresses: set[str]) -> None:
+        """Cut ``dialer`` (one primary) off from these replicas; other primaries still reach them."""
+        self.cut_from.setdefault(dialer, set()).update(addresses)
+        for a in sorted(addresses):
+            for link in [x for x in self.live.get(a, []) if x.dialer == dialer]:
+                self.live[a].remove(link)
+                link.out.clear()
+                link.inner.send_stream.close()
 
     async def connect(self, address: str) -> trio.abc.Stream:
         if address in self.cut:
@@ -285,13 +300,37 @@ class CutTransport:
 
     def faults(self) -> list[str]:
         """The network faults in force, by kind (for the history's stop events)."""
-        return [k for k, on in (("partition", self.cut), ("one-way", self.oneway), ("delay", self.delay)) if on]
+        cut = self.cut or any(self.cut_from.values())
+        return [k for k, on in (("partition", cut), ("one-way", self.oneway), ("delay", self.delay)) if on]
 
     def heal(self) -> None:
         self.cut.clear()
+        self.cut_from.clear()
         self.oneway.clear()
         self.delay.clear()
         self._changed()
+
+
+class DialerView:
+    """One primary's view of the network: every shared fault, plus partitions of its own, so that
+    two primaries of a split brain can each reach a different majority (a bridge replica in both)."""
+
+    def __init__(self, net: CutTransport, dialer: str) -> None:
+        self.net = net
+        self.dialer = dialer
+
+    async def connect(self, address: str) -> trio.abc.Stream:
+        if address in self.net.cut_from.get(self.dialer, ()):
+            raise OSError(f"{self.dialer} is partitioned from {address}")
+        link = cast(Link, await self.net.connect(address))
+        if address in self.net.cut_from.get(self.dialer, ()):  # cut while the connection was being made
+            await link.aclose()
+            raise OSError(f"{self.dialer} is partitioned from {address}")
+        link.dialer = self.dialer
+        return link
+
+    async def serve(self, address: str, handler: Any, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+        await self.net.serve(address, handler, task_status=task_status)
 
 
 class SimDisk:
@@ -550,7 +589,7 @@ class World:
             app=KeyValue(),
             replica_addresses=self.addresses,
             data_dir=os.path.join(self.root, f"p{n}"),
-            transport=self.net,
+            transport=self.net.view(f"p{n}"),
             placement=self.placement,
             quorum=self.quorum,
             deadline_s=10**6,  # no resets by time: the schedule decides what happens
@@ -714,6 +753,8 @@ class World:
             self.clock_us[-1] += -op.ms * 1000 if op.back else op.ms * 1000
         elif isinstance(op, PowerFail):
             await self.power_fail(op.mask, primary=op.primary)
+        elif isinstance(op, Bridge):
+            await self.bridge(op)
         elif isinstance(op, Pause):
             self.history.fault("skipped", "Pause (real mode only: a task cannot be stopped)")
 
@@ -885,6 +926,33 @@ class World:
         self.base, self.out = dict(found), Outcomes()
         self.restores += 1
         _event("restored" + (" again (a restore of a restore)" if self.restores > 1 else ""))
+
+    async def bridge(self, op: Bridge) -> None:
+        """A split brain over a bridge replica ``b``: the running primary keeps reaching replicas
+        b, b+1, b+2 only; a new primary takes over reaching b, b+3, b+4 only. Each side has three
+        replicas, the bridge in both: the new primary's promise at the bridge must fence the old
+        one, which can then reach only two acks (b+1, b+2). Both get writes."""
+        old = self.primaries[-1]
+        if old.crashed:
+            return
+        b = op.bridge % N
+        old_side = {self.addresses[(b + k) % N] for k in (1, 2)}
+        new_side = {self.addresses[(b + k) % N] for k in (3, 4)}
+        new = f"p{len(self.primaries)}"
+        self.history.fault(
+            "start-partition",
+            [f"{old.address.removeprefix('mem:')} -/- {sorted(a.removeprefix('mem:') for a in new_side)}",
+             f"{new} -/- {sorted(a.removeprefix('mem:') for a in old_side)}", f"bridge r{b}"],
+        )  # fmt: skip
+        self.net.partition_from(old.address.removeprefix("mem:"), new_side)
+        self.net.partition_from(new, old_side)  # before it dials anything
+        self.history.fault("new-primary", f"{new} (the other side of the bridge)")
+        await self.new_primary()
+        await trio.sleep(0.3)
+        self.write(self.primaries[-1], 1)
+        self.write(old, op.stale_writes)
+        await trio.sleep(0.3)
+        _event("a bridge split the primaries")
 
     async def restart_primary(self, restore_to: str | None = None) -> None:
         """Crash the current primary and start the next (the restart that performs a restore)."""

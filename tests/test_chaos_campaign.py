@@ -72,6 +72,7 @@ def test_the_cli_runs_a_campaign_and_refuses_bad_real_mode_options(tmp_path: Pat
     assert json.loads((tmp_path / "results.json").read_text())["valid"] is True
     for args, fragment in [
         (["--impl", "x.json"], "--impl needs --mode real"),
+        (["--mode", "both", "--impl", "x.json"], "--impl needs --mode real"),
         (["--mode", "real", "--mutant", "no_such_bug"], "no mutant 'no_such_bug'"),
         (["--mode", "real", "--impl", str(tmp_path / "missing.json")], "missing.json: cannot read"),
         (["--mode", "real", "--impl", "x.json", "--mutant", "ack_after_2"], "cannot go with --impl"),

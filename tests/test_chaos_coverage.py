@@ -21,7 +21,10 @@ def test_a_takeover_counts_only_with_writes_in_flight_after_an_acknowledged_one(
     acked = [_ev(0, "invoke", "write", 1), _ev(0, "ok", "write", 1)]
     in_flight = [_ev(0, "invoke", "write", 2)]
     crash = [_ev("nemesis", "info", "crash-primary", "p0")]
-    final = [_ev("nemesis", "info", "new-primary", "p1 (the final takeover)")]
+    final = [
+        _ev("nemesis", "info", "crash-primary", "p0 (before the final takeover)"),
+        _ev("nemesis", "info", "new-primary", "p1 (the final takeover)"),
+    ]
     assert coverage.from_history(acked + in_flight + crash) == {"takeover-with-writes-in-flight"}
     assert coverage.from_history(acked + crash + in_flight) == set()  # nothing in flight at the crash
     assert coverage.from_history(in_flight + crash) == set()  # nothing acknowledged: nothing to lose

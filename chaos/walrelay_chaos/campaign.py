@@ -93,6 +93,7 @@ class CampaignResult:
     first_seed: int = 0
     mode: str = "sim"
     mutant: str | None = None
+    impl: NodeCommands | None = None  # real mode: another implementation (--impl), kept in replay files
     coverage: Tally | None = None  # runs that reached each coverage target
     require_coverage: bool = False  # a target no run reached makes the batch "unknown"
     seconds: float = 0.0
@@ -163,6 +164,7 @@ def run_campaign(
         first_seed=first_seed,
         mode=mode,
         mutant=mutant,
+        impl=impl,
         coverage=Tally(targets),
         require_coverage=require_coverage,
     )
@@ -232,6 +234,8 @@ def _one_run(out_dir: Path, seed: int, result: CampaignResult, s3: Any, impl: No
         text = f"{len(schedule)} ops: INVALID: {message[:200]}"
     except Exception as e:  # the harness failed, not the system under test: no verdict
         verdict, message = "unknown", "".join(traceback.format_exception_only(e)).strip()
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "error.txt").write_text(getattr(e, "detail", "") or "".join(traceback.format_exception(e)))
         text = f"{len(schedule)} ops: HARNESS ERROR: {type(e).__name__}: {e}"
     finally:
         assert result.coverage is not None
@@ -242,7 +246,14 @@ def _one_run(out_dir: Path, seed: int, result: CampaignResult, s3: Any, impl: No
             dump_logs(root, run_dir / "logs")
         shutil.rmtree(root, ignore_errors=True)
     if verdict is not True or real:
-        path = write_replay(run_dir / "replay.json", schedule, seed=seed, mode=result.mode, mutant=result.mutant)
+        path = write_replay(
+            run_dir / "replay.json",
+            schedule,
+            seed=seed,
+            mode=result.mode,
+            mutant=result.mutant,
+            impl=result.impl.to_json() if result.impl is not None else None,
+        )
         write_report(
             run_dir,
             events,

@@ -103,8 +103,11 @@ class LinkProxy:
                 up_side = await trio.open_tcp_stream(host, port)
             except OSError:
                 return  # the replica is down: so is the link
+            if self.cut or self.blocked:  # the fault began while we were connecting upstream
+                await up_side.aclose()
+                return
             scope = trio.CancelScope()
-            self._live.add(scope)
+            self._live.add(scope)  # no await since the check: a partition from now on aborts it
             try:
                 async with up_side:
                     with scope:

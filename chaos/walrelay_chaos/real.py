@@ -39,9 +39,11 @@ import json
 import os
 import random
 import shutil
+import string
 import sys
 import tempfile
 import time
+import traceback
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -73,7 +75,9 @@ OBJECT = "obj"
 MAX_DISK_LOSS = 2
 CALL_S = 10.0  # a read or a bookmark not answered in this long gets no verdict (a partition)
 SETTLE_S = 60.0  # how long the final primary may take to serve, repair replicas, catch up the archive
-TAKEOVER_S = 5.0  # NewPrimary waits this long at most for the new primary to serve
+TAKEOVER_S = 10.0  # NewPrimary waits this long at most for the new primary to serve
+CHECK_S = 5.0  # a Check waits this long at most for the current primary to serve
+ANSWER_S = 10.0  # at the end, once healed, writes in flight get this long to be answered
 
 
 REPLICA_FIELDS = ("id", "listen", "data", "placement")
@@ -152,6 +156,12 @@ class NodeCommands:
             raise ImplError(f"{path}: cannot read: {e.strerror or e}") from None
         except (UnicodeDecodeError, json.JSONDecodeError) as e:
             raise ImplError(f"{path}: not JSON ({e})") from None
+        return NodeCommands.from_json(body, where=str(path))
+
+    @staticmethod
+    def from_json(body: object, *, where: str) -> NodeCommands:
+        """The implementation file's object (also kept in replay files as ``impl``)."""
+        path = where
         if not isinstance(body, dict):
             raise ImplError(f"{path}: expected a JSON object with keys replica and primary")
         extra = sorted(set(body) - {"replica", "primary"})
@@ -163,14 +173,14 @@ class NodeCommands:
             if not isinstance(argv, list) or not argv or not all(isinstance(a, str) for a in argv):
                 raise ImplError(f"{path}: {role} must be a non-empty list of strings (an argv template)")
             for a in argv:
-                try:
-                    a.format(**{f: "" for f in fields})
-                except (KeyError, IndexError, ValueError) as e:
-                    raise ImplError(
-                        f"{path}: {role} argument {a!r}: bad placeholder ({e}); known: {', '.join(fields)}"
-                    ) from None
+                problem = _template_problem(a, fields)
+                if problem:
+                    raise ImplError(f"{path}: {role} argument {a!r}: {problem}; known: {', '.join(fields)}")
             out[role] = tuple(argv)
         return NodeCommands(out["replica"], out["primary"])
+
+    def to_json(self) -> dict[str, list[str]]:
+        return {"replica": list(self.replica), "primary": list(self.primary)}
 
     @property
     def takes_epoch(self) -> bool:
@@ -180,6 +190,22 @@ class NodeCommands:
     def argv(self, role: str, **values: Any) -> list[str]:
         template = self.replica if role == "replica" else self.primary
         return [a.format(**{k: str(v) for k, v in values.items()}) for a in template]
+
+
+def _template_problem(arg: str, fields: tuple[str, ...]) -> str | None:
+    """What is wrong with one argv template, or None: only plain ``{field}`` placeholders."""
+    try:
+        parts = list(string.Formatter().parse(arg))
+    except ValueError as e:
+        return f"bad placeholder ({e})"
+    for _, name, spec, conversion in parts:
+        if name is None:
+            continue
+        if name not in fields:
+            return f"bad placeholder {{{name}}}"
+        if spec or conversion:
+            return f"placeholder {{{name}}} takes no format spec or conversion"
+    return None
 
 
 class RealCheckError(AssertionError):
@@ -249,6 +275,7 @@ class RealWorld:
         self.next_key = 1
         self.losses = 0
         self.transport = TcpTransport()
+        self.pending = 0  # writes sent and not answered yet
 
     @property
     def s3_url(self) -> str:
@@ -265,12 +292,14 @@ class RealWorld:
 
     # -- processes --------------------------------------------------------------------------------
 
-    def _env(self) -> None:
-        """What every process inherits: S3 credentials (the test server's), a mutant's name."""
-        os.environ.setdefault("AWS_ACCESS_KEY_ID", ACCESS_KEY)
-        os.environ.setdefault("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
-        os.environ.pop("WALRELAY_CHAOS_MUTANT", None)
-        os.environ.update(dict(self.impl.env))
+    @property
+    def env(self) -> dict[str, str]:
+        """What every node gets (this process's environment is left alone): the S3 server's
+        credentials, and a mutant's name when one is planted."""
+        env = {k: v for k, v in os.environ.items() if k != "WALRELAY_CHAOS_MUTANT"}
+        env.update(AWS_ACCESS_KEY_ID=ACCESS_KEY, AWS_SECRET_ACCESS_KEY=SECRET_KEY)
+        env.update(dict(self.impl.env))
+        return env
 
     def replica_data(self, i: int) -> str:
         return os.path.join(self.root, f"replica-{i}")
@@ -279,10 +308,9 @@ class RealWorld:
         argv = self.impl.argv(
             "replica", id=i, listen=self.replica_listen[i], data=self.replica_data(i), placement=self.placement
         )
-        return NodeProcess(f"replica {i}", argv, f"{self.replica_data(i)}.log", die_with_spawner=True)
+        return NodeProcess(f"replica {i}", argv, f"{self.replica_data(i)}.log", env=self.env, die_with_spawner=True)
 
     async def start(self) -> None:
-        self._env()
         S3Store(f"{self.s3.endpoint}/{self.bucket}", access_key=ACCESS_KEY, secret_key=SECRET_KEY, create_bucket=True)
         self.replicas = [self._replica(i) for i in range(N)]
         async with trio.open_nursery() as starting:
@@ -302,9 +330,8 @@ class RealWorld:
         await trio.to_thread.run_sync(self.replicas[i].kill)
         if lose_disk:
             shutil.rmtree(self.replica_data(i), ignore_errors=True)
-        node = self._replica(i)
+        node = self.replicas[i] = self._replica(i)  # registered before it runs: close() kills it
         await _start(node)
-        self.replicas[i] = node
 
     async def _links_for(self, name: str, cut: set[int]) -> list[LinkProxy]:
         """Proxies to each replica for primary ``name``, with the shared faults in force and its
@@ -343,9 +370,9 @@ class RealWorld:
             deadline=600,  # no resets by time: the schedule decides what happens
             epoch=epoch,
         )
-        node = NodeProcess(f"p{n}", argv, os.path.join(self.root, f"p{n}.log"), die_with_spawner=True)
+        node = NodeProcess(f"p{n}", argv, os.path.join(self.root, f"p{n}.log"), env=self.env, die_with_spawner=True)
+        self.primaries.append(node)  # registered before it runs: close() kills it
         await _start(node)
-        self.primaries.append(node)
 
     def current(self) -> NodeProcess:
         return self.primaries[-1]
@@ -370,12 +397,15 @@ class RealWorld:
 
     async def _put(self, address: str, name: str, k: int) -> None:
         process = self.history.invoke("write", k, node=name)
+        self.pending += 1
         try:
             async with Client.connect(self.transport, address) as client:
                 reply = await client.call("put", k, f"v{k}")
         except (ConnectionError, OSError, trio.BrokenResourceError) as e:
             self.history.complete(process, "info", "write", k, f"connection: {e}")
             return
+        finally:
+            self.pending -= 1
         if reply.status is ReplyStatus.OK:
             self.out.unknown.discard(k)
             self.out.ok.add(k)
@@ -443,7 +473,7 @@ class RealWorld:
     async def bookmark(self, p: NodeProcess) -> None:
         acked = set(self.out.ok)
         process = self.history.invoke("bookmark", None, node=p.name)
-        reply = await self.call(p, "__bookmark__", within_s=3.0)
+        reply = await self.call(p, "__bookmark__", within_s=CHECK_S)
         if reply is None or reply.status is not ReplyStatus.OK:
             self.history.complete(process, "info", "bookmark", None, "no answer" if reply is None else str(reply.body))
             return
@@ -497,7 +527,7 @@ class RealWorld:
         elif isinstance(o, op.StoreUp):
             self.store_up()
         elif isinstance(o, op.Check):
-            if current.alive and await self.serving(current, TAKEOVER_S):
+            if current.alive and await self.serving(current, CHECK_S):
                 await self.check(current, "check")
         elif isinstance(o, op.Bookmark):
             if current.alive:
@@ -609,12 +639,17 @@ class RealWorld:
     # -- the end ----------------------------------------------------------------------------------
 
     async def finish(self) -> None:
-        """Heal, kill every primary, let a last one take over, and judge everything."""
+        """Heal, let the writes still in flight be answered (a while at most: a write held by a
+        primary that cannot serve stays unknown), kill every primary, let a last one take over,
+        and judge everything."""
         self.heal()
         self.store_up()
+        with trio.move_on_after(ANSWER_S):
+            while self.pending:  # noqa: ASYNC110 - the writes are other tasks' calls
+                await trio.sleep(0.05)
         for p in self.primaries:
             if p.alive:
-                self.history.fault("crash-primary", p.name)
+                self.history.fault("crash-primary", f"{p.name} (before the final takeover)")
                 await trio.to_thread.run_sync(p.kill)
         self.history.fault("new-primary", f"p{len(self.primaries)} (the final takeover)")
         await self.new_primary()
@@ -790,10 +825,30 @@ def run_real(
 
     try:
         return trio.run(main)
-    except* AssertionError as eg:
-        raise eg.exceptions[0] from None
-    except* WalrelayError as eg:
-        raise eg.exceptions[0] from None
+    except BaseExceptionGroup as eg:
+        leaves = _leaves(eg)
+        verdicts = [e for e in leaves if isinstance(e, AssertionError)]
+        if verdicts:
+            raise verdicts[0] from None
+        raise HarnessError(
+            "; ".join(f"{type(e).__name__}: {e}" for e in leaves), "".join(traceback.format_exception(eg))
+        ) from None
+
+
+class HarnessError(WalrelayError):
+    """The harness failed, not the system under test: no verdict. ``detail``: the full traceback
+    (the campaign writes it to the run's ``error.txt``)."""
+
+    def __init__(self, message: str, detail: str = "") -> None:
+        super().__init__(message)
+        self.detail = detail
+
+
+def _leaves(eg: BaseExceptionGroup[BaseException]) -> list[BaseException]:
+    out: list[BaseException] = []
+    for e in eg.exceptions:
+        out += _leaves(e) if isinstance(e, BaseExceptionGroup) else [e]
+    return out
 
 
 # -- random schedules for real mode ---------------------------------------------------------------

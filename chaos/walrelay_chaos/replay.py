@@ -45,6 +45,7 @@ class Replay:
     seed: int
     mode: str  # "sim" or "real"
     mutant: str | None  # planted for the run (walrelay_chaos.mutants), or None: the reference
+    impl: dict[str, list[str]] | None = None  # real mode: the implementation under test (--impl)
 
 
 def write_replay(
@@ -55,10 +56,13 @@ def write_replay(
     seed: int = 0,
     mode: str = "sim",
     mutant: str | None = None,
+    impl: dict[str, list[str]] | None = None,
 ) -> Path:
     body: dict[str, Any] = {"harness": HARNESSES[mode], "quorum": quorum, "seed": seed}
     if mutant is not None:
         body["mutant"] = mutant
+    if impl is not None:
+        body["impl"] = impl
     body["schedule"] = [op_to_json(op) for op in schedule]
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -98,11 +102,21 @@ def load_replay(path: str | os.PathLike[str]) -> Replay:
     mutant = body.get("mutant")
     if mutant is not None and mutant not in MUTANTS:
         raise ScheduleError(f"{path}: mutant {mutant!r} is not one of {', '.join(MUTANTS)}")
+    impl = body.get("impl")
+    if impl is not None:
+        from walrelay_chaos.real import ImplError, NodeCommands
+
+        if modes[body["harness"]] != "real" or mutant is not None:
+            raise ScheduleError(f"{path}: impl goes with a real-mode file and no mutant")
+        try:
+            impl = NodeCommands.from_json(impl, where=f"{path}: impl").to_json()
+        except ImplError as e:
+            raise ScheduleError(str(e)) from None
     items = body.get("schedule")
     if not isinstance(items, list):
         raise ScheduleError(f"{path}: schedule must be a list of operations")
     ops = [op_from_json(item, where=f"{path}: schedule[{i}]") for i, item in enumerate(items)]
-    return Replay(ops, quorum, seed, modes[body["harness"]], mutant)
+    return Replay(ops, quorum, seed, modes[body["harness"]], mutant, impl)
 
 
 def replay_command(path: str | os.PathLike[str]) -> str:
@@ -169,7 +183,8 @@ def _run_real_replay(r: Replay, planted_note: str, events: list[dict[str, Any]])
     root = scratch_dir(r.seed)
     try:
         with s3_server() as s3:
-            out = run_real(root, r.schedule, s3, quorum=r.quorum, impl=NodeCommands.walrelay(r.mutant), history=events)
+            impl = NodeCommands.from_json(r.impl, where="impl") if r.impl else NodeCommands.walrelay(r.mutant)
+            out = run_real(root, r.schedule, s3, quorum=r.quorum, impl=impl, history=events)
     except AssertionError as e:
         return False, f"invalid{planted_note}: {e}"
     finally:

@@ -17,7 +17,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 
-from walrelay.procs import die_with_parent
+from walrelay.procs import parent_death_hook
 
 ACCESS_KEY = "walrelay-test"
 SECRET_KEY = "walrelay-test-secret"
@@ -69,7 +69,7 @@ def start_moto() -> S3Server:
         stderr=subprocess.DEVNULL,
         stdin=subprocess.DEVNULL,
         start_new_session=True,
-        preexec_fn=die_with_parent if sys.platform == "linux" else None,
+        preexec_fn=parent_death_hook(),
     )
     _wait_listening(port, proc, "moto_server")
     return S3Server("moto", f"http://127.0.0.1:{port}", proc)
@@ -86,7 +86,7 @@ def start_minio(binary: str) -> S3Server:
         stdin=subprocess.DEVNULL,
         env=env,
         start_new_session=True,
-        preexec_fn=die_with_parent if sys.platform == "linux" else None,
+        preexec_fn=parent_death_hook(),
     )
     _wait_listening(port, proc, f"MinIO ({binary})")
     return S3Server("minio", f"http://127.0.0.1:{port}", proc, data_dir=data)

@@ -1005,7 +1005,7 @@ class World:
             await self.repaired(current, "the serving primary, once healed")
         for p in self.primaries:
             if not p.crashed:
-                self.history.fault("crash-primary", p.address.removeprefix("mem:"))
+                self.history.fault("crash-primary", f"{p.address.removeprefix('mem:')} (before the final takeover)")
                 await p.crash()
         self.history.fault("new-primary", f"p{len(self.primaries)} (the final takeover)")
         await self.new_primary()

@@ -278,8 +278,10 @@ def _run_chaos_campaign(args: argparse.Namespace) -> int:
     from walrelay_chaos.mutants import MUTANTS
     from walrelay_chaos.real import ImplError, NodeCommands
 
-    if args.impl and args.mode == "sim":
-        print("walrelay chaos run: error: --impl needs --mode real (or both)", file=sys.stderr)
+    if args.impl and args.mode != "real":
+        print(
+            "walrelay chaos run: error: --impl needs --mode real (the simulation runs walrelay itself)", file=sys.stderr
+        )
         return 2
     if args.impl and args.mutant:
         print("walrelay chaos run: error: --mutant plants a bug in walrelay; it cannot go with --impl", file=sys.stderr)
@@ -312,7 +314,8 @@ def _run_chaos_campaign(args: argparse.Namespace) -> int:
             )
         except CampaignError as e:
             print(f"walrelay chaos run: error: {e}", file=sys.stderr)
-            return 2
+            codes.append(2)  # no verdict here; a verdict already reached (sim) still counts
+            continue
         verdict = {0: "valid", 1: "INVALID", 2: "unknown (harness errors or missing coverage)"}[result.exit_code]
         if mode == "sim":
             speed = result.simulated_seconds / result.seconds if result.seconds else 0.0
@@ -449,13 +452,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "chaos" and args.chaos_command == "mutants":
             return _run_chaos_mutants(args)
         if args.command == "chaos":
+            from walrelay_chaos.campaign import CampaignError
             from walrelay_chaos.replay import run_replay
             from walrelay_chaos.schedule import ScheduleError
 
             try:
                 valid, verdict = run_replay(args.file, args.out)
-            except ScheduleError as e:
+            except (ScheduleError, CampaignError) as e:
                 print(f"walrelay chaos replay: error: {e}", file=sys.stderr)
+                return 2
+            except Exception as e:  # the harness failed, not the system: no verdict (1 means invalid)
+                print(f"walrelay chaos replay: harness error, no verdict: {type(e).__name__}: {e}", file=sys.stderr)
                 return 2
             print(verdict)
             return 0 if valid else 1

@@ -7,13 +7,16 @@ so a failing run leaves nothing behind.
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import signal
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import cast
 
 from walrelay.errors import WalrelayError
 
@@ -30,6 +33,7 @@ class NodeProcess:
     # spawns from a thread living as long as the node (its main thread): a pooled worker thread
     # that exits when idle would take the node with it.
     die_with_spawner: bool = False
+    env: dict[str, str] | None = None  # the child's environment (None: this process's)
 
     def start(self, timeout: float = 30.0) -> str:
         self.spawn()
@@ -45,7 +49,8 @@ class NodeProcess:
                 stderr=log,
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
-                preexec_fn=die_with_parent if self.die_with_spawner and sys.platform == "linux" else None,
+                env=self.env,
+                preexec_fn=parent_death_hook() if self.die_with_spawner else None,
             )
         finally:
             log.close()
@@ -95,12 +100,34 @@ class NodeProcess:
                 self.kill()
 
 
-def die_with_parent() -> None:
-    """In the child, before exec: ask the kernel for SIGKILL when the spawning thread exits."""
+def _prctl() -> Callable[..., int] | None:
+    """libc's prctl, looked up here (in the parent), never in a child between fork and exec,
+    where loading a library could deadlock on a lock another thread of the parent held."""
+    if sys.platform != "linux":
+        return None
     import ctypes
 
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    try:
+        return cast("Callable[..., int]", ctypes.CDLL(None, use_errno=True).prctl)
+    except (OSError, AttributeError):
+        return None
+
+
+_PRCTL = _prctl()
+
+
+def die_with_parent(parent: int) -> None:
+    """In the child, before exec: ask the kernel for SIGKILL when the spawning thread exits; if
+    the parent (``parent``: its pid, taken before the fork) is already gone, exit now."""
+    if _PRCTL is not None:
+        _PRCTL(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        if os.getppid() != parent:
+            os._exit(1)
+
+
+def parent_death_hook() -> Callable[[], None] | None:
+    """A ``preexec_fn`` that ties the child's life to this thread's (Linux), else None."""
+    return functools.partial(die_with_parent, os.getpid()) if _PRCTL is not None else None
 
 
 def _tail(path: str, n: int = 15) -> str:

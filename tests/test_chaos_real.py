@@ -136,6 +136,34 @@ async def test_a_delayed_link_delivers_everything_in_order() -> None:
         nursery.cancel_scope.cancel()
 
 
+async def test_a_connection_that_breaks_under_the_proxy_does_not_break_the_proxy() -> None:
+    """A node crashing mid-transfer breaks the proxy's write to it (EPIPE, ECONNRESET): that ends
+    that connection only. (It once ended the whole run: trio wraps a nursery's errors in a group.)"""
+    import socket as socket_mod
+    import struct
+
+    async def rude(stream: trio.SocketStream) -> None:
+        await stream.receive_some(10)
+        stream.socket.setsockopt(socket_mod.SOL_SOCKET, socket_mod.SO_LINGER, struct.pack("ii", 1, 0))
+        await stream.aclose()  # RST while the proxy is still forwarding
+
+    async with trio.open_nursery() as nursery:
+        listeners = await nursery.start(trio.serve_tcp, rude, 0)
+        host, port = listeners[0].socket.getsockname()[:2]
+        link = LinkProxy("r0", f"{host}:{port}")
+        await nursery.start(link.serve)
+        for _ in range(3):
+            stream = await _connect(link)
+            with contextlib.suppress(trio.BrokenResourceError):
+                for _ in range(64):
+                    await stream.send_all(b"y" * 65536)
+            assert await _ended(stream)
+            await stream.aclose()
+        await trio.sleep(0.2)
+        assert link.connections == 3  # still accepting: no error escaped into the nursery
+        nursery.cancel_scope.cancel()
+
+
 # -- runs against processes -----------------------------------------------------------------------
 
 # A write that only replicas 0 and 1 store, the primary's crash, a takeover from 2, 3 and 4.

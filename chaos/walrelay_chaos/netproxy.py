@@ -94,7 +94,14 @@ class LinkProxy:
         await trio.serve_listeners(self._handle, listeners)
 
     async def _handle(self, down_side: trio.SocketStream) -> None:
+        """One connection: its end is never an error of the run (a node crashed, a reset)."""
         self.connections += 1
+        try:
+            await self._relay(down_side)
+        except* _GONE:
+            pass
+
+    async def _relay(self, down_side: trio.SocketStream) -> None:
         async with down_side:
             if self.cut or self.blocked:
                 return  # closed at once: the dialler sees the connection broken (a handshake needs both ways)
@@ -135,7 +142,7 @@ class LinkProxy:
                 while True:
                     try:
                         data = await src.receive_some(65536)
-                    except (trio.BrokenResourceError, trio.ClosedResourceError):
+                    except _GONE:
                         data = b""
                     if not data:
                         return
@@ -153,14 +160,19 @@ class LinkProxy:
                             else:
                                 with trio.move_on_after(read_at + self.delay_s - trio.current_time()):
                                     await changed.wait()
-                        await dst.send_all(data)
-                with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+                        try:
+                            await dst.send_all(data)
+                        except _GONE:
+                            return  # the other end went away (a crash, a reset): so does this link
+                with contextlib.suppress(*_GONE):
                     await dst.send_eof()
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            pass
+        except* _GONE:
+            pass  # (trio wraps a nursery's errors in a group: a bare except would miss them)
         finally:
             both.cancel()  # one side gone: the connection is over in both directions
 
+
+_GONE = (trio.BrokenResourceError, trio.ClosedResourceError, OSError)
 
 # SO_LINGER with a zero timeout: close() sends RST, as a connection broken by the network looks.
 _LINGER_ABORT = (socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))

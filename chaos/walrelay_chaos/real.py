@@ -52,6 +52,7 @@ from typing import Any
 
 import trio
 
+from walrelay.archive.format import parse_bookmark
 from walrelay.archive.reader import ArchiveReader
 from walrelay.archive.s3_store import S3Store
 from walrelay.archive.verify import verify
@@ -710,6 +711,8 @@ class RealWorld:
                         f"{first_seq[ka]}, after {first_seq[kb]}",
                     )
         for b in self.out.bookmarks:
+            # Real mode makes no restores: every bookmark must name the one branch there is.
+            check(_branch_of(b.bookmark) == branch, f"bookmark {b.bookmark} names a branch other than {branch}")
             data = at_seq.get(_seq_of(b.bookmark), {})
             lost = sorted(b.acked_before - data.keys())
             check(not lost, f"restore to {b.bookmark} lacks writes acknowledged before it was taken: {lost}")
@@ -764,9 +767,11 @@ def _settled(st: dict[str, Any]) -> bool:
 
 
 def _seq_of(mark: str) -> int:
-    from walrelay.archive.format import parse_bookmark
-
     return parse_bookmark(mark)[1]
+
+
+def _branch_of(mark: str) -> int:
+    return parse_bookmark(mark)[0]
 
 
 def _kv(image: bytes) -> dict[int, str]:

@@ -45,7 +45,6 @@ import tempfile
 import time
 import traceback
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -861,36 +860,17 @@ def _leaves(eg: BaseExceptionGroup[BaseException]) -> list[BaseException]:
 MAX_REAL_OPS = 14
 
 
+SIM_ONLY = (op.Restore, op.RestoreCrash, op.Orphan, op.ClockJump)
+
+
 def random_real_op(rng: random.Random) -> Op:
     """The simulation's mix minus what a process cannot be made to do from outside (restores,
-    clock jumps, orphaned connections; they are skipped if a schedule has them), with settles
-    long enough for processes (ms)."""
-    choices: list[Callable[[], Op]] = [
-        lambda: op.Write(rng.randint(1, 4)),
-        lambda: op.Write(rng.randint(1, 4)),
-        lambda: op.Settle(rng.choice([50, 300, 1200])),
-        lambda: op.Settle(rng.choice([50, 300, 1200])),
-        lambda: op.Cut(rng.randint(1, 2**N - 1)),
-        lambda: op.Heal(),
-        lambda: op.CrashPrimary(),
-        lambda: op.NewPrimary(),
-        lambda: op.WriteStale(rng.randint(1, 2)),
-        lambda: op.CrashReplica(rng.randrange(N)),
-        lambda: op.LoseDisk(rng.randrange(N)),
-        lambda: op.StoreDown(rng.random() < 0.5),
-        lambda: op.StoreUp(),
-        lambda: op.Check(),
-        lambda: op.Bookmark(),
-        lambda: op.MinorityFailover(rng.randrange(N), rng.randint(1, 3), rng.random() < 0.5, rng.random() < 0.5),
-        lambda: op.PairFailover(rng.randrange(len(op.PAIRS)), rng.randint(1, 3)),
-        lambda: op.SplitBrain(rng.randint(1, 3)),
-        lambda: op.OneWay(rng.randint(1, 2**N - 1), rng.random() < 0.5),
-        lambda: op.Delay(rng.randint(1, 2**N - 1), rng.choice([5, 50, 500])),
-        lambda: op.Reset(rng.randint(1, 2**N - 1)),
-        lambda: op.PowerFail(rng.choice([2**N - 1, rng.randint(1, 2**N - 1)]), rng.random() < 0.5),
-        lambda: op.Pause(rng.choice([200, 1000, 3000]), rng.random() < 0.5),
-        lambda: op.Bridge(rng.randrange(N), rng.randint(1, 2)),
-    ]
+    clock jumps, orphaned connections; they are skipped if a schedule has them), plus pauses
+    (SIGSTOP), with settles long enough for processes (ms)."""
+    from walrelay_chaos.campaign import op_mix
+
+    choices = [draw for kind, draw in op_mix(rng, settles=(50, 300, 1200)) if kind not in SIM_ONLY]
+    choices.append(lambda: op.Pause(rng.choice([200, 1000, 3000]), rng.random() < 0.5))
     return rng.choice(choices)()
 
 

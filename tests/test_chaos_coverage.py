@@ -22,8 +22,8 @@ def test_a_takeover_counts_only_with_writes_in_flight_after_an_acknowledged_one(
     in_flight = [_ev(0, "invoke", "write", 2)]
     crash = [_ev("nemesis", "info", "crash-primary", "p0")]
     final = [
-        _ev("nemesis", "info", "crash-primary", "p0 (before the final takeover)"),
-        _ev("nemesis", "info", "new-primary", "p1 (the final takeover)"),
+        _ev("nemesis", "info", "crash-primary", "p0", final=True),
+        _ev("nemesis", "info", "new-primary", "p1 (the final takeover)", final=True),
     ]
     assert coverage.from_history(acked + in_flight + crash) == {"takeover-with-writes-in-flight"}
     assert coverage.from_history(acked + crash + in_flight) == set()  # nothing in flight at the crash

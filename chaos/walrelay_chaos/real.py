@@ -35,7 +35,6 @@ process tests cover ``--restore-to``); a skipped operation is noted in the histo
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import random
 import shutil
@@ -67,7 +66,7 @@ from walrelay_chaos import schedule as op
 from walrelay_chaos.netproxy import LinkProxy
 from walrelay_chaos.s3proxy import FaultProxy
 from walrelay_chaos.s3server import ACCESS_KEY, SECRET_KEY, S3Server
-from walrelay_chaos.schedule import Op
+from walrelay_chaos.schedule import Op, read_json_file
 from walrelay_chaos.sim import History, lineage
 
 N = 5
@@ -150,13 +149,7 @@ class NodeCommands:
     @staticmethod
     def from_file(path: str | os.PathLike[str]) -> NodeCommands:
         """``{"replica": [argv...], "primary": [argv...]}``, each a list of strings."""
-        try:
-            body = json.loads(Path(path).read_text(encoding="utf-8"))
-        except OSError as e:
-            raise ImplError(f"{path}: cannot read: {e.strerror or e}") from None
-        except (UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise ImplError(f"{path}: not JSON ({e})") from None
-        return NodeCommands.from_json(body, where=str(path))
+        return NodeCommands.from_json(read_json_file(path, ImplError), where=str(path))
 
     @staticmethod
     def from_json(body: object, *, where: str) -> NodeCommands:
@@ -649,9 +642,9 @@ class RealWorld:
                 await trio.sleep(0.05)
         for p in self.primaries:
             if p.alive:
-                self.history.fault("crash-primary", f"{p.name} (before the final takeover)")
+                self.history.fault("crash-primary", p.name, final=True)
                 await trio.to_thread.run_sync(p.kill)
-        self.history.fault("new-primary", f"p{len(self.primaries)} (the final takeover)")
+        self.history.fault("new-primary", f"p{len(self.primaries)} (the final takeover)", final=True)
         await self.new_primary()
         final = self.current()
         check(await self.serving(final, SETTLE_S), f"the final primary never served: {await self.status(final)}")
@@ -889,9 +882,3 @@ def dump_logs(root: str, dest: Path) -> None:
         for name in os.listdir(root):
             if name.endswith(".log"):
                 shutil.copy(os.path.join(root, name), dest / name)
-
-
-def outcome_summary(out: RealOutcomes) -> str:
-    return json.dumps(
-        {"ok": len(out.ok), "failed": len(out.failed), "unknown": len(out.unknown), "bookmarks": len(out.bookmarks)}
-    )

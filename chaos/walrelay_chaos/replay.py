@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from walrelay_chaos.schedule import Op, ScheduleError, op_from_json, op_to_json
+from walrelay_chaos.schedule import Op, ScheduleError, op_from_json, op_to_json, read_json_file
 
 HARNESS = "walrelay-chaos-sim/1"
 HARNESS_REAL = "walrelay-chaos-real/1"
@@ -80,12 +80,7 @@ def load_replay(path: str | os.PathLike[str]) -> Replay:
     """Everything in a replay file; ScheduleError naming what is wrong."""
     from walrelay_chaos.mutants import MUTANTS
 
-    try:
-        body = json.loads(Path(path).read_text(encoding="utf-8"))
-    except OSError as e:
-        raise ScheduleError(f"{path}: cannot read: {e.strerror or e}") from None
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ScheduleError(f"{path}: not JSON ({e})") from None
+    body = read_json_file(path, ScheduleError)
     if not isinstance(body, dict):
         raise ScheduleError(f"{path}: not a replay file (expected a JSON object)")
     modes = {h: m for m, h in HARNESSES.items()}

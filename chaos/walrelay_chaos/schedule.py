@@ -8,7 +8,10 @@ again with ``walrelay chaos replay FILE``. Hypothesis generates and shrinks them
 from __future__ import annotations
 
 import dataclasses
+import json
+import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 
@@ -290,6 +293,17 @@ OPS: dict[str, type[Op]] = {
 
 class ScheduleError(ValueError):
     """A schedule in JSON that does not say what a schedule must."""
+
+
+def read_json_file(path: str | os.PathLike[str], error: type[Exception]) -> object:
+    """A JSON file's value; ``error`` (naming the file and what is wrong) if it cannot be read
+    or is not JSON: the harness's files are written by people too."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as e:
+        raise error(f"{path}: cannot read: {e.strerror or e}") from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise error(f"{path}: not JSON ({e})") from None
 
 
 def op_to_json(op: Op) -> dict[str, Any]:

@@ -502,10 +502,11 @@ class History:
         self.busy.discard(process)
         self._add(process, type_, f, value, **({} if error is None else {"error": error}), **extra)
 
-    def fault(self, f: str, value: Any = None) -> None:
+    def fault(self, f: str, value: Any = None, *, final: bool = False) -> None:
         """A fault: "start-X" opens an interval of fault X, "stop-X" closes it, any other name is
-        an instant (a crash, a takeover)."""
-        self._add("nemesis", "info", f, value)
+        an instant (a crash, a takeover). ``final``: the harness's own last takeover, after
+        healing (not a fault the schedule asked for: coverage does not count it)."""
+        self._add("nemesis", "info", f, value, **({"final": True} if final else {}))
 
 
 class World:
@@ -1005,9 +1006,9 @@ class World:
             await self.repaired(current, "the serving primary, once healed")
         for p in self.primaries:
             if not p.crashed:
-                self.history.fault("crash-primary", f"{p.address.removeprefix('mem:')} (before the final takeover)")
+                self.history.fault("crash-primary", p.address.removeprefix("mem:"), final=True)
                 await p.crash()
-        self.history.fault("new-primary", f"p{len(self.primaries)} (the final takeover)")
+        self.history.fault("new-primary", f"p{len(self.primaries)} (the final takeover)", final=True)
         await self.new_primary()
         final = self.primaries[-1]
         assert await self.serving(final, 120), f"the final primary never served: {final.node.status()}"

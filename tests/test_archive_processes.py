@@ -97,17 +97,20 @@ def _check_restores(store_args: tuple[str, ...], tmp: Path, env: dict[str, str] 
         proc = _cli("restore", "kvobj", "--to", bookmark(1, 1 + j), "--out", str(out), *store_args, env=env)
         assert proc.returncode == 0, proc.stderr
         assert _keys_in(out) == {k: f"v{k}" for k in range(1, j + 1)}
-    # By time: before the first write there is nothing; now, everything.
-    out = tmp / "restore-epoch.db"
-    proc = _cli("restore", "kvobj", "--to", "1970-01-01T00:00:00Z", "--out", str(out), *store_args, env=env)
-    assert proc.returncode == 0, proc.stderr
+    # By time: between the creation and the first write, the empty database (and it says so).
+    rows = json.loads(_cli("archive", "ls", "kvobj", "--json", *store_args, env=env).stdout)
+    created = next(r["time"] for r in rows if r["kind"] == "created")
+    first = min(r["first_time"] for r in rows if r["kind"] == "segment")
+    assert created < first
+    out = tmp / "restore-empty.db"
+    proc = _cli("restore", "kvobj", "--to", created, "--out", str(out), *store_args, env=env)
+    assert proc.returncode == 0 and "the EMPTY database" in proc.stdout, proc.stderr
     assert _keys_in(out) == {}
-    out = tmp / "restore-now.db"
-    proc = _cli("restore", "kvobj", "--to", "2999-01-01T00:00:00+00:00", "--out", str(out), *store_args, env=env)
-    assert proc.returncode == 0, proc.stderr
-    assert _keys_in(out) == {k: f"v{k}" for k in range(1, WRITES + 1)}
-    # Beyond the archive's end, an existing output file, a bad point: clear errors, no file.
+    # Before the creation, and after the newest archived entry (later ones may not be archived
+    # yet), a time names no point the archive can prove: refused, never a guess.
     for to, out, fragment in (
+        ("1970-01-01T00:00:00Z", tmp / "epoch.db", f"before object 'kvobj' existed: it was created at {created}"),
+        ("2999-01-01T00:00:00+00:00", tmp / "now.db", "after the newest archived entry"),
         (bookmark(1, 10_000), tmp / "far.db", "beyond the archive's end"),
         (bookmark(1, 3), tmp / "restore-0.db", "already exists"),
         ("yesterday", tmp / "bad.db", "neither a bookmark nor an ISO 8601 time"),
@@ -116,7 +119,7 @@ def _check_restores(store_args: tuple[str, ...], tmp: Path, env: dict[str, str] 
         proc = _cli("restore", "kvobj", "--to", to, "--out", str(out), *store_args, env=env)
         assert proc.returncode == 1 and fragment in proc.stderr, proc.stderr
         assert "Traceback" not in proc.stderr
-    assert not (tmp / "far.db").exists() and not (tmp / "bad.db").exists()
+    assert not any((tmp / name).exists() for name in ("far.db", "bad.db", "epoch.db", "now.db"))
 
 
 async def test_a_primary_archives_to_a_directory_and_the_cli_restores_exactly(cluster: Cluster, tmp_path: Path) -> None:

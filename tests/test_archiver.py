@@ -4,6 +4,8 @@ TakeSnapshot (ArchiveIsCommittedPrefix, TruncateAfterArchive)."""
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -11,6 +13,7 @@ from hypothesis import strategies as st
 from test_replica_state import make_log
 from walrelay.archive.archiver import Archived, ArchiverState, Put, SnapshotImage, WantSnapshot
 from walrelay.archive.format import decode_segment, decode_snapshot, parse_key
+from walrelay.archive.manifest import Manifest, Vouched
 from walrelay.entry import GENESIS_CHAIN
 
 LOG = make_log(40, epoch=1, salt=5)
@@ -30,16 +33,32 @@ def puts(effects: list[object]) -> list[Put]:
     return [e for e in effects if isinstance(e, Put)]
 
 
+def confirm(a: ArchiverState, put: Put) -> list[object]:
+    """The store confirms ``put``, then the manifest that vouches for it (if one is due now):
+    the effects of both, the manifest's put left out."""
+    effects = list(a.on_put_done(put.key))
+    manifests = [p for p in puts(effects) if p.kind == "manifest"]
+    if not manifests:
+        return effects
+    [m] = manifests
+    assert a.archived_through < m.last or m.last == a.archived_through  # not archived before it
+    vouched = Manifest.from_json(m.data, what=m.key).objects
+    assert put.key in [o.key for o in vouched]
+    return [e for e in effects if e != m] + list(a.on_put_done(m.key))
+
+
 def test_cut_by_size_and_by_age_and_confirm_in_order() -> None:
     a, genesis = new()
     assert a.on_durable(LOG[:3], now_us=0) == []  # 3 entries: below 4 and younger than 10 s
-    assert a.on_put_done(genesis.key) == []  # no segment queued yet
+    assert confirm(a, genesis) == []  # no segment queued yet
     [seg] = puts(a.on_durable(LOG[3:4], now_us=1))  # the 4th reaches the size
     assert (seg.first, seg.last) == (1, 4) and parse_key(seg.key).kind == "segment"
     assert [e.seq for e in decode_segment(seg.data).entries] == [1, 2, 3, 4]
     assert a.on_durable(LOG[4:6], now_us=2) == []
     assert a.on_tick(now_us=9_999_999) == []  # in flight: one upload at a time, and not 10 s yet
-    assert a.on_put_done(seg.key) == [Archived(4)]
+    [manifest] = puts(a.on_put_done(seg.key))  # stored, but archived only once a manifest says so
+    assert manifest.kind == "manifest" and a.archived_through == 0
+    assert a.on_put_done(manifest.key) == [Archived(4)]
     [seg2] = puts(a.on_tick(now_us=10_000_002))  # the oldest pending waited 10 s
     assert (seg2.first, seg2.last) == (5, 6)
     assert decode_segment(seg2.data).prev_chain == LOG[3].chain
@@ -51,22 +70,22 @@ def test_cut_by_size_and_by_age_and_confirm_in_order() -> None:
 
 def test_a_failed_upload_is_retried_with_the_same_bytes_and_nothing_overtakes_it() -> None:
     a, genesis = new()
-    a.on_put_done(genesis.key)
+    confirm(a, genesis)
     [seg] = puts(a.on_durable(LOG[:4], now_us=0))
     a.on_durable(LOG[4:8], now_us=1)  # a second segment is cut, and waits
     for i in range(5):
         assert a.on_put_failed(seg.key, "503 SlowDown") == [seg]
         assert a.archived_through == 0 and a.failures == i + 1
-    effects = a.on_put_done(seg.key)
-    assert effects[0] == Archived(4)
+    effects = confirm(a, seg)
+    assert Archived(4) in effects
     assert [(p.first, p.last) for p in puts(effects)] == [(5, 8)]
 
 
 def test_a_snapshot_waits_until_its_seq_is_cut_and_goes_after_that_segment() -> None:
     a, genesis = new(segment_bytes=2 * ENTRY)
-    a.on_put_done(genesis.key)
+    confirm(a, genesis)
     [s1] = puts(a.on_durable(LOG[:2], now_us=0))
-    a.on_put_done(s1.key)
+    confirm(a, s1)
     # The archived log (2 entries) outgrew the database (the empty genesis): a snapshot is due.
     assert WantSnapshot() in a.on_tick(now_us=1)
     image = bytes(512)
@@ -77,6 +96,24 @@ def test_a_snapshot_waits_until_its_seq_is_cut_and_goes_after_that_segment() -> 
     effects = a.on_put_done(s2.key)
     [snap] = puts(effects)
     assert (snap.kind, snap.first) == ("snapshot", 3)
+    # The segment and the snapshot right behind it share one manifest, which archives through 4.
+    [m] = puts(a.on_put_done(snap.key))
+    assert [o.key for o in Manifest.from_json(m.data, what=m.key).objects] == [s2.key, snap.key]
+    assert a.on_put_done(m.key)[0] == Archived(4)
+
+
+def test_an_automatic_snapshot_of_an_archived_point_waits_for_the_next_segment() -> None:
+    a, genesis = new(segment_bytes=2 * ENTRY)
+    confirm(a, genesis)
+    [s1] = puts(a.on_durable(LOG[:2], now_us=0))
+    confirm(a, s1)
+    a.on_tick(now_us=1)
+    assert puts(a.on_snapshot_image(SnapshotImage(2, 22, LOG[1].chain, 512, bytes(512), 0))) == []
+    [s2] = puts(a.on_durable(LOG[2:4], now_us=2))
+    [snap] = puts(a.on_put_done(s2.key))  # then it goes, behind that segment, in its manifest
+    assert (snap.kind, snap.first) == ("snapshot", 2)
+    [m] = puts(a.on_put_done(snap.key))
+    assert [o.key for o in Manifest.from_json(m.data, what=m.key).objects] == [s2.key, snap.key]
 
 
 OPS = st.lists(st.sampled_from(["durable", "tick", "done", "fail", "image"]), max_size=80)
@@ -122,13 +159,35 @@ def check_history(ops: list[str], per_seg: int) -> None:
         segs = [p for p in confirmed if p.kind == "segment"]
         assert [p.first for p in segs] == [1, *(p.last + 1 for p in segs[:-1])][: len(segs)], "a gap"
         assert all(p.last <= durable for p in segs), "archived a non-durable entry"
-        assert archived_marks == [p.last for p in segs], "truncation allowed before a confirmed upload"
+        # Each confirmed manifest vouches for exactly the uploads confirmed since the one before,
+        # follows it, and only a manifest lets replicas truncate (through what it records).
+        data: list[Put] = []
+        prev: str | None = None
+        recorded: list[int] = []
+        for p in confirmed:
+            if p.kind != "manifest":
+                data.append(p)
+                continue
+            m = Manifest.from_json(p.data, what=p.key)
+            assert [o.key for o in m.objects] == [d.key for d in data], "a manifest that misses an upload"
+            assert all(o == Vouched.of(d.key, d.data) for o, d in zip(m.objects, data, strict=True))
+            assert m.prev == prev and m.n == len(recorded) + 1
+            assert m.through == max([d.last for d in segs if confirmed.index(d) < confirmed.index(p)], default=0)
+            if not recorded or m.through > max(recorded):
+                recorded.append(m.through)
+            else:
+                recorded.append(recorded[-1])
+            data, prev = [], p.key
+        assert archived_marks == sorted(set(recorded) - {0}), "truncation allowed before a confirmed manifest"
+        # A manifest that advances nothing vouches for a snapshot alone: only the genesis one here
+        # (automatic snapshots wait for a segment to share its manifest).
+        assert recorded.count(0) <= 1 and all(a < b for a, b in itertools.pairwise(sorted(set(recorded)))), recorded
         for p in confirmed:
             if p.kind == "snapshot":  # a snapshot is confirmed only after its seq's segment
                 assert p.first == 0 or any(s.last >= p.first for s in segs[: confirmed.index(p)]), "early snapshot"
 
 
-FAILING_UPLOAD = ["done", "durable", "durable", "fail", "durable", "done", "done", "done"]
+FAILING_UPLOAD = ["done", "done", "durable", "durable", "fail", "durable", "done", "done", "done"]
 
 
 def test_a_retry_that_skips_the_failed_segment_is_caught(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -156,4 +215,4 @@ def test_an_off_by_one_at_the_cut_is_caught(monkeypatch: pytest.MonkeyPatch) -> 
 
     monkeypatch.setattr(ArchiverState, "_cut", cut_drops_last)
     with pytest.raises(AssertionError, match="a gap"):
-        check_history(["done", "durable", "durable", "durable", "done", "done", "done", "done"], 2)
+        check_history(["done", "done", "durable", "durable", "durable", "done", "done", "done", "done", "done"], 2)

@@ -15,10 +15,12 @@ from pathlib import Path
 import apsw
 import pytest
 
+from archive_records import record_all
 from test_replica_state import make_log
 from test_retention import grow as retention_grow
 from walrelay.archive.dir_store import DirStore
 from walrelay.archive.format import branch_record_key, encode_segment, encode_snapshot, segment_key, snapshot_key
+from walrelay.archive.manifest import retired_key
 from walrelay.archive.reader import ArchiveError, ArchiveReader
 from walrelay.archive.retention import DAY_US, apply_superseded, plan_superseded
 from walrelay.archive.verify import verify
@@ -170,11 +172,15 @@ def test_a_branch_reads_its_parents_history_before_the_fork_by_seq_and_by_time(t
     )
     store.put(segment_key("o", 5, 5, 10), encode_segment(5, tuple(child), parent[3].chain))
     reader = ArchiveReader(store, "o")
-    # Without its record the new branch is a restore that never completed: not the current one.
-    assert reader.current_branch(reader.listing()) == 1
-    assert verify(reader).problems == ["branch 5 of 'o' has segments but no branch.json"]
+    # A branch with segments exists, even without its record: it is current, and reading it by
+    # time fails naming the record instead of answering from branch 1 (a silently wrong restore).
+    assert reader.current_branch(reader.listing()) == 5
+    with pytest.raises(ArchiveError, match=r"b00000005/branch\.json: missing: branch 5 exists"):
+        reader.point_for_time(107)
+    assert "b00000005/branch.json: missing" in verify(reader).problems[-1]
     rec = BranchRecord(5, 1, 4, parent[3].chain, "00000001-0000000000000008")
     store.put(branch_record_key("o", 5), rec.to_json())
+    record_all(reader)
     assert reader.current_branch(reader.listing()) == 5
     report = verify(reader)
     assert report.ok, report.problems
@@ -206,6 +212,7 @@ def test_a_record_that_disagrees_with_its_fork_snapshot_fails_verify(tmp_path: P
         encode_snapshot(6, 3, 3, parent[2].chain, PAGE, fork, DbChecksum.of_image(fork, PAGE).value),
     )
     store.put(branch_record_key("o", 6), BranchRecord(6, 1, 3, parent[1].chain, "00000001-0000000000000004").to_json())
+    record_all(ArchiveReader(store, "o"))
     report = verify(ArchiveReader(store, "o"))
     assert (
         not report.ok and "b00000006/snap/00000000000000000003: its chain is not the fork chain" in report.problems[0]
@@ -235,6 +242,7 @@ def test_retention_deletes_a_superseded_branch_only_once_it_stopped_being_curren
         encode_snapshot(7, 2, 2, parent[1].chain, PAGE, pimages[1], DbChecksum.of_image(pimages[1], PAGE).value),
     )  # an orphan
     reader = ArchiveReader(store, "o")
+    record_all(reader)
 
     def answers(times: range) -> dict[int, bytes]:
         return {t: reader.restore_image(*reversed(reader.point_for_time(t, 5))).image for t in times}
@@ -245,11 +253,14 @@ def test_retention_deletes_a_superseded_branch_only_once_it_stopped_being_curren
     # At 106 it was superseded before the window: its objects go (its record, if it had one, stays);
     # the orphan stays while no newer branch completed (its restore might still be running).
     doomed = plan_superseded(reader, now_us=106 + DAY_US, window_us=DAY_US, grace_us=0)
-    assert sorted(doomed) == sorted([segment_key("o", 1, 1, 8), snapshot_key("o", 1, 0)])
+    assert doomed[0] == retired_key("o", 1)  # marked retired before anything goes
+    assert sorted(doomed[1:]) == sorted(
+        [segment_key("o", 1, 1, 8), snapshot_key("o", 1, 0), *(k for k, _, _ in reader.listing().branches[1].manifests)]
+    )
     apply_superseded(reader, doomed)
     assert answers(range(104, 112)) == before  # every time in the window restores as before
-    assert verify(reader).ok
-    with pytest.raises(ArchiveError, match="no branch 1"):
+    assert verify(reader).ok, verify(reader).problems
+    with pytest.raises(ArchiveError, match="retention deleted it"):
         reader.restore_image(2, 5)  # before the window: gone
     # A newer completed branch makes the orphan's restore impossible: it goes too.
     store.put(

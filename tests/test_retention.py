@@ -17,6 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import walrelay.archive.retention as retention_mod
+from archive_records import record_all
 from walrelay.archive.archiver import GENESIS_PAGE_SIZE
 from walrelay.archive.dir_store import DirStore
 from walrelay.archive.format import encode_segment, encode_snapshot, segment_key, snapshot_key
@@ -75,7 +76,9 @@ def build(root: Path, snapshot_seqs: list[int], seg_len: int, seed: int = 0) -> 
             snapshot_key("o", 1, s),
             encode_snapshot(1, s, e.timestamp_us, e.chain, PAGE, img, DbChecksum.of_image(img, PAGE).value),
         )
-    return ArchiveReader(store, "o"), images
+    reader = ArchiveReader(store, "o")
+    record_all(reader)
+    return reader, images
 
 
 def test_retention_keeps_the_window_and_the_snapshot_before_it(tmp_path: Path) -> None:
@@ -83,9 +86,13 @@ def test_retention_keeps_the_window_and_the_snapshot_before_it(tmp_path: Path) -
     # Now = day 25, window 14 days, no grace: the window starts at day 11 (entry 11).
     plan = plan_retention(reader, reader.branch(1), now_us=25 * DAY_US, window_us=14 * DAY_US, grace_us=0)
     assert plan.horizon_seq == 11 and plan.keep_snapshot == (snapshot_key("o", 1, 8), 8)
-    assert plan.delete == sorted(
-        [snapshot_key("o", 1, 0), snapshot_key("o", 1, 4), segment_key("o", 1, 1, 3), segment_key("o", 1, 4, 6)]
-    )
+    assert plan.delete == [  # snapshots first, oldest first, then segments: after a floor at seq 8
+        snapshot_key("o", 1, 0),
+        snapshot_key("o", 1, 4),
+        segment_key("o", 1, 1, 3),
+        segment_key("o", 1, 4, 6),
+    ]
+    assert plan.floor is not None and plan.floor.seq == 8
     apply_retention(reader, plan)
     assert verify(reader).ok
     for seq in range(11, DAYS + 1):
@@ -118,7 +125,7 @@ def check_retention(snaps: list[int], seg_len: int, now_day: int, window_days: i
     with tempfile.TemporaryDirectory() as d:
         reader, images = build(Path(d), snaps, seg_len)
         now, window, grace = now_day * DAY_US, window_days * DAY_US, grace_hours * 3_600_000_000
-        start = now - window  # every time from here on is a point a user may ask for
+        start = max(0, now - window)  # every time from here on (and from the creation) a user may ask for
         first = reader.seq_for_time(start, 1)
         plan = plan_retention(reader, reader.branch(1), now_us=now, window_us=window, grace_us=grace)
         apply_retention(reader, plan)
@@ -168,5 +175,9 @@ def test_bookmark_for_time_by_bisection_is_the_last_entry_at_or_before_t(
     snaps: list[int], seg_len: int, t: int
 ) -> None:
     with tempfile.TemporaryDirectory() as d:
-        reader, _ = build(Path(d), sorted(snaps), seg_len)
-        assert reader.seq_for_time(t, 1) == min(DAYS, max(0, t // DAY_US))  # entry s is at day s
+        reader, _ = build(Path(d), sorted(snaps), seg_len)  # created at time 0
+        if t < 0:
+            with pytest.raises(ArchiveError, match="before object 'o' existed: it was created at 1970-01-01T00"):
+                reader.seq_for_time(t, 1)
+            return
+        assert reader.seq_for_time(t, 1) == min(DAYS, t // DAY_US)  # entry s is at day s

@@ -23,7 +23,6 @@ from walrelay.app import App
 from walrelay.archive.format import (
     ArchiveFormatError,
     bookmark,
-    branch_record_key,
     encode_snapshot,
     parse_bookmark,
     snapshot_key,
@@ -386,6 +385,7 @@ class PrimaryNode:
         self.placement = placement
         self.restore_to = restore_to
         self.wall_us = wall_us
+        self.started_us = wall_us()  # before any write of this primary: a new archive's creation time
         self.branch = 1  # the branch the database is on (branching.read_meta)
         self.meta: Meta | None = None
         self.restoring: str | None = None  # the target of the restore in progress
@@ -487,6 +487,8 @@ class PrimaryNode:
             return
         self.state.archive_catchup = True
         self.archive.branch, self.archive.record = self.meta.branch, self.meta.record
+        self.archive.writer = self.epoch  # names its manifests: an epoch is issued once
+        self.archive.created_us = self.started_us
         self._shipping = trio.CancelScope()
         self._ship_done = trio.Event()
         self._ship_done.set()  # nothing is shipping yet
@@ -810,11 +812,10 @@ class PrimaryNode:
             self._give_up(f"the restored branch never became durable: {waiter.failed}")
             return
         rec = plan.record
+        self.archive.writer, self.archive.branch, self.archive.record = self.epoch, rec.branch, rec
         try:
-            await self._archive_io(
-                self.archive.store.put, branch_record_key(self.object_name, rec.branch), rec.to_json()
-            )
-        except ObjectStoreError as e:
+            await self._archive_io(self.archive.record_branch)
+        except (ObjectStoreError, WalrelayError) as e:
             log.error("object %s: could not write the branch record (the next primary will): %s", self.object_name, e)
         self.restored = {
             "restored_to": rec.restored_to,

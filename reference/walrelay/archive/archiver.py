@@ -12,6 +12,14 @@ Snapshot rule: a snapshot (the whole database at an entry boundary) is taken whe
 since the last snapshot outgrows the database; the I/O layer supplies the image,
 taken between transactions, and the snapshot is uploaded only once its seq is archived (so a
 snapshot never describes an uncommitted state).
+
+Manifests (``manifest.py``): after each confirmed upload the archiver PUTs a manifest that vouches
+for it, and only a confirmed manifest advances ``archived_through`` (and so lets replicas
+truncate): an entry counts as archived only once the archive says it must be there. A snapshot
+queued right behind a segment shares that segment's manifest, and an automatic snapshot waits for
+the next segment to pair with, so that every manifest but a few (the first snapshot of a branch,
+a snapshot on demand of an already-archived point) advances the recorded end: then deleting the
+newest manifest leaves a segment beyond the recorded end, which verify reports.
 """
 
 from __future__ import annotations
@@ -20,6 +28,7 @@ from collections import deque
 from dataclasses import dataclass
 
 from walrelay.archive.format import encode_segment, encode_snapshot, segment_key, snapshot_key
+from walrelay.archive.manifest import Manifest, Vouched
 from walrelay.entry import GENESIS_CHAIN, Entry
 
 SEGMENT_BYTES = 16 * 1024 * 1024
@@ -32,10 +41,10 @@ class Put:
 
     key: str
     data: bytes
-    kind: str  # "segment" | "snapshot"
-    first: int  # segment: first seq; snapshot: its seq
-    last: int
-    last_chain: bytes  # chain of entry ``last`` (a snapshot: of its seq)
+    kind: str  # "segment" | "snapshot" | "manifest"
+    first: int  # segment: first seq; snapshot: its seq; manifest: its number
+    last: int  # segment: last seq; snapshot: its seq; manifest: the end it records
+    last_chain: bytes  # chain of entry ``last``
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,11 +86,19 @@ class ArchiverState:
         snapshot_through: int | None = None,
         segment_bytes: int = SEGMENT_BYTES,
         segment_age_us: int = SEGMENT_AGE_US,
+        writer: int = 0,
+        manifest_n: int = 1,
+        prev_manifest: tuple[str, int] | None = None,
+        created_us: int = 0,
     ) -> None:
         """``archived_through``/``archived_chain``: where this branch's archive ends (read from
         the store at start). ``snapshot_through``: its newest snapshot's seq, None if it has none:
         then the branch is new, ``archived_through`` must be 0, and the first upload is the
-        genesis snapshot (the empty database at seq 0) that every restore can start from."""
+        genesis snapshot (the empty database at seq 0) that every restore can start from.
+
+        Manifests: ``writer`` (this primary's epoch) numbers them from ``manifest_n``; the first
+        follows ``prev_manifest`` (key, through: the branch's newest manifest, None if it has none).
+        ``created_us``: the creation time a manifest that follows none records."""
         if snapshot_through is None and archived_through != 0:
             raise ValueError("an archive with segments but no snapshot cannot be continued")
         self.object_name = object_name
@@ -106,9 +123,18 @@ class ArchiverState:
         # the age limit, or a flush (a clean stop, a restore archiving its branch through the end).
         self.cuts = {"size": 0, "age": 0, "flush": 0}
         self.last_error: str | None = None
+        self.snapshot_on_demand = False
         if snapshot_through is None:
             image = b""
             self.held_snapshot = SnapshotImage(0, 0, GENESIS_CHAIN, GENESIS_PAGE_SIZE, image, 0)
+            self.snapshot_on_demand = True  # uploaded at once: every restore of the branch starts here
+        self.writer = writer
+        self.manifest_n = manifest_n
+        self.prev_manifest = prev_manifest
+        self.created_us = created_us
+        self.vouch: list[Vouched] = []  # confirmed, not yet in a manifest
+        self.uploaded_through = archived_through  # confirmed segments reach here (maybe unrecorded)
+        self.uploaded_chain = archived_chain
 
     @property
     def durable_through(self) -> int:
@@ -140,6 +166,7 @@ class ArchiverState:
     def request_snapshot(self) -> list[ArchiverEffect]:
         """A snapshot on demand (an operator's ``__snapshot__``): of the database as it is now,
         uploaded after the segments through its seq, like any other."""
+        self.snapshot_on_demand = True
         return self._ask_snapshot()
 
     def flush(self) -> list[ArchiverEffect]:
@@ -165,15 +192,43 @@ class ArchiverState:
         self.failures = 0
         self.last_error = None
         effects: list[ArchiverEffect] = []
+        if put.kind == "manifest":
+            # Spec: ConfirmUpload. Only now is the upload archived: the archive says it must exist.
+            self.prev_manifest = (put.key, put.last)
+            self.manifest_n += 1
+            if put.last > self.archived_through:
+                self.archived_through = put.last
+                effects.append(Archived(put.last))
+            return effects + self._release_snapshot() + self._next_upload()
+        self.vouch.append(Vouched.of(put.key, put.data))
         if put.kind == "segment":
-            self.archived_through = put.last
+            self.uploaded_through, self.uploaded_chain = put.last, put.last_chain
             self.since_snapshot_bytes += len(put.data)
-            effects.append(Archived(put.last))
         else:
             self.snapshot_through = max(self.snapshot_through or 0, put.first)
             self.since_snapshot_bytes = 0
             self.db_bytes = len(put.data)
+        if not (self.uploads and self.uploads[0].kind == "snapshot"):
+            self.uploads.appendleft(self._manifest())  # a snapshot right behind shares it
         return effects + self._release_snapshot() + self._next_upload()
+
+    def _manifest(self) -> Put:
+        """The manifest vouching for what was confirmed since the last one (spec: the upload's
+        confirmation is this manifest's)."""
+        prev_key, prev_through = self.prev_manifest if self.prev_manifest else (None, None)
+        m = Manifest(
+            branch=self.branch,
+            writer=self.writer,
+            n=self.manifest_n,
+            prev=prev_key,
+            prev_through=prev_through,
+            objects=tuple(self.vouch),
+            through=self.uploaded_through,
+            through_chain=self.uploaded_chain,
+            created_us=self.created_us if prev_key is None else None,
+        )
+        self.vouch = []
+        return Put(m.key(self.object_name), m.to_json(), "manifest", m.n, m.through, m.through_chain)
 
     def on_put_failed(self, key: str, error: str) -> list[ArchiverEffect]:
         """The PUT failed or its outcome is unknown: the same PUT goes again (never skipped)."""
@@ -227,7 +282,11 @@ class ArchiverState:
         snap = self.held_snapshot
         if snap is None or snap.seq > self.cut_through:
             return []
+        behind = self.uploads[-1] if self.uploads else self.in_flight
+        if not self.snapshot_on_demand and (behind is None or behind.kind != "segment"):
+            return []  # wait for the next segment, to share its manifest (see the module's doc)
         self.held_snapshot = None
+        self.snapshot_on_demand = False
         data = encode_snapshot(
             self.branch, snap.seq, snap.timestamp_us, snap.chain, snap.page_size, snap.image, snap.db_checksum
         )

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 import apsw
 
 from walrelay.archive.dir_store import DirStore
-from walrelay.archive.format import bookmark, parse_bookmark
+from walrelay.archive.format import bookmark, parse_bookmark, parse_key
 from walrelay.archive.reader import ArchiveError, ArchiveReader, Restored
 from walrelay.archive.retention import DAY_US, apply_retention, apply_superseded, plan_retention, plan_superseded
 from walrelay.archive.s3_store import S3Store
@@ -73,7 +73,10 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         required=True,
         metavar="POINT",
         help="a bookmark (BRANCH-SEQ hex, like 00000001-000000000000002a) or a time: ISO 8601 with a zone "
-        "(2026-11-26T12:00:00Z) or @MICROSECONDS since the epoch; a time means the last entry at or before it",
+        "(2026-11-26T12:00:00Z, or an offset such as +01:00; a time without a zone is refused, never guessed) "
+        "or @MICROSECONDS since the epoch. A time means the last entry at or before it; it is refused if the "
+        "archive cannot prove which entry that is (a gap, a time after the newest archived entry, or before "
+        "the object existed), and a time before the first write restores the empty database, saying so",
     )
     r.add_argument("--out", required=True, metavar="FILE", help="the SQLite file to write (must not exist)")
     add_store_arguments(r, required=True)
@@ -114,15 +117,27 @@ def run(args: argparse.Namespace) -> int:
         if args.json:
             print(
                 json.dumps(
-                    {"valid": report.ok, "problems": report.problems, "branches": [vars(b) for b in report.branches]}
+                    {
+                        "valid": report.ok,
+                        "problems": report.problems,
+                        "notes": report.notes,
+                        "branches": [vars(b) for b in report.branches],
+                    }
                 )
             )
         else:
             for b in report.branches:
+                if b.orphan or b.retired:
+                    what = "an orphan (a restore that never completed)" if b.orphan else "retired by retention"
+                    print(f"branch {b.branch}: {what}")
+                    continue
                 print(
-                    f"branch {b.branch}: {b.snapshots} snapshots, {b.segments} segments, log from snapshot "
-                    f"{b.first_snapshot} through seq {b.end} ({_iso(b.first_ts)} .. {_iso(b.last_ts)})"
+                    f"branch {b.branch}: {b.snapshots} snapshots, {b.segments} segments, {b.manifests} manifests, "
+                    f"log from snapshot {b.first_snapshot} through seq {b.end} "
+                    f"({_iso(b.first_ts)} .. {_iso(b.last_ts)}); manifests record it through seq {b.recorded_through}"
                 )
+            for n in report.notes:
+                print(f"note: {n}")
             print("valid" if report.ok else f"INVALID: {report.problems[0]}")
             for p in report.problems[1:]:
                 print(f"  also: {p}")
@@ -152,12 +167,18 @@ def _retain(reader: ArchiveReader, args: argparse.Namespace) -> int:
         reader, now_us=now, window_us=int(args.window_days * DAY_US), grace_us=int(args.grace_hours * 3_600_000_000)
     )
     print(f"window starts {_iso(plan.horizon_us)} (seq {plan.horizon_seq}); keeping {kept}")
-    for key in [*superseded, *plan.delete]:
-        print(f"{'would delete' if args.dry_run else 'delete'} {key}")
+    would = "would " if args.dry_run else ""
+    for key in superseded:
+        k = parse_key(key)
+        print(f"{would}retire branch {k.branch} ({key})" if k.kind == "retired" else f"{would}delete {key}")
+    if plan.floor is not None:
+        print(f"{would}write the retention floor {plan.floor.key(reader.object_name)}")
+    for key in plan.delete:
+        print(f"{would}delete {key}")
     if not args.dry_run:
         apply_superseded(reader, superseded)
         apply_retention(reader, plan)
-    n = len(superseded) + len(plan.delete)
+    n = len([k for k in superseded if parse_key(k).kind != "retired"]) + len(plan.delete)
     print(f"{n} objects {'would be ' if args.dry_run else ''}deleted")
     return 0
 
@@ -168,6 +189,10 @@ def _ls(reader: ArchiveReader, *, as_json: bool) -> int:
         raise ArchiveError(f"no archive for object {reader.object_name!r} in {reader.store.describe()}")
     rows: list[dict[str, object]] = []
     current = reader.current_branch(listing)
+    genesis = listing.branches.get(1)
+    created = reader.created_us(genesis) if genesis is not None else None
+    if created is not None:
+        rows.append({"branch": 1, "kind": "created", "key": "", "first": 0, "last": 0, "time": _iso(created)})
     for b in sorted(listing.branches.values(), key=lambda b: b.branch):
         if b.record_key is not None:
             rec = reader.record(b)
@@ -202,7 +227,7 @@ def _ls(reader: ArchiveReader, *, as_json: bool) -> int:
                     "last_time": _iso(seg.last_ts),
                 }
             )
-    order = {"branch": 0, "orphan": 0, "snapshot": 1, "segment": 2}
+    order = {"created": 0, "branch": 0, "orphan": 0, "snapshot": 1, "segment": 2}
     rows.sort(key=lambda r: (str(r["branch"]).zfill(10), order[str(r["kind"])], str(r["first"]).zfill(20)))
     if as_json:
         print(json.dumps(rows))
@@ -214,6 +239,9 @@ def _ls(reader: ArchiveReader, *, as_json: bool) -> int:
                     f"branch {r['branch']}  restored from {r['restored_to']} (branch {r['parent']} seq {r['first']}); "
                     f"undo bookmark {r['undo_bookmark']}{now}"
                 )
+                continue
+            if r["kind"] == "created":
+                print(f"branch 1  created {r['time']}: the earliest time the object can be restored to")
                 continue
             if r["kind"] == "orphan":
                 print(f"branch {r['branch']}  no branch.json: a restore that never completed (never read)")
@@ -239,13 +267,20 @@ def _restore(reader: ArchiveReader, point: str, out: str) -> int:
                 "it first"
             ) from None
     else:
-        branch, seq = reader.point_for_time(parse_time(point))
+        branch, seq = reader.point_for_time(parse_time(point), past_end_ok=False)
     restored = reader.restore_image(seq, branch)
+    if restored.seq != seq:  # restore_image replays through seq or raises; never a nearby point
+        raise ArchiveError(f"the archive restored seq {restored.seq}, not the seq {seq} asked for")
     _write_sqlite(restored, out)
+    if restored.seq == 0:
+        print(
+            f"restored {reader.object_name!r} to bookmark {bookmark(branch, 0)}: the EMPTY database (before the first "
+            f"write) into {out}"
+        )
+        return 0
     print(
         f"restored {reader.object_name!r} to bookmark {bookmark(branch, restored.seq)} "
-        f"(seq {restored.seq}, {_iso(restored.timestamp_us) if restored.seq else 'before the first write'}) "
-        f"into {out}"
+        f"(seq {restored.seq}, {_iso(restored.timestamp_us)}) into {out}"
     )
     return 0
 

@@ -215,17 +215,18 @@ def branch_record_key(object_name: str, branch: int) -> str:
 
 _KEY = re.compile(
     rf"(?P<object>[^/]+)/b(?P<branch>\d{{{_BRANCH}}})/"
-    rf"(?:seg/(?P<first>\d{{{_SEQ}}})-(?P<last>\d{{{_SEQ}}})|snap/(?P<seq>\d{{{_SEQ}}})|(?P<record>branch\.json))"
+    rf"(?:seg/(?P<first>\d{{{_SEQ}}})-(?P<last>\d{{{_SEQ}}})|snap/(?P<seq>\d{{{_SEQ}}})|(?P<record>branch\.json)"
+    rf"|manifest/(?P<writer>\d{{{_SEQ}}})-(?P<n>\d{{{_SEQ}}})|floor/(?P<floor>\d{{{_SEQ}}})|(?P<retired>retired\.json))"
 )
 
 
 @dataclass(frozen=True, slots=True)
 class ArchiveKey:
-    kind: str  # "segment" | "snapshot" | "branch"
+    kind: str  # "segment" | "snapshot" | "branch" | "manifest" | "floor" | "retired"
     object_name: str
     branch: int
-    first: int = 0  # segment: first seq; snapshot: its seq
-    last: int = 0  # segment: last seq; snapshot: its seq
+    first: int = 0  # segment: first seq; snapshot, floor: its seq; manifest: its writer
+    last: int = 0  # segment: last seq; snapshot, floor: its seq; manifest: its number
 
 
 def parse_key(key: str) -> ArchiveKey:
@@ -240,6 +241,12 @@ def parse_key(key: str) -> ArchiveKey:
         return ArchiveKey("segment", obj, branch, first, last)
     if m["seq"] is not None:
         return ArchiveKey("snapshot", obj, branch, int(m["seq"]), int(m["seq"]))
+    if m["writer"] is not None:
+        return ArchiveKey("manifest", obj, branch, int(m["writer"]), int(m["n"]))
+    if m["floor"] is not None:
+        return ArchiveKey("floor", obj, branch, int(m["floor"]), int(m["floor"]))
+    if m["retired"] is not None:
+        return ArchiveKey("retired", obj, branch)
     return ArchiveKey("branch", obj, branch)
 
 

@@ -16,16 +16,21 @@ from __future__ import annotations
 import bisect
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 from walrelay.archive.format import (
     ArchiveFormatError,
     ArchiveKey,
     Segment,
     Snapshot,
+    bookmark,
+    branch_record_key,
     decode_segment,
     decode_snapshot,
+    parse_bookmark,
     parse_key,
 )
+from walrelay.archive.manifest import Floor, Manifest
 from walrelay.archive.store import ObjectNotFoundError, ObjectStore
 from walrelay.branching import GENESIS_BRANCH, BranchRecord
 from walrelay.entry import GENESIS_CHAIN, Entry, follows
@@ -43,6 +48,9 @@ class BranchListing:
     segments: list[tuple[str, ArchiveKey]] = field(default_factory=list)  # sorted by (first, last)
     snapshots: list[tuple[str, int]] = field(default_factory=list)  # (key, seq), sorted by seq
     record_key: str | None = None  # branch.json (every branch but the genesis branch has one)
+    manifests: list[tuple[str, int, int]] = field(default_factory=list)  # (key, writer, n), sorted
+    floors: list[tuple[str, int]] = field(default_factory=list)  # (key, seq), sorted by seq
+    retired_key: str | None = None
     _index: tuple[list[int], list[tuple[int, str]]] | None = field(default=None, repr=False, compare=False)
 
     def covering(self, seq: int) -> str | None:
@@ -120,19 +128,34 @@ class ArchiveReader:
                 b.segments.append((info.key, k))
             elif k.kind == "snapshot":
                 b.snapshots.append((info.key, k.first))
+            elif k.kind == "manifest":
+                b.manifests.append((info.key, k.first, k.last))
+            elif k.kind == "floor":
+                b.floors.append((info.key, k.first))
+            elif k.kind == "retired":
+                b.retired_key = info.key
             else:
                 b.record_key = info.key
         for b in branches.values():
             b.segments.sort(key=lambda s: (s[1].first, s[1].last))
             b.snapshots.sort(key=lambda s: s[1])
+            b.manifests.sort(key=lambda m: (m[1], m[2]))
+            b.floors.sort(key=lambda f: f[1])
         return Listing(self.object_name, branches, foreign)
 
     @staticmethod
     def current_branch(listing: Listing) -> int:
-        """The branch the object's history continues on: the newest with a branch record (a restore
-        writes it once its branch is durable), else the genesis branch. A newer branch without a
-        record is a restore that never completed: its objects are never read as the history."""
-        done = [b for b, bl in listing.branches.items() if b == GENESIS_BRANCH or bl.record_key is not None]
+        """The branch the object's history continues on: the newest that exists, else the genesis
+        branch. A branch exists once it has a branch record, a manifest or a segment (its first
+        manifest is written once its branch is durable, before its record); a newer branch with a
+        fork snapshot only is a restore that never completed (an orphan): never read as the
+        history. A branch that exists without its record is *not* skipped: reading it then fails
+        naming the missing record, instead of answering from an older branch."""
+        done = [
+            b
+            for b, bl in listing.branches.items()
+            if b == GENESIS_BRANCH or bl.record_key is not None or bl.manifests or bl.segments
+        ]
         return max(done, default=GENESIS_BRANCH)
 
     def branch(self, branch: int | None = None) -> BranchListing:
@@ -152,9 +175,15 @@ class ArchiveReader:
         """The branch's record (None for the genesis branch), checked against its key."""
         if b.record_key is None:
             if b.branch != GENESIS_BRANCH:
+                if b.manifests or b.segments:
+                    raise ArchiveError(
+                        f"{branch_record_key(self.object_name, b.branch)}: missing: branch {b.branch} exists (it has "
+                        "manifests or segments) but its branch.json is gone, so where its history comes from is "
+                        "unknown; run walrelay archive verify"
+                    )
                 raise ArchiveError(
                     f"archive of {self.object_name!r} branch {b.branch} has no branch.json: a restore that never "
-                    "completed, or a deleted record"
+                    "completed (an orphan)"
                 )
             return None
         try:
@@ -208,6 +237,32 @@ class ArchiveReader:
                 end, chain = self.end(b)
                 out.append((b.branch, end, chain))
         return out
+
+    def manifest(self, key: str) -> Manifest:
+        m = Manifest.from_json(self._get(key), what=key)
+        k = parse_key(key)
+        if (m.branch, m.writer, m.n) != (k.branch, k.first, k.last):
+            raise ArchiveFormatError(
+                f"{key}: is manifest {m.n} of writer {m.writer} on branch {m.branch}, not what its key says"
+            )
+        return m
+
+    def floor(self, key: str) -> Floor:
+        f = Floor.from_json(self._get(key), what=key)
+        k = parse_key(key)
+        if (f.branch, f.seq) != (k.branch, k.first):
+            raise ArchiveFormatError(f"{key}: is the floor at seq {f.seq} of branch {f.branch}, not what its key says")
+        return f
+
+    def tip(self, b: BranchListing) -> Manifest | None:
+        """The branch's newest manifest (the highest writer, then number), None if it has none."""
+        return self.manifest(b.manifests[-1][0]) if b.manifests else None
+
+    def _get(self, key: str) -> bytes:
+        try:
+            return self.store.get(key)
+        except ObjectNotFoundError:
+            raise ArchiveError(f"{key}: listed but gone (deleted meanwhile?)") from None
 
     def segment(self, key: str) -> Segment:
         seg = decode_segment(self.store.get(key), what=key)
@@ -267,7 +322,7 @@ class ArchiveReader:
 
     def base_snapshot(self, b: BranchListing, seq: int) -> str:
         keys = [key for key, s in b.snapshots if s <= seq]
-        if not b.snapshots and not b.segments and b.record_key is not None:
+        if not b.snapshots and not b.segments and (b.record_key is not None or b.retired_key is not None):
             raise ArchiveError(
                 f"archive of {self.object_name!r} branch {b.branch} holds nothing any more: retention deleted it "
                 "(it stopped being current before the retention window)"
@@ -314,15 +369,22 @@ class ArchiveReader:
             return Restored(b.branch, snap.seq, snap.chain, snap.timestamp_us, snap.page_size, snap.image)
         return Restored(b.branch, last.seq, last.chain, last.timestamp_us, replayer.page_size, bytes(replayer.image))
 
-    def point_for_time(self, t_us: int, branch: int | None = None) -> tuple[int, int]:
+    def point_for_time(self, t_us: int, branch: int | None = None, *, past_end_ok: bool = True) -> tuple[int, int]:
         """bookmark_for_time across branches: (branch, seq) of the last entry with timestamp <= t in
         the branch's history. Before the branch's first own entry, that history is its parent's
         through the fork point (the new branch's entries all come after the restore). A time at or
         after the fork point's names the fork point as the branch's own bookmark: its fork
         snapshot holds it, so the answer does not depend on the parent (which retention may have
-        deleted once it was superseded long enough ago)."""
+        deleted once it was superseded long enough ago).
+
+        Never a guess: the answer ``s`` is proved by the archive holding entry ``s + 1`` with a
+        later time, or by ``s`` being where the history ends. A gap after ``s`` is an error naming
+        the missing seqs. At the archived end of the current branch, later entries may exist that
+        are not archived yet: with ``past_end_ok`` False that is an error (the command line), with
+        True (a primary, which checks its own log, and retention) the end is the answer."""
         listing = self.listing()
-        b = self.current_branch(listing) if branch is None else branch
+        current = self.current_branch(listing)
+        b = current if branch is None else branch
         cap: tuple[int, int] | None = None  # (branch, seq): no answer beyond the nearest fork below
 
         def capped(b: int, seq: int) -> tuple[int, int]:
@@ -334,7 +396,13 @@ class ArchiveReader:
                 raise ArchiveError(f"object {self.object_name!r} has no branch {b} in {self.store.describe()}")
             rec = self.record(bl) if b != GENESIS_BRANCH else None
             if rec is None or ((own := self.first_own_ts(bl, rec.fork_seq)) is not None and own <= t_us):
-                return capped(b, self.seq_for_time(t_us, b))
+                if cap is not None:
+                    end: int | None = cap[1]  # the history leaves this branch at the fork below
+                elif b == current:
+                    end = None if not past_end_ok else -1
+                else:
+                    end = self.final_end(listing, b)
+                return capped(b, self.seq_for_time(t_us, b, end=end))
             fork = [key for key, seq in bl.snapshots if seq == rec.fork_seq]
             if fork and (rec.fork_seq == 0 or self.snapshot(fork[0]).timestamp_us <= t_us):
                 return capped(b, rec.fork_seq)
@@ -342,6 +410,27 @@ class ArchiveReader:
                 cap = (b, rec.fork_seq)
             b = rec.parent
         raise ArchiveError(f"archive of {self.object_name!r}: branch records form a cycle")
+
+    def final_end(self, listing: Listing, branch: int) -> int | None:
+        """Where a superseded branch's history ended: the undo point recorded by the restore that
+        left it (that restore archived it through there first). None if no restore left it."""
+        ends = []
+        for bl in listing.branches.values():
+            if bl.record_key is not None and bl.branch > branch:
+                rec = self.record(bl)
+                assert rec is not None
+                b, s = parse_bookmark(rec.undo_bookmark)
+                if b == branch:
+                    ends.append(s)
+        return min(ends, default=None)
+
+    def created_us(self, b: BranchListing) -> int | None:
+        """When the branch's archive was created (the object's creation, for the genesis branch):
+        recorded by the manifest that follows none. None if not recorded (retention deleted it)."""
+        if not b.manifests:
+            return None
+        first = self.manifest(b.manifests[0][0])
+        return first.created_us if first.prev is None else None
 
     def first_own_ts(self, bl: BranchListing, fork_seq: int) -> int | None:
         """The timestamp of the branch's first own archived entry (after its fork), if any."""
@@ -351,11 +440,13 @@ class ArchiveReader:
         seg = self.segment(min(own)[1])
         return next((e.timestamp_us for e in seg.entries if e.seq > fork_seq), None)
 
-    def seq_for_time(self, t_us: int, branch: int | None = None) -> int:
+    def seq_for_time(self, t_us: int, branch: int | None = None, *, end: int | None = -1) -> int:
         """bookmark_for_time's seq: the last archived entry with timestamp <= t (0: before the first).
 
         Timestamps never go back along the log (NextTs), so both snapshots (by seq) and segments (by
-        first seq) are searched by bisection: O(log n) objects read, not all of them.
+        first seq) are searched by bisection: O(log n) objects read, not all of them. Then the
+        answer is proved (``_prove``); ``end``: where the branch's history is known to end (None:
+        unknown, the branch goes on; -1: take the archived end as the answer).
         """
         b = self.branch(branch)
         best: int | None = None
@@ -375,7 +466,60 @@ class ArchiveReader:
                 best = max([best or 0, *(e.seq for e in seg.entries if e.timestamp_us <= t_us)])
         if best is None:
             raise ArchiveError(
-                f"time {t_us} is before the oldest point the archive of {self.object_name!r} still holds "
-                "(retention deleted what came before)"
+                f"time {_iso(t_us)} is before the oldest point the archive of {self.object_name!r} branch "
+                f"{b.branch} still holds{self._oldest(b)} (retention deleted what came before)"
             )
+        if best == 0 and b.branch == GENESIS_BRANCH:
+            created = self.created_us(b)
+            if created is not None and t_us < created:
+                raise ArchiveError(
+                    f"time {_iso(t_us)} is before object {self.object_name!r} existed: it was created at "
+                    f"{_iso(created)}, the earliest time it can be restored to"
+                )
+        self._prove(b, best, t_us, end)
         return best
+
+    def _oldest(self, b: BranchListing) -> str:
+        if not b.snapshots:
+            return ""
+        snap = self.snapshot(b.snapshots[0][0])
+        return f" (seq {snap.seq} at {_iso(snap.timestamp_us)})"
+
+    def _prove(self, b: BranchListing, s: int, t_us: int, end: int | None) -> None:
+        """``s`` is the last entry at or before ``t`` only if entry ``s + 1`` is archived and later
+        than ``t``, or the history ends at ``s``: a missing segment right after ``s`` must not make
+        an earlier point the answer (that is a silently wrong restore)."""
+        key = b.covering(s + 1)
+        if key is not None:
+            nxt = self.entry_at(b, s + 1)
+            if nxt.timestamp_us <= t_us:  # cannot happen in an archive that verifies
+                raise ArchiveError(
+                    f"{key}: entry seq {s + 1} is at or before {_iso(t_us)} although an earlier segment ends at "
+                    f"seq {s}: the archive's segments are inconsistent; run walrelay archive verify"
+                )
+            return
+        if end is not None and end != -1 and s >= end:
+            return
+        later = [k.first for _, k in b.segments if k.first > s + 1]
+        tip = self.tip(b)
+        recorded = tip.through if tip is not None else 0
+        if later or recorded > s:
+            upto = min(later) - 1 if later else recorded
+            raise ArchiveError(
+                f"archive of {self.object_name!r} branch {b.branch} has a gap: no segment holds seq {s + 1} "
+                f"(seqs {s + 1}..{upto} are missing), so the last entry at or before {_iso(t_us)} is unknown; "
+                "run walrelay archive verify"
+            )
+        if end == -1:
+            return
+        at = self.entry_at(b, s).timestamp_us if s and b.covering(s) else None
+        raise ArchiveError(
+            f"time {_iso(t_us)} is after the newest archived entry of {self.object_name!r} branch {b.branch} "
+            f"(seq {s}{', ' + _iso(at) if at is not None else ''}): later entries may exist that are not archived "
+            f"yet, so the state at that time is unknown. Restore bookmark {bookmark(b.branch, s)} for that entry, "
+            "or ask the primary (__bookmark_for_time__)"
+        )
+
+
+def _iso(us: int) -> str:
+    return datetime.fromtimestamp(us / 1e6, UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")

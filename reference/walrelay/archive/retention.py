@@ -14,6 +14,11 @@ it (times after it resolve to fork points, which the newer branches' fork snapsh
 naming it. An orphan (a restore that never completed: no ``branch.json``) goes once a newer branch
 has a record, since its restore can no longer complete (that branch's epoch fenced it).
 
+Deletions never leave an archive that verify calls broken, even if retention stops half way: it
+first writes a **floor** (the branch starts at the kept snapshot from now on, manifest.py), then
+deletes snapshots, segments and manifests below it, oldest first, then older floors; a superseded
+branch first gets a **retired** mark. Anything below a floor may be present or absent.
+
 The grace period is what keeps retention from racing a restore: a restore that started up to
 ``grace`` ago targets a point at or after ``now - window - grace``, so its snapshot and segments are
 all kept. A restore that runs longer than the grace may find an object gone: it then fails naming
@@ -24,7 +29,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from walrelay.archive.format import parse_bookmark
+from walrelay.archive.format import decode_snapshot, parse_bookmark, parse_key
+from walrelay.archive.manifest import Floor, Vouched, retired_json, retired_key
 from walrelay.archive.reader import ArchiveError, ArchiveReader, BranchListing
 from walrelay.branching import GENESIS_BRANCH
 
@@ -38,7 +44,8 @@ class RetentionPlan:
     horizon_us: int  # now - window - grace
     horizon_seq: int  # bookmark_for_time(horizon)
     keep_snapshot: tuple[str, int] | None  # (key, seq): the oldest object kept
-    delete: list[str] = field(default_factory=list)
+    delete: list[str] = field(default_factory=list)  # in the order they go
+    floor: Floor | None = None  # written before anything is deleted
 
 
 def plan_retention(
@@ -53,14 +60,25 @@ def plan_retention(
     try:
         p = reader.seq_for_time(horizon, b.branch) if b.segments else 0
     except ArchiveError:
-        return RetentionPlan(horizon, 0, None)  # older than anything left: nothing more to delete
+        return RetentionPlan(horizon, 0, None)  # older than anything left, or unknown: delete nothing
     older = [(key, seq) for key, seq in b.snapshots if seq <= p]
     if not older:
         return RetentionPlan(horizon, p, None)  # no snapshot before the window yet: keep everything
     keep_key, keep_seq = older[-1]
-    doomed = [key for key, seq in b.snapshots if seq < keep_seq]
-    doomed += [key for key, k in b.segments if k.last <= keep_seq]
-    return RetentionPlan(horizon, p, (keep_key, keep_seq), sorted(doomed))
+    snaps = [key for key, seq in b.snapshots if seq < keep_seq]
+    segs = [key for key, k in b.segments if k.last <= keep_seq]
+    manifests: list[str] = []
+    for key, _, _ in b.manifests:  # in key order; one that still vouches for kept objects ends the scan
+        if reader.manifest(key).through >= keep_seq:
+            break
+        manifests.append(key)
+    floors = [key for key, seq in b.floors if seq < keep_seq]
+    if not (snaps or segs or manifests or floors):
+        return RetentionPlan(horizon, p, (keep_key, keep_seq))
+    data = reader.store.get(keep_key)
+    snap = decode_snapshot(data, what=keep_key)
+    floor = Floor(b.branch, keep_seq, snap.chain, snap.timestamp_us, Vouched.of(keep_key, data))
+    return RetentionPlan(horizon, p, (keep_key, keep_seq), [*snaps, *segs, *manifests, *floors], floor)
 
 
 def plan_superseded(
@@ -70,8 +88,9 @@ def plan_superseded(
     window_us: int = DEFAULT_WINDOW_US,
     grace_us: int = DEFAULT_GRACE_US,
 ) -> list[str]:
-    """The snapshots and segments of branches that stopped being current before the window (and
-    the grace) began, and of orphans that can no longer complete. Never the current branch's."""
+    """The objects of branches that stopped being current before the window (and the grace)
+    began, and of orphans that can no longer complete; never the current branch's, never a
+    ``branch.json``. Applying it writes each superseded branch's retired mark first."""
     horizon = now_us - window_us - grace_us
     listing = reader.listing()
     current = reader.current_branch(listing)
@@ -80,9 +99,9 @@ def plan_superseded(
     for b, bl in sorted(listing.branches.items()):
         if b == current:
             continue
-        if b != GENESIS_BRANCH and bl.record_key is None:
+        if b != GENESIS_BRANCH and bl.record_key is None and not bl.manifests and not bl.segments:
             if any(o > b for o in records):
-                doomed += [key for key, _ in bl.segments] + [key for key, _ in bl.snapshots]
+                doomed += [key for key, _ in bl.snapshots]
             continue
         enders = sorted(
             c for c, rec in records.items() if rec is not None and parse_bookmark(rec.undo_bookmark)[0] == b
@@ -93,24 +112,33 @@ def plan_superseded(
         assert ender is not None
         ended = reader.first_own_ts(listing.branches[enders[0]], ender.fork_seq)
         if ended is not None and ended < horizon:  # unknown (nothing archived yet): keep
-            doomed += [key for key, _ in bl.segments] + [key for key, _ in bl.snapshots]
+            whole = [key for key, _ in bl.segments] + [key for key, _ in bl.snapshots]
+            whole += [key for key, _, _ in bl.manifests] + [key for key, _ in bl.floors]
+            if whole:
+                doomed += [retired_key(reader.object_name, b), *whole]
     return doomed
 
 
 def apply_retention(reader: ArchiveReader, plan: RetentionPlan) -> int:
-    """Delete the planned objects: snapshots first, oldest first, then segments. At every moment
-    the branch's first snapshot is followed by its segments, so the archive stays valid (verify,
-    and a primary reading where it ends) while retention runs."""
-    snapshots = [k for k in plan.delete if "/snap/" in k]
-    segments = [k for k in plan.delete if "/seg/" in k]
-    for key in [*snapshots, *segments]:
+    """Write the floor, then delete the planned objects in order (snapshots, segments and
+    manifests below the floor, oldest first, then older floors). At every moment the archive
+    verifies: below the floor, objects may be there or not."""
+    if plan.floor is not None:
+        reader.store.put(plan.floor.key(reader.object_name), plan.floor.to_json())
+    for key in plan.delete:
         reader.store.delete(key)
     return len(plan.delete)
 
 
 def apply_superseded(reader: ArchiveReader, keys: list[str]) -> int:
-    """Delete a superseded branch's objects: its segments, then its snapshots (a branch keeps its
-    first snapshot until nothing after it is left), never its branch.json."""
-    for key in [k for k in keys if "/seg/" in k] + [k for k in keys if "/snap/" in k]:
-        reader.store.delete(key)
-    return len(keys)
+    """Retire superseded branches: the retired mark first (it is in the list, before the branch's
+    objects), then the objects; a ``branch.json`` stays."""
+    n = 0
+    for key in keys:
+        k = parse_key(key)
+        if k.kind == "retired":
+            reader.store.put(key, retired_json(k.branch))
+        else:
+            reader.store.delete(key)
+            n += 1
+    return n

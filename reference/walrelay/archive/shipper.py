@@ -20,7 +20,8 @@ import trio
 
 from walrelay.archive.archiver import Archived, ArchiverState, Put, SnapshotImage, WantSnapshot
 from walrelay.archive.format import branch_record_key
-from walrelay.archive.reader import ArchiveReader
+from walrelay.archive.manifest import Manifest, Vouched
+from walrelay.archive.reader import ArchiveReader, BranchListing
 from walrelay.archive.retention import (
     DEFAULT_WINDOW_US,
     apply_retention,
@@ -75,6 +76,8 @@ class ArchiveShipper:
         self.record: BranchRecord | None = None
         self.flush_to = 0  # cut segments at once until the archive holds the log through here
         self.snapshot_wanted = False  # a snapshot on demand was asked for and not yet taken
+        self.writer = 0  # the epoch of the primary shipping: names its manifests (set by the primary)
+        self.created_us: int | None = None  # when the primary started (a new archive's creation time)
 
     def status(self) -> dict[str, Any]:
         a = self.archiver
@@ -120,18 +123,21 @@ class ArchiveShipper:
                     "object's database is on; run walrelay archive verify"
                 )
             return ArchiverState(
-                self.object_name, branch, segment_bytes=self.segment_bytes, segment_age_us=self.segment_age_us
+                self.object_name,
+                branch,
+                segment_bytes=self.segment_bytes,
+                segment_age_us=self.segment_age_us,
+                writer=self.writer,
+                manifest_n=self._next_n(b),
+                created_us=self._created(state),
             )
-        if self.record is not None and b.record_key is None:
-            # The restore that made this branch stopped after its branch became durable but before
-            # it wrote the record: the record is in the database, so any primary can write it.
-            await self.run_io(self.store.put, branch_record_key(self.object_name, branch), self.record.to_json())
         end, chain = await self.run_io(reader.end, b)
         if end > state.last_seq or state.chains.get(end) != chain:
             raise WalrelayError(
                 f"archive of {self.object_name!r} in {self.store.describe()} ends at seq {end} with a chain this "
                 f"object's log does not have there: it is another object's history, refusing to extend it"
             )
+        prev = await self.run_io(self._record_found, reader, b, end, chain)
         return ArchiverState(
             self.object_name,
             branch,
@@ -140,7 +146,46 @@ class ArchiveShipper:
             snapshot_through=b.snapshots[-1][1],
             segment_bytes=self.segment_bytes,
             segment_age_us=self.segment_age_us,
+            writer=self.writer,
+            manifest_n=self._next_n(reader.listing().branches.get(branch)),
+            prev_manifest=prev,
         )
+
+    def _created(self, state: PrimaryState | None) -> int:
+        """A new archive's creation time: when its primary started, and never after the first
+        entry it holds (the shipper may open after writes began)."""
+        t = self.wall_us() if self.created_us is None else self.created_us
+        first = state.log.get(1) if state is not None else None
+        return min(t, first.timestamp_us) if first is not None else t
+
+    def _next_n(self, b: BranchListing | None) -> int:
+        """This writer's next manifest number on the branch (a primary with a fixed epoch that
+        restarts continues its own numbering instead of overwriting its manifests)."""
+        mine = [n for _, w, n in (b.manifests if b else []) if w == self.writer]
+        return max(mine, default=0) + 1
+
+    def _record_found(self, reader: ArchiveReader, b: BranchListing, end: int, chain: bytes) -> tuple[str, int] | None:
+        prev = record_found(
+            reader, b, writer=self.writer, n=self._next_n(b), end=end, chain=chain, created_us=self._created(None)
+        )
+        if self.record is not None and self.record.branch == b.branch and b.record_key is None:
+            # The restore that made this branch stopped after its branch became durable but before
+            # it wrote the record: the record is in the database, so any primary can write it.
+            self.store.put(branch_record_key(self.object_name, b.branch), self.record.to_json())
+        return prev
+
+    def record_branch(self) -> None:
+        """A restore's new branch is durable: vouch for its fork snapshot and write its
+        ``branch.json`` (in that order), before the primary serves on it."""
+        assert self.record is not None
+        reader = ArchiveReader(self.store, self.object_name)
+        b = reader.listing().branches.get(self.record.branch)
+        if b is None or not b.snapshots:
+            raise WalrelayError(
+                f"archive of {self.object_name!r} lost the fork snapshot of branch {self.record.branch}"
+            )
+        end, chain = reader.end(b)
+        self._record_found(reader, b, end, chain)
 
     async def run(
         self,
@@ -312,3 +357,40 @@ class ArchiveShipper:
             return list(a.on_put_failed(put.key, str(e)))
         self.uploaded += 1
         return list(a.on_put_done(put.key))
+
+
+def record_found(
+    reader: ArchiveReader, b: BranchListing, *, writer: int, n: int, end: int, chain: bytes, created_us: int
+) -> tuple[str, int] | None:
+    """Before a primary uploads anything to a branch: vouch for what it holds beyond its newest
+    manifest (a primary stopped between an upload and its manifest; a restored branch's fork
+    snapshot, written before the branch existed; an archive written before manifests), in a
+    manifest of ``writer`` numbered ``n``. ``end``/``chain``: where the branch's log ends, read and
+    checked by the caller. The caller writes a missing ``branch.json`` only after this: the first
+    manifest comes first, so a branch record with no manifest is never a crash's leftover (verify
+    reports it). Returns the manifest the writer's next one follows (None: there is none)."""
+    tip = reader.tip(b)
+    recorded = tip.through if tip is not None else -1
+    low = tip.prev_through if tip is not None and tip.prev_through is not None else recorded
+    vouched = {o.key for o in tip.objects} if tip is not None else set()
+    keys = [key for key, k in b.segments if k.last > recorded]
+    keys += [key for key, seq in b.snapshots if seq > low and key not in vouched]
+    prev: tuple[str, int] | None = (b.manifests[-1][0], tip.through) if tip is not None else None
+    if not keys:
+        return prev
+    objects = tuple(Vouched.of(key, reader.store.get(key)) for key in sorted(keys))
+    m = Manifest(
+        branch=b.branch,
+        writer=writer,
+        n=n,
+        prev=prev[0] if prev else None,
+        prev_through=prev[1] if prev else None,
+        objects=objects,
+        through=end,
+        through_chain=chain,
+        created_us=created_us if prev is None else None,
+    )
+    key = m.key(reader.object_name)
+    reader.store.put(key, m.to_json())
+    log.info("object %s: recorded %d objects found beyond the newest manifest", reader.object_name, len(objects))
+    return key, m.through

@@ -44,3 +44,7 @@ chaos *args:
 # the mutant kill table: every planted bug, its directed schedule, then random search (args: --seconds S --only NAME)
 chaos-mutants *args:
     ./dev walrelay chaos mutants --seeds 1000 --seconds 40 "$@"
+
+# archive corruption campaign: faults on a simulated archive, judged by verify and restores (args go to `walrelay archive fuzz`, e.g. --seed 7 --json)
+archive-fuzz *args:
+    ./dev walrelay archive fuzz --trials 600 "$@"

@@ -90,10 +90,12 @@ class BranchRecord:
             raise BranchRecordError(f"{what}: {e}") from None
         if len(rec.fork_chain) != 16:
             raise BranchRecordError(f"{what}: fork_chain must be 16 bytes, got {len(rec.fork_chain)}")
+        if not 0 < rec.parent < rec.branch < 2**32:
+            raise BranchRecordError(f"{what}: parent {rec.parent} must be a branch older than {rec.branch}")
+        if rec.fork_seq >= 2**64:
+            raise BranchRecordError(f"{what}: fork_seq {rec.fork_seq} is beyond any seq")
         if body.get("restored_to") != rec.restored_to:
             raise BranchRecordError(f"{what}: restored_to {body.get('restored_to')!r} is not parent/fork_seq")
-        if not 0 < rec.parent < rec.branch:
-            raise BranchRecordError(f"{what}: parent {rec.parent} must be a branch older than {rec.branch}")
         return rec
 
 

@@ -135,6 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     archive_command.add_parsers(sub)
+    _add_archive_fuzz(sub)
 
     c = sub.add_parser("call", help="call an operation on an object's primary and print the reply as JSON")
     c.add_argument("--primary", type=_address, required=True, help="primary HOST:PORT")
@@ -219,6 +220,33 @@ def build_parser() -> argparse.ArgumentParser:
     stop.add_argument("--fail-fast", dest="fail_fast", action="store_true", help="start no config after a failure")
     t.set_defaults(fail_fast=False)
     return p
+
+
+def _add_archive_fuzz(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``walrelay archive fuzz`` (walrelay_chaos.archive_fuzz), beside the subcommands that
+    walrelay.archive.command adds to ``archive``."""
+    archive = sub.choices["archive"]
+    asub = next(a for a in archive._actions if isinstance(a, argparse._SubParsersAction))
+    f = asub.add_parser(
+        "fuzz",
+        help="corruption campaign: faults on a simulated archive, each judged by verify and by restores",
+        description="Build an archive with several branches in the simulation, then, per trial, apply one fault "
+        "(flip, truncate, delete, overlap, swap, corrupt_record, delete_record) to a copy and run verify and every "
+        "restore point. Exit 0 only if no restore is silently wrong, nothing crashes and verify detects every "
+        "deletion.",
+    )
+    f.add_argument("--trials", type=_positive_int, default=300, help="how many faults (default 300)")
+    f.add_argument("--seed", type=_nonneg_int, default=0, help="names every trial's fault (default 0)")
+    f.add_argument("--trial", type=_nonneg_int, metavar="K", help="run only trial K of the seed (a replay), verbosely")
+    f.add_argument("--json", action="store_true", help="print the result as JSON (progress goes to stderr)")
+    f.add_argument(
+        "--cli-every",
+        type=_nonneg_int,
+        default=25,
+        metavar="N",
+        help="every N-th trial also runs `walrelay archive verify` and `walrelay restore` as processes (0: never; "
+        "default 25)",
+    )
 
 
 def _parse_arg(text: str) -> Any:
@@ -411,7 +439,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     # The chaos harness runs nodes in this process (sim mode) and faults make them warn all the
     # time, by design (even "recovery gave up" is a right answer there): quiet unless asked; the
     # verdicts are the output, and real mode keeps the processes' logs of failing runs.
-    quiet = args.command == "chaos" and not args.verbose
+    fuzz = args.command == "archive" and args.archive_command == "fuzz"
+    quiet = (args.command == "chaos" or fuzz) and not args.verbose
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.CRITICAL if quiet else logging.INFO,
         format="%(asctime)s %(name)s %(levelname)s %(message)s",
@@ -428,6 +457,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         if args.command == "call":
             return trio.run(_run_call, args)
+        if fuzz:
+            from walrelay_chaos.archive_fuzz import main as run_archive_fuzz
+
+            return run_archive_fuzz(
+                args.trials, args.seed, as_json=args.json, only=args.trial, cli_every=args.cli_every
+            )
         if args.command in ("archive", "restore"):
             from walrelay.archive.command import run as run_archive
 

@@ -405,6 +405,10 @@ class ArchiveReader:
                 return capped(b, self.seq_for_time(t_us, b, end=end))
             fork = [key for key, seq in bl.snapshots if seq == rec.fork_seq]
             if fork and (rec.fork_seq == 0 or self.snapshot(fork[0]).timestamp_us <= t_us):
+                # The fork point is the answer only if the branch's first own entry is archived
+                # and later than t (or the branch has none yet): a deleted first own segment
+                # must not make the fork point the answer.
+                self._prove(bl, rec.fork_seq, t_us, None if b == current and not past_end_ok else -1)
                 return capped(b, rec.fork_seq)
             if cap is None or rec.fork_seq < cap[1]:
                 cap = (b, rec.fork_seq)

@@ -4,8 +4,6 @@ TakeSnapshot (ArchiveIsCommittedPrefix, TruncateAfterArchive)."""
 
 from __future__ import annotations
 
-import itertools
-
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -116,7 +114,22 @@ def test_an_automatic_snapshot_of_an_archived_point_waits_for_the_next_segment()
     assert [o.key for o in Manifest.from_json(m.data, what=m.key).objects] == [s2.key, snap.key]
 
 
-OPS = st.lists(st.sampled_from(["durable", "tick", "done", "fail", "image"]), max_size=80)
+def test_a_snapshot_on_demand_replaces_a_held_automatic_one_and_goes_alone() -> None:
+    a, genesis = new(segment_bytes=2 * ENTRY)
+    confirm(a, genesis)
+    [s1] = puts(a.on_durable(LOG[:2], now_us=0))
+    confirm(a, s1)
+    a.on_tick(now_us=1)
+    a.on_snapshot_image(SnapshotImage(2, 22, LOG[1].chain, 512, bytes(512), 0))  # held, waiting to pair
+    assert a.request_snapshot() == [WantSnapshot()]  # a fresh image of "now", not the held one
+    [snap] = puts(a.on_snapshot_image(SnapshotImage(2, 23, LOG[1].chain, 512, bytes(512), 0)))
+    assert (snap.kind, snap.first) == ("snapshot", 2)  # alone: nothing new to pair with
+    [m] = puts(a.on_put_done(snap.key))
+    assert [o.key for o in Manifest.from_json(m.data, what=m.key).objects] == [snap.key]
+    assert a.on_put_done(m.key) == [] and a.snapshot_through == 2
+
+
+OPS = st.lists(st.sampled_from(["durable", "tick", "done", "fail", "image", "demand"]), max_size=80)
 
 
 @given(OPS, st.integers(1, 6))
@@ -130,6 +143,7 @@ def check_history(ops: list[str], per_seg: int) -> None:
     in_flight: Put | None = genesis
     confirmed: list[Put] = []
     archived_marks: list[int] = []
+    demanded = "demand" in ops
     for op in ops:
         now += 3_000_000
         effects: list[object] = []
@@ -146,6 +160,8 @@ def check_history(ops: list[str], per_seg: int) -> None:
         elif op == "fail" and in_flight is not None:
             effects = list(a.on_put_failed(in_flight.key, "timeout"))
             in_flight = None
+        elif op == "demand":
+            effects = list(a.request_snapshot())
         elif op == "image":
             s = durable + 1 if durable < len(LOG) else durable  # maybe ahead of what is durable
             chain = LOG[s - 1].chain if s else GENESIS_CHAIN
@@ -173,15 +189,14 @@ def check_history(ops: list[str], per_seg: int) -> None:
             assert all(o == Vouched.of(d.key, d.data) for o, d in zip(m.objects, data, strict=True))
             assert m.prev == prev and m.n == len(recorded) + 1
             assert m.through == max([d.last for d in segs if confirmed.index(d) < confirmed.index(p)], default=0)
-            if not recorded or m.through > max(recorded):
-                recorded.append(m.through)
-            else:
-                recorded.append(recorded[-1])
+            if recorded and m.through <= recorded[-1]:
+                # A manifest that advances nothing vouches for snapshots only: the genesis one,
+                # or one on demand (automatic snapshots wait for a segment to share its manifest).
+                assert m.through == recorded[-1] and all(d.kind == "snapshot" for d in data), (m, data)
+                assert demanded or m.through == 0, "an automatic snapshot that did not pair with a segment"
+            recorded.append(m.through)
             data, prev = [], p.key
         assert archived_marks == sorted(set(recorded) - {0}), "truncation allowed before a confirmed manifest"
-        # A manifest that advances nothing vouches for a snapshot alone: only the genesis one here
-        # (automatic snapshots wait for a segment to share its manifest).
-        assert recorded.count(0) <= 1 and all(a < b for a, b in itertools.pairwise(sorted(set(recorded)))), recorded
         for p in confirmed:
             if p.kind == "snapshot":  # a snapshot is confirmed only after its seq's segment
                 assert p.first == 0 or any(s.last >= p.first for s in segs[: confirmed.index(p)]), "early snapshot"

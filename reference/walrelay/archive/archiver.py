@@ -166,6 +166,10 @@ class ArchiverState:
     def request_snapshot(self) -> list[ArchiverEffect]:
         """A snapshot on demand (an operator's ``__snapshot__``): of the database as it is now,
         uploaded after the segments through its seq, like any other."""
+        if self.held_snapshot is not None and self.snapshot_through is not None:
+            # An automatic snapshot waiting for a segment to pair with is older than "now":
+            # drop it, or the operator would get that older point back (or wait for ever).
+            self.held_snapshot = None
         self.snapshot_on_demand = True
         return self._ask_snapshot()
 

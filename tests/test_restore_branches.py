@@ -20,7 +20,7 @@ from test_replica_state import make_log
 from test_retention import grow as retention_grow
 from walrelay.archive.dir_store import DirStore
 from walrelay.archive.format import branch_record_key, encode_segment, encode_snapshot, segment_key, snapshot_key
-from walrelay.archive.manifest import retired_key
+from walrelay.archive.manifest import retired_json, retired_key
 from walrelay.archive.reader import ArchiveError, ArchiveReader
 from walrelay.archive.retention import DAY_US, apply_superseded, plan_superseded
 from walrelay.archive.verify import verify
@@ -257,7 +257,12 @@ def test_retention_deletes_a_superseded_branch_only_once_it_stopped_being_curren
     assert sorted(doomed[1:]) == sorted(
         [segment_key("o", 1, 1, 8), snapshot_key("o", 1, 0), *(k for k, _, _ in reader.listing().branches[1].manifests)]
     )
-    apply_superseded(reader, doomed)
+    for i in range(1, len(doomed) + 1):  # a retention pass that stops anywhere leaves a valid archive
+        apply_superseded(reader, doomed[i - 1 : i])
+        assert verify(reader).ok, (doomed[:i], verify(reader).problems)
+    reader.store.delete(retired_key("o", 1))  # and its mark is what makes an emptied branch valid
+    assert "names branch 1, which has no objects" in " ".join(verify(reader).problems)
+    reader.store.put(retired_key("o", 1), retired_json(1))
     assert answers(range(104, 112)) == before  # every time in the window restores as before
     assert verify(reader).ok, verify(reader).problems
     with pytest.raises(ArchiveError, match="retention deleted it"):

@@ -79,11 +79,11 @@ class BranchRecord:
             raise BranchRecordError(f"{what}: format {body.get('format')!r}, this walrelay reads format 1")
         try:
             rec = cls(
-                branch=_int(body, "branch"),
-                parent=_int(body, "parent"),
-                fork_seq=_int(body, "fork_seq"),
-                fork_chain=bytes.fromhex(_str(body, "fork_chain")),
-                undo_bookmark=_str(body, "undo_bookmark"),
+                branch=json_uint(body, "branch"),
+                parent=json_uint(body, "parent"),
+                fork_seq=json_uint(body, "fork_seq"),
+                fork_chain=bytes.fromhex(json_str(body, "fork_chain")),
+                undo_bookmark=json_str(body, "undo_bookmark"),
             )
             parse_bookmark(rec.undo_bookmark)
         except (KeyError, TypeError, ValueError) as e:
@@ -99,14 +99,14 @@ class BranchRecord:
         return rec
 
 
-def _int(body: dict[str, Any], key: str) -> int:
+def json_uint(body: dict[str, Any], key: str) -> int:
     v = body[key]
     if not isinstance(v, int) or isinstance(v, bool) or v < 0:
         raise TypeError(f"{key} must be a non-negative integer, got {v!r}")
     return v
 
 
-def _str(body: dict[str, Any], key: str) -> str:
+def json_str(body: dict[str, Any], key: str) -> str:
     v = body[key]
     if not isinstance(v, str):
         raise TypeError(f"{key} must be a string, got {v!r}")

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from walrelay.archive.format import ArchiveFormatError, branch_prefix
+from walrelay.branching import json_uint
 
 MANIFEST_FORMAT = 1
 _DIGITS = 20
@@ -117,15 +118,15 @@ class Manifest:
             if not isinstance(objects, list):
                 raise TypeError("objects must be a list")
             m = cls(
-                branch=_int(body, "branch"),
-                writer=_int(body, "writer"),
-                n=_int(body, "n"),
+                branch=json_uint(body, "branch"),
+                writer=json_uint(body, "writer"),
+                n=json_uint(body, "n"),
                 prev=prev,
-                prev_through=_opt_int(body, "prev_through"),
+                prev_through=_opt_uint(body, "prev_through"),
                 objects=tuple(_vouched(o) for o in objects),
-                through=_int(body, "through"),
+                through=json_uint(body, "through"),
                 through_chain=_chain(body, "through_chain"),
-                created_us=_opt_int(body, "created_us"),
+                created_us=_opt_uint(body, "created_us"),
             )
         except (KeyError, TypeError, ValueError) as e:
             raise ArchiveFormatError(f"{what}: {e}") from None
@@ -169,10 +170,10 @@ class Floor:
         body = _load(data, "floor", what)
         try:
             f = cls(
-                branch=_int(body, "branch"),
-                seq=_int(body, "seq"),
+                branch=json_uint(body, "branch"),
+                seq=json_uint(body, "seq"),
                 chain=_chain(body, "chain"),
-                timestamp_us=_int(body, "timestamp_us"),
+                timestamp_us=json_uint(body, "timestamp_us"),
                 snapshot=_vouched(body["snapshot"]),
             )
         except (KeyError, TypeError, ValueError) as e:
@@ -212,15 +213,8 @@ def _load(data: bytes, kind: str, what: str) -> dict[str, Any]:
     return body
 
 
-def _int(body: dict[str, Any], key: str) -> int:
-    v = body[key]
-    if not isinstance(v, int) or isinstance(v, bool) or v < 0:
-        raise TypeError(f"{key} must be a non-negative integer, got {v!r}")
-    return v
-
-
-def _opt_int(body: dict[str, Any], key: str) -> int | None:
-    return None if body[key] is None else _int(body, key)
+def _opt_uint(body: dict[str, Any], key: str) -> int | None:
+    return None if body[key] is None else json_uint(body, key)
 
 
 def _chain(body: dict[str, Any], key: str) -> bytes:

@@ -265,7 +265,15 @@ class ArchiveReader:
             raise ArchiveError(f"{key}: listed but gone (deleted meanwhile?)") from None
 
     def segment(self, key: str) -> Segment:
-        seg = decode_segment(self.store.get(key), what=key)
+        return self.segment_from(key, self._get(key))
+
+    def snapshot(self, key: str) -> Snapshot:
+        return self.snapshot_from(key, self._get(key))
+
+    @staticmethod
+    def segment_from(key: str, data: bytes) -> Segment:
+        """The segment stored under ``key``: it decodes, and it is what its key says."""
+        seg = decode_segment(data, what=key)
         k = parse_key(key)
         if (seg.branch, seg.first, seg.last) != (k.branch, k.first, k.last):
             raise ArchiveFormatError(
@@ -273,8 +281,10 @@ class ArchiveReader:
             )
         return seg
 
-    def snapshot(self, key: str) -> Snapshot:
-        snap = decode_snapshot(self.store.get(key), what=key)
+    @staticmethod
+    def snapshot_from(key: str, data: bytes) -> Snapshot:
+        """The snapshot stored under ``key``: it decodes, and it is what its key says."""
+        snap = decode_snapshot(data, what=key)
         k = parse_key(key)
         if (snap.branch, snap.seq) != (k.branch, k.first):
             raise ArchiveFormatError(f"{key}: holds branch {snap.branch} seq {snap.seq}, not what its key says")

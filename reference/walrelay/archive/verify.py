@@ -24,8 +24,6 @@ from walrelay.archive.format import (
     Snapshot,
     bookmark,
     branch_record_key,
-    decode_segment,
-    decode_snapshot,
     parse_bookmark,
     parse_key,
     snapshot_key,
@@ -191,26 +189,14 @@ class _BranchCheck:
             data = self._read(key)
             if data is not None:
                 try:
-                    seg = decode_segment(data, what=key)
-                    k = parse_key(key)
-                    if (seg.branch, seg.first, seg.last) != (k.branch, k.first, k.last):
-                        raise ArchiveFormatError(
-                            f"{key}: holds branch {seg.branch} seqs {seg.first}..{seg.last}, not what its key says"
-                        )
-                    self.segments[key] = seg
+                    self.segments[key] = reader.segment_from(key, data)
                 except ArchiveFormatError as bad:
                     self.problem(str(bad))
         for key, _ in b.snapshots:
             data = self._read(key)
             if data is not None:
                 try:
-                    snap = decode_snapshot(data, what=key)
-                    k = parse_key(key)
-                    if (snap.branch, snap.seq) != (k.branch, k.first):
-                        raise ArchiveFormatError(
-                            f"{key}: holds branch {snap.branch} seq {snap.seq}, not what its key says"
-                        )
-                    self.snapshots[key] = snap
+                    self.snapshots[key] = reader.snapshot_from(key, data)
                 except ArchiveFormatError as bad:
                     self.problem(str(bad))
         for key, _, _ in b.manifests:

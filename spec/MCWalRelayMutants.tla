@@ -13,6 +13,16 @@ MutMayAcceptAnyEpoch(r, e) == TRUE
 \* Failover picks the longest log and ignores the epoch it was accepted in.
 MutBetterLongest(p, q) == p.logLen > q.logLen
 
+\* A replica ACKs one entry more than it stored (the outside replica's planted
+\* bug in issue 15's table): without a failover nothing is lost, so only
+\* AckConsistency sees it; with one, the gate released a reply one copy short.
+MutAckedThroughOneMore(r, len, e) == Min(len + 1, Len(elog[e]))
+
+\* Retention also deletes the branch's newest segment: the archive shrinks below
+\* what was confirmed. RetentionKeepsWindow measured against the archive as it is
+\* now (before issue 14) could not see it: the end it checked shrank with it.
+MutRetainDeletesTail(g, keep) == g.last <= keep.last \/ g.last = ArchiveEnd(g.branch)
+
 \* The archiver ships entries before they are durable.
 MutArchivableEndUndurable(e) == Len(elog[e])
 

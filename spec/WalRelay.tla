@@ -183,6 +183,10 @@ WipedVoter == FALSE
 \* The most recent log: by log epoch, then by length.
 Better(p, q) == \/ p.logEpoch > q.logEpoch
                 \/ p.logEpoch = q.logEpoch /\ p.logLen > q.logLen
+\* A replica ACKs what it stored: its log through len (of the ACKed epoch's log).
+AckedThrough(r, len, e) == len
+\* Retention deletes a segment only if the snapshot it keeps covers all of it.
+RetainDeletes(g, keep) == g.last <= keep.last
 \* Only durable entries are archived.
 ArchivableEnd(e) == commit[e]
 \* Replicas are told to truncate only after the upload is confirmed.
@@ -459,7 +463,8 @@ ReceiveAppend(r, m) ==
                 ep == IF adopt THEN m.epoch ELSE logEpoch[r]
                 keep == IF BranchOfLog(ep) = BranchOfLog(logEpoch[r]) THEN len
                         ELSE Min(len, fork[BranchOfLog(ep)].at)
-                acks2 == IF ep = m.epoch THEN [acks EXCEPT ![m.epoch][r] = Max(@, len)] ELSE acks
+                acks2 == IF ep = m.epoch THEN [acks EXCEPT ![m.epoch][r] = Max(@, AckedThrough(r, len, m.epoch))]
+                         ELSE acks
             IN /\ promised' = [promised EXCEPT ![r] = Max(@, m.epoch)]
                /\ logEpoch' = [logEpoch EXCEPT ![r] = ep]
                /\ logLen' = [logLen EXCEPT ![r] = len]
@@ -560,7 +565,7 @@ Retain(e) ==
     /\ LET br == branchOf[e]
            bw == BookmarkForTime(elog[e], archived[e], now - Window)
            keep == BestSnap(br, bw)
-           dsegs == {g \in segments : g.branch = br /\ g.last <= keep.last}
+           dsegs == {g \in segments : g.branch = br /\ RetainDeletes(g, keep)}
            dsnaps == {s \in snapshots : s.branch = br /\ s.last < keep.last}
        IN /\ \E s \in snapshots : s.branch = br /\ s.last <= bw
           /\ dsegs \cup dsnaps /= {}

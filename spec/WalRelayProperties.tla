@@ -96,11 +96,19 @@ MonotonicTime ==
 \* Retention keeps every point of a branch whose state was current inside the
 \* window: from the state at the window's start (not before the branch's fork
 \* point: earlier states are its parent's) through the branch's archive end.
+\* Measured against history, not against the archive as it is now: a deletion that
+\* shrinks the archive must not shrink what is checked. ConfirmedEnd is the highest
+\* point any primary saw confirmed (ConfirmUpload) or read back (Recover) on the
+\* branch, or its fork point (the fork snapshot, written before the branch serves).
 WindowStart(br) == BookmarkForTime(committed[br], Min(ArchiveEnd(br), Len(committed[br])), now - Window)
 BranchExists(br) == br = 1 \/ fork[br].parent /= 0
+ConfirmedEnd(br) == MaxOf({archived[e] : e \in {e \in Epochs : pstate[e] /= "idle" /\ branchOf[e] = br}}
+                          \cup {IF BranchExists(br) THEN fork[br].at ELSE 0})
+HighWater(br) == Max(ArchiveEnd(br), ConfirmedEnd(br))
+WindowStartH(br) == BookmarkForTime(committed[br], Min(HighWater(br), Len(committed[br])), now - Window)
 RetentionKeepsWindow ==
     \A br \in Branches : BranchExists(br) =>
-        \A n \in Max(fork[br].at, WindowStart(br))..ArchiveEnd(br) : ArchiveHolds(br, n)
+        \A n \in Max(fork[br].at, WindowStartH(br))..HighWater(br) : ArchiveHolds(br, n)
 
 \* 8. Undo is exact: once a restore completed (its marker committed), its undo
 \*    point (the old branch, the old log's end) is the old branch's whole
@@ -118,10 +126,20 @@ UndoIsExact ==
             /\ ArchiveHolds(b, n) /\ ArchiveDb(b, n) = DbOf(committed[b], n)
             /\ \A a \in acked : a.branch = b => a.seq <= n
 
+\* 9. The ACK table is not trusted, it is checked: acks[e][r] = n means replica r
+\*    stores e's log through n, unless r has promised a later epoch since (it may
+\*    then hold another primary's log; e can no longer use r). A lost disk's ACKs
+\*    stop counting (AcksAfterLoss). Without this, a replica that ACKs more than
+\*    it stored is caught only when a failover happens to lose the entry.
+AckConsistency ==
+    \A e \in Epochs : \A r \in Replicas : acks[e][r] > 0 =>
+        \/ logEpoch[r] = e /\ logLen[r] >= acks[e][r]
+        \/ promised[r] > e
+
 Safety ==
     /\ TypeOK /\ ReplicaLogsWellFormed /\ AckedWritesSurvive /\ LogAgreement /\ Fencing
     /\ ArchiveIsCommittedPrefix /\ TruncateAfterArchive /\ PITRExact /\ MonotonicTime
-    /\ RetentionKeepsWindow /\ UndoIsExact
+    /\ RetentionKeepsWindow /\ UndoIsExact /\ AckConsistency
 
 -----------------------------------------------------------------------------
 (* Action properties (checked as [][A]_vars).                              *)

@@ -37,6 +37,9 @@ REQUIRED_MUTANTS = {
     "restore_without_promise_quorum",
     "branch_number_reused",
     "restore_before_archived",
+    # Properties that cannot be met vacuously (issue 14): each refuted only by its new property.
+    "ack_one_more_than_stored",
+    "retention_deletes_the_tail",
 }
 REQUIRED_WITNESSES = {
     "NoFailoverAfterAck",
@@ -92,21 +95,25 @@ def test_correct_models_check_every_invariant_and_property() -> None:
     for c in safety:
         assert set(_safety_invariants()) <= set(c.invariants), c.name
         assert {"CommittedLogOnlyGrows", "EpochsOnlyGrow", "AcksNeverRetracted"} <= set(c.properties), c.name
-        assert "SYMMETRY" in c.path.read_text(), c.name
+        # Symmetry reduces an exhaustive search; a simulation draws behaviours and has none to reduce.
+        assert ("SYMMETRY" in c.path.read_text()) == (c.simulate is None), c.name
     for c in liveness:
         # TLC warns that symmetry makes liveness checking unsound.
         assert "SYMMETRY" not in c.path.read_text(), c.name
     assert any("r5_q3" in c.name and c.suite == "ci" for c in safety), "no 5-replica model in CI"
+    # The shapes too big for an exhaustive CI search run as seeded simulations (issue 14).
+    sims = [c for c in safety if c.suite == "ci" and c.simulate is not None]
+    assert len(sims) >= 3, [c.name for c in sims]
 
 
 @pytest.mark.integration
 def test_tlc_ci_suite_gets_every_expected_outcome(tmp_path: Path) -> None:
     out = tmp_path / "tlc.json"
     proc = subprocess.run(
-        [sys.executable, "-m", "walrelay.cli", "tlc", "--suite", "ci", "--json", str(out)],
+        [sys.executable, "-m", "walrelay.cli", "tlc", "--suite", "ci", "--jobs", "2", "--json", str(out)],
         capture_output=True,
         text=True,
-        timeout=900,
+        timeout=3600,  # a guard against a hung TLC only: the suite takes about 6 minutes, far less loaded
     )
     assert proc.returncode == 0, proc.stdout[-8000:] + proc.stderr[-4000:]
     record = json.loads(out.read_text())
@@ -116,9 +123,12 @@ def test_tlc_ci_suite_gets_every_expected_outcome(tmp_path: Path) -> None:
     assert set(results) == ci
     for name, r in results.items():
         assert r["verdict"] == "PASS", (name, r)
-        assert r["distinct_states"] and r["distinct_states"] > 0, name
+        assert (r["distinct_states"] or r["states_generated"] or 0) > 0, name
     # A correct model that explored almost nothing would prove little.
     oks = [c for c in _configs() if c.suite == "ci" and c.expect.kind == "ok"]
     for c in oks:
+        if c.simulate is not None:  # a simulation counts the states it checked, not distinct ones
+            assert results[c.name]["states_generated"] > c.simulate.traces * 10, (c.name, results[c.name])
+            continue
         floor = 100 if c.properties and not c.invariants else 10_000
         assert results[c.name]["distinct_states"] > floor, (c.name, results[c.name])

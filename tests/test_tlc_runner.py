@@ -104,11 +104,12 @@ def test_select_by_suite_name_and_path() -> None:
     assert [c.name for c in select(GOOD, [], "ci")] == [
         "counter_ok",
         "counter_reach_max",
+        "counter_sim",
         "counter_no_bound",
         "counter_wrap",
     ]
     assert [c.name for c in select(GOOD, [], "deep")] == ["counter_liveness"]
-    assert len(select(GOOD, [], "all")) == 5
+    assert len(select(GOOD, [], "all")) == 6
     # Named configs run whatever their suite; a path works too.
     named = select(GOOD, ["counter_liveness", str(GOOD / "models" / "counter_ok.cfg")], "ci")
     assert [c.name for c in named] == ["counter_liveness", "counter_ok"]
@@ -280,7 +281,7 @@ def test_cli_empty_selection_is_an_error(tmp_path: Path, capsys: pytest.CaptureF
 def test_cli_list(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["tlc", "--spec-dir", str(GOOD), "--list", "--suite", "all"]) == 0
     out = capsys.readouterr().out.splitlines()
-    assert len(out) == 5
+    assert len(out) == 6
     assert out[2].split()[:4] == ["counter_reach_max", "ci", "witness", "NotReached"]
 
 
@@ -322,6 +323,10 @@ def test_good_suite_passes_via_cli(tmp_path: Path) -> None:
     assert by_name["counter_wrap"]["exit_code"] == 13  # action property [][A]_v
     assert by_name["counter_liveness"]["exit_code"] == 13  # temporal, attributed to the only PROPERTY
     assert by_name["counter_reach_max"]["got"] == "reached NotReached"
+    # A simulation draws exactly its behaviours (2000 of 12 steps, and the initial state), then passes.
+    sim = by_name["counter_sim"]
+    assert (sim["got"], sim["verdict"], sim["exit_code"]) == ("ok", "PASS", 0)
+    assert (sim["states_generated"], sim["distinct_states"]) == (2000 * 12 + 1, None)
 
 
 @pytest.mark.integration
@@ -350,7 +355,7 @@ def test_unexpected_violation_exits_1_with_readable_trace(tmp_path: Path) -> Non
 def test_each_failure_mode_fails() -> None:
     """Wrong invariant, deadlock, timeout (process killed) and parse error are all failures."""
     java, jar = find_java(), find_jar()
-    configs = select(BROKEN, ["wrong_invariant", "deadlocks", "runs_forever", "unparsable"], "ci")
+    configs = select(BROKEN, ["wrong_invariant", "deadlocks", "runs_forever", "unparsable", "buggy_sim"], "ci")
     results = run_suite(configs, java.path, jar, BROKEN, workers=1, jobs=2)
     got = {r.config.name: r for r in results}
     assert not any(r.verdict.passed for r in results)
@@ -358,6 +363,10 @@ def test_each_failure_mode_fails() -> None:
     assert got["deadlocks"].verdict.got == "deadlock" and _run(got["deadlocks"]).exit_code == 11
     forever = _run(got["runs_forever"])
     assert forever.outcome == "timeout" and forever.exit_code is None and forever.seconds < 10
+    # A simulation stops at the first violation it draws, long before its 100,000 behaviours.
+    sim = _run(got["buggy_sim"])
+    assert got["buggy_sim"].verdict.got == "violation Inv" and sim.exit_code == 12
+    assert sim.states_generated is not None and sim.states_generated < 100_000
     unparsable = _run(got["unparsable"])
     assert unparsable.outcome == "parse error" and unparsable.exit_code == 150
     assert 'Encountered "====" at line 6' in unparsable.detail

@@ -19,7 +19,7 @@ from typing import Literal
 from walrelay.tlc.errors import ConfigError
 
 SUITES = ("ci", "deep")
-KNOWN_KEYS = ("module", "expect", "suite", "deadlock", "timeout", "about")
+KNOWN_KEYS = ("module", "expect", "suite", "deadlock", "timeout", "simulate", "about")
 REQUIRED_KEYS = ("module", "expect", "suite")
 
 # Statements TLC 2.15 misreads inside a .cfg (it takes them for invariant names); see tlcproc.py.
@@ -65,6 +65,18 @@ class Expectation:
 
 
 @dataclass(frozen=True)
+class Simulation:
+    """TLC's random simulation instead of exhaustive search (``\\* simulate: depth=N seed=S traces=K``):
+    ``traces`` behaviours of up to ``depth`` steps, drawn from ``seed`` on one worker
+    (``-simulate num=K -depth N -seed S``). The same behaviours on every machine: a slow one takes
+    longer, it never checks less. For models too big to search exhaustively in CI."""
+
+    depth: int
+    seed: int
+    traces: int
+
+
+@dataclass(frozen=True)
 class ModelConfig:
     """One .cfg file with its parsed header and the names it asks TLC to check."""
 
@@ -77,6 +89,7 @@ class ModelConfig:
     about: str
     invariants: tuple[str, ...]
     properties: tuple[str, ...]
+    simulate: Simulation | None = None
 
     @property
     def name(self) -> str:
@@ -100,6 +113,18 @@ def _parse_timeout(value: str, where: str) -> float:
     if not seconds > 0:
         raise ConfigError(f"{where}: bad 'timeout: {value}'; use a number of seconds > 0")
     return seconds
+
+
+def _parse_simulate(value: str, where: str) -> Simulation:
+    fields = dict(part.split("=", 1) for part in value.split() if "=" in part)
+    try:
+        sim: Simulation | None = Simulation(int(fields["depth"]), int(fields["seed"]), int(fields["traces"]))
+    except (KeyError, ValueError):
+        sim = None
+    well_formed = len(fields) == 3 and len(value.split()) == 3
+    if sim is None or not well_formed or sim.depth < 1 or sim.seed < 0 or sim.traces < 1:
+        raise ConfigError(f"{where}: bad 'simulate: {value}'; use 'depth=N seed=S traces=K' (N >= 1, S >= 0, K >= 1)")
+    return sim
 
 
 def split_header(text: str, where: str) -> tuple[dict[str, str], str]:
@@ -176,6 +201,11 @@ def parse_config(path: Path, spec_dir: Path) -> ModelConfig:
     if deadlock not in ("on", "off"):
         raise ConfigError(f"{where}: bad 'deadlock: {deadlock}'; use 'on' (check deadlocks) or 'off'")
     timeout = _parse_timeout(header["timeout"], where) if "timeout" in header else None
+    simulate = _parse_simulate(header["simulate"], where) if "simulate" in header else None
+    if simulate is not None and expect.kind != "ok":
+        raise ConfigError(
+            f"{where}: 'simulate' is for correct models ('expect: ok'): a search that stops proves no bug"
+        )
     names = statement_names(body, where)
     checked = names["INVARIANT"] + names["PROPERTY"]
     if expect.name is not None and expect.name not in checked:
@@ -193,6 +223,7 @@ def parse_config(path: Path, spec_dir: Path) -> ModelConfig:
         about=header.get("about", ""),
         invariants=tuple(names["INVARIANT"]),
         properties=tuple(names["PROPERTY"]),
+        simulate=simulate,
     )
 
 

@@ -18,6 +18,7 @@ VERSION = 2262
 INIT_DONE = 2190  # "Finished computing initial states: N distinct state(s) generated"
 PROGRESS = 2200  # "Progress(depth) at ...: N states generated, M distinct states found, ..."
 STATS = 2199  # "N states generated, M distinct states found, K states left on queue."
+SIMULATION_STATS = 2209  # after -simulate num=K: "Progress(-1) at ...: N states generated, -1 distinct ..."
 DEPTH = 2194  # "The depth of the complete state graph search is D."
 INVARIANT_VIOLATED_INITIAL = 2107  # "Invariant X is violated by the initial state:\n<state>"
 PROPERTY_VIOLATED_INITIAL = 2108  # "Property X is violated by the initial state:\n<state>"

@@ -95,7 +95,11 @@ def run_suite(
         result = ConfigResult(config, run, judge(run, config.expect))
         if not result.verdict.passed and fail_fast:
             stop.set()
-        stats = f"{_num(run.distinct_states)} distinct states, depth {_num(run.depth)}, {run.seconds:.1f}s"
+        if config.simulate is not None:
+            sim = config.simulate
+            stats = f"{_num(run.states_generated)} states checked in {sim.traces:,} behaviours, {run.seconds:.1f}s"
+        else:
+            stats = f"{_num(run.distinct_states)} distinct states, depth {_num(run.depth)}, {run.seconds:.1f}s"
         say([f"{tag} {result.label} {config.name}: {result.verdict.got}; {stats}", *_report(result)])
         return result
 
@@ -124,8 +128,10 @@ def render_table(results: Sequence[ConfigResult]) -> list[str]:
                 r.config.name,
                 str(r.config.expect),
                 r.verdict.got,
-                _num(run.distinct_states) if run else "-",
-                _num(run.depth) if run else "-",
+                (f"sim {_num(run.states_generated)}" if r.config.simulate else _num(run.distinct_states))
+                if run
+                else "-",
+                (f"<={r.config.simulate.depth}" if r.config.simulate else _num(run.depth)) if run else "-",
                 f"{run.seconds:.1f}" if run else "-",
                 r.label,
             )

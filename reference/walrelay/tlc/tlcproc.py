@@ -26,7 +26,8 @@ directory, so no ``states/`` directory is left behind and runs can go in paralle
 invariant names: exit 151). TLC asks for ``-XX:+UseParallelGC`` (warning 2401 without it).
 Because 2116 names no property, a temporal violation is attributed to a property only when the
 .cfg lists exactly one PROPERTY. Not used: ``-generateSpecTE`` (hangs with a non-default config
-name) and ``-simulate`` (never stops by itself). With more than one worker the counterexample is
+name) and plain ``-simulate`` (never stops by itself; ``-simulate num=K`` stops after K
+behaviours, which is what a ``simulate:`` header runs). With more than one worker the counterexample is
 not always a shortest one (seen: 6 states instead of 5).
 """
 
@@ -48,7 +49,8 @@ from walrelay.tlc import messages as mc
 from walrelay.tlc.configs import ModelConfig
 from walrelay.tlc.trace import TraceState, trace_from
 
-_STATS_RE = re.compile(r"([\d,]+) states generated, ([\d,]+) distinct states found")
+# A simulation (``-simulate num=K``) reports "-1 distinct states": it counts no distinct states.
+_STATS_RE = re.compile(r"([\d,]+) states generated, (-1|[\d,]+) distinct states found")
 _INIT_RE = re.compile(r"([\d,]+) distinct states? generated")
 _DEPTH_RE = re.compile(r"depth of the complete state graph search is ([\d,]+)")
 _PROGRESS_DEPTH_RE = re.compile(r"Progress\(([\d,]+)\)")
@@ -57,7 +59,8 @@ _VERSION_RE = re.compile(r"TLC2 Version (\S+)")
 
 # Informational messages left out of an error's explanation.
 _QUIET = {
-    mc.VERSION, mc.INIT_DONE, mc.PROGRESS, mc.STATS, mc.DEPTH, mc.STATE, mc.STUTTERING, mc.BACK_TO_STATE,
+    mc.VERSION, mc.INIT_DONE, mc.PROGRESS, mc.STATS, mc.SIMULATION_STATS, mc.DEPTH, mc.STATE, mc.STUTTERING,
+    mc.BACK_TO_STATE,
     2121, 2185, 2186, 2187, 2189, 2192, 2193, 2212, 2219, 2220, 2264, 2267, 2268, 2401,
 }  # fmt: skip
 _UNEXPECTED_EXCEPTION = 1000
@@ -95,9 +98,10 @@ def _int(text: str) -> int:
 
 def _counts(parsed: mc.ParsedOutput) -> tuple[int | None, int | None, int | None]:
     generated = distinct = depth = None
-    for msg in parsed.all(mc.INIT_DONE, mc.PROGRESS, mc.STATS):
+    for msg in parsed.all(mc.INIT_DONE, mc.PROGRESS, mc.STATS, mc.SIMULATION_STATS):
         if m := _STATS_RE.search(msg.text):
-            generated, distinct = _int(m.group(1)), _int(m.group(2))
+            generated = _int(m.group(1))
+            distinct = None if m.group(2) == "-1" else _int(m.group(2))
         elif msg.code == mc.INIT_DONE and (m := _INIT_RE.search(msg.text)):
             distinct = _int(m.group(1))
         if msg.code == mc.PROGRESS and (m := _PROGRESS_DEPTH_RE.search(msg.text)):
@@ -190,7 +194,7 @@ def effective_workers(config: ModelConfig, workers: int) -> int:
     makes the search, the trace and the named invariant deterministic. Correct models, which must
     explore everything anyway, keep all workers.
     """
-    return workers if config.expect.kind == "ok" else 1
+    return workers if config.expect.kind == "ok" and config.simulate is None else 1
 
 
 def tlc_command(
@@ -209,6 +213,9 @@ def tlc_command(
     cmd += ["-config", str(config.path.resolve()), "-workers", str(effective_workers(config, workers))]
     if not config.check_deadlock:
         cmd.append("-deadlock")
+    if config.simulate is not None:
+        sim = config.simulate
+        cmd += ["-simulate", f"num={sim.traces}", "-depth", str(sim.depth), "-seed", str(sim.seed)]
     return [*cmd, f"{config.module}.tla"]
 
 

@@ -15,7 +15,8 @@ ReplicaSymmetry == Permutations(Replicas)
 \* happen). Placement keeps starting primaries while epochs remain.
 Fairness ==
     /\ WF_vars(StartPrimary)
-    /\ \A e \in Epochs : /\ WF_vars(Recover(e)) /\ WF_vars(AdvanceCommit(e))
+    /\ \A e \in Epochs : /\ WF_vars(Recover(e)) /\ WF_vars(AdvanceCommit(e)) /\ WF_vars(RecoverRestore(e))
+                         /\ WF_vars(GiveUpRestore(e))
                          /\ WF_vars(ReceiveReject(e)) /\ WF_vars(CutSegment(e)) /\ WF_vars(ConfirmUpload(e))
     /\ \A r \in LiveReplicas : /\ WF_vars(\E m \in msgs : ReceivePrepare(r, m))
                                /\ WF_vars(\E m \in msgs : ReceiveAppend(r, m))

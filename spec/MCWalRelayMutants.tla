@@ -23,6 +23,14 @@ MutAckedThroughOneMore(r, len, e) == Min(len + 1, Len(elog[e]))
 \* now (before issue 14) could not see it: the end it checked shrank with it.
 MutRetainDeletesTail(g, keep) == g.last <= keep.last \/ g.last = ArchiveEnd(g.branch)
 
+\* A replica takes APPENDs only from ABOVE its promise: a primary is fenced by
+\* the very replicas that promised it, and never acknowledges a write. Every
+\* invariant holds, and WriteEventuallyAcked too (the writer is gone).
+MutMayAcceptAbovePromise(r, e) == e > promised[r]
+
+\* Every restore gives up, as if the object had always changed meanwhile.
+MutIsRestoredLogNever(f, best) == FALSE
+
 \* The archiver ships entries before they are durable.
 MutArchivableEndUndurable(e) == Len(elog[e])
 

@@ -80,7 +80,7 @@ VARIABLES
     \* ---- placement, durable, outside the object ----
     epochAlloc,  \* highest epoch ever handed to a primary
     \* ---- primary e (one per epoch), volatile ----
-    pstate,      \* "idle" | "recovering" | "syncing" | "serving" | "fenced" | "crashed"
+    pstate,      \* "idle" | "recovering" | "syncing" | "serving" | "fenced" | "crashed" | "gaveup"
     elog,        \* its log (its SQLite database)
     commit,      \* output gate: entries 1..commit are durable, their replies released
     lag,         \* how far behind its host's clock is
@@ -423,7 +423,8 @@ RecoverRestore(f) ==
                    puts, segments, now, diskLost, acked, lateDurable>>
 
 \* The most recent log of a promise quorum is not e's whole log: the object
-\* changed while restoring; f gives up (its process exits).
+\* changed while restoring; f gives up (its process exits). "gaveup", not
+\* "crashed": liveness tells a refused restore from a lost process.
 GiveUpRestore(f) ==
     /\ pstate[f] = "recovering"
     /\ IsRestore(f)
@@ -431,7 +432,7 @@ GiveUpRestore(f) ==
         /\ PromiseQuorum(S)
         /\ \E best \in S : /\ Best(S, best)
                            /\ ~IsRestoredLog(f, best)
-    /\ pstate' = [pstate EXCEPT ![f] = "crashed"]
+    /\ pstate' = [pstate EXCEPT ![f] = "gaveup"]
     /\ UNCHANGED <<replicaVars, epochAlloc, elog, commit, lag, archived, upload, acks, branchOf, restoring,
                    envVars, historyVars>>
 

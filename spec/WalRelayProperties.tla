@@ -16,7 +16,7 @@ TypeOK ==
     /\ truncated \in [Replicas -> 0..MaxWrites]
     /\ voter \in [Replicas -> BOOLEAN]
     /\ epochAlloc \in 0..MaxEpoch
-    /\ pstate \in [Epochs -> {"idle", "recovering", "syncing", "serving", "fenced", "crashed"}]
+    /\ pstate \in [Epochs -> {"idle", "recovering", "syncing", "serving", "fenced", "crashed", "gaveup"}]
     /\ commit \in [Epochs -> 0..MaxWrites]
     /\ now \in 0..MaxTime
     /\ nextWrite \in 1..MaxWrites + 1
@@ -165,7 +165,7 @@ AcksNeverRetracted == [][/\ \A e \in Epochs : commit'[e] >= commit[e]
 Written(w) == \E e \in Epochs : \E i \in 1..Len(elog[e]) : elog[e][i].w = w
 Acked(w) == \E a \in acked : a.entry.w = w
 WriterGone(w) == \E e \in Epochs : /\ \E i \in 1..Len(elog[e]) : elog[e][i].w = w
-                                   /\ pstate[e] \in {"crashed", "fenced"}
+                                   /\ pstate[e] \in {"crashed", "fenced", "gaveup"}
 
 \* While its primary lives (and a quorum is up and connected: fairness), a
 \* write is eventually acknowledged.
@@ -173,8 +173,32 @@ WriteEventuallyAcked == \A w \in 1..MaxWrites : Written(w) ~> (Acked(w) \/ Write
 
 \* A durable entry is eventually in the archive, unless no primary is left
 \* to upload it (the model bounds how many primaries can ever start).
-NoPrimaryLeft == epochAlloc = MaxEpoch /\ \A e \in Epochs : pstate[e] \in {"crashed", "fenced"}
+NoPrimaryLeft == epochAlloc = MaxEpoch /\ \A e \in Epochs : pstate[e] \in {"crashed", "fenced", "gaveup"}
 DurableEventuallyArchived ==
     \A br \in Branches : \A s \in 1..MaxWrites : (Len(committed[br]) >= s) ~> (ArchiveEnd(br) >= s \/ NoPrimaryLeft)
+
+\* Properties that a dead system cannot meet (issue 14). WriteEventuallyAcked is met
+\* once the writer is gone, so a protocol whose primaries are all fenced by their own
+\* replicas passes it. The newest primary can be fenced by no one (placement starts
+\* every epoch, fairly, and no restore is left to fence it): a write it takes must be
+\* acknowledged unless it crashed.
+NewestWriteEventuallyAcked ==
+    \A w \in 1..MaxWrites : (\E i \in 1..Len(elog[MaxEpoch]) : elog[MaxEpoch][i].w = w)
+                              ~> (Acked(w) \/ pstate[MaxEpoch] = "crashed")
+
+\* A restore that was begun completes, unless its process crashed, or it gave up
+\* because the object really changed meanwhile: some replica reported a log more
+\* recent than the one the restore archived. A protocol whose restores always give
+\* up meets every invariant; it does not meet this.
+ObjectChanged(f) == \E p \in Promises(f) :
+                       Better(p, [logEpoch |-> restoring[f].from, logLen |-> restoring[f].undoEnd])
+\* (The model bounds write ids and the branch marker takes one: a restore whose
+\* marker finds none left waits for ever. That is the bound, not the protocol; TLC
+\* found it first, the last disjunct excuses it.)
+RestoreEventuallyResolves ==
+    \A f \in Epochs : IsRestore(f) ~> \/ RestoreCompleted(f)
+                                      \/ pstate[f] = "crashed"
+                                      \/ pstate[f] = "gaveup" /\ ObjectChanged(f)
+                                      \/ pstate[f] = "recovering" /\ nextWrite > MaxWrites
 
 =============================================================================

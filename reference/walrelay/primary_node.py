@@ -815,7 +815,7 @@ class PrimaryNode:
         self.archive.writer, self.archive.branch, self.archive.record = self.epoch, rec.branch, rec
         try:
             await self._archive_io(self.archive.record_branch)
-        except (ObjectStoreError, WalrelayError) as e:
+        except WalrelayError as e:
             log.error("object %s: could not write the branch record (the next primary will): %s", self.object_name, e)
         self.restored = {
             "restored_to": rec.restored_to,

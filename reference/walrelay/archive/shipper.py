@@ -20,7 +20,7 @@ import trio
 
 from walrelay.archive.archiver import Archived, ArchiverState, Put, SnapshotImage, WantSnapshot
 from walrelay.archive.format import branch_record_key
-from walrelay.archive.manifest import Manifest, Vouched
+from walrelay.archive.manifest import Manifest, Vouched, manifest_key
 from walrelay.archive.reader import ArchiveReader, BranchListing
 from walrelay.archive.retention import (
     DEFAULT_WINDOW_US,
@@ -137,7 +137,7 @@ class ArchiveShipper:
                 f"archive of {self.object_name!r} in {self.store.describe()} ends at seq {end} with a chain this "
                 f"object's log does not have there: it is another object's history, refusing to extend it"
             )
-        prev = await self.run_io(self._record_found, reader, b, end, chain)
+        prev, n = await self.run_io(self._record_found, reader, b, end, chain)
         return ArchiverState(
             self.object_name,
             branch,
@@ -147,7 +147,7 @@ class ArchiveShipper:
             segment_bytes=self.segment_bytes,
             segment_age_us=self.segment_age_us,
             writer=self.writer,
-            manifest_n=self._next_n(reader.listing().branches.get(branch)),
+            manifest_n=n,
             prev_manifest=prev,
         )
 
@@ -164,15 +164,19 @@ class ArchiveShipper:
         mine = [n for _, w, n in (b.manifests if b else []) if w == self.writer]
         return max(mine, default=0) + 1
 
-    def _record_found(self, reader: ArchiveReader, b: BranchListing, end: int, chain: bytes) -> tuple[str, int] | None:
-        prev = record_found(
-            reader, b, writer=self.writer, n=self._next_n(b), end=end, chain=chain, created_us=self._created(None)
-        )
+    def _record_found(
+        self, reader: ArchiveReader, b: BranchListing, end: int, chain: bytes
+    ) -> tuple[tuple[str, int] | None, int]:
+        """``record_found`` for this writer, then a missing ``branch.json``; returns the manifest
+        the next one follows and this writer's next manifest number."""
+        n = self._next_n(b)
+        prev = record_found(reader, b, writer=self.writer, n=n, end=end, chain=chain, created_us=self._created(None))
         if self.record is not None and self.record.branch == b.branch and b.record_key is None:
             # The restore that made this branch stopped after its branch became durable but before
             # it wrote the record: the record is in the database, so any primary can write it.
             self.store.put(branch_record_key(self.object_name, b.branch), self.record.to_json())
-        return prev
+        wrote = prev is not None and prev[0] == manifest_key(self.object_name, b.branch, self.writer, n)
+        return prev, n + 1 if wrote else n
 
     def record_branch(self) -> None:
         """A restore's new branch is durable: vouch for its fork snapshot and write its

@@ -18,6 +18,14 @@ MutBetterLongest(p, q) == p.logLen > q.logLen
 \* AckConsistency sees it; with one, the gate released a reply one copy short.
 MutAckedThroughOneMore(r, len, e) == Min(len + 1, Len(elog[e]))
 
+\* A replica appends an APPEND's entries after its own last entry without checking
+\* that the first one chains onto it (issue 15's planted outside-replica bug): a
+\* replica that holds a stale epoch's divergent entries keeps them and names the
+\* result as the sender's log. Inexpressible before replicas held explicit logs.
+MutAdoptedLogNoChainCheck(r, m) ==
+    IF m.to > Len(rlog[r]) THEN rlog[r] \o SubSeq(m.ents, Len(rlog[r]) + 1, m.to)
+    ELSE SubSeq(rlog[r], 1, m.to)
+
 \* Retention also deletes the branch's newest segment: the archive shrinks below
 \* what was confirmed. RetentionKeepsWindow measured against the archive as it is
 \* now (before issue 14) could not see it: the end it checked shrank with it.
@@ -43,6 +51,12 @@ MutEagerTruncate == TRUE
 
 \* PITR offers the primary's whole log, uncommitted tail included.
 MutRestorableEndUncommitted(e) == Len(elog[e])
+
+\* The lag applied the wrong way round (a sign error in the skew correction): a
+\* write is stamped after the moment it becomes durable. Timestamps still never
+\* decrease, so every invariant of WalRelay holds; DurableLog's "no entry from the
+\* future" does not (a restore to a time just after the reply would miss the write).
+MutClockAheadByLag(e) == now + lag[e]
 
 \* Timestamps straight from the host clock, without max(clock, last ts).
 MutNextTsClockOnly(e) == Clock(e)
@@ -77,6 +91,13 @@ MutRestoreFencedAlways(f) == TRUE
 \* for two restores from the same branch, which needs an abandoned restore and
 \* a failover: 4 epochs, too big for CI.)
 MutNewBranchAfterParent(e, b, f) == b + 1
+
+\* The point for a time counts only entries strictly before it: a restore to the
+\* very tick of a write leaves that write out (the archive reader's off-by-one).
+MutPointForTimeStrict(e, b, t) ==
+    LET log == IF b = branchOf[e] THEN elog[e] ELSE ArchivedLog(b)
+        n == IF b = branchOf[e] THEN commit[e] ELSE ArchiveEnd(b)
+    IN MaxOf({i \in 1..n : log[i].ts < t} \cup {0})
 
 \* A restore may begin before everything committed is archived.
 MutRestoreArchivedAlways(e) == TRUE

@@ -13,11 +13,16 @@
 (*    implementation's job (tests/test_capture.py); the spec decides WHICH *)
 (*    entries a state contains.                                            *)
 (*  - The chain hash of an entry identifies the whole log prefix it ends.  *)
-(*    So a replica's log is always a prefix of some primary's log and is   *)
-(*    stored as (logEpoch, logLen): it holds elog[logEpoch][1..logLen]. A  *)
+(*    So a replica's log is always a prefix of some primary's log; the     *)
+(*    pair (logEpoch, logLen) names it: elog[logEpoch][1..logLen]. A       *)
 (*    replica accepting an APPEND adopts the sender's prefix (the          *)
 (*    implementation gets there by DIVERGED/catch-up round trips; chains   *)
-(*    make the result the same).                                           *)
+(*    make the result the same). The replica ALSO keeps its entries        *)
+(*    explicitly (rlog, from the APPEND's content; truncated ones are      *)
+(*    Filler) and reports them in its PROMISE, which is all recovery reads *)
+(*    of it: the naming is checked against the content (ReplicaLogsMatch), *)
+(*    not trusted, so a replica that stores what it did not check (mutant  *)
+(*    append_without_chain_check) is expressible and refuted.              *)
 (*  - elog[e] is primary e's log (its SQLite database). When e crashes it  *)
 (*    is kept only because messages in flight refer to it; a crashed       *)
 (*    primary takes no step.                                               *)
@@ -76,6 +81,7 @@ VARIABLES
     logEpoch,    \* epoch of the primary whose log this replica holds a prefix of
     logLen,      \* ... and how much of it: elog[logEpoch][1..logLen]
     truncated,   \* entries 1..truncated were dropped after the archive confirmed them
+    rlog,        \* its entries, as stored (Filler for 1..truncated); the chain is their content
     voter,       \* FALSE after a disk loss, until caught up (its promise must not count)
     \* ---- placement, durable, outside the object ----
     epochAlloc,  \* highest epoch ever handed to a primary
@@ -104,7 +110,7 @@ VARIABLES
     acked,       \* every reply the output gate released: [seq, entry, epoch, branch]
     lateDurable  \* <<e, s>>: entry s of e became durable although a later recovered primary lacks it
 
-replicaVars == <<promised, logEpoch, logLen, truncated, voter>>
+replicaVars == <<promised, logEpoch, logLen, truncated, rlog, voter>>
 primaryVars == <<epochAlloc, pstate, elog, commit, lag, archived, upload, acks, branchOf, restoring>>
 envVars == <<msgs, puts, segments, snapshots, now, nextWrite, diskLost, fork>>
 historyVars == <<committed, acked, lateDurable>>
@@ -120,7 +126,8 @@ DbOf(log, n) == {log[i].w : i \in 1..n}
 Live(e) == pstate[e] \in {"syncing", "serving"}
 \* The branch of the log a replica holds (epoch 0: the empty log of branch 1).
 BranchOfLog(ep) == IF ep = 0 THEN 1 ELSE branchOf[ep]
-NoRestore == [from |-> 0, branch |-> 0, k |-> 0, undoBranch |-> 0, undoEnd |-> 0, newBranch |-> 0]
+\* t: the time a restore "to a time" asked for (-1: asked for a bookmark).
+NoRestore == [from |-> 0, branch |-> 0, k |-> 0, t |-> -1, undoBranch |-> 0, undoEnd |-> 0, newBranch |-> 0]
 IsRestore(f) == restoring[f].from /= 0
 Restores == {f \in Epochs : IsRestore(f)}
 
@@ -133,7 +140,9 @@ Snapshot(e, a) == [kind |-> "snap", branch |-> branchOf[e], first |-> a, last |-
                    db |-> DbOf(elog[e], a)]
 \* A new branch's archive begins with its fork snapshot (state at the fork point).
 ForkSnapshot(br, a, db) == [kind |-> "snap", branch |-> br, first |-> a, last |-> a, ents |-> <<>>, db |-> db]
-Append_(e, n) == [type |-> "append", epoch |-> e, to |-> n]
+\* An APPEND carries the sender's log (the implementation sends the entries the
+\* replica lacks, each chained to the one before: the content is the chain).
+Append_(e, log) == [type |-> "append", epoch |-> e, to |-> Len(log), ents |-> log]
 Genesis == [kind |-> "snap", branch |-> 1, first |-> 0, last |-> 0, ents |-> <<>>, db |-> {}]
 
 -----------------------------------------------------------------------------
@@ -148,6 +157,8 @@ ArchiveEnd(br) == MaxOf({n \in 0..MaxWrites : ArchiveHolds(br, n)} \cup {0})
 \* An archived entry; one older than every snapshot kept survives only in the
 \* snapshot's database (header: abstraction of retention).
 Filler == [w |-> 0, ts |-> 0]
+\* A replica's entries once 1..t were truncated (dropped: the archive holds them).
+Dropped(log, t) == [i \in 1..Len(log) |-> IF i <= t THEN Filler ELSE log[i]]
 ArchivedEntry(br, i) == IF SegCovers(br, i) THEN SegEntry(br, i)
                         ELSE IF i <= Len(committed[br]) THEN committed[br][i] ELSE Filler
 BestSnap(br, n) == CHOOSE s \in snapshots : /\ s.branch = br /\ s.last <= n
@@ -165,6 +176,8 @@ RestorePoints(e) == {n \in 0..RestorableEnd(e) : CanRestore(e, n)}
 RestoreDb(e, n) == BestSnap(branchOf[e], n).db \cup {EntryFor(e, i).w : i \in BestSnap(branchOf[e], n).last + 1..n}
 \* bookmark_for_time(t): the last entry with timestamp <= t (0 = before the first).
 BookmarkForTime(log, n, t) == MaxOf({i \in 1..n : log[i].ts <= t} \cup {0})
+\* Branch br's log as its archive alone gives it back, through ArchiveEnd(br).
+ArchivedLog(br) == [i \in 1..ArchiveEnd(br) |-> ArchivedEntry(br, i)]
 
 -----------------------------------------------------------------------------
 (* Decision points (each one is replaced by a mutant).                      *)
@@ -173,6 +186,9 @@ BookmarkForTime(log, n, t) == MaxOf({i \in 1..n : log[i].ts <= t} \cup {0})
 MayAccept(r, e) == e >= promised[r]
 \* Adopt the sender's log prefix if it is another epoch's log, or longer.
 Adopts(r, m) == m.epoch /= logEpoch[r] \/ m.to > logLen[r]
+\* What an adopting replica stores: the sender's entries, replacing any of its own
+\* that differ (the chain check at the first new entry finds where they diverge).
+AdoptedLog(r, m) == m.ents
 \* A promise counts toward the fence quorum only from a replica that has not
 \* lost its disk since it last caught up.
 MayVote(p) == p.voter
@@ -204,6 +220,12 @@ MayRestore(e, b, k) == /\ commit[e] = Len(elog[e])
 \* ... and only once everything is archived (no upload in flight), so the
 \* undo point is in the archive before the old branch stops.
 RestoreArchived(e) == archived[e] = commit[e] /\ upload[e].kind = "none"
+\* Restore to a time (Durable Objects' getBookmarkForTime, then onNextSessionRestoreBookmark):
+\* the point for time t on branch b is the last entry at or before t, read from
+\* e's own database for its own branch and from b's archive for another (the
+\* implementation: ArchiveReader.point_for_time, proved by the entry after it).
+PointForTime(e, b, t) == IF b = branchOf[e] THEN BookmarkForTime(elog[e], commit[e], t)
+                         ELSE BookmarkForTime(ArchivedLog(b), ArchiveEnd(b), t)
 \* The new branch is numbered by the restoring primary's (unique) epoch.
 NewBranch(e, b, f) == f
 \* A fence quorum of promises (voters), or the promises of every replica.
@@ -247,6 +269,7 @@ Init ==
     /\ logEpoch = [r \in Replicas |-> 0]
     /\ logLen = [r \in Replicas |-> 0]
     /\ truncated = [r \in Replicas |-> 0]
+    /\ rlog = [r \in Replicas |-> <<>>]
     /\ voter = [r \in Replicas |-> TRUE]
     /\ epochAlloc = 0
     /\ pstate = [e \in Epochs |-> "idle"]
@@ -293,14 +316,16 @@ ReceivePrepare(r, m) ==
     /\ IF m.epoch > promised[r]
        THEN /\ promised' = [promised EXCEPT ![r] = m.epoch]
             /\ msgs' = msgs \cup {[type |-> "promise", epoch |-> m.epoch, from |-> r, logEpoch |-> logEpoch[r],
-                                   logLen |-> logLen[r], truncated |-> truncated[r], voter |-> voter[r]]}
+                                   logLen |-> logLen[r], truncated |-> truncated[r], voter |-> voter[r],
+                                   log |-> rlog[r]]}
        ELSE /\ msgs' = msgs \cup {[type |-> "reject", epoch |-> m.epoch]}
             /\ UNCHANGED promised
-    /\ UNCHANGED <<logEpoch, logLen, truncated, voter, primaryVars, puts, segments, snapshots,
+    /\ UNCHANGED <<logEpoch, logLen, truncated, rlog, voter, primaryVars, puts, segments, snapshots,
                    now, nextWrite, diskLost, fork, historyVars>>
 
 \* With FenceQuorum promises from voters (or from all replicas), take the most recent log, rebuilt
-\* from the archive where the replica already truncated it. Then re-replicate
+\* from the archive where the replica already truncated it, and from the entries the
+\* replica reported (its PROMISE) above that. Then re-replicate
 \* it under e (one APPEND of the whole log) and serve once a quorum holds it (AdvanceCommit).
 \* The branch follows the log (the implementation reads it from the replayed database).
 Recover(e) ==
@@ -317,13 +342,13 @@ Recover(e) ==
                    ks == {k \in best.truncated..best.logLen : ArchiveHolds(br, k)}
                    base == IF ks = {} THEN 0 ELSE MaxOf(ks)
                    log == [i \in 1..best.logLen |->
-                              IF i <= base THEN ArchivedEntry(br, i) ELSE elog[best.logEpoch][i]]
+                              IF i <= base THEN ArchivedEntry(br, i) ELSE best.log[i]]
                IN /\ best.truncated = 0 \/ ks /= {}   \* else: archive gap, recovery stops
                   /\ elog' = [elog EXCEPT ![e] = log]
                   /\ pstate' = [pstate EXCEPT ![e] = IF log = <<>> THEN "serving" ELSE "syncing"]
                   /\ archived' = [archived EXCEPT ![e] = Min(ArchiveEnd(br), Len(log))]
                   /\ branchOf' = [branchOf EXCEPT ![e] = br]
-                  /\ msgs' = IF log = <<>> THEN msgs ELSE msgs \cup {Append_(e, Len(log))}
+                  /\ msgs' = IF log = <<>> THEN msgs ELSE msgs \cup {Append_(e, log)}
     /\ UNCHANGED <<replicaVars, epochAlloc, commit, lag, upload, acks, restoring,
                    puts, segments, snapshots, now, nextWrite, diskLost, fork, historyVars>>
 
@@ -342,6 +367,7 @@ LoseDisk(r) ==
     /\ logEpoch' = [logEpoch EXCEPT ![r] = 0]
     /\ logLen' = [logLen EXCEPT ![r] = 0]
     /\ truncated' = [truncated EXCEPT ![r] = 0]
+    /\ rlog' = [rlog EXCEPT ![r] = <<>>]
     /\ voter' = [voter EXCEPT ![r] = WipedVoter]
     /\ diskLost' = diskLost + 1
     \* ACKs and ADMITs travel on the replica's connection, which dies with it:
@@ -368,15 +394,16 @@ ReceiveAdmit(r, m) ==
     /\ logEpoch[r] = m.epoch \/ logLen[r] = 0
     /\ logLen[r] >= m.upto
     /\ voter' = [voter EXCEPT ![r] = TRUE]
-    /\ UNCHANGED <<promised, logEpoch, logLen, truncated, primaryVars, envVars, historyVars>>
+    /\ UNCHANGED <<promised, logEpoch, logLen, truncated, rlog, primaryVars, envVars, historyVars>>
 
 -----------------------------------------------------------------------------
 (* Restore to a bookmark (b, k): a new branch, numbered by a new epoch.     *)
 
 \* A quiesced serving primary e begins a restore: it takes a new epoch f from
 \* placement and steps down (the same process continues as f; e never acks
-\* again). The undo point is (e's branch, e's log end).
-BeginRestore(e, b, k) ==
+\* again). The undo point is (e's branch, e's log end). t: the time asked for
+\* (-1: a bookmark was asked for).
+BeginRestoreAt(e, b, k, t) ==
     /\ Cardinality(Restores) < MaxRestores
     /\ epochAlloc < MaxEpoch
     /\ pstate[e] = "serving"
@@ -386,11 +413,17 @@ BeginRestore(e, b, k) ==
        /\ epochAlloc' = f
        /\ pstate' = [pstate EXCEPT ![e] = "fenced", ![f] = "recovering"]
        /\ lag' = [lag EXCEPT ![f] = lag[e]]
-       /\ restoring' = [restoring EXCEPT ![f] = [from |-> e, branch |-> b, k |-> k, undoBranch |-> branchOf[e],
+       /\ restoring' = [restoring EXCEPT ![f] = [from |-> e, branch |-> b, k |-> k, t |-> t, undoBranch |-> branchOf[e],
                                                  undoEnd |-> Len(elog[e]), newBranch |-> NewBranch(e, b, f)]]
        /\ msgs' = msgs \cup {[type |-> "prepare", epoch |-> f]}
     /\ UNCHANGED <<replicaVars, elog, commit, archived, upload, acks, branchOf, puts, segments, snapshots,
                    now, nextWrite, diskLost, fork, historyVars>>
+
+BeginRestore(e, b, k) == BeginRestoreAt(e, b, k, -1)
+\* To a time that has passed: the point for it, then as above. (With MaxTime = 0 every
+\* timestamp is 0, so the point for time 0 is the log's end, which BeginRestore already
+\* restores to: the action is left out there, to keep such models' state spaces as they were.)
+BeginRestoreToTime(e, b, t) == MaxTime > 0 /\ t <= now /\ BeginRestoreAt(e, b, PointForTime(e, b, t), t)
 
 \* f installs the new branch once RestoreFenced: its log is branch b's committed
 \* log through k (from e's own database, or rebuilt from b's archive) plus ONE
@@ -416,7 +449,7 @@ RecoverRestore(f) ==
     /\ archived' = [archived EXCEPT ![f] = rec.k]
     /\ branchOf' = [branchOf EXCEPT ![f] = nb]
     /\ pstate' = [pstate EXCEPT ![f] = "syncing"]
-    /\ msgs' = msgs \cup {Append_(f, Len(log))}
+    /\ msgs' = msgs \cup {Append_(f, log)}
     \* history: the new branch starts as the state f installed at k
     /\ committed' = [committed EXCEPT ![nb] = base]
     /\ UNCHANGED <<replicaVars, epochAlloc, commit, lag, upload, acks, restoring,
@@ -445,7 +478,7 @@ ClientWrite(e) ==
     /\ nextWrite <= MaxWrites
     /\ LET log == Append(elog[e], [w |-> nextWrite, ts |-> NextTs(e)]) IN
        /\ elog' = [elog EXCEPT ![e] = log]
-       /\ msgs' = msgs \cup {Append_(e, Len(log))}
+       /\ msgs' = msgs \cup {Append_(e, log)}
     /\ nextWrite' = nextWrite + 1
     /\ UNCHANGED <<replicaVars, epochAlloc, pstate, commit, lag, archived, upload, acks, branchOf, restoring,
                    puts, segments, snapshots, now, diskLost, fork, historyVars>>
@@ -464,12 +497,14 @@ ReceiveAppend(r, m) ==
                 ep == IF adopt THEN m.epoch ELSE logEpoch[r]
                 keep == IF BranchOfLog(ep) = BranchOfLog(logEpoch[r]) THEN len
                         ELSE Min(len, fork[BranchOfLog(ep)].at)
+                trunc == Min(truncated[r], keep)
                 acks2 == IF ep = m.epoch THEN [acks EXCEPT ![m.epoch][r] = Max(@, AckedThrough(r, len, m.epoch))]
                          ELSE acks
             IN /\ promised' = [promised EXCEPT ![r] = Max(@, m.epoch)]
                /\ logEpoch' = [logEpoch EXCEPT ![r] = ep]
                /\ logLen' = [logLen EXCEPT ![r] = len]
-               /\ truncated' = [truncated EXCEPT ![r] = Min(@, keep)]
+               /\ truncated' = [truncated EXCEPT ![r] = trunc]
+               /\ rlog' = [rlog EXCEPT ![r] = IF adopt THEN Dropped(AdoptedLog(r, m), trunc) ELSE @]
                /\ acks' = acks2
                /\ lateDurable' = lateDurable \cup
                       {<<m.epoch, s>> : s \in {s \in 1..len : /\ Behind(m.epoch, s)
@@ -548,6 +583,7 @@ ReceiveTruncate(r, m) ==
     /\ m.branch = BranchOfLog(logEpoch[r])
     /\ Min(m.upto, logLen[r]) > truncated[r]
     /\ truncated' = [truncated EXCEPT ![r] = Min(m.upto, logLen[r])]
+    /\ rlog' = [rlog EXCEPT ![r] = Dropped(@, Min(m.upto, logLen[r]))]
     /\ UNCHANGED <<promised, logEpoch, logLen, voter, primaryVars, envVars, historyVars>>
 
 \* A snapshot of the database at the confirmed archive boundary.
@@ -588,6 +624,7 @@ Next ==
                          \/ CutSegment(e) \/ ConfirmUpload(e) \/ TakeSnapshot(e) \/ Retain(e)
                          \/ RecoverRestore(e) \/ GiveUpRestore(e)
                          \/ \E b \in Branches, k \in 0..MaxWrites : BeginRestore(e, b, k)
+                         \/ \E b \in Branches, t \in 0..MaxTime : BeginRestoreToTime(e, b, t)
     \/ \E r \in Replicas : \/ LoseDisk(r)
                            \/ \E m \in msgs : \/ ReceivePrepare(r, m) \/ ReceiveAppend(r, m)
                                              \/ ReceiveTruncate(r, m) \/ ReceiveAdmit(r, m)

@@ -196,6 +196,27 @@ def build_parser() -> argparse.ArgumentParser:
     rr.add_argument("history", metavar="HISTORY", help="a history.jsonl written by a chaos run")
     rr.add_argument("--out", metavar="DIR", help="where to write them (default: beside the history)")
 
+    cf = sub.add_parser(
+        "conform",
+        help="per-rule conformance cases (docs/protocol.md rule ids) against an implementation's replica",
+    )
+    cf.add_argument(
+        "--replica",
+        metavar="IMPL",
+        default="walrelay",
+        help="an implementation file (docs/conformance.md) whose replica template is tested, or 'walrelay' "
+        "(the default: the reference replica)",
+    )
+    cf.add_argument("--out", metavar="DIR", help="write results.json, report.html and the replica's log here")
+    cf.add_argument("--only", action="append", metavar="ID", help="only cases whose id or rule id starts with ID")
+    cf.add_argument(
+        "--timeout",
+        type=_positive_float,
+        default=10.0,
+        help="seconds to wait for each answer before judging the silence (default 10; raise it on a loaded machine)",
+    )
+    cf.add_argument("--list", action="store_true", help="list the cases and the rules they check")
+
     t = sub.add_parser("tlc", help="model-check the TLA+ spec: run TLC on each config and compare with its expectation")
     t.add_argument(
         "configs",
@@ -501,6 +522,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return 2
             print(verdict)
             return 0 if valid else 1
+        if args.command == "conform":
+            from walrelay_chaos.conform.command import run as run_conform
+
+            return run_conform(args.replica, out=args.out, only=args.only, timeout=args.timeout, list_only=args.list)
         if args.command == "tlc":
             from walrelay.tlc.command import run_command
 

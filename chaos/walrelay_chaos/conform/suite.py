@@ -1,0 +1,108 @@
+"""Run the conformance cases of one role against an implementation and collect per-case verdicts.
+
+Verdicts: ``pass``; ``fail`` (a rule broken, named, with the frames that show it); ``unknown`` (the
+harness could not run the case: the process did not start, say). Exit status 0 when every case
+passed, 1 when any failed, 2 when none failed but some are unknown (never "valid" by default).
+A harness exception is reported as ``unknown`` with its type, not as a verdict on the
+implementation, so a harness bug can never make an implementation fail.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from walrelay_chaos.conform.context import Ctx, Fail, ReplicaUnderTest, Unknown
+from walrelay_chaos.conform.replica_cases import CASES, Case
+from walrelay_chaos.conform.rules import RULES
+from walrelay_chaos.real import NodeCommands
+
+
+@dataclass
+class CaseResult:
+    id: str
+    rules: list[str]
+    title: str
+    verdict: str  # pass | fail | unknown
+    rule: str | None  # the rule a failure broke
+    rule_text: str | None
+    why: str
+    transcript: list[str]
+    seconds: float
+
+    def to_json(self) -> dict[str, object]:
+        return asdict(self)
+
+
+def select(only: list[str] | None) -> list[Case]:
+    """The cases to run: all, or those whose id or rule id starts with one of ``only``."""
+    if not only:
+        return list(CASES)
+    picked = [c for c in CASES if any(c.id.startswith(o) or any(r.startswith(o) for r in c.rules) for o in only)]
+    if not picked:
+        raise ValueError(f"no case matches {', '.join(only)}; see --list")
+    return picked
+
+
+def run_replica_suite(
+    commands: NodeCommands,
+    *,
+    cases: list[Case],
+    timeout: float,
+    workdir: Path | None = None,
+    progress: Callable[[CaseResult], None] | None = None,
+) -> list[CaseResult]:
+    """Every case against one replica process (restarted where a case kills it or it died)."""
+    own = workdir is None
+    root = Path(tempfile.mkdtemp(prefix="walrelay-conform-")) if workdir is None else workdir
+    root.mkdir(parents=True, exist_ok=True)
+    replica = ReplicaUnderTest(commands, root, start_timeout=max(30.0, 3 * timeout))
+    results: list[CaseResult] = []
+    try:
+        for i, case in enumerate(cases):
+            ctx = Ctx(replica, f"conform-{i:02d}-{case.id.replace('.', '-')}", timeout)
+            t0 = time.monotonic()
+            verdict, rule, why = "pass", None, ""
+            try:
+                case.run(ctx)
+            except Fail as f:
+                verdict, rule, why = "fail", f.rule, f.why
+            except Unknown as u:
+                verdict, why = "unknown", str(u)
+            except Exception as e:  # a harness bug is no verdict on the implementation
+                verdict, why = "unknown", f"harness error: {type(e).__name__}: {e}"
+            finally:
+                ctx.close()
+            if verdict != "pass" and not replica.alive:
+                why += " (the replica process had exited; its log: " + str(replica.log_path) + ")"
+            result = CaseResult(
+                id=case.id,
+                rules=list(case.rules),
+                title=case.title,
+                verdict=verdict,
+                rule=rule,
+                rule_text=RULES[rule].text if rule in RULES else None,
+                why=why,
+                transcript=ctx.transcript.render(),
+                seconds=round(time.monotonic() - t0, 3),
+            )
+            results.append(result)
+            if progress is not None:
+                progress(result)
+    finally:
+        replica.stop()
+        if own:
+            shutil.rmtree(root, ignore_errors=True)
+    return results
+
+
+def exit_status(results: list[CaseResult]) -> int:
+    if any(r.verdict == "fail" for r in results):
+        return 1
+    if any(r.verdict != "pass" for r in results):
+        return 2
+    return 0

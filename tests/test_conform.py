@@ -1,0 +1,96 @@
+"""``walrelay conform --replica``: per-rule cases against a real replica process over TCP.
+
+The reference replica must pass every case; a replica with a planted bug must fail the case of
+the rule it breaks, by name; the rule ids the cases cite must be the ones written in
+docs/protocol.md; and the command must turn bad arguments into a clear error, not a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from walrelay_chaos.conform.replica_cases import CASES
+from walrelay_chaos.conform.rules import RULES
+from walrelay_chaos.conform.suite import exit_status, run_replica_suite, select
+from walrelay_chaos.real import NodeCommands
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_every_rule_is_written_at_its_place_in_the_protocol_and_every_case_cites_known_rules() -> None:
+    text = (ROOT / "docs" / "protocol.md").read_text()
+    for rule in RULES:
+        assert f"**{rule}**" in text, f"{rule} is not marked in docs/protocol.md"
+    cited = {r for c in CASES for r in c.rules}
+    assert cited <= set(RULES), cited - set(RULES)
+    # Every rule has a case (a rule with none is a promise the suite does not check).
+    assert set(RULES) <= cited, set(RULES) - cited
+    assert len({c.id for c in CASES}) == len(CASES)
+
+
+def test_the_conformance_doc_indexes_every_rule_with_its_cases() -> None:
+    text = (ROOT / "docs" / "conformance.md").read_text()
+    for c in CASES:
+        assert f"`{c.id}`" in text, f"case {c.id} is missing from docs/conformance.md's rules index"
+
+
+@pytest.mark.integration
+def test_the_reference_replica_passes_every_case(tmp_path: Path) -> None:
+    results = run_replica_suite(NodeCommands.walrelay(), cases=select(None), timeout=30, workdir=tmp_path)
+    failed = [(r.id, r.rule, r.why, r.transcript) for r in results if r.verdict != "pass"]
+    assert not failed, failed
+    assert exit_status(results) == 0
+
+
+@pytest.mark.integration
+def test_a_replica_without_the_epoch_check_fails_the_fencing_rule_by_name(tmp_path: Path) -> None:
+    results = run_replica_suite(
+        NodeCommands.walrelay("no_epoch_check_at_replica"), cases=select(["append."]), timeout=30, workdir=tmp_path
+    )
+    failed = {r.id: r for r in results if r.verdict == "fail"}
+    assert set(failed) == {"append.stale-epoch"}, {k: v.why for k, v in failed.items()}
+    assert failed["append.stale-epoch"].rule == "R-6.2-1"
+    assert any("APPEND(epoch=4" in line for line in failed["append.stale-epoch"].transcript)
+    assert exit_status(results) == 1
+
+
+@pytest.mark.integration
+def test_the_command_writes_the_report_and_exits_by_verdict(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    proc = subprocess.run(
+        [sys.executable, "-m", "walrelay", "conform", "--only", "prepare.", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "PASS     prepare.durable" in proc.stdout
+    body = json.loads((out / "results.json").read_text())
+    assert body["verdict"] == "valid" and {c["id"] for c in body["cases"]} == {
+        "prepare.promise",
+        "prepare.idempotent",
+        "prepare.stale",
+        "prepare.durable",
+    }
+    page = (out / "report.html").read_text()
+    assert "R-6.1-1" in page and RULES["R-6.1-1"].text in page
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--only", "no-such-case"], "no case matches no-such-case"),
+        (["--replica", "/nonexistent/impl.json"], "/nonexistent/impl.json"),
+    ],
+)
+def test_bad_arguments_are_named_not_a_traceback(args: list[str], needle: str) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "walrelay", "conform", *args], capture_output=True, text=True, timeout=120
+    )
+    assert proc.returncode == 2
+    assert needle in proc.stderr and "Traceback" not in proc.stderr

@@ -63,6 +63,8 @@ from walrelay.replica_store import ReplicaStore
 from walrelay.transport import TcpTransport
 from walrelay.wire import ReplyStatus
 from walrelay_chaos import schedule as op
+from walrelay_chaos.conform.outside import OutsideLog, read_log
+from walrelay_chaos.conform.peer import PeerError
 from walrelay_chaos.netproxy import LinkProxy
 from walrelay_chaos.s3proxy import FaultProxy
 from walrelay_chaos.s3server import ACCESS_KEY, SECRET_KEY, S3Server
@@ -246,6 +248,7 @@ class RealWorld:
         self.root = root
         self.impl = impl
         self.replica_listen = ["127.0.0.1:0"] * N
+        self.outside_logs: list[OutsideLog] = []  # each replica's log read over the wire at the end
         self.nursery = nursery
         self.history = history
         self.quorum = quorum
@@ -652,8 +655,18 @@ class RealWorld:
         assert found is not None
         st = await self.settled(final)
         await trio.to_thread.run_sync(final.stop)  # SIGTERM: a clean stop
+        # Replicas agree, from the outside: each replica is stopped cleanly (SIGTERM), started again
+        # on its data directory, and its log read over the wire (FETCH at the epoch it already
+        # promised, which changes nothing), for any implementation: what a clean stop loses shows.
         for r in self.replicas:
             await trio.to_thread.run_sync(r.stop)
+        for i in range(N):
+            await self.restart_replica(i)
+            try:
+                self.outside_logs.append(await trio.to_thread.run_sync(read_log, self.replica_listen[i], OBJECT))
+            except PeerError as e:
+                raise RealCheckError(f"replica {i}'s log cannot be read over the wire: {e}") from None
+            await trio.to_thread.run_sync(self.replicas[i].stop)
         await trio.to_thread.run_sync(self.judge_offline, found, st)
 
     async def settled(self, p: NodeProcess) -> dict[str, Any]:
@@ -712,9 +725,16 @@ class RealWorld:
             check(not later, f"restore to {b.bookmark} holds writes invoked after it was answered: {later}")
             failed = sorted(data.keys() & self.out.failed)
             check(not failed, f"restore to {b.bookmark} holds failed writes: {failed}")
-        if not self.impl.walrelay_files:
-            return  # another implementation's files: the final primary's status vouched for its replicas
         last = int(st["last_seq"])
+        for i, got in enumerate(self.outside_logs):
+            wrong = sorted(s for s, e in got.entries.items() if s in log and log[s].chain != e.chain)
+            check(not wrong, f"replica {i}'s log, read over the wire, differs from the committed log at {wrong[:5]}")
+            check(
+                got.promise.last_seq == last,
+                f"replica {i}'s log, read over the wire, ends at seq {got.promise.last_seq}, not {last}",
+            )
+        if not self.impl.walrelay_files:
+            return  # another implementation's files: its logs were read over the wire (above)
         for i in range(N):
             store = ReplicaStore(self.replica_data(i), OBJECT)
             try:

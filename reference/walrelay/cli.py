@@ -216,6 +216,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds to wait for each answer before judging the silence (default 10; raise it on a loaded machine)",
     )
     cf.add_argument("--list", action="store_true", help="list the cases and the rules they check")
+    cf.add_argument(
+        "--no-power-loss",
+        action="store_true",
+        help="do not mount the power-loss filesystem (FUSE) under the replica: the power.* cases then have no verdict",
+    )
 
     t = sub.add_parser("tlc", help="model-check the TLA+ spec: run TLC on each config and compare with its expectation")
     t.add_argument(
@@ -525,7 +530,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "conform":
             from walrelay_chaos.conform.command import run as run_conform
 
-            return run_conform(args.replica, out=args.out, only=args.only, timeout=args.timeout, list_only=args.list)
+            return run_conform(
+                args.replica,
+                out=args.out,
+                only=args.only,
+                timeout=args.timeout,
+                list_only=args.list,
+                power_loss=not args.no_power_loss,
+            )
         if args.command == "tlc":
             from walrelay.tlc.command import run_command
 

@@ -12,7 +12,15 @@ from walrelay_chaos.conform.suite import exit_status, run_replica_suite, select
 from walrelay_chaos.real import ImplError, NodeCommands
 
 
-def run(replica: str | None, *, out: str | None, only: list[str] | None, timeout: float, list_only: bool) -> int:
+def run(
+    replica: str | None,
+    *,
+    out: str | None,
+    only: list[str] | None,
+    timeout: float,
+    list_only: bool,
+    power_loss: bool = True,
+) -> int:
     if list_only:
         for c in CASES:
             print(f"{c.id:<36} {','.join(c.rules):<20} {c.title}")

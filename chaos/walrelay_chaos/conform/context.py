@@ -8,6 +8,11 @@ such, never as a verdict on the implementation.
 from __future__ import annotations
 
 import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
 from pathlib import Path
 from typing import NoReturn, TypeVar
 
@@ -31,10 +36,84 @@ class Unknown(Exception):
     """No verdict: the harness could not run the case (the reason says what to fix)."""
 
 
-class ReplicaUnderTest:
-    """One replica process of the implementation, on one data directory and one port for its life."""
+def power_loss_unavailable() -> str | None:
+    """Why the power-loss filesystem cannot run here, or None (it needs FUSE: /dev/fuse,
+    fusermount3 and the pyfuse3 module; ./dev setup installs them where it can)."""
+    if not os.path.exists("/dev/fuse"):
+        return "no /dev/fuse on this machine"
+    if shutil.which("fusermount3") is None:
+        return "fusermount3 is not installed (Debian: fuse3)"
+    try:
+        import pyfuse3  # noqa: F401
+    except ImportError as e:
+        return f"the pyfuse3 module cannot be imported ({e}; Debian: libfuse3-dev, then pip install pyfuse3)"
+    return None
 
-    def __init__(self, commands: NodeCommands, root: Path, node_id: int = 0, start_timeout: float = 30.0) -> None:
+
+class PowerFs:
+    """The power-loss filesystem (walrelay_chaos.powerfs) mounted on ``mount`` over ``backing``."""
+
+    def __init__(self, backing: Path, mount: Path, log_path: Path, timeout: float) -> None:
+        backing.mkdir(parents=True, exist_ok=True)
+        mount.mkdir(parents=True, exist_ok=True)
+        self.mount = mount
+        self.timeout = timeout
+        self.log = open(log_path, "ab")  # noqa: SIM115 - the child's stderr, closed in stop()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "walrelay_chaos.powerfs", str(backing), str(mount)],
+            stdout=subprocess.PIPE,
+            stderr=self.log,
+            stdin=subprocess.DEVNULL,
+        )
+        line = self._line()
+        if line != "MOUNTED":
+            self.stop()
+            raise Unknown(f"the power-loss filesystem did not mount (said {line!r}; its log: {log_path})")
+
+    def _line(self) -> str:
+        assert self.proc.stdout is not None
+        got: list[bytes] = []
+        reader = threading.Thread(target=lambda: got.append(self.proc.stdout.readline()), daemon=True)  # type: ignore[union-attr]
+        reader.start()
+        reader.join(self.timeout)
+        return got[0].decode().strip() if got else ""
+
+    def power_fail(self) -> str:
+        """Drop every write not fsync'd (the node must already be dead)."""
+        self.proc.send_signal(signal.SIGUSR1)
+        line = self._line()
+        if not line.startswith("POWERFAIL"):
+            raise Unknown(f"the power-loss filesystem did not answer the power failure (said {line!r})")
+        return line
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(self.timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        subprocess.run(["fusermount3", "-u", "-z", str(self.mount)], capture_output=True, check=False)
+        self.log.close()
+
+
+class ReplicaUnderTest:
+    """One replica process of the implementation, on one data directory and one port for its life.
+
+    With ``power_loss`` its data directory is a mount of the power-loss filesystem, so that
+    ``power_fail`` can drop what the process wrote but did not fsync (``power_loss`` is the reason
+    it cannot, or None when it can)."""
+
+    def __init__(
+        self,
+        commands: NodeCommands,
+        root: Path,
+        node_id: int = 0,
+        start_timeout: float = 30.0,
+        *,
+        power_loss: bool = False,
+    ) -> None:
         self.commands = commands
         self.root = root
         self.node_id = node_id
@@ -46,6 +125,21 @@ class ReplicaUnderTest:
         self.listen = "127.0.0.1:0"
         self.proc: NodeProcess | None = None
         self.address = ""
+        self.powerfs: PowerFs | None = None
+        self.power_loss: str | None = "not asked for (--no-power-loss)"
+        if power_loss:
+            self.power_loss = power_loss_unavailable()
+            if self.power_loss is None:
+                self.powerfs = PowerFs(root / "disk", self.data, root / "powerfs.log", start_timeout)
+
+    def power_fail(self) -> str:
+        """SIGKILL the replica, drop every write it did not fsync, start it again."""
+        if self.powerfs is None:
+            raise Unknown(f"power loss cannot be simulated here: {self.power_loss}")
+        self.kill()
+        said = self.powerfs.power_fail()
+        self.start()
+        return said
 
     def start(self) -> str:
         argv = self.commands.argv(
@@ -75,6 +169,8 @@ class ReplicaUnderTest:
     def stop(self) -> None:
         if self.proc is not None:
             self.proc.stop()
+        if self.powerfs is not None:
+            self.powerfs.stop()
 
 
 class Ctx:
@@ -172,6 +268,14 @@ class Ctx:
         self._peers.clear()
         self.transcript.note("SIGKILL the replica, then start it again on the same data directory")
         self.replica.restart()
+
+    def power_fail(self) -> None:
+        """A power failure of the replica's machine: SIGKILL, unsynced writes lost, restart."""
+        for p in self._peers:
+            p.close()
+        self._peers.clear()
+        said = self.replica.power_fail()
+        self.transcript.note(f"power failure: SIGKILL the replica, drop its unsynced writes ({said}), start it again")
 
     def set_placement_epoch(self, epoch: int) -> None:
         """The epoch allocator's current epoch for this case's object (docs/failover.md)."""

@@ -93,10 +93,11 @@ def stored(ctx: Ctx, peer: ScriptedPrimary, epoch: int, entries: list[Entry], ru
     return ack
 
 
-def fetch_all(ctx: Ctx, peer: ScriptedPrimary, epoch: int, rule: str) -> list[Entry]:
-    """The replica's whole retained log, by FETCH from seq 1, as a recovering primary reads it."""
+def fetch_all(ctx: Ctx, peer: ScriptedPrimary, epoch: int, rule: str, start: int = 1) -> list[Entry]:
+    """The replica's log from ``start`` (above what it truncated), by FETCH, as a recovering
+    primary reads it."""
     out: list[Entry] = []
-    nxt = 1
+    nxt = start
     for _ in range(10_000):
         peer.send(wire.Fetch(epoch=epoch, from_seq=nxt, max_bytes=1 << 20))
         got = ctx.expect(peer, wire.Entries, rule, "ENTRIES answering the FETCH")
@@ -572,3 +573,81 @@ def _truncate_wrong_chain(ctx: Ctx) -> None:
         ctx.fail(
             "R-5.15-3", f"a TRUNCATE with a chain the replica does not hold truncated through {p.truncated_through}"
         )
+
+
+# ---- power loss (the power-loss filesystem under the replica's data directory) -----------------
+
+
+@case("power.durable-ack", ("R-6.2-3",), "entries an ACK covers survive a power failure right after the ACK")
+def _power_ack(ctx: Ctx) -> None:
+    peer = ctx.connect()
+    ctx.promise(peer, 1, "R-5.10-1")
+    log = make_log(1, 3)
+    stored(ctx, peer, 1, log, "R-6.2-4")
+    more = make_log(1, 2, start=4, prev=log[-1].chain)
+    stored(ctx, peer, 1, more, "R-6.2-4")
+    ctx.power_fail()
+    peer = ctx.connect()
+    p = ctx.promise(peer, 1, "R-6.2-3")
+    if (p.last_seq, p.last_chain) != (5, more[-1].chain):
+        ctx.fail(
+            "R-6.2-3",
+            f"after a power failure the replica reports last_seq={p.last_seq}; it ACKed 5 entries before it: "
+            "an ACK was sent before the entries were on stable storage (fsync)",
+        )
+    same_log(ctx, "R-6.2-3", fetch_all(ctx, peer, 1, "R-5.12-1"), [*log, *more], "after the power failure")
+
+
+@case("power.promise", ("R-6.1-1",), "a promise survives a power failure")
+def _power_promise(ctx: Ctx) -> None:
+    peer = ctx.connect()
+    ctx.promise(peer, 7, "R-5.10-1")
+    ctx.power_fail()
+    peer = ctx.connect()
+    peer.send(wire.Prepare(6))
+    ctx.stale(peer, 7, "R-6.1-1")
+
+
+@case("power.implicit-promise", ("R-6.2-2",), "a promise made by an APPEND survives a power failure")
+def _power_implicit(ctx: Ctx) -> None:
+    peer = ctx.connect()
+    ctx.promise(peer, 2, "R-5.10-1")
+    stored(ctx, peer, 3, make_log(3, 1), "R-6.2-4")
+    ctx.power_fail()
+    peer = ctx.connect()
+    peer.send(wire.Prepare(2))
+    ctx.stale(peer, 3, "R-6.2-2")
+
+
+@case("power.voter", ("R-5.14-2",), "the voter flag an ADMIT set survives a power failure")
+def _power_voter(ctx: Ctx) -> None:
+    ctx.set_placement_epoch(4)
+    peer = ctx.connect()
+    ctx.promise(peer, 5, "R-5.10-1")
+    peer.send(wire.Admit(epoch=5, upto=0))
+    if not ctx.promise(peer, 5, "R-5.14-2").voter:
+        ctx.fail("R-5.14-2", "ADMIT(5, 0) to an empty non-voter that promised 5 did not make it a voter")
+    ctx.power_fail()
+    if not ctx.promise(ctx.connect(), 5, "R-5.14-2").voter:
+        ctx.fail("R-5.14-2", "the voter flag did not survive a power failure (not fsync'd before the PROMISE)")
+
+
+@case("power.truncate", ("R-5.15-2",), "a recorded truncation point survives a power failure, and so does the log")
+def _power_truncate(ctx: Ctx) -> None:
+    peer = ctx.connect()
+    ctx.promise(peer, 1, "R-5.10-1")
+    log = make_log(1, 3)
+    stored(ctx, peer, 1, log, "R-6.2-4")
+    peer.send(wire.Truncate(epoch=1, through=2, chain=log[1].chain))
+    before = ctx.promise(peer, 1, "R-5.15-2")
+    ctx.power_fail()
+    peer = ctx.connect()
+    p = ctx.promise(peer, 1, "R-5.15-2")
+    if p.last_seq != 3 or p.truncated_through < before.truncated_through:
+        ctx.fail(
+            "R-5.15-2",
+            f"after a power failure: last_seq={p.last_seq}, truncated_through={p.truncated_through} "
+            f"(before it: 3 and {before.truncated_through})",
+        )
+    got = fetch_all(ctx, peer, 1, "R-5.12-1", start=p.truncated_through + 1)
+    same_log(ctx, "R-5.15-2", got, log[p.truncated_through :], "after the power failure")

@@ -19,7 +19,9 @@ import trio
 
 from walrelay.procs import walrelay_argv
 from walrelay_chaos import schedule as op
+from walrelay_chaos.mutants import ACKED_THEN_POWER_LOSS
 from walrelay_chaos.netproxy import LinkProxy
+from walrelay_chaos.powermount import power_loss_unavailable
 from walrelay_chaos.real import (
     WALRELAY_PRIMARY,
     WALRELAY_REPLICA,
@@ -301,6 +303,32 @@ def test_real_mode_checkers_catch_a_mutant_the_reference_passes(
         assert fragment in str(e), e
     else:
         pytest.fail(f"{mutant} passed: {len(out.ok)} acknowledged, {len(out.unknown)} unknown, {out.seconds:.1f} s")
+    assert _children_of_root(str(tmp_path)) == []
+
+
+def test_real_power_loss_drops_unsynced_writes_and_catches_an_ack_before_fsync(
+    tmp_path: Path, s3_servers: list[S3Server]
+) -> None:
+    """Real mode's PowerFail runs the replicas on the power-loss filesystem (FUSE): what a replica
+    did not fsync is gone, which a SIGKILL never shows. CI has FUSE (./dev setup installs it);
+    elsewhere the fault must say it fell back to a SIGKILL, and the mutant then goes unseen."""
+    missing = power_loss_unavailable()
+    assert missing is None or os.environ.get("CI") != "true", missing
+    events: list[dict[str, object]] = []
+    run_real(str(tmp_path / "ref"), ACKED_THEN_POWER_LOSS, s3_servers[0], history=events)  # the reference passes
+    notes = [e for e in events if e.get("f") == "power-fail"]
+    assert notes and all(("unsynced writes dropped" in str(e["value"])) == (missing is None) for e in notes), notes
+    try:
+        run_real(
+            str(tmp_path / "mut"),
+            ACKED_THEN_POWER_LOSS,
+            s3_servers[0],
+            impl=NodeCommands.walrelay("replica_acks_before_fsync"),
+        )
+    except AssertionError as e:
+        assert missing is None and "acknowledged writes missing" in str(e), e
+    else:
+        assert missing is not None, "replica_acks_before_fsync passed a real power failure"
     assert _children_of_root(str(tmp_path)) == []
 
 

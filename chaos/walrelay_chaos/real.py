@@ -66,6 +66,7 @@ from walrelay_chaos import schedule as op
 from walrelay_chaos.conform.outside import OutsideLog, read_log
 from walrelay_chaos.conform.peer import PeerError
 from walrelay_chaos.netproxy import LinkProxy
+from walrelay_chaos.powermount import PowerFs, PowerFsError, power_loss_unavailable
 from walrelay_chaos.s3proxy import FaultProxy
 from walrelay_chaos.s3server import ACCESS_KEY, SECRET_KEY, S3Server
 from walrelay_chaos.schedule import Op, read_json_file
@@ -244,8 +245,15 @@ class RealWorld:
         history: History,
         quorum: int,
         impl: NodeCommands,
+        power_loss: bool = False,
     ) -> None:
         self.root = root
+        # A PowerFail in the schedule mounts the power-loss filesystem under every replica's data
+        # directory (FUSE; walrelay_chaos.powerfs), so that it loses what was not fsync'd. Where
+        # that cannot run, a PowerFail is a SIGKILL (the page cache survives) and says so.
+        self.power_loss = power_loss
+        self.powerfs: list[PowerFs] = []
+        self.power_note = "not asked for"
         self.impl = impl
         self.replica_listen = ["127.0.0.1:0"] * N
         self.outside_logs: list[OutsideLog] = []  # each replica's log read over the wire at the end
@@ -307,6 +315,20 @@ class RealWorld:
         return NodeProcess(f"replica {i}", argv, f"{self.replica_data(i)}.log", env=self.env, die_with_spawner=True)
 
     async def start(self) -> None:
+        if self.power_loss:
+            why = power_loss_unavailable()
+            try:
+                if why is None:
+                    for i in range(N):
+                        base = self.replica_data(i)
+                        self.powerfs.append(
+                            await trio.to_thread.run_sync(
+                                PowerFs, Path(f"{base}.disk"), Path(base), Path(f"{base}.powerfs.log"), 30.0
+                            )
+                        )
+            except PowerFsError as e:
+                why = str(e)
+            self.power_note = why or "mounted"
         S3Store(f"{self.s3.endpoint}/{self.bucket}", access_key=ACCESS_KEY, secret_key=SECRET_KEY, create_bucket=True)
         self.replicas = [self._replica(i) for i in range(N)]
         async with trio.open_nursery() as starting:
@@ -376,6 +398,8 @@ class RealWorld:
     def close(self) -> None:
         for node in [*self.primaries, *self.replicas]:
             node.kill()
+        for fs in self.powerfs:
+            fs.stop()
         self.s3proxy.close()
 
     # -- client operations ------------------------------------------------------------------------
@@ -554,13 +578,21 @@ class RealWorld:
         elif isinstance(o, op.Bridge):
             await self.bridge(current, o)
         elif isinstance(o, op.PowerFail):
-            # A process cannot lose its own page cache: here a power failure is a SIGKILL of each
-            # (the simulation's disk loses the unsynced writes; docs/conformance.md).
+            # The replicas lose what they did not fsync (the power-loss filesystem); the primary's
+            # disk holds nothing it trusts (recovery rebuilds from replicas), so it is a SIGKILL.
             whom = [current.name] if o.primary and current.alive else []
-            h.fault("power-fail", [*whom, *_names(o.mask), "as SIGKILL: the page cache survives"])
+            how = (
+                "unsynced writes dropped"
+                if self.powerfs
+                else f"as SIGKILL: the page cache survives ({self.power_note})"
+            )
+            h.fault("power-fail", [*whom, *_names(o.mask), how])
             if whom:
                 await trio.to_thread.run_sync(current.kill)
             for i in _indexes(o.mask):
+                await trio.to_thread.run_sync(self.replicas[i].kill)
+                if self.powerfs:
+                    await trio.to_thread.run_sync(self.powerfs[i].power_fail)
                 await self.restart_replica(i)
         else:
             name = type(o).__name__
@@ -823,7 +855,8 @@ def run_real(
         try:
             with trio.fail_after(limit_s):
                 async with trio.open_nursery() as nursery:
-                    world = RealWorld(root, nursery, s3, hist, quorum, impl or NodeCommands.walrelay())
+                    power = any(isinstance(o, op.PowerFail) for o in schedule)
+                    world = RealWorld(root, nursery, s3, hist, quorum, impl or NodeCommands.walrelay(), power)
                     await world.start()
                     for o in schedule:
                         await world.step(o)

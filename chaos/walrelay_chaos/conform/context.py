@@ -8,11 +8,6 @@ such, never as a verdict on the implementation.
 from __future__ import annotations
 
 import os
-import shutil
-import signal
-import subprocess
-import sys
-import threading
 from pathlib import Path
 from typing import NoReturn, TypeVar
 
@@ -20,6 +15,7 @@ from walrelay import wire
 from walrelay.placement import EpochAllocator
 from walrelay.procs import NodeProcess
 from walrelay_chaos.conform.peer import Closed, PeerError, ScriptedPrimary, Silent, Transcript
+from walrelay_chaos.powermount import PowerFs, PowerFsError, power_loss_unavailable
 from walrelay_chaos.real import NodeCommands
 
 M = TypeVar("M")
@@ -34,68 +30,6 @@ class Fail(Exception):
 
 class Unknown(Exception):
     """No verdict: the harness could not run the case (the reason says what to fix)."""
-
-
-def power_loss_unavailable() -> str | None:
-    """Why the power-loss filesystem cannot run here, or None (it needs FUSE: /dev/fuse,
-    fusermount3 and the pyfuse3 module; ./dev setup installs them where it can)."""
-    if not os.path.exists("/dev/fuse"):
-        return "no /dev/fuse on this machine"
-    if shutil.which("fusermount3") is None:
-        return "fusermount3 is not installed (Debian: fuse3)"
-    try:
-        import pyfuse3  # noqa: F401
-    except ImportError as e:
-        return f"the pyfuse3 module cannot be imported ({e}; Debian: libfuse3-dev, then pip install pyfuse3)"
-    return None
-
-
-class PowerFs:
-    """The power-loss filesystem (walrelay_chaos.powerfs) mounted on ``mount`` over ``backing``."""
-
-    def __init__(self, backing: Path, mount: Path, log_path: Path, timeout: float) -> None:
-        backing.mkdir(parents=True, exist_ok=True)
-        mount.mkdir(parents=True, exist_ok=True)
-        self.mount = mount
-        self.timeout = timeout
-        self.log = open(log_path, "ab")  # noqa: SIM115 - the child's stderr, closed in stop()
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "walrelay_chaos.powerfs", str(backing), str(mount)],
-            stdout=subprocess.PIPE,
-            stderr=self.log,
-            stdin=subprocess.DEVNULL,
-        )
-        line = self._line()
-        if line != "MOUNTED":
-            self.stop()
-            raise Unknown(f"the power-loss filesystem did not mount (said {line!r}; its log: {log_path})")
-
-    def _line(self) -> str:
-        assert self.proc.stdout is not None
-        got: list[bytes] = []
-        reader = threading.Thread(target=lambda: got.append(self.proc.stdout.readline()), daemon=True)  # type: ignore[union-attr]
-        reader.start()
-        reader.join(self.timeout)
-        return got[0].decode().strip() if got else ""
-
-    def power_fail(self) -> str:
-        """Drop every write not fsync'd (the node must already be dead)."""
-        self.proc.send_signal(signal.SIGUSR1)
-        line = self._line()
-        if not line.startswith("POWERFAIL"):
-            raise Unknown(f"the power-loss filesystem did not answer the power failure (said {line!r})")
-        return line
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(self.timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        subprocess.run(["fusermount3", "-u", "-z", str(self.mount)], capture_output=True, check=False)
-        self.log.close()
 
 
 class ReplicaUnderTest:
@@ -130,14 +64,20 @@ class ReplicaUnderTest:
         if power_loss:
             self.power_loss = power_loss_unavailable()
             if self.power_loss is None:
-                self.powerfs = PowerFs(root / "disk", self.data, root / "powerfs.log", start_timeout)
+                try:
+                    self.powerfs = PowerFs(root / "disk", self.data, root / "powerfs.log", start_timeout)
+                except PowerFsError as e:
+                    self.power_loss = str(e)
 
     def power_fail(self) -> str:
         """SIGKILL the replica, drop every write it did not fsync, start it again."""
         if self.powerfs is None:
             raise Unknown(f"power loss cannot be simulated here: {self.power_loss}")
         self.kill()
-        said = self.powerfs.power_fail()
+        try:
+            said = self.powerfs.power_fail()
+        except PowerFsError as e:
+            raise Unknown(str(e)) from e
         self.start()
         return said
 

@@ -35,6 +35,7 @@ process tests cover ``--restore-to``); a skipped operation is noted in the histo
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import random
 import shutil
@@ -82,8 +83,9 @@ CHECK_S = 5.0  # a Check waits this long at most for the current primary to serv
 ANSWER_S = 10.0  # at the end, once healed, writes in flight get this long to be answered
 
 
-REPLICA_FIELDS = ("id", "listen", "data", "placement")
+REPLICA_FIELDS = ("id", "listen", "data", "placement", "python")
 PRIMARY_FIELDS = (
+    "python",
     "object",
     "replicas",
     "listen",
@@ -151,8 +153,16 @@ class NodeCommands:
 
     @staticmethod
     def from_file(path: str | os.PathLike[str]) -> NodeCommands:
-        """``{"replica": [argv...], "primary": [argv...]}``, each a list of strings."""
-        return NodeCommands.from_json(read_json_file(path, ImplError), where=str(path))
+        """``{"replica": [argv...], "primary": [argv...]}``, each a list of strings. An argument that
+        starts with ``./`` or ``../`` is a path relative to the file's own directory (so a file can
+        sit beside the program it starts, wherever the harness runs from)."""
+        cmds = NodeCommands.from_json(read_json_file(path, ImplError), where=str(path))
+        here = os.path.dirname(os.path.abspath(path))
+
+        def resolve(argv: tuple[str, ...]) -> tuple[str, ...]:
+            return tuple(os.path.normpath(os.path.join(here, a)) if a.startswith(("./", "../")) else a for a in argv)
+
+        return dataclasses.replace(cmds, replica=resolve(cmds.replica), primary=resolve(cmds.primary))
 
     @staticmethod
     def from_json(body: object, *, where: str) -> NodeCommands:
@@ -184,7 +194,10 @@ class NodeCommands:
         return any("{epoch" in a for a in self.primary)
 
     def argv(self, role: str, **values: Any) -> list[str]:
+        """The template filled in; ``{python}`` is the harness's own interpreter (how a mixed
+        cluster names walrelay's nodes: ``{python} -m walrelay replica ...``)."""
         template = self.replica if role == "replica" else self.primary
+        values = {"python": sys.executable, **values}
         return [a.format(**{k: str(v) for k, v in values.items()}) for a in template]
 
 

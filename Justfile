@@ -37,6 +37,10 @@ tlc *args:
 tlc-deep *args:
     ./dev walrelay tlc --suite deep "$@"
 
+# per-rule conformance cases against a replica (default: walrelay's; args: --replica IMPL.json --out DIR); about 5 s
+conform *args:
+    ./dev walrelay conform "$@"
+
 # chaos campaigns: 300 seeds in simulation, then 4 runs against real processes (args go to `walrelay chaos run`, e.g. --seeds 1000 --real-seeds 10 --out runs/)
 chaos *args:
     ./dev walrelay chaos run --mode both --seeds 300 --require-coverage "$@"

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from walrelay_chaos.conform.context import power_loss_unavailable
 from walrelay_chaos.conform.replica_cases import CASES
 from walrelay_chaos.conform.rules import RULES
 from walrelay_chaos.conform.suite import exit_status, run_replica_suite, select
+from walrelay_chaos.powermount import power_loss_unavailable
 from walrelay_chaos.real import NodeCommands
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -34,6 +35,9 @@ def run(
     impl = "walrelay" if replica in (None, "walrelay") else str(replica)
     root = Path(out) if out else Path(tempfile.mkdtemp(prefix="walrelay-conform-"))
     root.mkdir(parents=True, exist_ok=True)
+    # Every run starts from empty data: objects left by an earlier run into the same --out would
+    # change what the cases see.
+    shutil.rmtree(root / "work", ignore_errors=True)
     print(f"walrelay conform --replica {impl}: {len(cases)} cases, report in {root}", flush=True)
     results = run_replica_suite(
         commands,

@@ -845,9 +845,10 @@ class Conn {
     if (o.metas.length && fromSeq <= o.lastSeq()) {
       for (let i = Number(fromSeq - first); i < o.metas.length; i++) {
         const m = o.metas[i];
-        if (count > 0 && (sum + m.len > maxBytes || frameBytes + 4 + m.len > MAX_FRAME)) break;
+        // max_bytes bounds the entries as framed: 4 + entry_len each (protocol.md 5.12).
+        if (count > 0 && (sum + 4 + m.len > maxBytes || frameBytes + 4 + m.len > MAX_FRAME)) break;
         parts.push(u32(m.len), o.readEntry(m));
-        sum += m.len; frameBytes += 4 + m.len; count++; lastSent = m.seq;
+        sum += 4 + m.len; frameBytes += 4 + m.len; count++; lastSent = m.seq;
       }
     }
     const head = Buffer.alloc(5);

@@ -216,6 +216,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds to wait for each answer before judging the silence (default 10; raise it on a loaded machine)",
     )
     cf.add_argument("--list", action="store_true", help="list the cases and the rules they check")
+    cf.add_argument("--rules-index", action="store_true", help="print docs/conformance.md's rules index (markdown)")
     cf.add_argument(
         "--no-power-loss",
         action="store_true",
@@ -537,6 +538,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 timeout=args.timeout,
                 list_only=args.list,
                 power_loss=not args.no_power_loss,
+                rules_index_only=args.rules_index,
             )
         if args.command == "tlc":
             from walrelay.tlc.command import run_command

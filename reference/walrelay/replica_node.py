@@ -35,8 +35,21 @@ from walrelay.replica import (
 )
 from walrelay.replica_store import ReplicaStore, check_object_name
 from walrelay.transport import Channel, Transport
+from walrelay.wire import (
+    LENGTH,
+    Admit,
+    Append,
+    Entries,
+    Fetch,
+    Hello,
+    Message,
+    Prepare,
+    Reject,
+    RejectReason,
+    Role,
+    Truncate,
+)
 from walrelay.wire import Ack as AckMsg
-from walrelay.wire import Admit, Append, Entries, Fetch, Hello, Message, Prepare, Reject, RejectReason, Role, Truncate
 
 log = logging.getLogger("walrelay.replica")
 
@@ -198,10 +211,12 @@ class ReplicaNode:
         out: list[Entry] = []
         size = 0
         for e in entries:
-            if out and size + e.size > msg.max_bytes:
+            # As framed: each entry's 4-byte length counts, or many small entries outgrow the frame.
+            cost = LENGTH.size + e.size
+            if out and size + cost > msg.max_bytes:
                 break
             out.append(e)
-            size += e.size
+            size += cost
         final = not entries or out[-1].seq == entries[-1].seq
         await chan.send(Entries(final, tuple(out)))
 

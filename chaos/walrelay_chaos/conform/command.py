@@ -21,7 +21,11 @@ def run(
     timeout: float,
     list_only: bool,
     power_loss: bool = True,
+    rules_index_only: bool = False,
 ) -> int:
+    if rules_index_only:
+        print(rules_index(), end="")
+        return 0
     if list_only:
         for c in CASES:
             print(f"{c.id:<36} {','.join(c.rules):<20} {c.title}")
@@ -53,3 +57,15 @@ def run(
         f"report: {root / 'report.html'}  (results.json beside it; the replica's log: {root / 'work' / 'replica.log'})"
     )
     return exit_status(results)
+
+
+def rules_index() -> str:
+    """docs/conformance.md's rules index: each rule, its section, its text and the cases that check it
+    (``walrelay conform --rules-index``; a test keeps the doc equal to this)."""
+    from walrelay_chaos.conform.rules import RULES
+
+    rows = ["| rule | § | the rule | cases (`walrelay conform --only ID`) |", "|---|---|---|---|"]
+    for r in RULES.values():
+        cases = ", ".join(f"`{c.id}`" for c in CASES if r.id in c.rules)
+        rows.append(f"| {r.id} | {r.section} | {r.text} | {cases} |")
+    return "\n".join(rows) + "\n"

@@ -473,6 +473,24 @@ def _fetch_bounds(ctx: Ctx) -> None:
         )
 
 
+@case("fetch.framed-bound", ("R-5.12-1",), "max_bytes bounds the entries as framed (4 + entry_len each)")
+def _fetch_framed(ctx: Ctx) -> None:
+    peer = ctx.connect()
+    ctx.promise(peer, 1, "R-5.10-1")
+    log = make_log(1, 3)
+    stored(ctx, peer, 1, log, "R-6.2-4")
+    size = len(log[0].raw)  # every entry of make_log has the same size
+    for max_bytes, want in ((2 * size + 4, 1), (2 * size + 8, 2)):
+        peer.send(wire.Fetch(epoch=1, from_seq=1, max_bytes=max_bytes))
+        got = ctx.expect(peer, wire.Entries, "R-5.12-1", "ENTRIES")
+        if len(got.entries) != want:
+            ctx.fail(
+                "R-5.12-1",
+                f"FETCH(max_bytes={max_bytes}) with entries of {size} bytes got {len(got.entries)} "
+                f"entries, expected {want}: each entry counts 4 + entry_len bytes",
+            )
+
+
 @case("fetch.stale", ("R-5.12-2",), "FETCH below the promise is refused; a FETCH makes no promise")
 def _fetch_stale(ctx: Ctx) -> None:
     peer = ctx.connect()

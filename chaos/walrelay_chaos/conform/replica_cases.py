@@ -246,16 +246,6 @@ def _prepare_stale(ctx: Ctx) -> None:
     ctx.promise(peer, 5, "R-5.10-2")
 
 
-@case("prepare.durable", ("R-6.1-1", "R-5.10-1"), "a promise survives SIGKILL and restart")
-def _promise_durable(ctx: Ctx) -> None:
-    peer = ctx.connect()
-    ctx.promise(peer, 7, "R-5.10-1")
-    ctx.restart()
-    peer = ctx.connect()
-    peer.send(wire.Prepare(6))
-    ctx.stale(peer, 7, "R-6.1-1")
-
-
 # ---- APPEND ----------------------------------------------------------------------------------
 
 
@@ -268,37 +258,6 @@ def _append_stale(ctx: Ctx) -> None:
     p = ctx.promise(peer, 5, "R-6.2-1")
     if p.last_seq != 0:
         ctx.fail("R-6.2-1", f"after a stale APPEND the replica holds last_seq={p.last_seq} (expected nothing)")
-
-
-@case("append.implicit-promise", ("R-6.2-2", "R-6.2-4"), "APPEND of a higher epoch promises it")
-def _implicit_promise(ctx: Ctx) -> None:
-    peer = ctx.connect()
-    ctx.promise(peer, 2, "R-5.10-1")
-    ack = stored(ctx, peer, 3, make_log(3, 2), "R-6.2-4")
-    if ack.epoch != 3 or ack.log_epoch != 3:
-        ctx.fail("R-6.2-4", f"ACK(epoch={ack.epoch}, log_epoch={ack.log_epoch}), expected 3 and 3")
-    ctx.restart()
-    peer = ctx.connect()
-    peer.send(wire.Prepare(2))
-    ctx.stale(peer, 3, "R-6.2-2")
-
-
-@case("append.durable-ack", ("R-6.2-3",), "entries an ACK covers survive a SIGKILL right after the ACK")
-def _durable_ack(ctx: Ctx) -> None:
-    peer = ctx.connect()
-    ctx.promise(peer, 1, "R-5.10-1")
-    log = make_log(1, 3)
-    stored(ctx, peer, 1, log, "R-6.2-4")
-    ctx.restart()  # SIGKILL at once: nothing written after the ACK may be needed for it
-    peer = ctx.connect()
-    p = ctx.promise(peer, 1, "R-6.2-3")
-    if (p.last_seq, p.last_chain, p.log_epoch) != (3, log[-1].chain, 1):
-        ctx.fail(
-            "R-6.2-3",
-            f"after the restart the replica reports last_seq={p.last_seq}, log_epoch={p.log_epoch}; "
-            "it ACKed 3 entries of epoch 1 before the crash",
-        )
-    same_log(ctx, "R-6.2-3", fetch_all(ctx, peer, 1, "R-5.12-1"), log, "after the restart")
 
 
 @case("append.ack-exact", ("R-6.2-4", "R-5.12-1"), "an ACK covers exactly what is stored, not log_end")
@@ -527,19 +486,6 @@ def _admit_stale(ctx: Ctx) -> None:
         ctx.fail("R-5.14-1", "a stale ADMIT(4) after PREPARE(5) made the replica a voter")
 
 
-@case("admit.takes", ("R-5.14-2",), "a matching ADMIT makes the replica a voter, durably")
-def _admit_takes(ctx: Ctx) -> None:
-    ctx.set_placement_epoch(4)
-    peer = ctx.connect()
-    ctx.promise(peer, 5, "R-5.10-1")
-    peer.send(wire.Admit(epoch=5, upto=0))
-    if not ctx.promise(peer, 5, "R-5.14-2").voter:
-        ctx.fail("R-5.14-2", "ADMIT(5, 0) to an empty non-voter that promised 5 did not make it a voter")
-    ctx.restart()
-    if not ctx.promise(ctx.connect(), 5, "R-5.14-2").voter:
-        ctx.fail("R-5.14-2", "the voter flag did not survive SIGKILL and restart")
-
-
 # ---- TRUNCATE --------------------------------------------------------------------------------
 
 
@@ -557,28 +503,6 @@ def _truncate_stale(ctx: Ctx) -> None:
     same_log(ctx, "R-5.15-1", fetch_all(ctx, peer, 2, "R-5.12-1"), log, "after the stale TRUNCATE")
 
 
-@case("truncate.applies", ("R-5.15-2",), "a TRUNCATE at a held entry is recorded durably and never answered")
-def _truncate_applies(ctx: Ctx) -> None:
-    peer = ctx.connect()
-    ctx.promise(peer, 1, "R-5.10-1")
-    log = make_log(1, 3)
-    stored(ctx, peer, 1, log, "R-6.2-4")
-    peer.send(wire.Truncate(epoch=1, through=2, chain=log[1].chain))
-    p = ctx.promise(peer, 1, "R-5.15-2")
-    if p.truncated_through != 2 or p.last_seq != 3:
-        ctx.fail(
-            "R-5.15-2",
-            f"after TRUNCATE(through 2) the PROMISE says truncated_through={p.truncated_through}, "
-            f"last_seq={p.last_seq}: expected 2 and 3",
-        )
-    ctx.restart()
-    p = ctx.promise(ctx.connect(), 1, "R-5.15-2")
-    if p.truncated_through != 2:
-        ctx.fail(
-            "R-5.15-2", f"after a restart truncated_through={p.truncated_through}: the truncation point was not durable"
-        )
-
-
 @case("truncate.wrong-chain", ("R-5.15-3",), "a TRUNCATE naming another chain truncates nothing")
 def _truncate_wrong_chain(ctx: Ctx) -> None:
     peer = ctx.connect()
@@ -593,79 +517,113 @@ def _truncate_wrong_chain(ctx: Ctx) -> None:
         )
 
 
-# ---- power loss (the power-loss filesystem under the replica's data directory) -----------------
+# ---- durability: each rule checked across a crash (SIGKILL: the page cache survives) and across a
+# power failure (the power-loss filesystem drops what was not fsync'd: the only way to see a
+# missing fsync whose write happened) --------------------------------------------------------------
+
+Fault = Callable[[Ctx], None]
+FAULTS: dict[str, tuple[Fault, str]] = {
+    "crash": (Ctx.restart, "a SIGKILL and restart"),
+    "power": (Ctx.power_fail, "a power failure"),
+}
 
 
-@case("power.durable-ack", ("R-6.2-3",), "entries an ACK covers survive a power failure right after the ACK")
-def _power_ack(ctx: Ctx) -> None:
-    peer = ctx.connect()
-    ctx.promise(peer, 1, "R-5.10-1")
-    log = make_log(1, 3)
-    stored(ctx, peer, 1, log, "R-6.2-4")
-    more = make_log(1, 2, start=4, prev=log[-1].chain)
-    stored(ctx, peer, 1, more, "R-6.2-4")
-    ctx.power_fail()
-    peer = ctx.connect()
-    p = ctx.promise(peer, 1, "R-6.2-3")
-    if (p.last_seq, p.last_chain) != (5, more[-1].chain):
-        ctx.fail(
-            "R-6.2-3",
-            f"after a power failure the replica reports last_seq={p.last_seq}; it ACKed 5 entries before it: "
-            "an ACK was sent before the entries were on stable storage (fsync)",
-        )
-    same_log(ctx, "R-6.2-3", fetch_all(ctx, peer, 1, "R-5.12-1"), [*log, *more], "after the power failure")
-
-
-@case("power.promise", ("R-6.1-1",), "a promise survives a power failure")
-def _power_promise(ctx: Ctx) -> None:
+def _promise_survives(ctx: Ctx, fault: Fault, what: str) -> None:
     peer = ctx.connect()
     ctx.promise(peer, 7, "R-5.10-1")
-    ctx.power_fail()
+    fault(ctx)
     peer = ctx.connect()
     peer.send(wire.Prepare(6))
     ctx.stale(peer, 7, "R-6.1-1")
 
 
-@case("power.implicit-promise", ("R-6.2-2",), "a promise made by an APPEND survives a power failure")
-def _power_implicit(ctx: Ctx) -> None:
+def _implicit_promise_survives(ctx: Ctx, fault: Fault, what: str) -> None:
     peer = ctx.connect()
     ctx.promise(peer, 2, "R-5.10-1")
-    stored(ctx, peer, 3, make_log(3, 1), "R-6.2-4")
-    ctx.power_fail()
+    ack = stored(ctx, peer, 3, make_log(3, 2), "R-6.2-4")
+    if ack.epoch != 3 or ack.log_epoch != 3:
+        ctx.fail("R-6.2-4", f"ACK(epoch={ack.epoch}, log_epoch={ack.log_epoch}), expected 3 and 3")
+    fault(ctx)
     peer = ctx.connect()
     peer.send(wire.Prepare(2))
     ctx.stale(peer, 3, "R-6.2-2")
 
 
-@case("power.voter", ("R-5.14-2",), "the voter flag an ADMIT set survives a power failure")
-def _power_voter(ctx: Ctx) -> None:
+def _acked_entries_survive(ctx: Ctx, fault: Fault, what: str) -> None:
+    peer = ctx.connect()
+    ctx.promise(peer, 1, "R-5.10-1")
+    log = make_log(1, 3)
+    stored(ctx, peer, 1, log, "R-6.2-4")  # the adopting frame
+    more = make_log(1, 2, start=4, prev=log[-1].chain)
+    stored(ctx, peer, 1, more, "R-6.2-4")  # and one within the log epoch
+    fault(ctx)  # at once: nothing written after the ACK may be needed for it
+    peer = ctx.connect()
+    p = ctx.promise(peer, 1, "R-6.2-3")
+    if (p.last_seq, p.last_chain, p.log_epoch) != (5, more[-1].chain, 1):
+        ctx.fail(
+            "R-6.2-3",
+            f"after {what} the replica reports last_seq={p.last_seq}, log_epoch={p.log_epoch}; it ACKed 5 entries "
+            "of epoch 1 before it: an ACK went out before its entries were on stable storage",
+        )
+    same_log(ctx, "R-6.2-3", fetch_all(ctx, peer, 1, "R-5.12-1"), [*log, *more], f"after {what}")
+
+
+def _voter_survives(ctx: Ctx, fault: Fault, what: str) -> None:
     ctx.set_placement_epoch(4)
     peer = ctx.connect()
     ctx.promise(peer, 5, "R-5.10-1")
     peer.send(wire.Admit(epoch=5, upto=0))
     if not ctx.promise(peer, 5, "R-5.14-2").voter:
         ctx.fail("R-5.14-2", "ADMIT(5, 0) to an empty non-voter that promised 5 did not make it a voter")
-    ctx.power_fail()
+    fault(ctx)
     if not ctx.promise(ctx.connect(), 5, "R-5.14-2").voter:
-        ctx.fail("R-5.14-2", "the voter flag did not survive a power failure (not fsync'd before the PROMISE)")
+        ctx.fail("R-5.14-2", f"the voter flag did not survive {what}")
 
 
-@case("power.truncate", ("R-5.15-2",), "a recorded truncation point survives a power failure, and so does the log")
-def _power_truncate(ctx: Ctx) -> None:
+def _truncation_survives(ctx: Ctx, fault: Fault, what: str) -> None:
     peer = ctx.connect()
     ctx.promise(peer, 1, "R-5.10-1")
     log = make_log(1, 3)
     stored(ctx, peer, 1, log, "R-6.2-4")
     peer.send(wire.Truncate(epoch=1, through=2, chain=log[1].chain))
-    before = ctx.promise(peer, 1, "R-5.15-2")
-    ctx.power_fail()
-    peer = ctx.connect()
-    p = ctx.promise(peer, 1, "R-5.15-2")
-    if p.last_seq != 3 or p.truncated_through < before.truncated_through:
+    p = ctx.promise(peer, 1, "R-5.15-2")  # also the barrier: a TRUNCATE is never answered
+    if p.truncated_through != 2 or p.last_seq != 3:
         ctx.fail(
             "R-5.15-2",
-            f"after a power failure: last_seq={p.last_seq}, truncated_through={p.truncated_through} "
-            f"(before it: 3 and {before.truncated_through})",
+            f"after TRUNCATE(through 2) the PROMISE says truncated_through={p.truncated_through}, "
+            f"last_seq={p.last_seq}: expected 2 and 3",
+        )
+    fault(ctx)
+    peer = ctx.connect()
+    p = ctx.promise(peer, 1, "R-5.15-2")
+    if p.truncated_through != 2 or p.last_seq != 3:
+        ctx.fail(
+            "R-5.15-2",
+            f"after {what}: truncated_through={p.truncated_through}, last_seq={p.last_seq} (before it: 2 and 3)",
         )
     got = fetch_all(ctx, peer, 1, "R-5.12-1", start=p.truncated_through + 1)
-    same_log(ctx, "R-5.15-2", got, log[p.truncated_through :], "after the power failure")
+    same_log(ctx, "R-5.15-2", got, log[p.truncated_through :], f"after {what}")
+
+
+_DURABLE: list[tuple[str, str, tuple[str, ...], str, Callable[[Ctx, Fault, str], None]]] = [
+    ("prepare.durable", "power.promise", ("R-6.1-1",), "a promise survives", _promise_survives),
+    ("append.implicit-promise", "power.implicit-promise", ("R-6.2-2", "R-6.2-4"),
+     "a promise made by an APPEND survives", _implicit_promise_survives),
+    ("append.durable-ack", "power.durable-ack", ("R-6.2-3",), "entries an ACK covers survive, right after the ACK",
+     _acked_entries_survive),
+    ("admit.takes", "power.voter", ("R-5.14-2",), "the voter flag a matching ADMIT set survives", _voter_survives),
+    ("truncate.applies", "power.truncate", ("R-5.15-2",), "a recorded truncation point (and the log) survives",
+     _truncation_survives),
+]  # fmt: skip
+
+
+def _register_durability() -> None:
+    for crash_id, power_id, rules, title, body in _DURABLE:
+        for case_id, kind in ((crash_id, "crash"), (power_id, "power")):
+            fault, what = FAULTS[kind]
+            case(case_id, rules, f"{title} {what}")(
+                lambda ctx, body=body, fault=fault, what=what: body(ctx, fault, what)  # type: ignore[misc]
+            )
+
+
+_register_durability()

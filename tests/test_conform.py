@@ -21,6 +21,7 @@ from walrelay_chaos.conform.rules import RULES
 from walrelay_chaos.conform.suite import exit_status, run_replica_suite, select
 from walrelay_chaos.powermount import power_loss_unavailable
 from walrelay_chaos.real import NodeCommands
+from walrelay_chaos.s3server import S3Server
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -156,3 +157,25 @@ def test_a_replicas_log_is_read_over_the_wire_without_changing_its_promise(tmp_p
         assert again.promise == got.promise
     finally:
         replica.stop()
+
+
+@pytest.mark.integration
+def test_a_directed_schedule_passes_the_reference_and_catches_its_bug_as_external_processes(
+    s3_servers: list[S3Server],
+) -> None:
+    from walrelay_chaos.conform.directed import kill_table, run_directed
+
+    ok = run_directed(NodeCommands.walrelay(), "walrelay", s3_servers[0], only=["ack_after_2"])
+    assert [r.verdict for r in ok] == ["valid"], ok
+    caught = kill_table(s3_servers[0], only=["ack_after_2"])
+    assert [r.verdict for r in caught] == ["invalid"] and "acknowledged writes missing" in caught[0].why, caught
+
+
+def test_the_directed_door_names_an_unknown_schedule() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "walrelay", "conform", "--kill-table", "--only", "no_such_bug"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2 and "no directed schedule 'no_such_bug'" in proc.stderr, proc.stderr

@@ -218,6 +218,17 @@ def build_parser() -> argparse.ArgumentParser:
     cf.add_argument("--list", action="store_true", help="list the cases and the rules they check")
     cf.add_argument("--rules-index", action="store_true", help="print docs/conformance.md's rules index (markdown)")
     cf.add_argument(
+        "--directed",
+        metavar="IMPL",
+        help="instead of the per-rule cases: run the chaos mutant table's directed schedules as real processes "
+        "against this implementation file ('walrelay' for the reference); --only NAME picks schedules",
+    )
+    cf.add_argument(
+        "--kill-table",
+        action="store_true",
+        help="plant each reference bug in every process and run its directed schedule in real mode: what is caught",
+    )
+    cf.add_argument(
         "--no-power-loss",
         action="store_true",
         help="do not mount the power-loss filesystem (FUSE) under the replica: the power.* cases then have no verdict",
@@ -528,6 +539,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return 2
             print(verdict)
             return 0 if valid else 1
+        if args.command == "conform" and (args.directed or args.kill_table):
+            from walrelay_chaos.conform.command import run_directed_command
+
+            return run_directed_command(args.directed, kill=args.kill_table, only=args.only)
         if args.command == "conform":
             from walrelay_chaos.conform.command import run as run_conform
 

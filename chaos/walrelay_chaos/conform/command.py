@@ -69,3 +69,47 @@ def rules_index() -> str:
         cases = ", ".join(f"`{c.id}`" for c in CASES if r.id in c.rules)
         rows.append(f"| {r.id} | {r.section} | {r.text} | {cases} |")
     return "\n".join(rows) + "\n"
+
+
+def run_directed_command(impl_file: str | None, *, kill: bool, only: list[str] | None) -> int:
+    """``walrelay conform --directed IMPL`` / ``--kill-table``: directed schedules as real processes."""
+    from walrelay_chaos.campaign import CampaignError, s3_server
+    from walrelay_chaos.conform.directed import kill_table, line, run_directed
+    from walrelay_chaos.mutants import MUTANTS
+
+    unknown = sorted(set(only or ()) - set(MUTANTS))
+    if unknown:
+        print(
+            f"walrelay conform: error: no directed schedule {unknown[0]!r}; known: {', '.join(MUTANTS)}",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        commands = NodeCommands.walrelay() if impl_file in (None, "walrelay") else NodeCommands.from_file(impl_file)
+    except ImplError as e:
+        print(f"walrelay conform: error: {e}", file=sys.stderr)
+        return 2
+    what = (
+        "kill table: each reference bug through its own directed schedule"
+        if kill
+        else f"directed schedules against {impl_file}"
+    )
+    print(f"walrelay conform ({what}), real processes over TCP", flush=True)
+    try:
+        with s3_server() as s3:
+            show = lambda r: print(line(r), flush=True)  # noqa: E731
+            results = (
+                kill_table(s3, only=only, progress=show)
+                if kill
+                else run_directed(commands, str(impl_file), s3, only=only, progress=show)
+            )
+    except CampaignError as e:
+        print(f"walrelay conform: error: {e}", file=sys.stderr)
+        return 2
+    verdicts = [r.verdict for r in results]
+    if kill:
+        caught = verdicts.count("invalid")
+        print(f"kill table: {caught} of {len(results)} planted bugs caught from the outside")
+        return 0 if caught == len(results) else 1
+    print(f"directed: {verdicts.count('valid')} of {len(results)} schedules valid")
+    return 1 if "invalid" in verdicts else 2 if "unknown" in verdicts else 0

@@ -128,7 +128,7 @@ async def test_node_answers_prepare_fetch_and_admit_and_persists_them(tmp_path: 
             assert isinstance(await chan.receive(), Hello)
             await chan.send(Prepare(3))
             got.append(await chan.receive())
-            await chan.send(Fetch(3, 2, 2 * log[0].size))  # room for two entries
+            await chan.send(Fetch(3, 2, 2 * (4 + log[0].size)))  # room for two entries as framed (4 + size each)
             got.append(await chan.receive())
             await chan.send(Fetch(3, 4, 10**6))
             got.append(await chan.receive())

@@ -14,13 +14,24 @@ What is modelled, and what is not (so a pass is read for what it is worth):
   are not undone by a power failure: a missing directory fsync is NOT caught. A rename of a file
   whose data was never synced is caught (the file comes back empty or old: the classic "write
   tmp, rename, forgot to fsync tmp" bug).
-- No torn writes yet: an unsynced write is lost whole, never in part.
+- A power failure drops the unsynced writes whole; a TORN power failure (SIGHUP) first persists
+  the first half of each file's unsynced bytes (from the first byte that differs from what was
+  synced): the last record of an append-only log is then cut in the middle, as after a power cut
+  between ``write`` and ``fsync``.
+- To make that state certain rather than lucky, the harness can HOLD fsyncs (SIGUSR2): each fsync
+  then blocks, printing ``HELD``, until the power failure, which fails it: the node has written
+  and not synced, and the harness knows it.
+- From the power failure until the power is back (SIGWINCH, ``POWERON``) every operation fails
+  with EIO: nothing the node still does reaches the disk. The harness cuts the power FIRST, then
+  SIGKILLs the node (a process blocked in a FUSE request cannot die until it is answered), then
+  turns the power back on and starts the node again.
 - Files are served with direct I/O (no kernel page cache between the node and this process, so
   nothing survives a power failure behind our back); memory-mapped files are not supported.
 
 Run: ``python -m walrelay_chaos.powerfs BACKING MOUNTPOINT``. It prints ``MOUNTED`` when ready;
-on SIGUSR1 it drops the unsynced writes and prints ``POWERFAIL files=N bytes=B``; on SIGTERM it
-unmounts and exits.
+on SIGUSR1 it drops the unsynced writes and prints ``POWERFAIL files=N bytes=B`` (SIGHUP: the torn
+kind, ``POWERFAIL torn files=N bytes=B``); on SIGUSR2 it holds fsyncs (``HOLDING``, then ``HELD``
+per fsync held); on SIGWINCH the power is back (``POWERON``); on SIGTERM it unmounts and exits.
 """
 
 from __future__ import annotations
@@ -69,6 +80,9 @@ class PowerLossFs(pyfuse3.Operations):
         self.handles: dict[int, tuple[int, int]] = {}  # fh -> (inode, backing fd)
         self.next_fh = 1
         self.unsynced: dict[int, _Unsynced] = {}
+        self.holding = False
+        self.released = trio.Event()
+        self.dead = False  # between a power failure and the power coming back
 
     # ---- paths and attributes ----
     def _path(self, inode: int) -> str:
@@ -118,6 +132,7 @@ class PowerLossFs(pyfuse3.Operations):
         return None  # paths are kept: a small, short-lived test mount
 
     async def setattr(self, inode: int, attr: Any, fields: Any, fh: Any, ctx: Any) -> pyfuse3.EntryAttributes:
+        self._alive()
         path = self._path(inode)
         try:
             if fields.update_size:
@@ -158,6 +173,7 @@ class PowerLossFs(pyfuse3.Operations):
         return None  # directory operations are durable at once in this model
 
     async def mkdir(self, inode_p: int, name: bytes, mode: int, ctx: Any) -> pyfuse3.EntryAttributes:
+        self._alive()
         path = self._child(inode_p, name)
         try:
             os.mkdir(path, mode & ~ctx.umask)
@@ -172,6 +188,7 @@ class PowerLossFs(pyfuse3.Operations):
             raise _fs_error(e) from None
 
     async def unlink(self, inode_p: int, name: bytes, ctx: Any) -> None:
+        self._alive()
         path = self._child(inode_p, name)
         try:
             st = os.lstat(path)
@@ -182,6 +199,7 @@ class PowerLossFs(pyfuse3.Operations):
             self.unsynced.pop(self._ino(st), None)
 
     async def rename(self, p_old: int, n_old: bytes, p_new: int, n_new: bytes, flags: int, ctx: Any) -> None:
+        self._alive()
         if flags != 0:
             raise FUSEError(errno.EINVAL)
         old, new = self._child(p_old, n_old), self._child(p_new, n_new)
@@ -233,6 +251,7 @@ class PowerLossFs(pyfuse3.Operations):
         return self._handle(inode, fd)
 
     async def create(self, inode_p: int, name: bytes, mode: int, flags: int, ctx: Any) -> tuple[pyfuse3.FileInfo, Any]:
+        self._alive()
         path = self._child(inode_p, name)
         existed = _exists(path)
         fd = self._open_fd(path, flags | os.O_CREAT, mode & ~ctx.umask)
@@ -250,6 +269,7 @@ class PowerLossFs(pyfuse3.Operations):
         return os.pread(fd, size, off)
 
     async def write(self, fh: int, off: int, buf: bytes) -> int:
+        self._alive()
         inode, _ = self.handles[fh]
         data = self._data(inode, self._path(inode))
         if len(data) < off:
@@ -258,6 +278,11 @@ class PowerLossFs(pyfuse3.Operations):
         return len(buf)
 
     async def fsync(self, fh: int, datasync: bool) -> None:
+        self._alive()
+        if self.holding:
+            print("HELD", flush=True)
+            await self.released.wait()
+            raise FUSEError(errno.EIO)  # the power went: this fsync never completed
         inode, fd = self.handles[fh]
         u = self.unsynced.pop(inode, None)
         try:
@@ -276,21 +301,58 @@ class PowerLossFs(pyfuse3.Operations):
         os.close(fd)
 
     # ---- the fault ----
-    def power_fail(self) -> tuple[int, int]:
+    def _alive(self) -> None:
+        if self.dead:
+            raise FUSEError(errno.EIO)  # the power is off
+
+    def power_fail(self, torn: bool = False) -> tuple[int, int]:
         files, size = len(self.unsynced), sum(len(u.data) for u in self.unsynced.values())
+        if torn:
+            for inode, u in self.unsynced.items():
+                self._persist_half(self.paths.get(inode), u.data)
         self.unsynced.clear()
+        self.holding = False
+        self.dead = True
+        self.released.set()
+        self.released = trio.Event()
         return files, size
+
+    @staticmethod
+    def _persist_half(path: str | None, data: bytearray) -> None:
+        """Persist the first half of what differs from the synced file: a torn last write."""
+        if path is None or not os.path.exists(path):
+            return
+        with open(path, "r+b") as f:
+            synced = f.read()
+            same = next(
+                (i for i, (a, b) in enumerate(zip(synced, data, strict=False)) if a != b), min(len(synced), len(data))
+            )
+            tail = bytes(data[same:])
+            if tail:
+                f.seek(same)
+                f.write(tail[: max(1, len(tail) // 2)])
+                f.flush()
+                os.fsync(f.fileno())
 
 
 async def _serve(fs: PowerLossFs) -> None:
-    with trio.open_signal_receiver(signal.SIGUSR1, signal.SIGTERM, signal.SIGINT) as signals:
+    with trio.open_signal_receiver(
+        signal.SIGUSR1, signal.SIGUSR2, signal.SIGHUP, signal.SIGWINCH, signal.SIGTERM, signal.SIGINT
+    ) as signals:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(pyfuse3.main)
             print("MOUNTED", flush=True)
             async for sig in signals:
-                if sig == signal.SIGUSR1:
-                    files, size = fs.power_fail()
-                    print(f"POWERFAIL files={files} bytes={size}", flush=True)
+                if sig in (signal.SIGUSR1, signal.SIGHUP):
+                    torn = sig == signal.SIGHUP
+                    files, size = fs.power_fail(torn=torn)
+                    print(f"POWERFAIL{' torn' if torn else ''} files={files} bytes={size}", flush=True)
+                elif sig == signal.SIGWINCH:
+                    fs.dead = False
+                    print("POWERON", flush=True)
+                elif sig == signal.SIGUSR2:
+                    fs.holding = True
+                    print("HOLDING", flush=True)
                 else:
                     nursery.cancel_scope.cancel()
                     return

@@ -17,6 +17,7 @@ import threading
 from pathlib import Path
 
 from walrelay.errors import WalrelayError
+from walrelay.procs import parent_death_hook
 
 
 class PowerFsError(WalrelayError):
@@ -46,11 +47,15 @@ class PowerFs:
         self.mount = mount
         self.timeout = timeout
         self.log = open(log_path, "ab")  # noqa: SIM115 - the child's stderr, closed in stop()
+        # Dies with the thread that starts it (PR_SET_PDEATHSIG), like the nodes: a harness killed by
+        # SIGKILL leaves no filesystem process behind (its mount then reads "not connected"). So
+        # start it from a thread that lives as long as the run (the main thread).
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "walrelay_chaos.powerfs", str(backing), str(mount)],
             stdout=subprocess.PIPE,
             stderr=self.log,
             stdin=subprocess.DEVNULL,
+            preexec_fn=parent_death_hook(),
         )
         line = self._line()
         if line != "MOUNTED":
@@ -65,9 +70,31 @@ class PowerFs:
         reader.join(self.timeout)
         return got[0].decode().strip() if got else ""
 
-    def power_fail(self) -> str:
-        """Drop every write not fsync'd (the node must already be dead)."""
-        self.proc.send_signal(signal.SIGUSR1)
+    def hold_syncs(self) -> None:
+        """From now until the power failure every fsync blocks (and then fails): the harness can
+        make a node write and not sync, for certain."""
+        self.proc.send_signal(signal.SIGUSR2)
+        line = self._line()
+        if line != "HOLDING":
+            raise PowerFsError(f"the power-loss filesystem did not hold fsyncs (said {line!r})")
+
+    def wait_held(self) -> None:
+        """Until some fsync is being held (the node wrote and is waiting for its sync)."""
+        line = self._line()
+        if line != "HELD":
+            raise PowerFsError(f"no fsync came to be held within {self.timeout:.0f} s (said {line!r})")
+
+    def power_on(self) -> None:
+        self.proc.send_signal(signal.SIGWINCH)
+        line = self._line()
+        if line != "POWERON":
+            raise PowerFsError(f"the power-loss filesystem did not come back on (said {line!r})")
+
+    def power_fail(self, torn: bool = False) -> str:
+        """Cut the power: drop every write not fsync'd, fail every operation from now until
+        ``power_on`` (the harness kills the node in between); ``torn``: persist the first half of
+        each file's unsynced bytes first (a write cut by the power)."""
+        self.proc.send_signal(signal.SIGHUP if torn else signal.SIGUSR1)
         line = self._line()
         if not line.startswith("POWERFAIL"):
             raise PowerFsError(f"the power-loss filesystem did not answer the power failure (said {line!r})")

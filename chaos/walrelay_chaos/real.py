@@ -333,11 +333,11 @@ class RealWorld:
             try:
                 if why is None:
                     for i in range(N):
+                        # On this (the main) thread: the filesystem dies with it (PowerFs); a second
+                        # each at most, once per run.
                         base = self.replica_data(i)
                         self.powerfs.append(
-                            await trio.to_thread.run_sync(
-                                PowerFs, Path(f"{base}.disk"), Path(base), Path(f"{base}.powerfs.log"), 30.0
-                            )
+                            PowerFs(Path(f"{base}.disk"), Path(base), Path(f"{base}.powerfs.log"), 30.0)
                         )
             except PowerFsError as e:
                 why = str(e)
@@ -603,9 +603,11 @@ class RealWorld:
             if whom:
                 await trio.to_thread.run_sync(current.kill)
             for i in _indexes(o.mask):
+                if self.powerfs:  # the power first: nothing the replica still does reaches its disk
+                    await trio.to_thread.run_sync(self.powerfs[i].power_fail)
                 await trio.to_thread.run_sync(self.replicas[i].kill)
                 if self.powerfs:
-                    await trio.to_thread.run_sync(self.powerfs[i].power_fail)
+                    await trio.to_thread.run_sync(self.powerfs[i].power_on)
                 await self.restart_replica(i)
         else:
             name = type(o).__name__

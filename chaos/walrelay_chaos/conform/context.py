@@ -69,17 +69,37 @@ class ReplicaUnderTest:
                 except PowerFsError as e:
                     self.power_loss = str(e)
 
-    def power_fail(self) -> str:
-        """SIGKILL the replica, drop every write it did not fsync, start it again."""
+    def _fs(self) -> PowerFs:
         if self.powerfs is None:
             raise Unknown(f"power loss cannot be simulated here: {self.power_loss}")
-        self.kill()
+        return self.powerfs
+
+    def power_fail(self, torn: bool = False) -> str:
+        """SIGKILL the replica, drop every write it did not fsync (``torn``: after persisting half
+        of what it had not synced), start it again."""
+        fs = self._fs()
         try:
-            said = self.powerfs.power_fail()
+            said = fs.power_fail(torn)  # first: a node blocked in a held fsync can only die once it fails
+            self.kill()
+            fs.power_on()
         except PowerFsError as e:
             raise Unknown(str(e)) from e
         self.start()
         return said
+
+    def hold_syncs(self) -> None:
+        try:
+            self._fs().hold_syncs()
+        except PowerFsError as e:
+            raise Unknown(str(e)) from e
+
+    def wait_held(self) -> bool:
+        """True once the replica is blocked in an fsync (it wrote and did not sync)."""
+        try:
+            self._fs().wait_held()
+        except PowerFsError:
+            return False
+        return True
 
     def start(self) -> str:
         argv = self.commands.argv(
@@ -209,13 +229,24 @@ class Ctx:
         self.transcript.note("SIGKILL the replica, then start it again on the same data directory")
         self.replica.restart()
 
-    def power_fail(self) -> None:
-        """A power failure of the replica's machine: SIGKILL, unsynced writes lost, restart."""
+    def power_fail(self, torn: bool = False) -> None:
+        """A power failure of the replica's machine: SIGKILL, unsynced writes lost (``torn``: half
+        of them persisted first), restart."""
         for p in self._peers:
             p.close()
         self._peers.clear()
-        said = self.replica.power_fail()
-        self.transcript.note(f"power failure: SIGKILL the replica, drop its unsynced writes ({said}), start it again")
+        said = self.replica.power_fail(torn)
+        kind = "a torn power failure" if torn else "power failure"
+        self.transcript.note(f"{kind}: SIGKILL the replica, drop its unsynced writes ({said}), start it again")
+
+    def hold_syncs(self) -> None:
+        self.replica.hold_syncs()
+        self.transcript.note("the filesystem holds every fsync from now until the power failure")
+
+    def wait_held(self) -> bool:
+        held = self.replica.wait_held()
+        self.transcript.note("an fsync is held: the replica wrote and has not synced" if held else "no fsync was held")
+        return held
 
     def set_placement_epoch(self, epoch: int) -> None:
         """The epoch allocator's current epoch for this case's object (docs/failover.md)."""

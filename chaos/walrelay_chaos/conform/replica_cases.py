@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from walrelay import entry as entry_mod
 from walrelay import wire
 from walrelay.entry import GENESIS_CHAIN, Entry
-from walrelay_chaos.conform.context import Ctx
+from walrelay_chaos.conform.context import Ctx, Unknown
 from walrelay_chaos.conform.peer import Closed, ScriptedPrimary
 
 CaseFn = Callable[[Ctx], None]
@@ -603,6 +603,29 @@ def _truncation_survives(ctx: Ctx, fault: Fault, what: str) -> None:
         )
     got = fetch_all(ctx, peer, 1, "R-5.12-1", start=p.truncated_through + 1)
     same_log(ctx, "R-5.15-2", got, log[p.truncated_through :], f"after {what}")
+
+
+@case("power.torn-tail", ("R-8-1", "R-6.2-3"), "a record torn by a power failure before its fsync is cut on restart")
+def _torn_tail(ctx: Ctx) -> None:
+    peer = ctx.connect()
+    ctx.promise(peer, 1, "R-5.10-1")
+    log = make_log(1, 4)
+    stored(ctx, peer, 1, log[:3], "R-6.2-4")
+    ctx.hold_syncs()
+    peer.send(append(1, log[3:]))
+    if not ctx.wait_held():
+        raise Unknown("the replica never fsynced the fourth entry, so no torn write could be made")
+    ctx.power_fail(torn=True)  # half of entry 4's record reaches the disk, and no ACK went out
+    peer = ctx.connect()
+    p = ctx.promise(peer, 1, "R-8-1")
+    if p.last_seq != 3 or p.last_chain != log[2].chain:
+        ctx.fail(
+            "R-8-1",
+            f"after a torn write of entry 4 the replica reports last_seq={p.last_seq}: expected 3 "
+            "(entry 4 was never acknowledged; entries 1..3 were)",
+        )
+    same_log(ctx, "R-8-1", fetch_all(ctx, peer, 1, "R-5.12-1"), log[:3], "after the torn write")
+    stored(ctx, peer, 1, log[3:], "R-8-1")  # and the log goes on from there
 
 
 _DURABLE: list[tuple[str, str, tuple[str, ...], str, Callable[[Ctx, Fault, str], None]]] = [

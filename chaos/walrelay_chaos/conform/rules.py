@@ -157,6 +157,12 @@ _RULES = (
         "5.15",
         "A TRUNCATE at an entry the replica holds with that chain records truncated_through durably; TRUNCATE is never answered.",
     ),
+    # §8 storage
+    Rule(
+        "R-8-1",
+        "8",
+        "A torn tail (a last record cut by a power failure between write and fsync, never acknowledged) is cut on restart, and the replica serves the acknowledged entries before it.",
+    ),
     Rule("R-5.15-3", "5.15", "A TRUNCATE naming a chain the replica does not hold at that seq truncates nothing."),
 )
 

@@ -208,6 +208,13 @@ class ReplicaNode:
             )
             return
         entries = await self.run_io(obj.store.read_entries, msg.from_seq)
+        if entries and entries[0].seq != msg.from_seq:
+            # Dropped after archiving (5.12): answering from a later seq would break ENTRIES' "the
+            # first is at from_seq", and a primary must rebuild that prefix from the archive.
+            raise ProtocolError(
+                f"FETCH from seq {msg.from_seq}: replica {st.replica_id} holds its log from seq {entries[0].seq} on "
+                f"(truncated through {st.archived_through})"
+            )
         out: list[Entry] = []
         size = 0
         for e in entries:

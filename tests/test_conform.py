@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from walrelay_chaos.conform.command import rules_index
+from walrelay_chaos.conform.primary_cases import PRIMARY_CASES
 from walrelay_chaos.conform.replica_cases import CASES
 from walrelay_chaos.conform.rules import RULES
 from walrelay_chaos.conform.suite import exit_status, run_replica_suite, select
@@ -30,11 +31,11 @@ def test_every_rule_is_written_at_its_place_in_the_protocol_and_every_case_cites
     text = (ROOT / "docs" / "protocol.md").read_text()
     for rule in RULES:
         assert f"**{rule}**" in text, f"{rule} is not marked in docs/protocol.md"
-    cited = {r for c in CASES for r in c.rules}
+    cited = {r for c in [*CASES, *PRIMARY_CASES] for r in c.rules}
     assert cited <= set(RULES), cited - set(RULES)
     # Every rule has a case (a rule with none is a promise the suite does not check).
     assert set(RULES) <= cited, set(RULES) - cited
-    assert len({c.id for c in CASES}) == len(CASES)
+    assert len({c.id for c in [*CASES, *PRIMARY_CASES]}) == len(CASES) + len(PRIMARY_CASES)
 
 
 def test_the_conformance_doc_indexes_every_rule_with_its_cases() -> None:
@@ -179,3 +180,20 @@ def test_the_directed_door_names_an_unknown_schedule() -> None:
         timeout=120,
     )
     assert proc.returncode == 2 and "no directed schedule 'no_such_bug'" in proc.stderr, proc.stderr
+
+
+@pytest.mark.integration
+def test_the_reference_primary_passes_the_primary_cases_and_ack_after_2_fails_the_gate_by_name(
+    tmp_path: Path, s3_servers: list[S3Server]
+) -> None:
+    from walrelay_chaos.conform.suite import run_primary_suite, select_primary
+
+    good = run_primary_suite(
+        NodeCommands.walrelay(), cases=select_primary(None), timeout=30, workdir=tmp_path / "ref", s3=s3_servers[0]
+    )
+    assert [(r.id, r.verdict) for r in good if r.verdict != "pass"] == [], [(r.id, r.why) for r in good]
+    bad = run_primary_suite(
+        NodeCommands.walrelay("ack_after_2"), cases=select_primary(["primary.gate"]), timeout=30,
+        workdir=tmp_path / "mut", s3=s3_servers[0],
+    )  # fmt: skip
+    assert [(r.id, r.verdict, r.rule) for r in bad] == [("primary.gate", "fail", "R-7.2-1")], bad

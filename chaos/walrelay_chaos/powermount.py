@@ -47,15 +47,15 @@ class PowerFs:
         self.mount = mount
         self.timeout = timeout
         self.log = open(log_path, "ab")  # noqa: SIM115 - the child's stderr, closed in stop()
-        # Dies with the thread that starts it (PR_SET_PDEATHSIG), like the nodes: a harness killed by
-        # SIGKILL leaves no filesystem process behind (its mount then reads "not connected"). So
-        # start it from a thread that lives as long as the run (the main thread).
+        # Dies with the thread that starts it (PR_SET_PDEATHSIG), like the nodes, but by SIGTERM, so
+        # that it unmounts: a harness killed by SIGKILL leaves neither a filesystem process nor a
+        # dead mount behind. So start it from a thread that lives as long as the run (the main one).
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "walrelay_chaos.powerfs", str(backing), str(mount)],
             stdout=subprocess.PIPE,
             stderr=self.log,
             stdin=subprocess.DEVNULL,
-            preexec_fn=parent_death_hook(),
+            preexec_fn=parent_death_hook(signal.SIGTERM),
         )
         line = self._line()
         if line != "MOUNTED":

@@ -207,6 +207,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="an implementation file (docs/conformance.md) whose replica template is tested, or 'walrelay' "
         "(the default: the reference replica)",
     )
+    cf.add_argument(
+        "--primary",
+        metavar="IMPL",
+        help="instead: the primary cases (five scripted replicas) against this implementation file's primary "
+        "template, or 'walrelay'",
+    )
     cf.add_argument("--out", metavar="DIR", help="write results.json, report.html and the replica's log here")
     cf.add_argument("--only", action="append", metavar="ID", help="only cases whose id or rule id starts with ID")
     cf.add_argument(
@@ -554,6 +560,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 list_only=args.list,
                 power_loss=not args.no_power_loss,
                 rules_index_only=args.rules_index,
+                primary=args.primary,
             )
         if args.command == "tlc":
             from walrelay.tlc.command import run_command

@@ -116,18 +116,20 @@ def _prctl() -> Callable[..., int] | None:
 _PRCTL = _prctl()
 
 
-def die_with_parent(parent: int) -> None:
-    """In the child, before exec: ask the kernel for SIGKILL when the spawning thread exits; if
-    the parent (``parent``: its pid, taken before the fork) is already gone, exit now."""
+def die_with_parent(parent: int, sig: int = signal.SIGKILL) -> None:
+    """In the child, before exec: ask the kernel for ``sig`` (SIGKILL by default) when the spawning
+    thread exits; if the parent (``parent``: its pid, taken before the fork) is already gone, exit now."""
     if _PRCTL is not None:
-        _PRCTL(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        _PRCTL(1, sig)  # PR_SET_PDEATHSIG
         if os.getppid() != parent:
             os._exit(1)
 
 
-def parent_death_hook() -> Callable[[], None] | None:
-    """A ``preexec_fn`` that ties the child's life to this thread's (Linux), else None."""
-    return functools.partial(die_with_parent, os.getpid()) if _PRCTL is not None else None
+def parent_death_hook(sig: int = signal.SIGKILL) -> Callable[[], None] | None:
+    """A ``preexec_fn`` that ties the child's life to this thread's (Linux), else None. ``sig``:
+    what the child gets (SIGTERM lets a child that must clean up, such as a mounted filesystem,
+    do so)."""
+    return functools.partial(die_with_parent, os.getpid(), sig) if _PRCTL is not None else None
 
 
 def _tail(path: str, n: int = 15) -> str:

@@ -7,9 +7,10 @@ import sys
 import tempfile
 from pathlib import Path
 
-from walrelay_chaos.conform.replica_cases import CASES
+from walrelay_chaos.conform.primary_cases import PRIMARY_CASES, PrimaryCase
+from walrelay_chaos.conform.replica_cases import CASES, Case
 from walrelay_chaos.conform.report import console_line, summary, write_html, write_json
-from walrelay_chaos.conform.suite import exit_status, run_replica_suite, select
+from walrelay_chaos.conform.suite import exit_status, run_primary_suite, run_replica_suite, select, select_primary
 from walrelay_chaos.real import ImplError, NodeCommands
 
 
@@ -22,14 +23,17 @@ def run(
     list_only: bool,
     power_loss: bool = True,
     rules_index_only: bool = False,
+    primary: str | None = None,
 ) -> int:
     if rules_index_only:
         print(rules_index(), end="")
         return 0
     if list_only:
-        for c in CASES:
+        for c in _all_cases():
             print(f"{c.id:<36} {','.join(c.rules):<20} {c.title}")
         return 0
+    if primary is not None:
+        return _run_primary(primary, out=out, only=only, timeout=timeout)
     try:
         commands = NodeCommands.walrelay() if replica in (None, "walrelay") else NodeCommands.from_file(replica)
         cases = select(only)
@@ -59,6 +63,10 @@ def run(
     return exit_status(results)
 
 
+def _all_cases() -> list[Case | PrimaryCase]:
+    return [*CASES, *PRIMARY_CASES]
+
+
 def rules_index() -> str:
     """docs/conformance.md's rules index: each rule, its section, its text and the cases that check it
     (``walrelay conform --rules-index``; a test keeps the doc equal to this)."""
@@ -66,7 +74,7 @@ def rules_index() -> str:
 
     rows = ["| rule | § | the rule | cases (`walrelay conform --only ID`) |", "|---|---|---|---|"]
     for r in RULES.values():
-        cases = ", ".join(f"`{c.id}`" for c in CASES if r.id in c.rules)
+        cases = ", ".join(f"`{c.id}`" for c in _all_cases() if r.id in c.rules)
         rows.append(f"| {r.id} | {r.section} | {r.text} | {cases} |")
     return "\n".join(rows) + "\n"
 
@@ -113,3 +121,37 @@ def run_directed_command(impl_file: str | None, *, kill: bool, only: list[str] |
         return 0 if caught == len(results) else 1
     print(f"directed: {verdicts.count('valid')} of {len(results)} schedules valid")
     return 1 if "invalid" in verdicts else 2 if "unknown" in verdicts else 0
+
+
+def _run_primary(impl_file: str, *, out: str | None, only: list[str] | None, timeout: float) -> int:
+    """``walrelay conform --primary IMPL``: the primary cases against the file's primary template."""
+    from walrelay_chaos.campaign import CampaignError, s3_server
+
+    try:
+        commands = NodeCommands.walrelay() if impl_file == "walrelay" else NodeCommands.from_file(impl_file)
+        cases = select_primary(only)
+    except (ImplError, ValueError) as e:
+        print(f"walrelay conform: error: {e}", file=sys.stderr)
+        return 2
+    root = Path(out) if out else Path(tempfile.mkdtemp(prefix="walrelay-conform-"))
+    root.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(root / "work", ignore_errors=True)
+    print(f"walrelay conform --primary {impl_file}: {len(cases)} cases, report in {root}", flush=True)
+    try:
+        with s3_server() as s3:
+            results = run_primary_suite(
+                commands,
+                cases=cases,
+                timeout=timeout,
+                workdir=root / "work",
+                s3=s3,
+                progress=lambda r: print(console_line(r), flush=True),
+            )
+    except CampaignError as e:
+        print(f"walrelay conform: error: {e}", file=sys.stderr)
+        return 2
+    write_json(root / "results.json", results, "primary", commands.to_json())
+    write_html(root / "report.html", results, "primary")
+    print(summary(results, "primary"))
+    print(f"report: {root / 'report.html'}  (results.json beside it; each case's primary log under {root / 'work'})")
+    return exit_status(results)

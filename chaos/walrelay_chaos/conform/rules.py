@@ -51,6 +51,11 @@ _RULES = (
         "The first message on a connection must be a primary's HELLO; anything else is a protocol error (REJECT(BAD_ENTRY), then close).",
     ),
     Rule(
+        "R-5.8-2",
+        "5.8",
+        "A primary checks each replica's HELLO (role, node_id equal to its configured index, object): two addresses that reach one replica cannot both pass, so one replica never counts twice.",
+    ),
+    Rule(
         "R-5.9-1",
         "5.9",
         "A protocol error closes that one connection and nothing else: the replica keeps serving its other connections and objects.",
@@ -156,6 +161,17 @@ _RULES = (
         "R-5.15-2",
         "5.15",
         "A TRUNCATE at an entry the replica holds with that chain records truncated_through durably; TRUNCATE is never answered.",
+    ),
+    # §7 primary
+    Rule(
+        "R-7.2-1",
+        "7.2",
+        "The output gate: a write's reply is held until a quorum (3 of 5) of distinct replicas acknowledged its entry under this primary's epoch.",
+    ),
+    Rule(
+        "R-7.3-1",
+        "7.3",
+        "A primary fenced by a REJECT(STALE_EPOCH) from a newer epoch resets: its held replies fail (UNKNOWN) and it never acknowledges a write again.",
     ),
     # §8 storage
     Rule(

@@ -17,9 +17,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from walrelay_chaos.conform.context import Ctx, Fail, ReplicaUnderTest, Unknown
+from walrelay_chaos.conform.primary_cases import PRIMARY_CASES, PrimaryCase, PrimaryCtx
 from walrelay_chaos.conform.replica_cases import CASES, Case
 from walrelay_chaos.conform.rules import RULES
 from walrelay_chaos.real import NodeCommands
+from walrelay_chaos.s3server import S3Server
 
 
 @dataclass
@@ -103,6 +105,61 @@ def run_replica_suite(
         if own:
             shutil.rmtree(root, ignore_errors=True)
     return results
+
+
+def run_primary_suite(
+    commands: NodeCommands,
+    *,
+    cases: list[PrimaryCase],
+    timeout: float,
+    workdir: Path,
+    s3: S3Server,
+    progress: Callable[[CaseResult], None] | None = None,
+) -> list[CaseResult]:
+    """Every primary case: a fresh primary process and five scripted replicas each."""
+    results: list[CaseResult] = []
+    for i, case in enumerate(cases):
+        root = workdir / f"{i:02d}-{case.id}"
+        root.mkdir(parents=True, exist_ok=True)
+        ctx = PrimaryCtx(commands, root, s3, timeout, f"{i:02d}-{case.id}")
+        t0 = time.monotonic()
+        verdict, rule, why = "pass", None, ""
+        try:
+            case.run(ctx)
+        except Fail as f:
+            verdict, rule, why = "fail", f.rule, f.why
+        except Unknown as u:
+            verdict, why = "unknown", str(u)
+        except Exception as e:  # a harness bug is no verdict on the implementation
+            verdict, why = "unknown", f"harness error: {type(e).__name__}: {e}"
+        finally:
+            ctx.close()
+        result = CaseResult(
+            id=case.id,
+            rules=list(case.rules),
+            title=case.title,
+            verdict=verdict,
+            rule=rule,
+            rule_text=RULES[rule].text if rule in RULES else None,
+            why=why + (f" (the primary's log: {root / 'primary.log'})" if verdict != "pass" else ""),
+            transcript=ctx.transcript.render(),
+            seconds=round(time.monotonic() - t0, 3),
+        )
+        results.append(result)
+        if progress is not None:
+            progress(result)
+    return results
+
+
+def select_primary(only: list[str] | None) -> list[PrimaryCase]:
+    if not only:
+        return list(PRIMARY_CASES)
+    picked = [
+        c for c in PRIMARY_CASES if any(c.id.startswith(o) or any(r.startswith(o) for r in c.rules) for o in only)
+    ]
+    if not picked:
+        raise ValueError(f"no case matches {', '.join(only)}; see --list")
+    return picked
 
 
 def exit_status(results: list[CaseResult]) -> int:

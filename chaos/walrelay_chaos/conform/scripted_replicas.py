@@ -1,0 +1,151 @@
+"""Five scripted replicas for testing a PRIMARY: the harness plays the replica side of the wire.
+
+Each one listens on loopback, answers HELLO and PREPARE as a healthy voter would, stores what the
+primary APPENDs, and ACKs it, unless its script says otherwise: hold its ACKs (``hold``), claim
+another replica's id in its HELLO (``claim_id``), or refuse APPENDs as fenced by a newer epoch
+(``fence_at``). The cases (primary_cases.py) change the scripts and watch what the primary's
+client door answers. Blocking sockets, one thread per replica: a primary under test is a real
+process, and the script must answer it while a case waits on the client.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import threading
+from dataclasses import dataclass, field
+
+from walrelay import wire
+from walrelay.entry import GENESIS_CHAIN, Entry
+from walrelay.errors import WalrelayError
+
+
+@dataclass
+class Script:
+    hold: bool = False  # keep the ACKs (only the latest is kept) until released
+    claim_id: int | None = None  # the node_id its HELLO claims (None: its own)
+    fence_at: int = 0  # > 0: REJECT(STALE_EPOCH, fence_at) every APPEND, as a replica promised to a newer epoch
+
+
+@dataclass
+class ReplicaLog:
+    promised: int = 0
+    log_epoch: int = 0
+    entries: dict[int, Entry] = field(default_factory=dict)
+
+    @property
+    def last_seq(self) -> int:
+        return max(self.entries, default=0)
+
+    @property
+    def last_chain(self) -> bytes:
+        return self.entries[self.last_seq].chain if self.entries else GENESIS_CHAIN
+
+
+class ScriptedReplica:
+    def __init__(self, node_id: int, object_name: str) -> None:
+        self.node_id = node_id
+        self.object = object_name
+        self.script = Script()
+        self.log = ReplicaLog()
+        self.lock = threading.Lock()
+        self.held: tuple[socket.socket, bytes] | None = None
+        self.acks_sent = 0
+        self.events: list[str] = []
+        self.server = socket.create_server(("127.0.0.1", 0))
+        self.address = f"127.0.0.1:{self.server.getsockname()[1]}"
+        self.closed = False
+        threading.Thread(target=self._accept, daemon=True, name=f"scripted-replica-{node_id}").start()
+
+    def close(self) -> None:
+        self.closed = True
+        with contextlib.suppress(OSError):
+            self.server.close()
+
+    def release(self) -> None:
+        """Stop holding ACKs and send the latest one held."""
+        with self.lock:
+            self.script.hold = False
+            held, self.held = self.held, None
+        if held is not None:
+            self._send(held[0], held[1])
+
+    def _accept(self) -> None:
+        while not self.closed:
+            try:
+                conn, _ = self.server.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _send(self, conn: socket.socket, data: bytes) -> None:
+        with contextlib.suppress(OSError):
+            conn.sendall(data)
+
+    def _serve(self, conn: socket.socket) -> None:
+        decoder = wire.FrameDecoder()
+        with conn:
+            while not self.closed:
+                try:
+                    data = conn.recv(1 << 16)
+                except OSError:
+                    return
+                if not data:
+                    return
+                try:
+                    msgs = decoder.feed(data)
+                except (WalrelayError, ValueError):
+                    return
+                for msg in msgs:
+                    out = self._answer(conn, msg)
+                    if out is not None:
+                        self._send(conn, wire.encode(out))
+
+    def _answer(self, conn: socket.socket, msg: wire.Message) -> wire.Message | None:
+        with self.lock:
+            log, script = self.log, self.script
+            if isinstance(msg, wire.Hello):
+                node_id = self.node_id if script.claim_id is None else script.claim_id
+                return wire.Hello(
+                    wire.Role.REPLICA, node_id, msg.object_name, log.promised, log.last_seq, log.last_chain
+                )
+            if isinstance(msg, wire.Prepare):
+                if msg.epoch < log.promised:
+                    return wire.Reject(wire.RejectReason.STALE_EPOCH, log.promised, "stale")
+                log.promised = msg.epoch
+                return wire.Promise(msg.epoch, log.log_epoch, log.last_seq, log.last_chain, 0, True)
+            if isinstance(msg, wire.Append):
+                if script.fence_at:
+                    self.events.append(f"fenced APPEND of epoch {msg.epoch}")
+                    return wire.Reject(wire.RejectReason.STALE_EPOCH, script.fence_at, "promised a newer epoch")
+                if msg.epoch < log.promised:
+                    return wire.Reject(wire.RejectReason.STALE_EPOCH, log.promised, "stale")
+                log.promised = msg.epoch
+                for e in msg.entries:
+                    log.entries[e.seq] = e
+                log.log_epoch = msg.epoch
+                ack = wire.Ack(log.promised, log.last_seq, log.last_chain, log.log_epoch)
+                if script.hold:
+                    self.held = (conn, wire.encode(ack))
+                    return None
+                self.acks_sent += 1
+                return ack
+            if isinstance(msg, wire.Fetch):
+                return wire.Entries(True, ())
+            return None  # ADMIT, TRUNCATE: never answered
+
+
+class ScriptedReplicas:
+    def __init__(self, object_name: str, n: int = 5) -> None:
+        self.replicas = [ScriptedReplica(i, object_name) for i in range(n)]
+
+    @property
+    def addresses(self) -> str:
+        return ",".join(r.address for r in self.replicas)
+
+    def close(self) -> None:
+        for r in self.replicas:
+            r.close()
+
+    def __getitem__(self, i: int) -> ScriptedReplica:
+        return self.replicas[i]

@@ -9,6 +9,7 @@ implementation, so a harness bug can never make an implementation fail.
 
 from __future__ import annotations
 
+import functools
 import shutil
 import tempfile
 import time
@@ -38,6 +39,47 @@ class CaseResult:
 
     def to_json(self) -> dict[str, object]:
         return asdict(self)
+
+
+def judge(
+    case_id: str,
+    rules: tuple[str, ...],
+    title: str,
+    run: Callable[[], None],
+    close: Callable[[], None],
+    transcript: Callable[[], list[str]],
+    note: Callable[[str], str] = lambda why: why,
+) -> CaseResult:
+    """Run one case and turn how it ended into a verdict: a Fail names a rule, an Unknown or any
+    other exception (a harness bug) is no verdict on the implementation. ``note`` adds where to
+    look (a log) to a verdict that is not a pass."""
+    t0 = time.monotonic()
+    verdict, rule, why = "pass", None, ""
+    try:
+        run()
+    except Fail as f:
+        verdict, rule, why = "fail", f.rule, f.why
+    except Unknown as u:
+        verdict, why = "unknown", str(u)
+    except Exception as e:  # a harness bug is no verdict on the implementation
+        verdict, why = "unknown", f"harness error: {type(e).__name__}: {e}"
+    finally:
+        close()
+    return CaseResult(
+        id=case_id,
+        rules=list(rules),
+        title=title,
+        verdict=verdict,
+        rule=rule,
+        rule_text=RULES[rule].text if rule in RULES else None,
+        why=why if verdict == "pass" else note(why),
+        transcript=transcript(),
+        seconds=round(time.monotonic() - t0, 3),
+    )  # fmt: skip
+
+
+def _with_log(log: Path, why: str) -> str:
+    return f"{why} (the primary's log: {log})"
 
 
 def select(only: list[str] | None) -> list[Case]:
@@ -72,30 +114,18 @@ def run_replica_suite(
     try:
         for i, case in enumerate(cases):
             ctx = Ctx(replica, f"conform-{i:02d}-{case.id.replace('.', '-')}", timeout)
-            t0 = time.monotonic()
-            verdict, rule, why = "pass", None, ""
-            try:
-                case.run(ctx)
-            except Fail as f:
-                verdict, rule, why = "fail", f.rule, f.why
-            except Unknown as u:
-                verdict, why = "unknown", str(u)
-            except Exception as e:  # a harness bug is no verdict on the implementation
-                verdict, why = "unknown", f"harness error: {type(e).__name__}: {e}"
-            finally:
-                ctx.close()
-            if verdict != "pass" and not replica.alive:
-                why += " (the replica process had exited; its log: " + str(replica.log_path) + ")"
-            result = CaseResult(
-                id=case.id,
-                rules=list(case.rules),
-                title=case.title,
-                verdict=verdict,
-                rule=rule,
-                rule_text=RULES[rule].text if rule in RULES else None,
-                why=why,
-                transcript=ctx.transcript.render(),
-                seconds=round(time.monotonic() - t0, 3),
+
+            def exited(why: str) -> str:
+                return why if replica.alive else f"{why} (the replica process had exited; its log: {replica.log_path})"
+
+            result = judge(
+                case.id,
+                case.rules,
+                case.title,
+                functools.partial(case.run, ctx),
+                ctx.close,
+                ctx.transcript.render,
+                exited,
             )
             results.append(result)
             if progress is not None:
@@ -122,29 +152,11 @@ def run_primary_suite(
         root = workdir / f"{i:02d}-{case.id}"
         root.mkdir(parents=True, exist_ok=True)
         ctx = PrimaryCtx(commands, root, s3, timeout, f"{i:02d}-{case.id}")
-        t0 = time.monotonic()
-        verdict, rule, why = "pass", None, ""
-        try:
-            case.run(ctx)
-        except Fail as f:
-            verdict, rule, why = "fail", f.rule, f.why
-        except Unknown as u:
-            verdict, why = "unknown", str(u)
-        except Exception as e:  # a harness bug is no verdict on the implementation
-            verdict, why = "unknown", f"harness error: {type(e).__name__}: {e}"
-        finally:
-            ctx.close()
-        result = CaseResult(
-            id=case.id,
-            rules=list(case.rules),
-            title=case.title,
-            verdict=verdict,
-            rule=rule,
-            rule_text=RULES[rule].text if rule in RULES else None,
-            why=why + (f" (the primary's log: {root / 'primary.log'})" if verdict != "pass" else ""),
-            transcript=ctx.transcript.render(),
-            seconds=round(time.monotonic() - t0, 3),
-        )
+        log = root / "primary.log"
+        result = judge(
+            case.id, case.rules, case.title, functools.partial(case.run, ctx), ctx.close, ctx.transcript.render,
+            functools.partial(_with_log, log),
+        )  # fmt: skip
         results.append(result)
         if progress is not None:
             progress(result)

@@ -176,7 +176,10 @@ def _distinct(ctx: PrimaryCtx) -> None:
 @pcase("primary.fenced", ("R-7.3-1",), "a REJECT(STALE_EPOCH) from a newer epoch fences the primary: no OK after it")
 def _fenced(ctx: PrimaryCtx) -> None:
     ctx.start()
-    r = ctx.call("put", 1, "a")
+    ctx.send("put", 1, "a")
+    first = ctx.reply("R-7.2-1", "the first write's reply (every replica acknowledges)")
+    if first.status != wire.ReplyStatus.OK:
+        ctx.fail("R-7.2-1", f"a write every replica acknowledged got {first.status.name} {first.body}")
     for i in (0, 1, 2):
         ctx.replicas[i].script.fence_at = ctx.epoch + 5
     for i in (3, 4):
@@ -192,4 +195,3 @@ def _fenced(ctx: PrimaryCtx) -> None:
     later = ctx.reply("R-7.3-1", "a later write's reply")
     if later.status == wire.ReplyStatus.OK:
         ctx.fail("R-7.3-1", "a fenced primary acknowledged a later write")
-    del r

@@ -7,6 +7,7 @@ caught from the outside, through the client protocol, ``__status__`` and the arc
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import random
@@ -19,7 +20,8 @@ import trio
 
 from walrelay.procs import walrelay_argv
 from walrelay_chaos import schedule as op
-from walrelay_chaos.mutants import ACKED_THEN_POWER_LOSS
+from walrelay_chaos.fakeclock import SkewedClock, clock_skew_unavailable
+from walrelay_chaos.mutants import ACKED_THEN_POWER_LOSS, MUTANTS
 from walrelay_chaos.netproxy import LinkProxy
 from walrelay_chaos.powermount import power_loss_unavailable
 from walrelay_chaos.real import (
@@ -169,7 +171,7 @@ async def test_a_connection_that_breaks_under_the_proxy_does_not_break_the_proxy
 # -- runs against processes -----------------------------------------------------------------------
 
 # A write that only replicas 0 and 1 store, the primary's crash, a takeover from 2, 3 and 4.
-ACK_AFTER_2 = [
+ACK_AFTER_2: list[op.Op] = [
     op.Cut(0b11100),  # (faults begin once every replica is admitted as a voter)
     op.Write(1),
     op.Settle(1500),  # the mutant acknowledges it from 2 acks, within milliseconds
@@ -181,7 +183,7 @@ ACK_AFTER_2 = [
 ]
 
 # A stale primary keeps running after a takeover and is written to.
-STALE_WRITES = [
+STALE_WRITES: list[op.Op] = [
     op.Settle(1000),
     op.NewPrimary(),
     op.Write(2),
@@ -223,7 +225,7 @@ def _children_of_root(root: str) -> list[str]:
 def test_a_real_run_with_every_fault_is_valid_and_leaves_nothing_running(
     tmp_path: Path, s3_servers: list[S3Server]
 ) -> None:
-    schedule = [
+    schedule: list[op.Op] = [
         op.Write(3),
         op.Settle(300),
         op.Bookmark(),
@@ -268,7 +270,7 @@ def test_a_real_run_with_every_fault_is_valid_and_leaves_nothing_running(
 
 # A GC pause: the primary is stopped (SIGSTOP), another takes over, the first wakes up and is
 # written to, believing it still serves.
-PAUSED_PRIMARY = [
+PAUSED_PRIMARY: list[op.Op] = [
     op.Settle(500),
     op.Write(2),
     op.Settle(300),
@@ -281,7 +283,7 @@ PAUSED_PRIMARY = [
 
 
 # A split brain over a bridge replica: each primary reaches a different majority, both written to.
-BRIDGED = [op.Settle(500), op.Write(2), op.Settle(300), op.Bridge(0, 2), op.Settle(300), op.Check()]
+BRIDGED: list[op.Op] = [op.Settle(500), op.Write(2), op.Settle(300), op.Bridge(0, 2), op.Settle(300), op.Check()]
 
 
 @pytest.mark.parametrize(
@@ -332,6 +334,109 @@ def test_real_power_loss_drops_unsynced_writes_and_catches_an_ack_before_fsync(
     assert _children_of_root(str(tmp_path)) == []
 
 
+def test_a_skewed_clock_moves_a_process_wall_clock_from_outside_and_leaves_its_monotonic_clock(
+    tmp_path: Path,
+) -> None:
+    """libfaketime under a child process: the jump shows in time.time() at once, by the amount
+    written, and the monotonic clock (timers, deadlines) is not touched."""
+    missing = clock_skew_unavailable()
+    assert missing is None or os.environ.get("CI") != "true", missing  # CI has it (./dev setup)
+    if missing is not None:
+        return  # nothing to run here; CI asserts above that it has it
+    clock = SkewedClock(tmp_path / "p.clock")
+    code = (
+        "import sys, time\n"
+        "w0, m0 = time.time(), time.monotonic()\n"
+        "print('ready', flush=True); sys.stdin.readline()\n"
+        "print(time.time() - w0, time.monotonic() - m0, flush=True)\n"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **clock.env()},
+    )
+    assert proc.stdout is not None and proc.stdin is not None
+    assert proc.stdout.readline().strip() == "ready"
+    clock.jump(-90_000)  # 90 s back
+    proc.stdin.write("\n")
+    proc.stdin.flush()
+    wall, mono = (float(x) for x in proc.stdout.readline().split())
+    proc.wait(timeout=60)
+    assert -90.0 <= wall < -90.0 + mono + 1.0, (wall, mono)  # moved by the jump (plus time elapsed)
+    assert mono >= 0.0
+
+
+# Restores by request and by flag, one crashed half way, a clock jump back and one forwards
+# across failovers, with bookmarks before and after: the reference passes, nothing is skipped.
+RESTORES_AND_CLOCKS: list[op.Op] = [
+    op.Write(3),
+    op.Settle(300),
+    op.Bookmark(),  # points[1]
+    op.ClockJump(3000, back=False),
+    op.Write(3),
+    op.Settle(1500),
+    op.Restore(1, by_request=True),  # points[2]: the undo point
+    op.Write(2),
+    op.ClockJump(5000, back=True),
+    op.Settle(300),
+    op.RestoreCrash(2, by_request=False, late=False),  # undo, crashed half way; points[3]
+    op.Write(2),
+    op.Settle(300),
+    op.CrashPrimary(),
+    op.NewPrimary(),
+    op.Write(2),
+    op.Bookmark(),
+    op.Restore(0, by_request=False),  # the genesis point: the empty database
+    op.Write(1),
+    op.Check(),
+]
+
+
+def test_real_restores_and_clock_jumps_are_played_and_judged(tmp_path: Path, s3_servers: list[S3Server]) -> None:
+    events: list[dict[str, object]] = []
+    out = run_real(str(tmp_path / "run"), RESTORES_AND_CLOCKS, s3_servers[0], history=events)
+    assert out.restores == 3 and out.clock_jumps == (0 if clock_skew_unavailable() else 2), out
+    assert [b.kind for b in out.bookmarks].count("undo point") == 3
+    assert {"restored", "restored again"} <= out.reached
+    assert out.skipped == ([] if clock_skew_unavailable() is None else ["ClockJump", "ClockJump"])
+    oks = [e for e in events if e["f"] == "restore" and e["type"] == "ok"]
+    assert len(oks) == 3 and all("undo_bookmark" in e for e in oks)
+
+
+def test_an_implementation_without_restore_arguments_skips_restores_by_flag_and_says_so(
+    tmp_path: Path, s3_servers: list[S3Server]
+) -> None:
+    impl = dataclasses.replace(NodeCommands.walrelay(), restore=())
+    schedule: list[op.Op] = [
+        op.Write(2),
+        op.Settle(300),
+        op.Restore(0, by_request=False),
+        op.Restore(0, by_request=True),
+    ]
+    out = run_real(str(tmp_path / "run"), schedule, s3_servers[0], impl=impl)
+    assert out.skipped == ["Restore"] and out.restores == 1
+
+
+@pytest.mark.parametrize(
+    ("mutant", "fragment"),
+    [
+        ("restore_before_archived", "never served"),  # the undo point it left cannot be restored
+        ("branch_number_reused", "never served"),  # the reused keys break the final takeover
+        ("timestamps_not_monotonic_across_failover", "entry timestamps go back"),
+    ],
+)
+def test_real_mode_catches_the_restore_and_clock_mutants_from_the_outside(
+    mutant: str, fragment: str, tmp_path: Path, s3_servers: list[S3Server]
+) -> None:
+    schedule = MUTANTS[mutant].directed
+    run_real(str(tmp_path / "ref"), schedule, s3_servers[0])  # the reference passes
+    with pytest.raises(AssertionError, match=fragment):
+        run_real(str(tmp_path / "mut"), schedule, s3_servers[0], impl=NodeCommands.walrelay(mutant))
+    assert _children_of_root(str(tmp_path)) == []
+
+
 def test_a_broken_implementation_is_a_harness_error_that_names_the_cause(
     tmp_path: Path, s3_servers: list[S3Server]
 ) -> None:
@@ -358,6 +463,9 @@ def test_an_implementation_file_is_checked_and_names_what_is_wrong(tmp_path: Pat
         (json.dumps({**good, "extra": 1}), "unknown key 'extra'"),
         (json.dumps({"replica": good["replica"]}), "primary must be a non-empty list"),
         (json.dumps({**good, "primary": ["{nope}"]}), "bad placeholder"),
+        (json.dumps({**good, "restore": ["--restore-to"]}), "restore must name {bookmark}"),
+        (json.dumps({**good, "restore": "--restore-to {bookmark}"}), "restore must be a list"),
+        (json.dumps({**good, "restore": ["{id}"]}), "bad placeholder {id}"),
     ]:
         path.write_text(body)
         with pytest.raises(ImplError, match=fragment):

@@ -28,14 +28,20 @@ Checkers, after healing everything, killing every primary and letting a last one
 * PITR at every bookmark taken: the archive's database at its seq holds every write acknowledged
   before the bookmark was asked for, and nothing invoked after it was answered, nor anything failed.
 
-``Restore`` operations are skipped in real mode (the simulation covers restores under faults; the
-process tests cover ``--restore-to``); a skipped operation is noted in the history.
+Restores are real too: by request (``__restore__`` on the client door, then a restart) or by flag
+(a primary started with the implementation file's ``restore`` arguments); each restored database
+must be the archive's at the bookmark, and the undo point it leaves is itself a bookmark judged at
+the end. Clock jumps move the current primary's wall clock with libfaketime
+(``walrelay_chaos.fakeclock``); the committed log's timestamps must never go back. An op real mode
+cannot play (``Orphan``; a clock jump where libfaketime is missing; a restore by flag the
+implementation file gives no arguments for) is skipped and noted in the history and the verdict.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import itertools
 import os
 import random
 import shutil
@@ -51,7 +57,7 @@ from typing import Any
 
 import trio
 
-from walrelay.archive.format import parse_bookmark
+from walrelay.archive.format import bookmark, parse_bookmark
 from walrelay.archive.reader import ArchiveReader
 from walrelay.archive.s3_store import S3Store
 from walrelay.archive.verify import verify
@@ -66,6 +72,7 @@ from walrelay.wire import ReplyStatus
 from walrelay_chaos import schedule as op
 from walrelay_chaos.conform.outside import OutsideLog, read_log
 from walrelay_chaos.conform.peer import PeerError
+from walrelay_chaos.fakeclock import SkewedClock, clock_skew_unavailable
 from walrelay_chaos.netproxy import LinkProxy
 from walrelay_chaos.powermount import PowerFs, PowerFsError, power_loss_unavailable
 from walrelay_chaos.s3proxy import FaultProxy
@@ -124,6 +131,7 @@ WALRELAY_PRIMARY = [
     "--deadline",
     "{deadline}",
 ]
+WALRELAY_RESTORE = ("--restore-to", "{bookmark}")
 
 
 class ImplError(ValueError):
@@ -140,16 +148,22 @@ class NodeCommands:
     primary: tuple[str, ...]
     walrelay_files: bool = False
     env: tuple[tuple[str, str], ...] = ()
+    # Appended to the primary's argv to start one that restores to ``{bookmark}`` (a restore by
+    # flag; by request needs nothing: ``__restore__`` on the client door). Empty: not supported,
+    # and a schedule's restores by flag are skipped (and said to be).
+    restore: tuple[str, ...] = ()
 
     @staticmethod
     def walrelay(mutant: str | None = None) -> NodeCommands:
         """The reference; with ``mutant``, each process plants it first (walrelay_chaos.node)."""
         if mutant is None:
             head = walrelay_argv()
-            return NodeCommands(tuple(head + WALRELAY_REPLICA), tuple(head + WALRELAY_PRIMARY), walrelay_files=True)
+            return NodeCommands(
+                tuple(head + WALRELAY_REPLICA), tuple(head + WALRELAY_PRIMARY), True, (), WALRELAY_RESTORE
+            )
         head = [sys.executable, "-m", "walrelay_chaos.node"]
         env = (("WALRELAY_CHAOS_MUTANT", mutant),)
-        return NodeCommands(tuple(head + WALRELAY_REPLICA), tuple(head + WALRELAY_PRIMARY), True, env)
+        return NodeCommands(tuple(head + WALRELAY_REPLICA), tuple(head + WALRELAY_PRIMARY), True, env, WALRELAY_RESTORE)
 
     @staticmethod
     def from_file(path: str | os.PathLike[str]) -> NodeCommands:
@@ -162,17 +176,19 @@ class NodeCommands:
         def resolve(argv: tuple[str, ...]) -> tuple[str, ...]:
             return tuple(os.path.normpath(os.path.join(here, a)) if a.startswith(("./", "../")) else a for a in argv)
 
-        return dataclasses.replace(cmds, replica=resolve(cmds.replica), primary=resolve(cmds.primary))
+        return dataclasses.replace(
+            cmds, replica=resolve(cmds.replica), primary=resolve(cmds.primary), restore=resolve(cmds.restore)
+        )
 
     @staticmethod
     def from_json(body: object, *, where: str) -> NodeCommands:
         """The implementation file's object (also kept in replay files as ``impl``)."""
         path = where
         if not isinstance(body, dict):
-            raise ImplError(f"{path}: expected a JSON object with keys replica and primary")
-        extra = sorted(set(body) - {"replica", "primary"})
+            raise ImplError(f"{path}: expected a JSON object with keys replica, primary (and restore)")
+        extra = sorted(set(body) - {"replica", "primary", "restore"})
         if extra:
-            raise ImplError(f"{path}: unknown key {extra[0]!r} (expected replica and primary)")
+            raise ImplError(f"{path}: unknown key {extra[0]!r} (expected replica, primary and, optionally, restore)")
         out: dict[str, tuple[str, ...]] = {}
         for role, fields in (("replica", REPLICA_FIELDS), ("primary", PRIMARY_FIELDS)):
             argv = body.get(role)
@@ -183,10 +199,22 @@ class NodeCommands:
                 if problem:
                     raise ImplError(f"{path}: {role} argument {a!r}: {problem}; known: {', '.join(fields)}")
             out[role] = tuple(argv)
-        return NodeCommands(out["replica"], out["primary"])
+        restore = body.get("restore", [])
+        if not isinstance(restore, list) or not all(isinstance(a, str) for a in restore):
+            raise ImplError(f"{path}: restore must be a list of strings (argv appended to a restoring primary's)")
+        for a in restore:
+            problem = _template_problem(a, (*PRIMARY_FIELDS, "bookmark"))
+            if problem:
+                raise ImplError(f"{path}: restore argument {a!r}: {problem}; known: bookmark and the primary's")
+        if restore and not any("{bookmark}" in a for a in restore):
+            raise ImplError(f"{path}: restore must name {{bookmark}} (the bookmark to restore to)")
+        return NodeCommands(out["replica"], out["primary"], restore=tuple(restore))
 
     def to_json(self) -> dict[str, list[str]]:
-        return {"replica": list(self.replica), "primary": list(self.primary)}
+        out = {"replica": list(self.replica), "primary": list(self.primary)}
+        if self.restore:
+            out["restore"] = list(self.restore)
+        return out
 
     @property
     def takes_epoch(self) -> bool:
@@ -196,7 +224,7 @@ class NodeCommands:
     def argv(self, role: str, **values: Any) -> list[str]:
         """The template filled in; ``{python}`` is the harness's own interpreter (how a mixed
         cluster names walrelay's nodes: ``{python} -m walrelay replica ...``)."""
-        template = self.replica if role == "replica" else self.primary
+        template = {"replica": self.replica, "primary": self.primary, "restore": self.restore}[role]
         values = {"python": sys.executable, **values}
         return [a.format(**{k: str(v) for k, v in values.items()}) for a in template]
 
@@ -233,6 +261,19 @@ class Bookmarked:
     bookmark: str
     acked_before: set[int]  # acknowledged before __bookmark__ was asked for: must be in it
     invoked_before: set[int]  # invoked before it was answered: nothing else may be in it
+    base: dict[int, str] = field(default_factory=dict)  # what the restore that began its era brought
+    kind: str = "bookmark"  # or "undo point" (left by a restore), or "genesis"
+
+
+@dataclass
+class Era:
+    """The writes since the last restore (or the start), and the database that restore brought:
+    a restore rolls back to a bookmark, so what must be present is judged per era. Keys are never
+    reused, so what was invoked or failed is judged over the whole run (RealOutcomes)."""
+
+    base: dict[int, str] = field(default_factory=dict)
+    ok: set[int] = field(default_factory=set)
+    invoked: set[int] = field(default_factory=set)
 
 
 @dataclass
@@ -243,7 +284,9 @@ class RealOutcomes:
     invoked: set[int] = field(default_factory=set)
     acked_at: dict[int, float] = field(default_factory=dict)  # key -> when its ack arrived
     invoked_at: dict[int, float] = field(default_factory=dict)
-    bookmarks: list[Bookmarked] = field(default_factory=list)
+    bookmarks: list[Bookmarked] = field(default_factory=list)  # taken, and undo points, in order
+    restores: int = 0
+    clock_jumps: int = 0
     skipped: list[str] = field(default_factory=list)
     reached: set[str] = field(default_factory=set)  # coverage targets seen from here (walrelay_chaos.coverage)
     seconds: float = 0.0
@@ -259,8 +302,15 @@ class RealWorld:
         quorum: int,
         impl: NodeCommands,
         power_loss: bool = False,
+        clock_skew: bool = False,
     ) -> None:
         self.root = root
+        # A ClockJump in the schedule starts every primary under libfaketime (fakeclock); where it
+        # is missing, the jumps are skipped and the verdict says so.
+        why = clock_skew_unavailable() if clock_skew else "not asked for"
+        self.clock_skew = clock_skew and why is None
+        self.clock_note = why or "libfaketime"
+        self.clocks: dict[str, SkewedClock] = {}
         # A PowerFail in the schedule mounts the power-loss filesystem under every replica's data
         # directory (FUSE; walrelay_chaos.powerfs), so that it loses what was not fsync'd. Where
         # that cannot run, a PowerFail is a SIGKILL (the page cache survives) and says so.
@@ -289,6 +339,9 @@ class RealWorld:
         self.replicas: list[NodeProcess] = []
         self.primaries: list[NodeProcess] = []
         self.out = RealOutcomes()
+        self.era = Era()
+        self.genesis = Bookmarked(bookmark(1, 0), set(), set(), {}, "genesis")
+        self.restored_branches: set[int] = set()  # branches a restore of this run made
         self.next_key = 1
         self.losses = 0
         self.transport = TcpTransport()
@@ -382,8 +435,9 @@ class RealWorld:
     def all_links(self, i: int) -> list[LinkProxy]:
         return [links[i] for links in self.links.values()]
 
-    async def new_primary(self, *, cut: frozenset[int] = frozenset()) -> None:
-        """Start the next primary; ``cut``: replicas it alone cannot reach (until Heal)."""
+    async def new_primary(self, *, cut: frozenset[int] = frozenset(), restore_to: str | None = None) -> None:
+        """Start the next primary; ``cut``: replicas it alone cannot reach (until Heal);
+        ``restore_to``: it restores to that bookmark (the implementation file's restore args)."""
         n = len(self.primaries)
         epoch = EpochAllocator(self.placement).allocate(OBJECT) if self.impl.takes_epoch else 0
         links = await self._links_for(f"p{n}", set(cut))
@@ -401,7 +455,13 @@ class RealWorld:
             deadline=600,  # no resets by time: the schedule decides what happens
             epoch=epoch,
         )
-        node = NodeProcess(f"p{n}", argv, os.path.join(self.root, f"p{n}.log"), env=self.env, die_with_spawner=True)
+        if restore_to is not None:
+            argv += self.impl.argv("restore", bookmark=restore_to)
+        env = self.env
+        if self.clock_skew:  # each primary starts with the true time; a ClockJump moves the current one's
+            clock = self.clocks[f"p{n}"] = SkewedClock(Path(self.root) / f"p{n}.clock")
+            env.update(clock.env())
+        node = NodeProcess(f"p{n}", argv, os.path.join(self.root, f"p{n}.log"), env=env, die_with_spawner=True)
         self.primaries.append(node)  # registered before it runs: close() kills it
         await _start(node)
 
@@ -425,10 +485,11 @@ class RealWorld:
             self.next_key += 1
             self.out.unknown.add(k)
             self.out.invoked.add(k)
+            self.era.invoked.add(k)
             self.out.invoked_at[k] = self.history.now()
-            self.nursery.start_soon(self._put, p.address, p.name, k)
+            self.nursery.start_soon(self._put, p.address, p.name, k, self.era)
 
-    async def _put(self, address: str, name: str, k: int) -> None:
+    async def _put(self, address: str, name: str, k: int, era: Era) -> None:
         process = self.history.invoke("write", k, node=name)
         self.pending += 1
         try:
@@ -442,6 +503,7 @@ class RealWorld:
         if reply.status is ReplyStatus.OK:
             self.out.unknown.discard(k)
             self.out.ok.add(k)
+            era.ok.add(k)  # the era it was written in, even if the answer comes after a restore
             self.out.acked_at[k] = self.history.now()
             self.history.complete(process, "ok", "write", k)
         elif reply.status is ReplyStatus.ERROR:
@@ -486,7 +548,8 @@ class RealWorld:
         return None
 
     async def check(self, p: NodeProcess, context: str, *, must_answer: bool = False) -> dict[int, str] | None:
-        acked = set(self.out.ok)
+        era = self.era
+        acked = set(era.ok)
         process = self.history.invoke("read", None, node=p.name)
         found = await self.read_all(p, SETTLE_S if must_answer else CALL_S)
         self.history.complete(process, "info" if found is None else "ok", "read", None if found is None else len(found))
@@ -495,16 +558,20 @@ class RealWorld:
             return None
         lost = sorted(k for k in acked if found.get(k) != f"v{k}")
         check(not lost, f"{context}: acknowledged writes missing at {p.name}: {lost}")
+        gone = sorted(k for k in era.base if found.get(k) != era.base[k])
+        check(not gone, f"{context}: writes the last restore brought back are missing at {p.name}: {gone}")
         wrong = sorted(k for k, v in found.items() if v != f"v{k}")
         check(not wrong, f"{context}: wrong values for {wrong}")
         failed = sorted(set(found) & self.out.failed)
         check(not failed, f"{context}: writes reported as failed are present: {failed}")
         never = sorted(set(found) - self.out.invoked)
         check(not never, f"{context}: keys never written are present: {never}")
+        undone = sorted(set(found) - era.base.keys() - era.invoked)
+        check(not undone, f"{context}: writes the last restore undid are present at {p.name}: {undone}")
         return found
 
     async def bookmark(self, p: NodeProcess) -> None:
-        acked = set(self.out.ok)
+        acked = set(self.era.ok)
         process = self.history.invoke("bookmark", None, node=p.name)
         reply = await self.call(p, "__bookmark__", within_s=CHECK_S)
         if reply is None or reply.status is not ReplyStatus.OK:
@@ -512,7 +579,7 @@ class RealWorld:
             return
         mark = str(reply.body["bookmark"])
         self.history.complete(process, "ok", "bookmark", mark)
-        self.out.bookmarks.append(Bookmarked(mark, acked, set(self.out.invoked)))
+        self.out.bookmarks.append(Bookmarked(mark, acked & self.era.ok, set(self.era.invoked), self.era.base))
 
     # -- the schedule -----------------------------------------------------------------------------
 
@@ -609,10 +676,135 @@ class RealWorld:
                 if self.powerfs:
                     await trio.to_thread.run_sync(self.powerfs[i].power_on)
                 await self.restart_replica(i)
+        elif isinstance(o, op.Restore | op.RestoreCrash):
+            points = [self.genesis, *self.out.bookmarks]
+            target = points[o.pick % len(points)]
+            crash = None if isinstance(o, op.Restore) else "late" if o.late else "early"
+            if not o.by_request and not self.impl.restore:
+                self.skip(type(o).__name__, "a restore by flag: the implementation file has no restore arguments")
+            else:
+                await self.restore(target, by_request=o.by_request, crash=crash)
+        elif isinstance(o, op.ClockJump):
+            if not self.clock_skew:
+                self.skip("ClockJump", self.clock_note)
+            elif current.alive:
+                self.clocks[current.name].jump(-o.ms if o.back else o.ms)
+                self.out.clock_jumps += 1
+                h.fault("clock-jump", f"{current.name} {'-' if o.back else '+'}{o.ms} ms")
         else:
-            name = type(o).__name__
-            self.out.skipped.append(name)
-            h.fault("skipped", f"{name} (not in real mode)")
+            self.skip(type(o).__name__, "not in real mode")
+
+    def skip(self, name: str, why: str) -> None:
+        self.out.skipped.append(name)
+        self.history.fault("skipped", f"{name} ({why})")
+
+    async def restore(self, target: Bookmarked, *, by_request: bool, crash: str | None) -> None:
+        """Heal, restore to ``target`` (by a ``__restore__`` request and a restart, or by a primary
+        started with the restore arguments), and judge the restored database: it must be the
+        archive's at the bookmark, and hold what the history says the bookmark holds. ``crash``:
+        the restoring primary is SIGKILLed half way ("early": as soon as it listens; "late": a
+        second later) and the next one must finish the restore."""
+        self.heal()
+        self.store_up()
+        old = self.current()
+        process = self.history.invoke("restore", target.bookmark, by_request=by_request, node=old.name)
+        undo_asked: str | None = None
+        acked = set(self.era.ok)  # acknowledged before the restore was asked for: in the undo point
+        if by_request:
+            if not old.alive or not await self.serving(old, TAKEOVER_S):
+                self.history.complete(process, "fail", "restore", target.bookmark, "no primary serving to ask")
+                return  # nobody to ask: nothing asked
+            reply = await self.call(old, "__restore__", target.bookmark, within_s=SETTLE_S)
+            if reply is not None:
+                check(
+                    reply.status is ReplyStatus.OK,
+                    f"the restore request for {target.bookmark} (a {target.kind} of this run) was refused: "
+                    f"{reply.status.name} {reply.body}",
+                )
+                undo_asked = str(reply.body["undo_bookmark"])
+        if old.alive:
+            self.history.fault("crash-primary", old.name)
+            await trio.to_thread.run_sync(old.kill)
+        # Nothing of the old branch can be committed any more: this is the undo point's upper bound.
+        invoked = set(self.era.invoked)
+        flag = None if by_request else target.bookmark
+        self.history.fault("new-primary", f"p{len(self.primaries)}" + (f" --restore-to {flag}" if flag else ""))
+        await self.new_primary(restore_to=flag)
+        if crash is not None:
+            await trio.sleep(0 if crash == "early" else 1.0)
+            p = self.current()
+            self.history.fault("crash-primary", f"{p.name} mid-restore ({crash})")
+            await trio.to_thread.run_sync(p.kill)
+            self.history.fault("new-primary", f"p{len(self.primaries)} (finishes the restore)")
+            await self.new_primary(restore_to=flag)
+        p = self.current()
+        served = await self.serving(p, SETTLE_S)
+        st = await self.status(p)
+        check(served and st is not None, f"the restore to {target.bookmark} never served: {st}")
+        assert st is not None
+        done = st.get("restored")
+        if done is None and undo_asked is None and by_request:
+            # The request got no answer: it may never have been taken. Nothing was restored.
+            self.history.complete(process, "info", "restore", target.bookmark, "the request was not answered")
+            return
+        if (
+            not by_request
+            and isinstance(done, dict)
+            and done.get("restored_to") == target.bookmark
+            and int(st["branch"]) in self.restored_branches
+        ):
+            # Restoring by flag to the bookmark this branch was already made from restores nothing.
+            self.history.complete(process, "ok", "restore", target.bookmark, note="already this branch")
+            return
+        check(
+            isinstance(done, dict) and done.get("restored_to") == target.bookmark,
+            f"after the restore to {target.bookmark}, {p.name}'s __status__ says restored {done}",
+        )
+        assert isinstance(done, dict)
+        undo = str(done["undo_bookmark"])
+        check(undo_asked in (None, undo), f"__restore__ answered undo bookmark {undo_asked}, {p.name} says {undo}")
+        found = await self.read_all(p, SETTLE_S)
+        check(found is not None, f"no answer to reads after the restore to {target.bookmark}: {await self.status(p)}")
+        assert found is not None
+        expected = await trio.to_thread.run_sync(self.archived_data, target.bookmark, f"the {target.kind}")
+        check(
+            found == expected,
+            f"after the restore to {target.bookmark}, {p.name} holds {_diff(found, expected)} "
+            "compared with the archive's database at that bookmark",
+        )
+        self.judge_point(target, found)
+        self.history.complete(process, "ok", "restore", target.bookmark, undo_bookmark=undo)
+        self.out.bookmarks.append(Bookmarked(undo, acked, invoked, self.era.base, "undo point"))
+        self.restored_branches.add(int(st["branch"]))
+        self.era = Era(base=dict(found))
+        self.out.restores += 1
+        self.out.reached.add("restored" if self.out.restores == 1 else "restored again")
+
+    def archived_data(self, mark: str, what: str) -> dict[int, str]:
+        """The kv table of the archive's database at bookmark ``mark`` (read directly, not through
+        the fault proxy); a bookmark the archive cannot restore is a verdict naming it."""
+        b, seq = parse_bookmark(mark)
+        if seq == 0:
+            return {}
+        try:
+            image = ArchiveReader(self.store(), OBJECT).restore_image(seq, b)
+        except WalrelayError as e:
+            raise RealCheckError(f"the archive cannot restore {what} {mark}: {e}") from None
+        return _kv(image.image)
+
+    def judge_point(self, point: Bookmarked, data: dict[int, str]) -> None:
+        """A bookmark's database against the history: every write acknowledged before it was
+        asked for and whatever the restore that began its era brought, nothing invoked after it
+        was answered, nothing that failed."""
+        what = f"{point.kind} {point.bookmark}"
+        gone = sorted(k for k, v in point.base.items() if data.get(k) != v)
+        check(not gone, f"restore to {what} lacks writes the restore before it brought back: {gone}")
+        lost = sorted(point.acked_before - data.keys())
+        check(not lost, f"restore to {what} lacks writes acknowledged before it was taken: {lost}")
+        later = sorted(data.keys() - point.invoked_before - point.base.keys())
+        check(not later, f"restore to {what} holds writes invoked after it was taken (or undone before): {later}")
+        failed = sorted(data.keys() & self.out.failed)
+        check(not failed, f"restore to {what} holds writes reported as failed: {failed}")
 
     async def pause(self, p: NodeProcess, seconds: float, *, takeover: bool) -> None:
         """SIGSTOP ``p`` for ``seconds`` (a new primary takes over meanwhile if ``takeover``),
@@ -738,7 +930,7 @@ class RealWorld:
         # Replay the committed log: when each key first appears, and each bookmark's database.
         first_seq: dict[int, int] = {}
         at_seq: dict[int, dict[int, str]] = {}
-        wanted = {_seq_of(b.bookmark) for b in self.out.bookmarks}
+        wanted = {_seq_of(b.bookmark) for b in self.out.bookmarks if _branch_of(b.bookmark) == branch}
         replayer: Replayer | None = None
         for seq in range(1, durable + 1):
             e = log[seq]
@@ -751,8 +943,19 @@ class RealWorld:
                 at_seq[seq] = data
             if seq == durable:
                 check(data == found, f"the archive's database at seq {durable} is not the final primary's")
-        missing = sorted(self.out.ok - first_seq.keys())
+        missing = sorted(self.era.ok - first_seq.keys())
         check(not missing, f"acknowledged writes not in the committed log: {missing}")
+        # Entry timestamps never go back along the committed history (protocol.md: timestamp =
+        # max(clock, previous), across failovers and clock jumps): else a time names the wrong seq.
+        stamps = [(seq, log[seq].timestamp_us) for seq in sorted(log) if seq <= durable]
+        back = [(a, b) for a, b in itertools.pairwise(stamps) if b[1] < a[1]]
+        check(
+            not back,
+            f"entry timestamps go back: seq {back[0][1][0]} is stamped {back[0][1][1]} us, before seq "
+            f"{back[0][0][0]}'s {back[0][0][1]} us"
+            if back
+            else "",
+        )
         # Real-time order: acknowledged before another write was invoked -> committed before it.
         for ka, acked in self.out.acked_at.items():
             for kb, invoked in self.out.invoked_at.items():
@@ -762,16 +965,12 @@ class RealWorld:
                         f"write {ka} was acknowledged before write {kb} was invoked, but is at seq "
                         f"{first_seq[ka]}, after {first_seq[kb]}",
                     )
-        for b in self.out.bookmarks:
-            # Real mode makes no restores: every bookmark must name the one branch there is.
-            check(_branch_of(b.bookmark) == branch, f"bookmark {b.bookmark} names a branch other than {branch}")
-            data = at_seq.get(_seq_of(b.bookmark), {})
-            lost = sorted(b.acked_before - data.keys())
-            check(not lost, f"restore to {b.bookmark} lacks writes acknowledged before it was taken: {lost}")
-            later = sorted(data.keys() - b.invoked_before)
-            check(not later, f"restore to {b.bookmark} holds writes invoked after it was answered: {later}")
-            failed = sorted(data.keys() & self.out.failed)
-            check(not failed, f"restore to {b.bookmark} holds failed writes: {failed}")
+        for b in self.out.bookmarks:  # PITR at every bookmark taken and every undo point, any branch
+            if _branch_of(b.bookmark) == branch and _seq_of(b.bookmark) in at_seq:
+                data = at_seq[_seq_of(b.bookmark)]
+            else:
+                data = self.archived_data(b.bookmark, f"the {b.kind}")
+            self.judge_point(b, data)
         last = int(st["last_seq"])
         for i, got in enumerate(self.outside_logs):
             wrong = sorted(s for s, e in got.entries.items() if s in log and log[s].chain != e.chain)
@@ -825,6 +1024,15 @@ def _settled(st: dict[str, Any]) -> bool:
     return bool(replicas_done and arch.get("archived_through", -1) >= st["durable_seq"])
 
 
+def _diff(got: dict[int, str], want: dict[int, str]) -> str:
+    extra = sorted(got.keys() - want.keys())
+    missing = sorted(want.keys() - got.keys())
+    other = sorted(k for k in got.keys() & want.keys() if got[k] != want[k])
+    parts = [f"{name} {keys[:8]}{'...' if len(keys) > 8 else ''}" for name, keys in
+             (("extra keys", extra), ("missing keys", missing), ("other values at", other)) if keys]  # fmt: skip
+    return "; ".join(parts) or "the same keys"
+
+
 def _seq_of(mark: str) -> int:
     return parse_bookmark(mark)[1]
 
@@ -871,7 +1079,8 @@ def run_real(
             with trio.fail_after(limit_s):
                 async with trio.open_nursery() as nursery:
                     power = any(isinstance(o, op.PowerFail) for o in schedule)
-                    world = RealWorld(root, nursery, s3, hist, quorum, impl or NodeCommands.walrelay(), power)
+                    skew = any(isinstance(o, op.ClockJump) for o in schedule)
+                    world = RealWorld(root, nursery, s3, hist, quorum, impl or NodeCommands.walrelay(), power, skew)
                     await world.start()
                     for o in schedule:
                         await world.step(o)
@@ -921,13 +1130,13 @@ def _leaves(eg: BaseExceptionGroup[BaseException]) -> list[BaseException]:
 MAX_REAL_OPS = 14
 
 
-SIM_ONLY = (op.Restore, op.RestoreCrash, op.Orphan, op.ClockJump)
+SIM_ONLY = (op.Orphan,)
 
 
 def random_real_op(rng: random.Random) -> Op:
-    """The simulation's mix minus what a process cannot be made to do from outside (restores,
-    clock jumps, orphaned connections; they are skipped if a schedule has them), plus pauses
-    (SIGSTOP), with settles long enough for processes (ms)."""
+    """The simulation's mix minus what a process cannot be made to do from outside (orphaned
+    connections; skipped if a schedule has them), plus pauses (SIGSTOP), with settles long enough
+    for processes (ms)."""
     from walrelay_chaos.campaign import op_mix
 
     choices = [draw for kind, draw in op_mix(rng, settles=(50, 300, 1200)) if kind not in SIM_ONLY]

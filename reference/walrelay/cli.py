@@ -213,7 +213,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="instead: the primary cases (five scripted replicas) against this implementation file's primary "
         "template, or 'walrelay'",
     )
-    cf.add_argument("--out", metavar="DIR", help="write results.json, report.html and the replica's log here")
+    cf.add_argument(
+        "--out",
+        metavar="DIR",
+        help="write results.json and report.html here (per-rule cases: also the node logs; --directed and "
+        "--kill-table: also each run's replay file and timeline)",
+    )
     cf.add_argument("--only", action="append", metavar="ID", help="only cases whose id or rule id starts with ID")
     cf.add_argument(
         "--timeout",
@@ -548,7 +553,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "conform" and (args.directed or args.kill_table):
             from walrelay_chaos.conform.command import run_directed_command
 
-            return run_directed_command(args.directed, kill=args.kill_table, only=args.only)
+            return run_directed_command(args.directed, kill=args.kill_table, only=args.only, out=args.out)
         if args.command == "conform":
             from walrelay_chaos.conform.command import run as run_conform
 

@@ -79,10 +79,11 @@ def rules_index() -> str:
     return "\n".join(rows) + "\n"
 
 
-def run_directed_command(impl_file: str | None, *, kill: bool, only: list[str] | None) -> int:
-    """``walrelay conform --directed IMPL`` / ``--kill-table``: directed schedules as real processes."""
+def run_directed_command(impl_file: str | None, *, kill: bool, only: list[str] | None, out: str | None = None) -> int:
+    """``walrelay conform --directed IMPL`` / ``--kill-table``: directed schedules as real processes;
+    ``out``: a directory for results.json, report.html and each run's replay file and timeline."""
     from walrelay_chaos.campaign import CampaignError, s3_server
-    from walrelay_chaos.conform.directed import kill_table, line, run_directed
+    from walrelay_chaos.conform.directed import kill_table, line, run_directed, write_results
     from walrelay_chaos.mutants import MUTANTS
 
     unknown = sorted(set(only or ()) - set(MUTANTS))
@@ -103,17 +104,20 @@ def run_directed_command(impl_file: str | None, *, kill: bool, only: list[str] |
         else f"directed schedules against {impl_file}"
     )
     print(f"walrelay conform ({what}), real processes over TCP", flush=True)
+    report_dir = Path(out) if out else None
     try:
         with s3_server() as s3:
             show = lambda r: print(line(r), flush=True)  # noqa: E731
             results = (
-                kill_table(s3, only=only, progress=show)
+                kill_table(s3, only=only, progress=show, report_dir=report_dir)
                 if kill
-                else run_directed(commands, str(impl_file), s3, only=only, progress=show)
+                else run_directed(commands, str(impl_file), s3, only=only, progress=show, report_dir=report_dir)
             )
     except CampaignError as e:
         print(f"walrelay conform: error: {e}", file=sys.stderr)
         return 2
+    if report_dir is not None:
+        print(f"report: {write_results(report_dir, results, f'walrelay conform ({what})', kill)}")
     verdicts = [r.verdict for r in results]
     if kill:
         caught = verdicts.count("invalid")

@@ -197,3 +197,33 @@ def test_the_reference_primary_passes_the_primary_cases_and_ack_after_2_fails_th
         workdir=tmp_path / "mut", s3=s3_servers[0],
     )  # fmt: skip
     assert [(r.id, r.verdict, r.rule) for r in bad] == [("primary.gate", "fail", "R-7.2-1")], bad
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize(
+    ("bug", "case", "rule"),
+    [
+        ("ack_chain_unchecked", "primary.ack-chain", "R-7.2-2"),
+        ("ack_log_epoch_unchecked", "primary.ack-log-epoch", "R-7.2-2"),
+        ("no_deadline", "primary.deadline", "R-7.3-2"),
+        ("longest_log_ignoring_epochs", "primary.recovery-choice", "R-7.5-1"),
+    ],
+)
+def test_each_primary_case_fails_a_primary_that_breaks_its_rule(
+    bug: str, case: str, rule: str, tmp_path: Path, s3_servers: list[S3Server]
+) -> None:
+    """The bug planted in the reference primary's process (walrelay_chaos.conform.bugs, or the
+    chaos mutant table): the case written for that rule fails it, naming the rule; the reference
+    passes the same case in the test above."""
+    from walrelay_chaos.conform.suite import run_primary_suite, select_primary
+
+    bad = run_primary_suite(
+        # A short answer timeout: a bug fails whatever it is, and the no-deadline bug is seen as
+        # silence (deadline + 3 timeouts), which need not last long.
+        NodeCommands.walrelay(bug),
+        cases=select_primary([case]),
+        timeout=5,
+        workdir=tmp_path,
+        s3=s3_servers[0],
+    )
+    assert [(r.id, r.verdict, r.rule) for r in bad] == [(case, "fail", rule)], [(r.id, r.verdict, r.why) for r in bad]

@@ -25,7 +25,7 @@ from walrelay.placement import EpochAllocator
 from walrelay.procs import NodeProcess
 from walrelay_chaos.conform.context import Fail, Unknown
 from walrelay_chaos.conform.peer import Closed, PeerError, ScriptedPrimary, Silent, Transcript
-from walrelay_chaos.conform.scripted_replicas import ScriptedReplicas
+from walrelay_chaos.conform.scripted_replicas import ReplicaLog, ScriptedReplicas
 from walrelay_chaos.real import NodeCommands
 from walrelay_chaos.s3server import ACCESS_KEY, SECRET_KEY, S3Server
 
@@ -47,17 +47,21 @@ class PrimaryCtx:
     def fail(self, rule: str, why: str) -> None:
         raise Fail(rule, why)
 
-    def start(self) -> None:
-        """Start the primary and wait (up to a generous budget) until it serves."""
+    def start(self, *, deadline: float = 600, epochs_before: int = 0) -> None:
+        """Start the primary and wait (up to a generous budget) until it serves. ``deadline``:
+        the template's ``{deadline}`` (s); ``epochs_before``: epochs the allocator issued before
+        (to older primaries), so this one's epoch is that + 1 and it must recover."""
         placement, data = self.root / "placement", self.root / "data"
         placement.mkdir(parents=True, exist_ok=True)
+        for _ in range(epochs_before):
+            EpochAllocator(placement).allocate(OBJECT)
         bucket = f"conform-{self.name}-{os.getpid()}".lower().replace("_", "-").replace(".", "-")[:60]
         S3Store(f"{self.s3.endpoint}/{bucket}", access_key=ACCESS_KEY, secret_key=SECRET_KEY, create_bucket=True)
-        self.epoch = EpochAllocator(placement).allocate(OBJECT) if self.commands.takes_epoch else 1
+        self.epoch = EpochAllocator(placement).allocate(OBJECT) if self.commands.takes_epoch else epochs_before + 1
         argv = self.commands.argv(
             "primary", object=OBJECT, replicas=self.replicas.addresses, listen="127.0.0.1:0", data=data,
             placement=placement, quorum=3, s3=f"{self.s3.endpoint}/{bucket}", segment_mb=16, segment_seconds=10,
-            deadline=600, epoch=self.epoch,
+            deadline=deadline, epoch=self.epoch,
         )  # fmt: skip
         env = dict(
             os.environ, AWS_ACCESS_KEY_ID=ACCESS_KEY, AWS_SECRET_ACCESS_KEY=SECRET_KEY, **dict(self.commands.env)
@@ -195,3 +199,98 @@ def _fenced(ctx: PrimaryCtx) -> None:
     later = ctx.reply("R-7.3-1", "a later write's reply")
     if later.status == wire.ReplyStatus.OK:
         ctx.fail("R-7.3-1", "a fenced primary acknowledged a later write")
+
+
+@pcase(
+    "primary.ack-chain",
+    ("R-7.2-2", "R-7.2-1"),
+    "an ACK whose chain is not the primary's at that seq is not counted",
+)
+def _ack_chain(ctx: PrimaryCtx) -> None:
+    ctx.start()
+    ctx.replicas[2].script.ack_chain = bytes([0xAA]) * 16
+    for i in (3, 4):
+        ctx.replicas[i].script.hold = True
+    ctx.transcript.note("replica 2 ACKs with a chain that is not the entry's (a diverged log); 3, 4 hold their ACKs")
+    ctx.send("put", 1, "a")
+    ctx.quiet("R-7.2-2", "only replicas 0 and 1 acknowledged with the entry's chain (replica 2's chain is wrong)")
+    ctx.replicas[3].release()
+    r = ctx.reply("R-7.2-1", "the write's reply once 3 replicas acknowledged it with its chain")
+    if r.status != wire.ReplyStatus.OK:
+        ctx.fail("R-7.2-1", f"the write's reply is {r.status.name} {r.body}, expected OK")
+
+
+@pcase(
+    "primary.ack-log-epoch",
+    ("R-7.2-2", "R-7.2-1"),
+    "an ACK under another log epoch is not counted, even with the right chain",
+)
+def _ack_log_epoch(ctx: PrimaryCtx) -> None:
+    ctx.start()
+    ctx.replicas[2].script.ack_log_epoch = ctx.epoch + 1
+    for i in (3, 4):
+        ctx.replicas[i].script.hold = True
+    ctx.transcript.note(
+        f"replica 2 ACKs the right chain under log epoch {ctx.epoch + 1}, not the primary's {ctx.epoch} "
+        "(the same entries held as another primary's log); 3, 4 hold their ACKs"
+    )
+    ctx.send("put", 1, "a")
+    ctx.quiet("R-7.2-2", "only replicas 0 and 1 acknowledged under the primary's log epoch")
+    ctx.replicas[3].release()
+    r = ctx.reply("R-7.2-1", "the write's reply once 3 replicas acknowledged it under its epoch")
+    if r.status != wire.ReplyStatus.OK:
+        ctx.fail("R-7.2-1", f"the write's reply is {r.status.name} {r.body}, expected OK")
+
+
+@pcase(
+    "primary.deadline",
+    ("R-7.3-2",),
+    "a write not durable within the deadline resets the primary: UNKNOWN, then ObjectReset, never OK",
+)
+def _deadline(ctx: PrimaryCtx) -> None:
+    deadline = 2.0
+    ctx.start(deadline=deadline)
+    for i in (2, 3, 4):
+        ctx.replicas[i].script.hold = True
+    ctx.transcript.note(f"deadline {deadline:g} s; replicas 2, 3, 4 hold their ACKs: the write cannot become durable")
+    ctx.send("put", 1, "a")
+    r = ctx.reply("R-7.3-2", "the held write's reply once the deadline passed", deadline + 3 * ctx.timeout)
+    if r.status != wire.ReplyStatus.UNKNOWN:
+        ctx.fail("R-7.3-2", f"a write that missed the deadline got {r.status.name} {r.body}, expected UNKNOWN")
+    for i in (2, 3, 4):
+        ctx.replicas[i].release()
+    ctx.transcript.note("replicas 2, 3, 4 send their ACKs now (too late)")
+    ctx.send("put", 2, "b")
+    later = ctx.reply("R-7.3-2", "a later write's reply")
+    if later.status == wire.ReplyStatus.OK:
+        ctx.fail("R-7.3-2", "a primary that reset on its deadline acknowledged a later write")
+
+
+@pcase(
+    "primary.recovery-choice",
+    ("R-7.5-1",),
+    "recovery takes the log best by (log_epoch, last_seq): a newer epoch's shorter log beats an older, longer one",
+)
+def _recovery_choice(ctx: PrimaryCtx) -> None:
+    from walrelay_chaos.conform.kvlog import kv_log
+
+    newer = kv_log(3, [(10, "x")])  # epoch 3 wrote key 10 to replica 0 only
+    older = kv_log(2, [(1, "y1"), (2, "y2"), (3, "y3")])  # epoch 2 wrote keys 1-3 to replicas 1, 2 only
+    ctx.replicas[0].log = ReplicaLog(promised=3, log_epoch=3, entries={e.seq: e for e in newer})
+    for i in (1, 2):
+        ctx.replicas[i].log = ReplicaLog(promised=3, log_epoch=2, entries={e.seq: e for e in older})
+    for i in (3, 4):
+        ctx.replicas[i].script.mute = True  # only 0, 1, 2 promise: the choice is among them
+    ctx.transcript.note(
+        f"replica 0 holds log epoch 3 through seq {len(newer)}; replicas 1, 2 hold log epoch 2 through seq "
+        f"{len(older)} (longer, older); replicas 3, 4 never answer PREPARE"
+    )
+    ctx.start(epochs_before=3)
+    got = {k: ctx.call("get", k) for k in (10, 1, 2, 3)}
+    ctx.transcript.note(f"after recovery the primary reads {got}")
+    if got[10] != "x" or any(got[k] is not None for k in (1, 2, 3)):
+        ctx.fail(
+            "R-7.5-1",
+            f"the primary recovered {got}: not the log of epoch 3 (key 10 only); "
+            "it must rank logs by (log_epoch, last_seq), not by length",
+        )

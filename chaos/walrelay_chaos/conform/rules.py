@@ -169,6 +169,21 @@ _RULES = (
         "The output gate: a write's reply is held until a quorum (3 of 5) of distinct replicas acknowledged its entry under this primary's epoch.",
     ),
     Rule(
+        "R-7.2-2",
+        "7.2",
+        "An ACK counts towards durability only if its log_epoch is the primary's epoch and its chain equals the primary's chain at stored_through.",
+    ),
+    Rule(
+        "R-7.3-2",
+        "7.3",
+        "A write not durable within the deadline resets the primary: its held reply becomes UNKNOWN, and it never acknowledges a write again.",
+    ),
+    Rule(
+        "R-7.5-1",
+        "7.5",
+        "Recovery chooses, among the promises of a fence quorum of voters, the log best by (log_epoch, last_seq) compared as a pair: a newer epoch's shorter log beats an older, longer one.",
+    ),
+    Rule(
         "R-7.3-1",
         "7.3",
         "A primary fenced by a REJECT(STALE_EPOCH) from a newer epoch resets: its held replies fail (UNKNOWN) and it never acknowledges a write again.",

@@ -2,8 +2,12 @@
 
 Each one listens on loopback, answers HELLO and PREPARE as a healthy voter would, stores what the
 primary APPENDs, and ACKs it, unless its script says otherwise: hold its ACKs (``hold``), claim
-another replica's id in its HELLO (``claim_id``), or refuse APPENDs as fenced by a newer epoch
-(``fence_at``). The cases (primary_cases.py) change the scripts and watch what the primary's
+another replica's id in its HELLO (``claim_id``), refuse APPENDs as fenced by a newer epoch
+(``fence_at``), ACK with a wrong chain or log epoch (``ack_chain``, ``ack_log_epoch``), or never
+answer a PREPARE (``mute``). A case may give a replica a log before the primary starts (its
+``log``: promise, log epoch, entries), which it reports in its PROMISE and serves to FETCH, and
+replaces from the first differing entry when a frame of another epoch reaches ``log_end`` (6.2).
+The cases (primary_cases.py) change the scripts and watch what the primary's
 client door answers. Blocking sockets, one thread per replica: a primary under test is a real
 process, and the script must answer it while a case waits on the client.
 """
@@ -25,6 +29,9 @@ class Script:
     hold: bool = False  # keep the ACKs (only the latest is kept) until released
     claim_id: int | None = None  # the node_id its HELLO claims (None: its own)
     fence_at: int = 0  # > 0: REJECT(STALE_EPOCH, fence_at) every APPEND, as a replica promised to a newer epoch
+    ack_chain: bytes | None = None  # ACK with this chain instead of the held one (a replica that diverged)
+    ack_log_epoch: int | None = None  # ACK with this log epoch (entries held under another primary's log)
+    mute: bool = False  # never answer a PREPARE (a replica the primary cannot hear from)
 
 
 @dataclass
@@ -110,6 +117,9 @@ class ScriptedReplica:
                     wire.Role.REPLICA, node_id, msg.object_name, log.promised, log.last_seq, log.last_chain
                 )
             if isinstance(msg, wire.Prepare):
+                if script.mute:
+                    self.events.append(f"PREPARE of epoch {msg.epoch} not answered")
+                    return None
                 if msg.epoch < log.promised:
                     return wire.Reject(wire.RejectReason.STALE_EPOCH, log.promised, "stale")
                 log.promised = msg.epoch
@@ -121,17 +131,40 @@ class ScriptedReplica:
                 if msg.epoch < log.promised:
                     return wire.Reject(wire.RejectReason.STALE_EPOCH, log.promised, "stale")
                 log.promised = msg.epoch
+                adopting = msg.epoch != log.log_epoch
+                if adopting and (not msg.entries or msg.entries[-1].seq != msg.log_end):
+                    return wire.Ack(log.promised, log.last_seq, log.last_chain, log.log_epoch)
                 for e in msg.entries:
+                    if e.seq in log.entries and log.entries[e.seq].chain != e.chain:
+                        for seq in [s for s in log.entries if s >= e.seq]:
+                            del log.entries[seq]  # adoption: the differing suffix goes
                     log.entries[e.seq] = e
+                if adopting and msg.entries:
+                    for seq in [s for s in log.entries if s > msg.entries[-1].seq]:
+                        del log.entries[seq]  # an older epoch's entries beyond the frame
                 log.log_epoch = msg.epoch
-                ack = wire.Ack(log.promised, log.last_seq, log.last_chain, log.log_epoch)
+                chain = log.last_chain if script.ack_chain is None else script.ack_chain
+                log_epoch = log.log_epoch if script.ack_log_epoch is None else script.ack_log_epoch
+                ack = wire.Ack(log.promised, log.last_seq, chain, log_epoch)
                 if script.hold:
                     self.held = (conn, wire.encode(ack))
                     return None
                 self.acks_sent += 1
                 return ack
             if isinstance(msg, wire.Fetch):
-                return wire.Entries(True, ())
+                if msg.epoch < log.promised:
+                    return wire.Reject(wire.RejectReason.STALE_EPOCH, log.promised, "stale")
+                out: list[Entry] = []
+                size = 0
+                for seq in range(msg.from_seq, log.last_seq + 1):
+                    e = log.entries[seq]
+                    if out and size + 4 + len(e.raw) > msg.max_bytes:
+                        break
+                    out.append(e)
+                    size += 4 + len(e.raw)
+                final = not out or out[-1].seq == log.last_seq
+                self.events.append(f"FETCH from {msg.from_seq}: {len(out)} entries")
+                return wire.Entries(final, tuple(out))
             return None  # ADMIT, TRUNCATE: never answered
 
 

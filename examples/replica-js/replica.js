@@ -476,6 +476,16 @@ class ObjectStore {
     this.fileSize = blob.length;
   }
 
+  // §5.15, a base at seq 0: the log becomes empty, atomically.
+  replaceWithNone() {
+    this.flushDeferred();
+    writeFileAtomic(this.logFile, Buffer.alloc(0));
+    fs.closeSync(this.fd);
+    this.fd = fs.openSync(this.logFile, 'r+');
+    this.metas = [];
+    this.fileSize = 0;
+  }
+
   readEntry(m) {
     this.flushDeferred();
     const b = Buffer.alloc(m.len);
@@ -767,7 +777,18 @@ class Conn {
     if (adopting && (!entries.length || entries[entries.length - 1].seq !== logEnd)) {
       return this.sendAck(logEnd); // adopt another epoch's log only from a frame through log_end
     }
-    if (adopting && o.baseOffer) {
+    if (adopting && o.baseOffer && o.baseOffer.through === 0n) {
+      // A base at seq 0 (a restore to the empty database, §5.15): the log starts empty, and the
+      // frame from seq 1 (whose first entry follows the offered chain) is then taken as usual.
+      const f = entries[0], bo = o.baseOffer;
+      const held = o.heldChain(f.seq);
+      if (bo.epoch === epoch && f.seq === 1n && chainOf(bo.chain, f.buf).equals(f.chain) && !(held && held.equals(f.chain))) {
+        log(`object ${o.name}: taking the empty base offered by epoch ${epoch}`);
+        o.archivedThrough = 0n; o.logEpoch = 0n;
+        o.saveState();
+        o.replaceWithNone();
+      }
+    } else if (adopting && o.baseOffer) {
       const f = entries[0], bo = o.baseOffer;
       const held = o.heldChain(f.seq);
       if (bo.epoch === epoch && bo.through === f.seq && bo.chain.equals(f.chain) && !(held && held.equals(f.chain))) {
@@ -882,9 +903,12 @@ class Conn {
     const through = body.readBigUInt64BE(8);
     const chain = Buffer.from(body.subarray(16, 32));
     if (epoch === 0n) throw new ProtocolError('TRUNCATE epoch 0');
-    if (through === 0n) throw new ProtocolError('TRUNCATE through 0');
     const o = this.obj;
     if (epoch < o.promised && BUG !== 'no-epoch-check') return; // fenced: ignored entirely
+    if (through === 0n) { // only ever a base offer: the empty database (a restore to seq 0)
+      if (o.promised <= epoch) o.baseOffer = { epoch, through, chain };
+      return;
+    }
     const held = o.heldChain(through);
     if (held && held.equals(chain)) {
       if (through > o.archivedThrough) { o.archivedThrough = through; o.saveState(); }

@@ -517,6 +517,53 @@ def _truncate_wrong_chain(ctx: Ctx) -> None:
         )
 
 
+def _truncated_log(ctx: Ctx) -> tuple[ScriptedPrimary, list[Entry]]:
+    """A replica holding epoch 1's log 1..4, truncated through 3 (it may have dropped 1 and 2)."""
+    peer = ctx.connect()
+    ctx.promise(peer, 1, "R-5.10-1")
+    log = make_log(1, 4)
+    stored(ctx, peer, 1, log, "R-6.2-4")
+    peer.send(wire.Truncate(epoch=1, through=3, chain=log[2].chain))
+    ctx.promise(peer, 1, "R-5.15-2")  # the barrier: a TRUNCATE is never answered
+    return peer, log
+
+
+@case("truncate.base", ("R-5.15-4",), "a base offer lets a replica that cannot join a new log start it at the offer")
+def _truncate_base(ctx: Ctx) -> None:
+    peer, _ = _truncated_log(ctx)
+    other = make_log(2, 5, salt=99)  # another history (a restored branch): differs from seq 1
+    ctx.promise(peer, 2, "R-5.10-1")
+    peer.send(wire.Truncate(epoch=2, through=4, chain=other[3].chain))
+    peer.send(append(2, other[3:], log_end=5))
+    ctx.transcript.note("TRUNCATE(2, through 4 of another history), then APPEND(2, seqs 4-5 of it, log_end 5)")
+    ack = ctx.expect(peer, wire.Ack, "R-5.15-4", "an ACK of the frame that starts at the offered base")
+    if (ack.stored_through, ack.chain, ack.log_epoch) != (5, other[4].chain, 2):
+        ctx.fail(
+            "R-5.15-4",
+            f"ACK(stored_through={ack.stored_through}, log_epoch={ack.log_epoch}) after the base offer: expected "
+            "the new log through 5 under log epoch 2 (the replica must replace its log by the offered entry)",
+        )
+    same_log(ctx, "R-5.15-4", fetch_all(ctx, peer, 2, "R-5.12-1", start=4), other[3:], "after taking the base")
+
+
+@case("truncate.empty-base", ("R-5.15-4",), "TRUNCATE through 0 offers the empty log: a restore to the empty database")
+def _truncate_empty_base(ctx: Ctx) -> None:
+    peer, _ = _truncated_log(ctx)
+    other = make_log(2, 1, salt=99)  # the first entry of a branch restored to seq 0
+    ctx.promise(peer, 2, "R-5.10-1")
+    peer.send(wire.Truncate(epoch=2, through=0, chain=GENESIS_CHAIN))
+    peer.send(append(2, other, log_end=1))
+    ctx.transcript.note("TRUNCATE(2, through 0, genesis), then APPEND(2, seq 1 of another history, log_end 1)")
+    ack = ctx.expect(peer, wire.Ack, "R-5.15-4", "an ACK of the frame from seq 1 after the empty base offer")
+    if (ack.stored_through, ack.chain, ack.log_epoch) != (1, other[0].chain, 2):
+        ctx.fail(
+            "R-5.15-4",
+            f"ACK(stored_through={ack.stored_through}, log_epoch={ack.log_epoch}) after the empty base offer: "
+            "expected the new log through 1 under log epoch 2 (the log must start empty, then take seq 1)",
+        )
+    same_log(ctx, "R-5.15-4", fetch_all(ctx, peer, 2, "R-5.12-1"), other, "after taking the empty base")
+
+
 # ---- durability: each rule checked across a crash (SIGKILL: the page cache survives) and across a
 # power failure (the power-loss filesystem drops what was not fsync'd: the only way to see a
 # missing fsync whose write happened) --------------------------------------------------------------

@@ -195,6 +195,11 @@ _RULES = (
         "A torn tail (a last record cut by a power failure between write and fsync, never acknowledged) is cut on restart, and the replica serves the acknowledged entries before it.",
     ),
     Rule("R-5.15-3", "5.15", "A TRUNCATE naming a chain the replica does not hold at that seq truncates nothing."),
+    Rule(
+        "R-5.15-4",
+        "5.15",
+        "A base offer (a TRUNCATE whose entry the replica does not hold; through 0: the empty log) lets the next adopting APPEND of that epoch that starts at the offered entry replace the whole log by it.",
+    ),
 )
 
 RULES: dict[str, Rule] = {r.id: r for r in _RULES}

@@ -52,3 +52,7 @@ chaos-mutants *args:
 # archive corruption campaign: faults on a simulated archive, judged by verify and restores (args go to `walrelay archive fuzz`, e.g. --seed 7 --json)
 archive-fuzz *args:
     ./dev walrelay archive fuzz --trials 600 "$@"
+
+# mutation testing (mutmut) of the protocol and archive modules; report: survivors with file:line and diff (args: --modules wire entry, --sample, --out DIR, --check); docs/testing.md has scores and times
+mutate *args:
+    ./dev mutate --out mutation-report "$@"

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from walrelay.placement import EpochAllocator, PlacementError
+from walrelay.placement import MAX_EPOCH, EpochAllocator, PlacementError
 
 
 def test_epochs_start_at_one_and_strictly_increase_per_object(tmp_path: Path) -> None:
@@ -60,3 +60,44 @@ def test_an_unusable_directory_is_a_placement_error(tmp_path: Path) -> None:
     (tmp_path / "file").write_text("x")
     with pytest.raises(PlacementError, match="placement directory"):
         EpochAllocator(tmp_path / "file" / "sub")
+
+
+def test_an_unusable_directory_error_says_why_in_words(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(PlacementError) as caught:
+        EpochAllocator(tmp_path / "file")
+    assert str(caught.value) == f"placement directory {tmp_path / 'file'}: File exists"  # strerror, no errno repr
+
+
+def test_a_placement_directory_is_created_with_its_parents(tmp_path: Path) -> None:
+    a = EpochAllocator(tmp_path / "a" / "b" / "c")
+    assert a.allocate("kv") == 1 and (tmp_path / "a" / "b" / "c" / "kv.epoch").read_text() == "1\n"
+
+
+def test_the_whole_u64_range_is_an_epoch_and_the_last_one_is_issued_once(tmp_path: Path) -> None:
+    """0 and 2**64 - 1 are epochs a file may hold (the wire carries u64); the allocator issues
+    2**64 - 1 and then refuses, naming the object, rather than wrapping around."""
+    a = EpochAllocator(tmp_path)
+    (tmp_path / "kv.epoch").write_text("0\n")
+    assert a.current("kv") == 0
+    (tmp_path / "kv.epoch").write_text(f"{MAX_EPOCH - 1}\n")
+    assert a.allocate("kv") == MAX_EPOCH
+    assert a.current("kv") == MAX_EPOCH
+    with pytest.raises(PlacementError) as caught:
+        a.allocate("kv")
+    assert str(caught.value) == "object 'kv': epochs exhausted"
+
+
+@pytest.mark.parametrize("content", ["\u0661\u0662\n".encode(), b"\xff\n"])  # Arabic-Indic "12"; not text
+def test_an_epoch_file_must_be_ascii_digits(tmp_path: Path, content: bytes) -> None:
+    """str.isdigit() and int() accept other scripts' digits: read as UTF-8, a file holding the
+    Arabic-Indic digits for 12 would be taken for epoch 12."""
+    (tmp_path / "kv.epoch").write_bytes(content)
+    with pytest.raises(PlacementError, match=r"kv\.epoch: cannot read the epoch: 'ascii' codec"):
+        EpochAllocator(tmp_path).current("kv")
+
+
+def test_an_epoch_path_that_cannot_be_read_is_an_error_naming_it(tmp_path: Path) -> None:
+    (tmp_path / "kv.epoch").mkdir()
+    with pytest.raises(PlacementError, match=r"kv\.epoch: cannot read the epoch: \[Errno 21\] Is a directory"):
+        EpochAllocator(tmp_path).current("kv")

@@ -435,6 +435,16 @@ def _bookmark(text: str) -> str:
         raise argparse.ArgumentTypeError(str(e)) from None
 
 
+def shipper_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The archive settings of ``walrelay primary``, from the units a user gives (MB, seconds,
+    days) to the shipper's (bytes, seconds, microseconds)."""
+    return {
+        "segment_bytes": int(args.segment_mb * 1024 * 1024),
+        "segment_age_s": args.segment_seconds,
+        "retention_window_us": int(args.retention_days * 86_400_000_000),
+    }
+
+
 async def _run_primary(args: argparse.Namespace) -> None:
     from walrelay.apps import APPS
     from walrelay.primary_node import PrimaryNode
@@ -449,13 +459,7 @@ async def _run_primary(args: argparse.Namespace) -> None:
     store = open_store(args, create=True)
     shipper = None
     if store is not None:
-        shipper = ArchiveShipper(
-            store,
-            args.object,
-            segment_bytes=int(args.segment_mb * 1024 * 1024),
-            segment_age_s=args.segment_seconds,
-            retention_window_us=int(args.retention_days * 86_400_000_000),
-        )
+        shipper = ArchiveShipper(store, args.object, **shipper_settings(args))
     node = PrimaryNode(
         object_name=args.object,
         archive=shipper,

@@ -23,6 +23,7 @@ from walrelay.client import Client
 from walrelay.procs import Cluster, walrelay_argv
 from walrelay.transport import TcpTransport
 from walrelay.wire import ReplyStatus
+from walrelay_chaos.pace import budget
 from walrelay_chaos.s3server import ACCESS_KEY, SECRET_KEY, S3Server
 
 pytestmark = pytest.mark.integration
@@ -36,7 +37,7 @@ def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedP
         walrelay_argv(*args),
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=budget(120),
         stdin=subprocess.DEVNULL,
         env={**os.environ, **(env or {})},
     )
@@ -71,7 +72,7 @@ async def _write_and_wait_archived(cluster: Cluster, store_args: tuple[str, ...]
         marks["for_time"] = reply.body["bookmark"]
         reply = await client.call("__bookmark_for_time__", "yesterday")
         assert reply.status is ReplyStatus.ERROR and "microseconds" in reply.body["message"]
-    with trio.fail_after(60):
+    with trio.fail_after(budget(60)):
         while True:
             status = await _status(address)
             archive = status["archive"]
@@ -189,12 +190,16 @@ def test_the_demo_archives_to_a_real_s3_server_and_restores_from_it(
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
     url = f"{s3_servers[0].endpoint}/walrelay-demo-s3/run1"
     args = ["demo", "--dir", str(tmp_path / "demo"), "--bookings", "12", "--hold-seconds", "1", "--s3", url]
-    proc = subprocess.run(walrelay_argv(*args), capture_output=True, text=True, timeout=240, stdin=subprocess.DEVNULL)
+    proc = subprocess.run(
+        walrelay_argv(*args), capture_output=True, text=True, timeout=budget(240), stdin=subprocess.DEVNULL
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
     assert "[ok] archive verifies" in proc.stdout and "FAIL" not in proc.stdout
     # A second run on the same location is refused up front: it holds another history.
     args[2] = str(tmp_path / "demo2")
-    again = subprocess.run(walrelay_argv(*args), capture_output=True, text=True, timeout=240, stdin=subprocess.DEVNULL)
+    again = subprocess.run(
+        walrelay_argv(*args), capture_output=True, text=True, timeout=budget(240), stdin=subprocess.DEVNULL
+    )
     assert again.returncode == 2 and "Traceback" not in again.stderr, again.stdout[-2000:] + again.stderr[-2000:]
 
 
@@ -208,7 +213,7 @@ async def test_a_clean_stop_archives_what_is_durable_before_exiting(cluster: Clu
         for k in range(1, 6):
             assert (await client.call("put", k, f"v{k}")).status is ReplyStatus.OK
     assert cluster.primary is not None
-    await trio.to_thread.run_sync(lambda: cluster.primary.stop(timeout=30))  # type: ignore[union-attr]
+    await trio.to_thread.run_sync(lambda: cluster.primary.stop(timeout=budget(30)))  # type: ignore[union-attr]
     listing = json.loads(_cli("archive", "ls", "kvobj", "--json", "--archive", str(archive)).stdout)
     assert max(r["last"] for r in listing if r["kind"] == "segment") == 6, listing
     out = tmp_path / "after-stop.db"

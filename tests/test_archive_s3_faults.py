@@ -19,6 +19,7 @@ from walrelay.client import Client
 from walrelay.procs import Cluster, walrelay_argv
 from walrelay.transport import TcpTransport
 from walrelay.wire import ReplyStatus
+from walrelay_chaos.pace import budget
 from walrelay_chaos.s3proxy import FaultProxy
 from walrelay_chaos.s3server import ACCESS_KEY, SECRET_KEY, S3Server
 
@@ -110,7 +111,7 @@ async def test_a_primary_archives_exactly_through_random_s3_faults(
         async with Client.connect(TcpTransport(), address) as client:
             for k in range(1, writes + 1):
                 assert (await client.call("put", k, f"v{k}")).status is ReplyStatus.OK
-        with trio.fail_after(120):
+        with trio.fail_after(budget(120)):
             while True:
                 status = await _status(address)
                 if status["archive"].get("archived_through") == status["durable_seq"] == writes + 1:

@@ -12,6 +12,7 @@ import pytest
 from walrelay.procs import walrelay_argv
 from walrelay_chaos import campaign
 from walrelay_chaos.campaign import random_schedule, run_campaign
+from walrelay_chaos.pace import budget
 from walrelay_chaos.replay import read_replay
 from walrelay_chaos.schedule import Op
 from walrelay_chaos.sim import World, run_schedule
@@ -66,7 +67,7 @@ def test_the_cli_runs_a_campaign_and_refuses_bad_real_mode_options(tmp_path: Pat
         walrelay_argv("chaos", "run", "--seeds", "3", "--out", str(tmp_path)),
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=budget(120),
     )
     assert proc.returncode == 0 and "valid: 3 runs" in proc.stdout, proc.stdout + proc.stderr[-2000:]
     assert json.loads((tmp_path / "results.json").read_text())["valid"] is True
@@ -77,7 +78,7 @@ def test_the_cli_runs_a_campaign_and_refuses_bad_real_mode_options(tmp_path: Pat
         (["--mode", "real", "--impl", str(tmp_path / "missing.json")], "missing.json: cannot read"),
         (["--mode", "real", "--impl", "x.json", "--mutant", "ack_after_2"], "cannot go with --impl"),
     ]:
-        proc = subprocess.run(walrelay_argv("chaos", "run", *args), capture_output=True, text=True, timeout=60)
+        proc = subprocess.run(walrelay_argv("chaos", "run", *args), capture_output=True, text=True, timeout=budget(60))
         assert proc.returncode == 2 and fragment in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
 
 
@@ -105,10 +106,10 @@ def test_the_cli_kill_table_kills_every_mutant_by_directed_and_by_random_search(
     """The mutant table CI runs (issue 6: every mutant killed within a 10-minute budget): each
     mutant's directed schedule, then random seeds until one kills it (40 s each at most)."""
     proc = subprocess.run(
-        walrelay_argv("chaos", "mutants", "--seeds", "1000", "--seconds", "40"),
+        walrelay_argv("chaos", "mutants", "--seeds", "1000", "--seconds", f"{budget(40):.0f}"),
         capture_output=True,
         text=True,
-        timeout=900,
+        timeout=budget(900),
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr[-2000:]
     from walrelay_chaos.mutants import MUTANTS
@@ -122,7 +123,7 @@ def test_the_cli_kill_table_kills_every_mutant_by_directed_and_by_random_search(
     for r in rows:  # killed, directed, random seed, seconds, ops, shrunk: random search killed it too
         assert r[1:3] == ["yes", "yes"] and r[3].isdigit() and int(r[6]) <= int(r[5]), r
     bad = subprocess.run(
-        walrelay_argv("chaos", "mutants", "--only", "nope"), capture_output=True, text=True, timeout=60
+        walrelay_argv("chaos", "mutants", "--only", "nope"), capture_output=True, text=True, timeout=budget(60)
     )
     assert bad.returncode == 2 and "no mutant 'nope'" in bad.stderr
 

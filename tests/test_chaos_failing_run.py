@@ -9,11 +9,12 @@ import subprocess
 from pathlib import Path
 
 from walrelay.procs import walrelay_argv
+from walrelay_chaos.pace import budget
 from walrelay_chaos.replay import load_replay
 
 
 def _run(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(walrelay_argv("chaos", *args), capture_output=True, text=True, timeout=300)
+    return subprocess.run(walrelay_argv("chaos", *args), capture_output=True, text=True, timeout=budget(300))
 
 
 def test_a_failing_seed_replays_exactly_and_its_timeline_says_why(tmp_path: Path) -> None:

@@ -23,6 +23,7 @@ from walrelay_chaos import schedule as op
 from walrelay_chaos.fakeclock import SkewedClock, clock_skew_unavailable
 from walrelay_chaos.mutants import ACKED_THEN_POWER_LOSS, MUTANTS
 from walrelay_chaos.netproxy import LinkProxy
+from walrelay_chaos.pace import budget
 from walrelay_chaos.powermount import power_loss_unavailable
 from walrelay_chaos.real import (
     WALRELAY_PRIMARY,
@@ -65,7 +66,7 @@ async def _connect(link: LinkProxy) -> trio.SocketStream:
 
 async def _ended(stream: trio.SocketStream) -> bool:
     """The connection is over: reset (a partition aborts it) or closed (a refused dial)."""
-    with trio.fail_after(5):
+    with trio.fail_after(budget(5)):
         try:
             return await stream.receive_some(10) == b""
         except trio.BrokenResourceError:
@@ -363,7 +364,7 @@ def test_a_skewed_clock_moves_a_process_wall_clock_from_outside_and_leaves_its_m
     proc.stdin.write("\n")
     proc.stdin.flush()
     wall, mono = (float(x) for x in proc.stdout.readline().split())
-    proc.wait(timeout=60)
+    proc.wait(timeout=budget(60))
     assert -90.0 <= wall < -90.0 + mono + 1.0, (wall, mono)  # moved by the jump (plus time elapsed)
     assert mono >= 0.0
 
@@ -498,7 +499,7 @@ def test_the_cli_runs_a_real_campaign_through_an_implementation_file_and_replays
         ),
         capture_output=True,
         text=True,
-        timeout=600,
+        timeout=budget(600),
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr[-3000:]
     body = json.loads((out / "results.json").read_text())
@@ -515,7 +516,7 @@ def test_the_cli_runs_a_real_campaign_through_an_implementation_file_and_replays
         walrelay_argv("chaos", "replay", str(out / "seed-9" / "replay.json")),
         capture_output=True,
         text=True,
-        timeout=600,
+        timeout=budget(600),
     )
     assert proc.returncode == 0 and "real mode: the same schedule, not the same timing" in proc.stdout, (
         proc.stdout + proc.stderr[-3000:]

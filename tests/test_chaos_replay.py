@@ -14,6 +14,7 @@ from hypothesis import given
 from test_failover_property import PLANTED, RESTORE_AND_UNDO, run_or_record, schedules
 from walrelay.procs import walrelay_argv
 from walrelay_chaos import mutants
+from walrelay_chaos.pace import budget
 from walrelay_chaos.replay import HARNESS, read_replay, run_replay, write_replay
 from walrelay_chaos.schedule import (
     Bookmark,
@@ -79,7 +80,9 @@ def test_the_cli_replays_a_file_exactly_and_refuses_a_bad_one(tmp_path: Path) ->
     good = write_replay(tmp_path / "good.json", RESTORE_AND_UNDO, seed=11)
     verdicts = []
     for _ in range(2):
-        proc = subprocess.run(walrelay_argv("chaos", "replay", str(good)), capture_output=True, text=True, timeout=120)
+        proc = subprocess.run(
+            walrelay_argv("chaos", "replay", str(good)), capture_output=True, text=True, timeout=budget(120)
+        )
         assert proc.returncode == 0 and proc.stdout.startswith(f"valid: {len(RESTORE_AND_UNDO)} operations"), (
             proc.stdout + proc.stderr
         )
@@ -87,7 +90,9 @@ def test_the_cli_replays_a_file_exactly_and_refuses_a_bad_one(tmp_path: Path) ->
     assert verdicts[0] == verdicts[1] and "history " in verdicts[0]
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"harness": HARNESS, "quorum": 3, "seed": 0, "schedule": [{"op": "Nope"}]}))
-    proc = subprocess.run(walrelay_argv("chaos", "replay", str(bad)), capture_output=True, text=True, timeout=60)
+    proc = subprocess.run(
+        walrelay_argv("chaos", "replay", str(bad)), capture_output=True, text=True, timeout=budget(60)
+    )
     assert proc.returncode == 2 and "unknown op 'Nope'" in proc.stderr and "Traceback" not in proc.stderr
 
 

@@ -7,6 +7,7 @@ import trio
 
 from walrelay.client import Client
 from walrelay.transport import Channel, MemoryTransport
+from walrelay_chaos.pace import budget
 
 
 async def test_a_call_whose_connection_closes_raises_connection_error() -> None:
@@ -24,6 +25,6 @@ async def test_a_call_whose_connection_closes_raises_connection_error() -> None:
         async with Client.connect(net, "mem:x") as client:
             with pytest.raises(ConnectionError):
                 await client.call("get", 1)
-            with pytest.raises(ConnectionError), trio.fail_after(5):
+            with pytest.raises(ConnectionError), trio.fail_after(budget(5)):
                 await client.call("get", 2)
         nursery.cancel_scope.cancel()

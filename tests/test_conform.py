@@ -20,6 +20,7 @@ from walrelay_chaos.conform.primary_cases import PRIMARY_CASES
 from walrelay_chaos.conform.replica_cases import CASES
 from walrelay_chaos.conform.rules import RULES
 from walrelay_chaos.conform.suite import exit_status, run_replica_suite, select
+from walrelay_chaos.pace import budget
 from walrelay_chaos.powermount import power_loss_unavailable
 from walrelay_chaos.real import NodeCommands
 from walrelay_chaos.s3server import S3Server
@@ -46,7 +47,7 @@ def test_the_conformance_doc_indexes_every_rule_with_its_cases() -> None:
 
 @pytest.mark.integration
 def test_the_reference_replica_passes_every_case(tmp_path: Path) -> None:
-    results = run_replica_suite(NodeCommands.walrelay(), cases=select(None), timeout=30, workdir=tmp_path)
+    results = run_replica_suite(NodeCommands.walrelay(), cases=select(None), timeout=budget(30), workdir=tmp_path)
     missing = power_loss_unavailable()
     # CI installs FUSE (./dev setup): there the power-loss cases must run. Elsewhere they have no
     # verdict, and say why; they never pass without the filesystem that can see a missing fsync.
@@ -67,7 +68,7 @@ def test_a_replica_that_acks_before_fsync_fails_the_durability_rule_under_power_
     results = run_replica_suite(
         NodeCommands.walrelay("replica_acks_before_fsync"),
         cases=select(["append.durable", "power.durable"]),
-        timeout=30,
+        timeout=budget(30),
         workdir=tmp_path,
     )
     verdicts = {r.id: (r.verdict, r.rule) for r in results}
@@ -81,7 +82,10 @@ def test_a_replica_that_acks_before_fsync_fails_the_durability_rule_under_power_
 @pytest.mark.integration
 def test_a_replica_without_the_epoch_check_fails_the_fencing_rule_by_name(tmp_path: Path) -> None:
     results = run_replica_suite(
-        NodeCommands.walrelay("no_epoch_check_at_replica"), cases=select(["append."]), timeout=30, workdir=tmp_path
+        NodeCommands.walrelay("no_epoch_check_at_replica"),
+        cases=select(["append."]),
+        timeout=budget(30),
+        workdir=tmp_path,
     )
     failed = {r.id: r for r in results if r.verdict == "fail"}
     assert set(failed) == {"append.stale-epoch"}, {k: v.why for k, v in failed.items()}
@@ -97,7 +101,7 @@ def test_the_command_writes_the_report_and_exits_by_verdict(tmp_path: Path) -> N
         [sys.executable, "-m", "walrelay", "conform", "--only", "prepare.", "--out", str(out)],
         capture_output=True,
         text=True,
-        timeout=600,
+        timeout=budget(600),
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "PASS     prepare.durable" in proc.stdout
@@ -121,7 +125,7 @@ def test_the_command_writes_the_report_and_exits_by_verdict(tmp_path: Path) -> N
 )
 def test_bad_arguments_are_named_not_a_traceback(args: list[str], needle: str) -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "walrelay", "conform", *args], capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "walrelay", "conform", *args], capture_output=True, text=True, timeout=budget(120)
     )
     assert proc.returncode == 2
     assert needle in proc.stderr and "Traceback" not in proc.stderr
@@ -148,13 +152,13 @@ def test_a_replicas_log_is_read_over_the_wire_without_changing_its_promise(tmp_p
             ack = peer.recv()
             assert isinstance(ack, wire.Ack) and ack.stored_through == 4
             peer.send(wire.Truncate(epoch=3, through=2, chain=log[1].chain))
-        got = read_log(address, "obj", timeout=30)
+        got = read_log(address, "obj", timeout=budget(30))
         # Entries from the first one still held; the promise and the log epoch as they were.
         assert got.promise.epoch == 3 and got.promise.log_epoch == 3 and got.promise.last_seq == 4
         assert [got.entries[s].raw for s in sorted(got.entries)] == [
             e.raw for e in log[got.promise.truncated_through :]
         ]
-        again = read_log(address, "obj", timeout=30)
+        again = read_log(address, "obj", timeout=budget(30))
         assert again.promise == got.promise
     finally:
         replica.stop()
@@ -177,7 +181,7 @@ def test_the_directed_door_names_an_unknown_schedule() -> None:
         [sys.executable, "-m", "walrelay", "conform", "--kill-table", "--only", "no_such_bug"],
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=budget(120),
     )
     assert proc.returncode == 2 and "no directed schedule 'no_such_bug'" in proc.stderr, proc.stderr
 
@@ -189,11 +193,15 @@ def test_the_reference_primary_passes_the_primary_cases_and_ack_after_2_fails_th
     from walrelay_chaos.conform.suite import run_primary_suite, select_primary
 
     good = run_primary_suite(
-        NodeCommands.walrelay(), cases=select_primary(None), timeout=30, workdir=tmp_path / "ref", s3=s3_servers[0]
+        NodeCommands.walrelay(),
+        cases=select_primary(None),
+        timeout=budget(30),
+        workdir=tmp_path / "ref",
+        s3=s3_servers[0],
     )
     assert [(r.id, r.verdict) for r in good if r.verdict != "pass"] == [], [(r.id, r.why) for r in good]
     bad = run_primary_suite(
-        NodeCommands.walrelay("ack_after_2"), cases=select_primary(["primary.gate"]), timeout=30,
+        NodeCommands.walrelay("ack_after_2"), cases=select_primary(["primary.gate"]), timeout=budget(30),
         workdir=tmp_path / "mut", s3=s3_servers[0],
     )  # fmt: skip
     assert [(r.id, r.verdict, r.rule) for r in bad] == [("primary.gate", "fail", "R-7.2-1")], bad
@@ -222,7 +230,7 @@ def test_each_primary_case_fails_a_primary_that_breaks_its_rule(
         # silence (deadline + 3 timeouts), which need not last long.
         NodeCommands.walrelay(bug),
         cases=select_primary([case]),
-        timeout=5,
+        timeout=budget(5),
         workdir=tmp_path,
         s3=s3_servers[0],
     )

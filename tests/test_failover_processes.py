@@ -20,6 +20,7 @@ from walrelay.client import Client
 from walrelay.procs import Cluster, walrelay_argv
 from walrelay.transport import TcpTransport
 from walrelay.wire import ReplyStatus
+from walrelay_chaos.pace import budget
 
 pytestmark = pytest.mark.integration
 
@@ -96,14 +97,14 @@ async def test_kill_9_mid_burst_then_a_new_primary_has_every_acknowledged_write(
         await out.reached.wait()
         await trio.to_thread.run_sync(killer.kill)
 
-    with trio.fail_after(120):
+    with trio.fail_after(budget(120)):
         async with trio.open_nursery() as nursery:
             nursery.start_soon(kill_when_some_acked)
             await _burst(a, range(1, 100_000), out, "a")
     assert len(out.ok) >= 40 and out.unknown, (len(out.ok), len(out.unknown))
     assert not out.failed
     b = await _start_primary(cluster, "primary-b")
-    with trio.fail_after(60):
+    with trio.fail_after(budget(60)):
         found = await _read_all(b, range(1, max(out.ok | out.unknown) + 1))
         status = await _status(b)
     lost = sorted(k for k in out.ok if found.get(k) != f"a{k}")
@@ -119,7 +120,7 @@ async def test_a_restarted_primary_drops_its_unacknowledged_local_commits(cluste
     await trio.to_thread.run_sync(cluster.start_replicas, 5)
     a = await _start_primary(cluster, "primary-a")
     out = Outcomes()
-    with trio.fail_after(60):
+    with trio.fail_after(budget(60)):
         await _burst(a, range(1, 21), out, "a", concurrency=1)
     assert out.ok == set(range(1, 21))
     for r in cluster.replicas:
@@ -133,7 +134,7 @@ async def test_a_restarted_primary_drops_its_unacknowledged_local_commits(cluste
     for i in range(5):
         await trio.to_thread.run_sync(cluster.restart_replica, i)
     again = await _start_primary(cluster, "primary-a")  # same data directory
-    with trio.fail_after(60):
+    with trio.fail_after(budget(60)):
         found = await _read_all(again, range(1, 31))
         status = await _status(again)
     assert found == {k: f"a{k}" for k in range(1, 21)}
@@ -148,24 +149,24 @@ async def test_a_paused_primary_is_fenced_and_never_acknowledges_again(cluster: 
     old = cluster.primary
     assert old is not None
     before = Outcomes()
-    with trio.fail_after(60):
+    with trio.fail_after(budget(60)):
         await _burst(a, range(1, 11), before, "a", concurrency=2)
     assert before.ok == set(range(1, 11))
     async with Client.connect(TcpTransport(), a) as stale_client:  # connected before the pause
         old.pause()
         b = await _start_primary(cluster, "primary-b")
         during = Outcomes()
-        with trio.fail_after(60):
+        with trio.fail_after(budget(60)):
             await _burst(b, range(11, 21), during, "b", concurrency=2)
         assert during.ok == set(range(11, 21))
         old.resume()
         stale = Outcomes()
-        with trio.fail_after(60):
+        with trio.fail_after(budget(60)):
             await _put(stale_client, 5, "stale overwrite", stale)
             await _put(stale_client, 99, "stale new", stale)
     assert not stale.ok, stale.bodies
     assert any("fenced" in str(body) for body in stale.bodies), stale.bodies
-    with trio.fail_after(60):
+    with trio.fail_after(budget(60)):
         found = await _read_all(b, range(1, 100))
         old_status = await _status(a)
     assert found == {**{k: f"a{k}" for k in range(1, 11)}, **{k: f"b{k}" for k in range(11, 21)}}
@@ -183,7 +184,7 @@ async def test_two_racing_primaries_never_both_acknowledge_a_lost_write(cluster:
         addresses[tag] = await _start_primary(cluster, f"primary-{tag}")
         await _burst(addresses[tag], keys, outs[tag], tag, concurrency=4)
 
-    with trio.fail_after(120):
+    with trio.fail_after(budget(120)):
         async with trio.open_nursery() as nursery:
             nursery.start_soon(primary_and_writes, "a", range(1, 201))
             nursery.start_soon(primary_and_writes, "b", range(1001, 1201))
@@ -192,7 +193,7 @@ async def test_two_racing_primaries_never_both_acknowledge_a_lost_write(cluster:
     for tag in ("a", "b"):
         cluster.primaries[0 if tag == "a" else 1].kill()
     c = await _start_primary(cluster, "primary-c")
-    with trio.fail_after(60):
+    with trio.fail_after(budget(60)):
         found = await _read_all(c, range(1, 1201))
     lost = sorted(k for k in acked if k not in found)
     assert not lost, f"acknowledged writes lost between racing primaries: {lost[:20]}"
@@ -204,13 +205,17 @@ async def test_a_primary_with_a_superseded_epoch_gives_up_with_a_clear_error(clu
     await trio.to_thread.run_sync(cluster.start_replicas, 5)
     for name in ("primary-a", "primary-b", "primary-c"):  # epochs 1, 2, 3
         address = await _start_primary(cluster, name)
-    with trio.fail_after(60):
+    with trio.fail_after(budget(60)):
         assert (await _status(address))["epoch"] == 3
     addrs = ",".join(r.address or "" for r in cluster.replicas)
     argv = ["primary", "--object", "kvobj", "--app", "kv", "--replicas", addrs, "--data", cluster.root + "/late"]
     proc = await trio.to_thread.run_sync(
         lambda: subprocess.run(
-            walrelay_argv(*argv, "--epoch", "2"), capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL
+            walrelay_argv(*argv, "--epoch", "2"),
+            capture_output=True,
+            text=True,
+            timeout=budget(60),
+            stdin=subprocess.DEVNULL,
         )
     )
     assert proc.returncode == 1, proc.stderr
@@ -224,12 +229,12 @@ async def test_a_replica_that_lost_its_disk_is_rebuilt_and_admitted_again(cluste
     await trio.to_thread.run_sync(cluster.start_replicas, 5)
     a = await _start_primary(cluster, "primary-a")
     out = Outcomes()
-    with trio.fail_after(60):
+    with trio.fail_after(budget(60)):
         await _burst(a, range(1, 31), out, "a", concurrency=4)
     assert out.ok == set(range(1, 31))
     connects = (await _status(a))["replicas"][4]["connects"]
     await trio.to_thread.run_sync(cluster.lose_disk, 4)
-    with trio.fail_after(60):
+    with trio.fail_after(budget(60)):
         while True:  # the new disk's handshake, then its catch-up and ADMIT
             status = await _status(a)
             row = status["replicas"][4]
@@ -239,6 +244,6 @@ async def test_a_replica_that_lost_its_disk_is_rebuilt_and_admitted_again(cluste
     # Rebuilt for real: with two other replicas gone, the object still has a quorum with it.
     for i in (0, 1):
         cluster.replicas[i].kill()
-    with trio.fail_after(60):
+    with trio.fail_after(budget(60)):
         await _burst(a, range(31, 36), out, "a", concurrency=1)
     assert out.ok == set(range(1, 36))

@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from walrelay_chaos.pace import budget
+
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "scripts" / "mutate.py"
 
@@ -18,7 +20,7 @@ def _run(tmp_path: Path, *extra: str) -> tuple[subprocess.CompletedProcess[str],
     proc = subprocess.run(
         [sys.executable, str(SCRIPT), "--sample", "--check", "--scratch", str(tmp_path / "scratch"),
          "--out", str(out), *extra],
-        capture_output=True, text=True, timeout=900,
+        capture_output=True, text=True, timeout=budget(900),
     )  # fmt: skip
     body = json.loads((out / "results.json").read_text()) if (out / "results.json").exists() else []
     return proc, body

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from walrelay.placement import MAX_EPOCH, EpochAllocator, PlacementError
+from walrelay_chaos.pace import budget
 
 
 def test_epochs_start_at_one_and_strictly_increase_per_object(tmp_path: Path) -> None:
@@ -35,9 +36,9 @@ def test_concurrent_processes_never_get_the_same_epoch(tmp_path: Path) -> None:
     procs = [ctx.Process(target=_allocate_many, args=(str(tmp_path), 20, out)) for _ in range(4)]
     for p in procs:
         p.start()
-    got = [e for _ in procs for e in out.get(timeout=60)]
+    got = [e for _ in procs for e in out.get(timeout=budget(60))]
     for p in procs:
-        p.join(timeout=60)
+        p.join(timeout=budget(60))
     assert sorted(got) == list(range(1, 81))
 
 

@@ -14,6 +14,7 @@ from walrelay.client import Client
 from walrelay.procs import Cluster
 from walrelay.transport import TcpTransport, split_address
 from walrelay.wire import ReplyStatus
+from walrelay_chaos.pace import budget
 
 pytestmark = pytest.mark.integration
 
@@ -98,7 +99,7 @@ async def test_deadline_turns_held_writes_into_unknown_not_success(cluster: Clus
         assert ok.status is ReplyStatus.OK
         for i in (2, 3, 4):
             cluster.replicas[i].kill()
-        with trio.fail_after(20):
+        with trio.fail_after(budget(20)):
             reply = await client.call("put", 2, "doomed")
         assert reply.status is ReplyStatus.UNKNOWN, reply
         assert reply.body["type"] == "NotDurable"
@@ -111,7 +112,7 @@ async def test_deadline_turns_held_writes_into_unknown_not_success(cluster: Clus
 
 def _send_raw(address: str, data: bytes) -> bytes:
     host, port = split_address(address)
-    with socket.create_connection((host, port), timeout=10) as s:
+    with socket.create_connection((host, port), timeout=budget(10)) as s:
         s.sendall(data)
         s.shutdown(socket.SHUT_WR)
         chunks = []
@@ -150,7 +151,7 @@ async def test_malformed_frames_drop_one_connection_and_nodes_keep_serving(clust
     ],
 )
 def test_bad_cli_arguments_get_a_clear_error(args: tuple[str, ...], fragment: str) -> None:
-    proc = _walrelay(*args, timeout=60)
+    proc = _walrelay(*args, timeout=budget(60))
     assert proc.returncode == 2
     assert fragment in proc.stderr
     assert "Traceback" not in proc.stderr
@@ -159,7 +160,7 @@ def test_bad_cli_arguments_get_a_clear_error(args: tuple[str, ...], fragment: st
 def test_primary_refuses_quorum_that_is_not_a_majority(tmp_path: object) -> None:
     proc = _walrelay(
         "primary", "--object", "x", "--replicas", ",".join(["127.0.0.1:9"] * 5), "--data", str(tmp_path),
-        "--epoch", "1", "--quorum", "2", timeout=60,
+        "--epoch", "1", "--quorum", "2", timeout=budget(60),
     )  # fmt: skip
     assert proc.returncode == 1
     assert "quorum 2 of 5 is not a majority" in proc.stderr

@@ -18,6 +18,7 @@ import pytest
 from walrelay_chaos import schedule as op
 from walrelay_chaos.conform.suite import run_replica_suite, select
 from walrelay_chaos.mutants import ACKED_THEN_POWER_LOSS
+from walrelay_chaos.pace import budget
 from walrelay_chaos.powermount import power_loss_unavailable
 from walrelay_chaos.real import NodeCommands, run_real
 from walrelay_chaos.s3server import S3Server
@@ -54,7 +55,7 @@ def test_every_broken_variant_has_an_implementation_file_that_the_harness_accept
 
 @pytest.mark.integration
 def test_the_js_replica_passes_every_case(tmp_path: Path) -> None:
-    results = run_replica_suite(_impl(None), cases=select(None), timeout=30, workdir=tmp_path)
+    results = run_replica_suite(_impl(None), cases=select(None), timeout=budget(30), workdir=tmp_path)
     missing = power_loss_unavailable()
     assert missing is None or os.environ.get("CI") != "true", missing
     bad = [
@@ -66,7 +67,7 @@ def test_the_js_replica_passes_every_case(tmp_path: Path) -> None:
 @pytest.mark.integration
 @pytest.mark.parametrize("bug", sorted(KILLS))
 def test_each_broken_js_variant_fails_naming_the_rule_it_breaks(bug: str, tmp_path: Path) -> None:
-    results = run_replica_suite(_impl(bug), cases=select(None), timeout=5, workdir=tmp_path)
+    results = run_replica_suite(_impl(bug), cases=select(None), timeout=budget(5), workdir=tmp_path)
     failed = [r for r in results if r.verdict == "fail"]
     assert failed, f"--bug {bug} passed every case"
     assert KILLS[bug] in {r.rule for r in failed}, [(r.id, r.rule, r.why) for r in failed]
@@ -79,7 +80,9 @@ def test_the_js_selftest_passes() -> None:
     """Its hashes against Python's hashlib and protocol.md's vectors, then a wire conversation."""
     node = shutil.which("node")
     assert node
-    proc = subprocess.run([node, str(JS / "selftest.js")], capture_output=True, text=True, timeout=300, cwd=ROOT)
+    proc = subprocess.run(
+        [node, str(JS / "selftest.js")], capture_output=True, text=True, timeout=budget(300), cwd=ROOT
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 

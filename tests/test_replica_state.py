@@ -35,6 +35,7 @@ from walrelay.replica_node import ReplicaNode
 from walrelay.replica_store import ReplicaStore
 from walrelay.transport import Channel, MemoryTransport
 from walrelay.wire import Ack, Append, Hello, Message, Prepare, Promise, RejectReason, Role
+from walrelay_chaos.pace import budget
 
 PAGE = 512
 
@@ -391,7 +392,7 @@ async def _answer_while_an_append_fsyncs(tmp_path: Path, *, prepare: bool) -> tu
             finally:
                 finish.set()
             ack = await old.receive()
-            with trio.fail_after(10):
+            with trio.fail_after(budget(10)):
                 await got_answer.wait()
             nursery.cancel_scope.cancel()
     finally:

@@ -21,6 +21,7 @@ from walrelay.replica_store import ReplicaStore, StoreCorruptError
 from walrelay.transport import Channel, MemoryTransport
 from walrelay.wire import Ack, Admit, Append, Entries, Fetch, Hello, Prepare, Reject, RejectReason, Role
 from walrelay.wire import Promise as PromiseMsg
+from walrelay_chaos.pace import budget
 
 
 def reopen(tmp_path: Path) -> ReplicaStore:
@@ -93,7 +94,7 @@ async def test_node_replaces_a_divergent_suffix_durably_and_saves_the_log_epoch(
                 await chan.send(Hello(Role.PRIMARY, 0, "obj", epoch, 0))
                 assert isinstance(await chan.receive(), Hello)
                 await chan.send(Append(epoch, 0, batch[-1].seq, tuple(batch)))
-                with trio.fail_after(10):
+                with trio.fail_after(budget(10)):
                     ack = await chan.receive()
                 assert ack == Ack(epoch, batch[-1].seq, batch[-1].chain, epoch)
                 await chan.aclose()

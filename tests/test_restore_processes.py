@@ -21,6 +21,7 @@ from walrelay.client import Client
 from walrelay.procs import Cluster, walrelay_argv
 from walrelay.transport import TcpTransport
 from walrelay.wire import ReplyStatus
+from walrelay_chaos.pace import budget
 
 pytestmark = pytest.mark.integration
 
@@ -55,7 +56,9 @@ async def _serving(address: str) -> dict[str, Any]:
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(walrelay_argv(*args), capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+    return subprocess.run(
+        walrelay_argv(*args), capture_output=True, text=True, timeout=budget(120), stdin=subprocess.DEVNULL
+    )
 
 
 async def test_restore_at_start_then_undo_with_processes(cluster: Cluster, tmp_path: Any) -> None:
@@ -67,7 +70,7 @@ async def test_restore_at_start_then_undo_with_processes(cluster: Cluster, tmp_p
 
     await trio.to_thread.run_sync(cluster.start_replicas, 5)
     a = await start("primary-a")
-    with trio.fail_after(60):
+    with trio.fail_after(budget(60)):
         await _put_all(a, range(1, 21), "a")
         mark = (await _call(a, "__bookmark__"))["bookmark"]
         await _put_all(a, range(21, 41), "a")
@@ -75,7 +78,7 @@ async def test_restore_at_start_then_undo_with_processes(cluster: Cluster, tmp_p
     cluster.primary.kill()  # nothing after the genesis snapshot is uploaded yet (60 s segments)
 
     b = await start("primary-b", "--restore-to", mark)
-    with trio.fail_after(90):
+    with trio.fail_after(budget(90)):
         st = await _serving(b)
         found = await _read_all(b, range(1, 46))
         await _put_all(b, range(41, 46), "b")
@@ -97,7 +100,7 @@ async def test_restore_at_start_then_undo_with_processes(cluster: Cluster, tmp_p
     assert cluster.primary is not None
     cluster.primary.kill()
     c = await start("primary-c", "--restore-to", undo)
-    with trio.fail_after(90):
+    with trio.fail_after(budget(90)):
         st = await _serving(c)
         found = await _read_all(c, range(1, 46))
     assert found == {k: f"a{k}" for k in range(1, 41)}, "undo: branch 1's end, without what branch b wrote"
@@ -117,7 +120,7 @@ async def test_bad_restore_requests_get_one_clear_error(cluster: Cluster, tmp_pa
 
     def run(*more: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            walrelay_argv(*base, *more), capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL
+            walrelay_argv(*base, *more), capture_output=True, text=True, timeout=budget(60), stdin=subprocess.DEVNULL
         )
 
     proc = await trio.to_thread.run_sync(run, "--placement", cluster.placement, "--restore-to", "yesterday")
@@ -137,7 +140,7 @@ async def test_bad_restore_requests_get_one_clear_error(cluster: Cluster, tmp_pa
 async def test_restore_requests_are_checked_before_they_are_recorded(cluster: Cluster, tmp_path: Any) -> None:
     archive = str(tmp_path / "archive")
     p = await _kv_primary_with_archive(cluster, archive)
-    with trio.fail_after(60):
+    with trio.fail_after(budget(60)):
         await _put_all(p, range(1, 4), "p")
         async with Client.connect(TcpTransport(), p) as client:
             for args, kind in [
@@ -161,7 +164,7 @@ async def test_restore_requests_are_checked_before_they_are_recorded(cluster: Cl
 async def test_a_snapshot_on_demand_is_in_the_archive_when_it_is_answered(cluster: Cluster, tmp_path: Any) -> None:
     archive = str(tmp_path / "archive")
     p = await _kv_primary_with_archive(cluster, archive)
-    with trio.fail_after(60):
+    with trio.fail_after(budget(60)):
         await _put_all(p, range(1, 11), "p")
         last = (await _call(p, "__bookmark__"))["seq"]
         snap = await _call(p, "__snapshot__")
@@ -185,7 +188,7 @@ async def test_a_requested_restore_that_cannot_be_done_is_dropped_and_the_object
     extra = ("--app", "kv", "--archive", str(archive), "--segment-seconds", "60")
     await trio.to_thread.run_sync(cluster.start_replicas, 5)
     a = await trio.to_thread.run_sync(lambda: cluster.start_primary("kvobj", name="pa", extra=extra))
-    with trio.fail_after(60):
+    with trio.fail_after(budget(60)):
         await _put_all(a, range(1, 6), "a")
         mark = (await _call(a, "__bookmark__"))["bookmark"]
         await _put_all(a, range(6, 11), "a")
@@ -204,7 +207,7 @@ async def test_a_requested_restore_that_cannot_be_done_is_dropped_and_the_object
     assert cluster.primary is not None
     cluster.primary.kill()
     b = await trio.to_thread.run_sync(lambda: cluster.start_primary("kvobj", name="pb", extra=extra))
-    with trio.fail_after(90):
+    with trio.fail_after(budget(90)):
         st = await _serving(b)
         found = await _read_all(b, range(1, 12))
         await _put_all(b, range(11, 12), "b")  # writable again

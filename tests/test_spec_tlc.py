@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from walrelay.tlc.configs import ModelConfig, discover, parse_config
+from walrelay_chaos.pace import budget
 
 SPEC = Path(__file__).resolve().parent.parent / "spec"
 
@@ -134,18 +135,22 @@ def test_the_refinement_is_the_abstract_spec_and_a_mutant_only_it_catches_is_in_
 @pytest.mark.integration
 def test_tlc_ci_suite_gets_every_expected_outcome(tmp_path: Path) -> None:
     out = tmp_path / "tlc.json"
+    # A guard against a hung TLC, derived from the configs it runs: each may take its own
+    # ``timeout:`` or, without one, 10 minutes (a simulation 5), two at a time, on the quiet
+    # reference machine, scaled to this one (the whole suite takes about 6 minutes there).
+    ci = [c for c in _configs() if c.suite == "ci"]
+    guard = sum(c.timeout or (300.0 if c.simulate is not None else 600.0) for c in ci) / 2
     proc = subprocess.run(
         [sys.executable, "-m", "walrelay.cli", "tlc", "--suite", "ci", "--jobs", "2", "--json", str(out)],
         capture_output=True,
         text=True,
-        timeout=3600,  # a guard against a hung TLC only: the suite takes about 6 minutes, far less loaded
+        timeout=budget(guard),
     )
     assert proc.returncode == 0, proc.stdout[-8000:] + proc.stderr[-4000:]
     record = json.loads(out.read_text())
     assert record["passed"] is True
     results = {r["name"]: r for r in record["results"]}
-    ci = {c.name for c in _configs() if c.suite == "ci"}
-    assert set(results) == ci
+    assert set(results) == {c.name for c in ci}
     for name, r in results.items():
         assert r["verdict"] == "PASS", (name, r)
         assert (r["distinct_states"] or r["states_generated"] or 0) > 0, name

@@ -25,6 +25,7 @@ from walrelay.tlc.suite import ConfigResult, run_suite
 from walrelay.tlc.tlcproc import TlcRun, summarize, tlc_command
 from walrelay.tlc.trace import render_trace, trace_from
 from walrelay.tlc.verdict import judge
+from walrelay_chaos.pace import budget
 
 FIXTURES = Path(__file__).parent / "fixtures" / "tlc"
 GOOD = FIXTURES / "good"
@@ -293,7 +294,7 @@ def _walrelay_tlc(*args: str) -> subprocess.CompletedProcess[str]:
         [sys.executable, "-m", "walrelay", "tlc", *args],
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=budget(120),
         stdin=subprocess.DEVNULL,
     )
 

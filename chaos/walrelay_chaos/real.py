@@ -74,6 +74,7 @@ from walrelay_chaos.conform.outside import OutsideLog, read_log
 from walrelay_chaos.conform.peer import PeerError
 from walrelay_chaos.fakeclock import SkewedClock, clock_skew_unavailable
 from walrelay_chaos.netproxy import LinkProxy
+from walrelay_chaos.pace import slowdown
 from walrelay_chaos.powermount import PowerFs, PowerFsError, power_loss_unavailable
 from walrelay_chaos.s3proxy import FaultProxy
 from walrelay_chaos.s3server import ACCESS_KEY, SECRET_KEY, S3Server
@@ -303,8 +304,15 @@ class RealWorld:
         impl: NodeCommands,
         power_loss: bool = False,
         clock_skew: bool = False,
+        pace: float = 1.0,
     ) -> None:
         self.root = root
+        # The waits that guard a verdict (how long the final primary may take to serve...) are
+        # quiet-machine numbers scaled by how slow this machine is (walrelay_chaos.pace): a loaded
+        # runner must not turn a slow takeover into an "invalid".
+        self.pace = pace
+        self.call_s, self.settle_s, self.takeover_s = CALL_S * pace, SETTLE_S * pace, TAKEOVER_S * pace
+        self.check_s, self.answer_s = CHECK_S * pace, ANSWER_S * pace
         # A ClockJump in the schedule starts every primary under libfaketime (fakeclock); where it
         # is missing, the jumps are skipped and the verdict says so.
         why = clock_skew_unavailable() if clock_skew else "not asked for"
@@ -406,7 +414,7 @@ class RealWorld:
         await self.new_primary()
         # Faults start once the cluster is up (every replica admitted as a voter): a schedule
         # that opens with a power failure would otherwise only test a cluster that never formed.
-        with trio.move_on_after(SETTLE_S):
+        with trio.move_on_after(self.settle_s):
             while (st := await self.status(self.current())) is None or not _formed(st):  # noqa: ASYNC110 - another process
                 await trio.sleep(0.05)
 
@@ -513,11 +521,11 @@ class RealWorld:
         else:
             self.history.complete(process, "info", "write", k, str(reply.body))
 
-    async def call(self, p: NodeProcess, name: str, *args: Any, within_s: float = CALL_S) -> Any:
+    async def call(self, p: NodeProcess, name: str, *args: Any, within_s: float | None = None) -> Any:
         """One call's reply, or None: no answer in time or the connection broke."""
         if not p.alive or p.address is None:
             return None
-        with trio.move_on_after(within_s):
+        with trio.move_on_after(self.call_s if within_s is None else within_s):
             try:
                 async with Client.connect(self.transport, p.address) as client:
                     return await client.call(name, *args)
@@ -551,7 +559,7 @@ class RealWorld:
         era = self.era
         acked = set(era.ok)
         process = self.history.invoke("read", None, node=p.name)
-        found = await self.read_all(p, SETTLE_S if must_answer else CALL_S)
+        found = await self.read_all(p, self.settle_s if must_answer else self.call_s)
         self.history.complete(process, "info" if found is None else "ok", "read", None if found is None else len(found))
         if found is None:
             check(not must_answer, f"{context}: reads at {p.name} got no answer: {await self.status(p)}")
@@ -573,7 +581,7 @@ class RealWorld:
     async def bookmark(self, p: NodeProcess) -> None:
         acked = set(self.era.ok)
         process = self.history.invoke("bookmark", None, node=p.name)
-        reply = await self.call(p, "__bookmark__", within_s=CHECK_S)
+        reply = await self.call(p, "__bookmark__", within_s=self.check_s)
         if reply is None or reply.status is not ReplyStatus.OK:
             self.history.complete(process, "info", "bookmark", None, "no answer" if reply is None else str(reply.body))
             return
@@ -611,7 +619,7 @@ class RealWorld:
             await self.new_primary()
             # An operator waits for a takeover before sending writes (a process takes ~0.5 s to
             # start); a takeover that cannot finish (partitions) is given up on after a while.
-            await self.serving(self.current(), TAKEOVER_S)
+            await self.serving(self.current(), self.takeover_s)
         elif isinstance(o, op.CrashReplica):
             h.fault("crash-replica", f"r{o.replica}")
             await self.restart_replica(o.replica)
@@ -627,7 +635,7 @@ class RealWorld:
         elif isinstance(o, op.StoreUp):
             self.store_up()
         elif isinstance(o, op.Check):
-            if current.alive and await self.serving(current, CHECK_S):
+            if current.alive and await self.serving(current, self.check_s):
                 await self.check(current, "check")
         elif isinstance(o, op.Bookmark):
             if current.alive:
@@ -711,10 +719,10 @@ class RealWorld:
         undo_asked: str | None = None
         acked = set(self.era.ok)  # acknowledged before the restore was asked for: in the undo point
         if by_request:
-            if not old.alive or not await self.serving(old, TAKEOVER_S):
+            if not old.alive or not await self.serving(old, self.takeover_s):
                 self.history.complete(process, "fail", "restore", target.bookmark, "no primary serving to ask")
                 return  # nobody to ask: nothing asked
-            reply = await self.call(old, "__restore__", target.bookmark, within_s=SETTLE_S)
+            reply = await self.call(old, "__restore__", target.bookmark, within_s=self.settle_s)
             if reply is not None:
                 check(
                     reply.status is ReplyStatus.OK,
@@ -738,7 +746,7 @@ class RealWorld:
             self.history.fault("new-primary", f"p{len(self.primaries)} (finishes the restore)")
             await self.new_primary(restore_to=flag)
         p = self.current()
-        served = await self.serving(p, SETTLE_S)
+        served = await self.serving(p, self.settle_s)
         st = await self.status(p)
         check(served and st is not None, f"the restore to {target.bookmark} never served: {st}")
         assert st is not None
@@ -763,7 +771,7 @@ class RealWorld:
         assert isinstance(done, dict)
         undo = str(done["undo_bookmark"])
         check(undo_asked in (None, undo), f"__restore__ answered undo bookmark {undo_asked}, {p.name} says {undo}")
-        found = await self.read_all(p, SETTLE_S)
+        found = await self.read_all(p, self.settle_s)
         check(found is not None, f"no answer to reads after the restore to {target.bookmark}: {await self.status(p)}")
         assert found is not None
         expected = await trio.to_thread.run_sync(self.archived_data, target.bookmark, f"the {target.kind}")
@@ -818,7 +826,7 @@ class RealWorld:
             if takeover:
                 self.history.fault("new-primary", f"p{len(self.primaries)} (while {p.name} is paused)")
                 await self.new_primary()
-                await self.serving(self.current(), TAKEOVER_S)
+                await self.serving(self.current(), self.takeover_s)
             await trio.sleep(max(0.0, started + seconds - trio.current_time()))
         finally:
             p.resume()
@@ -840,7 +848,7 @@ class RealWorld:
             self.links[old.name][i].partition()
         self.history.fault("new-primary", f"{new} (the other side of the bridge)")
         await self.new_primary(cut=frozenset(old_side))
-        await self.serving(self.current(), TAKEOVER_S)
+        await self.serving(self.current(), self.takeover_s)
         self.write(self.current(), 1)
         self.write(old, o.stale_writes)
         await trio.sleep(0.5)
@@ -879,7 +887,7 @@ class RealWorld:
         and judge everything."""
         self.heal()
         self.store_up()
-        with trio.move_on_after(ANSWER_S):
+        with trio.move_on_after(self.answer_s):
             while self.pending:  # noqa: ASYNC110 - the writes are other tasks' calls
                 await trio.sleep(0.05)
         for p in self.primaries:
@@ -889,7 +897,7 @@ class RealWorld:
         self.history.fault("new-primary", f"p{len(self.primaries)} (the final takeover)", final=True)
         await self.new_primary()
         final = self.current()
-        check(await self.serving(final, SETTLE_S), f"the final primary never served: {await self.status(final)}")
+        check(await self.serving(final, self.settle_s), f"the final primary never served: {await self.status(final)}")
         found = await self.check(final, "after the final takeover", must_answer=True)
         assert found is not None
         st = await self.settled(final)
@@ -911,7 +919,7 @@ class RealWorld:
     async def settled(self, p: NodeProcess) -> dict[str, Any]:
         """Wait until every replica holds p's log and votes, and the archive holds it all."""
         st: dict[str, Any] | None = None
-        with trio.move_on_after(SETTLE_S):
+        with trio.move_on_after(self.settle_s):
             while True:
                 st = await self.status(p)
                 if st is not None and _settled(st):
@@ -1064,12 +1072,14 @@ def run_real(
     *,
     quorum: int = 3,
     history: list[dict[str, Any]] | None = None,
-    limit_s: float = 300.0,
+    limit_s: float = 300.0,  # on the quiet reference machine; scaled by walrelay_chaos.pace
     impl: NodeCommands | None = None,
 ) -> RealOutcomes:
     """Play ``schedule`` against real processes and judge it (AssertionError: a checker failed).
     Every process it started is killed before it returns, whatever happened."""
     os.makedirs(root, exist_ok=True)
+    pace = slowdown()
+    limit_s *= pace
     started = time.monotonic()
     hist = History(history, now=lambda: time.monotonic() - started)
 

@@ -146,6 +146,8 @@ def build_scratch(scratch: Path, modules: list[str]) -> None:
         "only_mutate": [f"src/walrelay/{m}.py" for m in modules],
         "pytest_add_cli_args_test_selection": tests,
         "pytest_add_cli_args": ["-p", "no:cacheprovider", "-q", "-x"],
+        # mutmut runs the tests inside mutants/: what they read beside tests/ must be there too
+        "also_copy": ["docs", "spec", "chaos", "examples"],
     }
     lines = ["", "[tool.mutmut]"] + [f"{k} = {json.dumps(v)}" for k, v in config.items()]
     (scratch / "pyproject.toml").write_text(pyproject + "\n".join(lines) + "\n", encoding="utf-8")
@@ -266,6 +268,10 @@ def main(argv: list[str] | None = None) -> int:
         ]  # fmt: skip
         (args.out / "results.json").write_text(json.dumps(body, indent=2) + "\n", encoding="utf-8")
     untriaged = [sv for s in scores for sv in s.survivors if not sv.reason]
+    unjudged = [s.module for s in scores if s.total and not (s.killed + s.survived + s.timeout)]
+    if unjudged:
+        print(f"mutate: no mutant of {unjudged} was judged (see mutmut's output above)", file=sys.stderr)
+        return 2
     if any(s.total == 0 for s in scores):
         print(f"mutate: no mutants for {[s.module for s in scores if s.total == 0]}", file=sys.stderr)
         return 2

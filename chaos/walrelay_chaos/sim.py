@@ -33,7 +33,7 @@ import math
 import os
 import shutil
 import tempfile
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -85,6 +85,7 @@ from walrelay_chaos.schedule import (
     Write,
     WriteStale,
 )
+from walrelay_chaos.simdisk import SimDisk
 
 N = 5
 OBJECT = "obj"
@@ -333,54 +334,6 @@ class DialerView:
         await self.net.serve(address, handler, task_status=task_status)
 
 
-class SimDisk:
-    """What a power loss keeps of each file: its length at its last fsync (or fdatasync).
-
-    Installed for a run (``os.fsync``/``os.fdatasync`` wrapped: the real call, then the file's
-    length is noted by inode). ``lose_unsynced`` cuts every file under a directory back to that
-    length, and empties a file never synced: exactly the writes a crash may lose. Files are only
-    appended to or replaced (ReplicaStore: appends, truncations that are fsynced, and atomic
-    replaces whose new file is fsynced before the rename), so a length says what survived. A
-    process crash (CrashReplica) loses nothing: the OS still holds what was written.
-    """
-
-    def __init__(self) -> None:
-        self.synced: dict[tuple[int, int], int] = {}
-
-    @contextlib.contextmanager
-    def installed(self) -> Iterator[None]:
-        real = os.fsync, os.fdatasync
-
-        def wrap(call: Callable[[Any], None]) -> Callable[[Any], None]:
-            def synced(fd: Any) -> None:
-                call(fd)
-                st = os.fstat(fd)
-                self.synced[(st.st_dev, st.st_ino)] = st.st_size
-
-            return synced
-
-        setattr(os, "fsync", wrap(real[0]))  # noqa: B010 - typeshed's signature, not ours
-        setattr(os, "fdatasync", wrap(real[1]))  # noqa: B010
-        try:
-            yield
-        finally:
-            os.fsync, os.fdatasync = real
-
-    def lose_unsynced(self, directory: str) -> int:
-        """Cut every file under ``directory`` back to what its last fsync made durable; returns the
-        bytes lost."""
-        lost = 0
-        for parent, _, names in sorted(os.walk(directory)):
-            for name in sorted(names):
-                path = os.path.join(parent, name)
-                st = os.stat(path)
-                keep = self.synced.get((st.st_dev, st.st_ino), 0)
-                if st.st_size > keep:
-                    lost += st.st_size - keep
-                    os.truncate(path, keep)
-        return lost
-
-
 async def _inline(fn: Callable[..., Any], *args: Any) -> Any:
     return fn(*args)
 
@@ -525,6 +478,10 @@ class World:
         self.net = CutTransport(nursery)
         self.disk = disk or SimDisk()  # what a power loss keeps (run_schedule installs it)
         self.clock_us: list[int] = []  # each primary's wall clock, off the true one by this much
+        # The disk model covers the replicas' data, the epoch allocator and the directory archive:
+        # a power loss reverts what their last fsyncs (of files and of directories) did not cover.
+        for d in [*(f"r{i}" for i in range(N)), "placement", "archive"]:
+            self.disk.track(os.path.join(root, d))
         self.placement = EpochAllocator(os.path.join(root, "placement"))
         # Every primary ships here, stale ones too; StoreDown/StoreUp make its PUTs fail.
         self.archive = FlakyStore(DirStore(os.path.join(root, "archive")))
@@ -725,6 +682,7 @@ class World:
                 self.losses += 1
                 await self.crash_replica(op.replica)
                 shutil.rmtree(os.path.join(self.root, f"r{op.replica}"), ignore_errors=True)
+                self.disk.track(os.path.join(self.root, f"r{op.replica}"))  # a new, empty disk
                 await self.start_replica(op.replica)
         elif isinstance(op, StoreDown):
             self.archive.down, self.archive.ambiguous = True, op.ambiguous
@@ -770,9 +728,15 @@ class World:
         down = [i for i in range(N) if mask >> i & 1]
         for i in down:
             await self.crash_replica(i)
+        reverted = self.disk.reverted
+        if primary:  # the primary's host: the epoch allocator and the directory archive with it
+            for d in ("placement", "archive"):
+                self.disk.lose_unsynced(os.path.join(self.root, d))
         for i in down:
             if self.disk.lose_unsynced(os.path.join(self.root, f"r{i}")):
                 _event("a power loss lost unsynced writes")
+        if self.disk.reverted > reverted:
+            _event("a power loss reverted a directory entry")
         for i in down:
             await self.start_replica(i)
 

@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from walrelay.errors import WalrelayError
-from walrelay.fsutil import replace_durably
+from walrelay.fsutil import makedirs_durably, replace_durably
 from walrelay.replica_store import check_object_name
 
 MAX_EPOCH = 2**64 - 1  # epochs travel as u64 (docs/protocol.md)
@@ -39,7 +39,7 @@ class EpochAllocator:
     def __init__(self, directory: str | os.PathLike[str]) -> None:
         self.directory = Path(directory)
         try:
-            self.directory.mkdir(parents=True, exist_ok=True)
+            makedirs_durably(self.directory)
         except OSError as e:
             raise PlacementError(f"placement directory {self.directory}: {e.strerror or e}") from None
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 from walrelay.entry import GENESIS_CHAIN, Entry, check_follows, decode
 from walrelay.errors import ChainError, EntryFormatError, UnsupportedVersionError, WalrelayError
-from walrelay.fsutil import replace_durably
+from walrelay.fsutil import makedirs_durably, replace_durably
 
 _LEN = struct.Struct(">I")
 OBJECT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
@@ -58,7 +58,7 @@ class ReplicaStore:
         they take this much; until then they stay, harmless, behind ``archived_through``."""
         self.compact_min_bytes = compact_min_bytes
         self.dir = os.path.join(data_dir, "objects", check_object_name(object_name))
-        os.makedirs(self.dir, exist_ok=True)
+        makedirs_durably(self.dir)  # objects/ and objects/<object>/ must survive a power loss too
         self.log_path = os.path.join(self.dir, "entries.log")
         self.state_path = os.path.join(self.dir, "state.json")
         self._fd = -1

@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 
 from walrelay.archive.store import ObjectInfo, ObjectNotFoundError, ObjectStoreError, check_key, check_prefix
-from walrelay.fsutil import replace_durably
+from walrelay.fsutil import makedirs_durably, replace_durably
 
 
 class DirStore:
@@ -22,7 +22,7 @@ class DirStore:
         if not create and not self.root.is_dir():
             raise ObjectStoreError(f"no archive directory {self.root}")
         try:
-            self.root.mkdir(parents=True, exist_ok=True)
+            makedirs_durably(self.root)
         except OSError as e:
             raise ObjectStoreError(f"cannot create the archive directory {self.root}: {e}") from None
 
@@ -35,7 +35,7 @@ class DirStore:
     def put(self, key: str, data: bytes) -> None:
         path = self._path(key)
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            makedirs_durably(path.parent)  # a new key directory's name must be durable too
             replace_durably(path, data)  # temporary names start with "." and are never listed
         except OSError as e:
             raise ObjectStoreError(f"put {key} into {self.describe()} failed: {e}") from None

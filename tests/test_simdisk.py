@@ -118,3 +118,24 @@ def test_the_simulation_catches_a_replace_without_the_directory_fsync(
     monkeypatch.setattr(replica_store, "replace_durably", replace_without_dir_fsync)
     with pytest.raises(AssertionError):
         run_schedule(str(tmp_path / "mut"), ACKED_THEN_EVERYONE_LOSES_POWER, seed=0)
+
+
+def test_a_replica_that_loses_power_between_a_rename_and_its_directory_fsync_loses_nothing_acknowledged(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """TornRename: the rename is undone (the replica's state file comes back as it was), the
+    replica restarts, and the run is valid: nothing was answered before that fsync."""
+    import walrelay_chaos.sim as sim
+
+    seen: list[str] = []
+    monkeypatch.setattr(sim, "EVENT_HOOK", seen.append)
+    schedule: list[op.Op] = [
+        op.Settle(300),
+        op.Write(3),  # in flight: archived segments make replica 1 record a truncation point
+        op.TornRename(1),  # (a state file replaced): the power goes before that directory's fsync
+        op.Write(2),
+        op.Settle(300),
+        op.Check(),
+    ]
+    run_schedule(str(tmp_path), schedule, seed=0)
+    assert "power-loss-reverted-rename" in seen

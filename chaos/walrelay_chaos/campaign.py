@@ -83,6 +83,7 @@ def op_mix(rng: random.Random, *, settles: tuple[int, ...] = (1, 20, 300)) -> li
         # A power loss takes several machines at once (a rack): often all five replicas.
         (op.PowerFail, lambda: op.PowerFail(rng.choice([2**N - 1, rng.randint(1, 2**N - 1)]), rng.random() < 0.5)),
         (op.RestoreCrash, lambda: op.RestoreCrash(rng.randint(0, 7), rng.random() < 0.5, rng.random() < 0.5)),
+        (op.TornRename, lambda: op.TornRename(rng.randrange(N))),
         (op.Bridge, lambda: op.Bridge(rng.randrange(N), rng.randint(1, 2))),
     ]
 

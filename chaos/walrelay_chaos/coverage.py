@@ -15,7 +15,9 @@ campaign counts, per target, the runs that reached it, and a batch that was aske
   limit (10 s in production);
 * ``restore-inside-unuploaded-window``: a restore targeted a point the archive did not hold yet
   when the restore was asked for;
-* ``ambiguous-put``: the object store stored a PUT but its answer was lost.
+* ``ambiguous-put``: the object store stored a PUT but its answer was lost;
+* ``power-loss-reverted-rename``: a replica lost power between a rename and its directory's
+  fsync, and the rename was undone (issue 16: the simulated disk models directories).
 
 The first two are read from the run's history (``walrelay_chaos.sim.History``), in either mode;
 the others are reported by the simulation (``sim.EVENT_HOOK``), which sees the archive and store,
@@ -34,6 +36,7 @@ TARGETS = (
     "segment-cut-by-age",
     "restore-inside-unuploaded-window",
     "ambiguous-put",
+    "power-loss-reverted-rename",
 )
 # The targets a real-mode batch can show from outside (its history, its S3 proxy's record); the
 # rest need the simulation.

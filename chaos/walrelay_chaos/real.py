@@ -1140,7 +1140,7 @@ def _leaves(eg: BaseExceptionGroup[BaseException]) -> list[BaseException]:
 MAX_REAL_OPS = 14
 
 
-SIM_ONLY = (op.Orphan,)
+SIM_ONLY = (op.Orphan, op.TornRename)
 
 
 def random_real_op(rng: random.Random) -> Op:

@@ -219,6 +219,17 @@ class PowerFail:
 
 
 @dataclass(frozen=True)
+class TornRename:
+    """Replica ``replica`` loses power between a rename and the fsync of its directory: at the
+    next directory fsync it makes after renaming (a state or log file replaced), before the fsync
+    takes effect; the rename is then undone, as a file system may undo it, and the replica
+    restarts. Nothing it answered depended on the rename: answers wait for that fsync. If it
+    renames nothing within 5 s, nothing happens. (Simulation only.)"""
+
+    replica: int
+
+
+@dataclass(frozen=True)
 class RestoreCrash:
     """A Restore (``pick``, ``by_request``) whose restoring primary crashes half way: ``late``
     false, while its first epoch archives the old branch; true, after it took its second epoch.
@@ -275,6 +286,7 @@ Op = (
     | Orphan
     | ClockJump
     | PowerFail
+    | TornRename
     | RestoreCrash
     | Pause
     | Bridge
@@ -286,7 +298,7 @@ OPS: dict[str, type[Op]] = {
     for cls in (
         Write, WriteStale, Settle, Cut, Heal, CrashPrimary, NewPrimary, CrashReplica, LoseDisk,
         StoreDown, StoreUp, Check, Bookmark, Restore, MinorityFailover, PairFailover, SplitBrain, OneWay, Delay, Reset,
-        Orphan, ClockJump, PowerFail, RestoreCrash, Pause, Bridge,
+        Orphan, ClockJump, PowerFail, RestoreCrash, Pause, Bridge, TornRename,
     )
 }  # fmt: skip
 

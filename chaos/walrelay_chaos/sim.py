@@ -82,10 +82,11 @@ from walrelay_chaos.schedule import (
     SplitBrain,
     StoreDown,
     StoreUp,
+    TornRename,
     Write,
     WriteStale,
 )
-from walrelay_chaos.simdisk import SimDisk
+from walrelay_chaos.simdisk import PowerCut, SimDisk
 
 N = 5
 OBJECT = "obj"
@@ -515,6 +516,8 @@ class World:
             # A primary whose recovery gave up stops; the checks judge the outcome.
             with scope, contextlib.suppress(WalrelayError):
                 await run(task_status=task_status)
+        except* PowerCut:
+            pass  # the host lost power in the middle of its own I/O (TornRename): it is down
         finally:
             done.set()
 
@@ -712,6 +715,8 @@ class World:
             self.clock_us[-1] += -op.ms * 1000 if op.back else op.ms * 1000
         elif isinstance(op, PowerFail):
             await self.power_fail(op.mask, primary=op.primary)
+        elif isinstance(op, TornRename):
+            await self.torn_rename(op.replica % N)
         elif isinstance(op, Bridge):
             await self.bridge(op)
         elif isinstance(op, Pause):
@@ -739,6 +744,27 @@ class World:
             _event("a power loss reverted a directory entry")
         for i in down:
             await self.start_replica(i)
+
+    async def torn_rename(self, i: int) -> None:
+        """Replica ``i`` loses power between a rename and its directory's fsync (TornRename)."""
+        host = self.replicas[i]
+        if host is None:
+            return
+        root = os.path.join(self.root, f"r{i}")
+        self.disk.arm(root)
+        with trio.move_on_after(5):
+            await host[2].wait()  # its next rename's directory fsync raises PowerCut
+        self.disk.arm(None)
+        if self.disk.cut is None and not host[2].is_set():
+            self.history.fault("torn-rename", f"r{i} renamed nothing within 5 s: no power cut")
+            return
+        self.history.fault("power-fail", [f"r{i}", f"between a rename and the fsync of {self.disk.cut}"])
+        await self.crash_replica(i)
+        reverted = self.disk.reverted
+        self.disk.lose_unsynced(root)
+        if self.disk.reverted > reverted:
+            _event("power-loss-reverted-rename")
+        await self.start_replica(i)
 
     def heal_all(self) -> None:
         self.record_fault(Heal())

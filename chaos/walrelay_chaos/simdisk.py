@@ -30,6 +30,12 @@ from typing import Any
 Ino = tuple[int, int]  # (st_dev, st_ino)
 
 
+class PowerCut(BaseException):
+    """The power went out in the middle of a node's own I/O (``SimDisk.arm``): raised from the
+    directory fsync it was making, so nothing after it runs, and no answer that waited for it
+    is sent. A BaseException: no ``except Exception`` in the node may take it for an I/O error."""
+
+
 def _ino(st: os.stat_result) -> Ino:
     return (st.st_dev, st.st_ino)
 
@@ -41,6 +47,8 @@ class SimDisk:
         self.kept: dict[Ino, bytes] = {}  # durable bytes of inodes a durable name lost since
         self.roots: set[str] = set()
         self.reverted = 0  # directory entries a power loss put back or took away (coverage)
+        self.armed: str | None = None  # a root whose next directory fsync after a change is cut
+        self.cut: str | None = None  # the directory whose fsync the power cut
 
     # -- what is modelled -----------------------------------------------------------------------
 
@@ -53,6 +61,13 @@ class SimDisk:
             del self.names[d]
         self.names[root] = {name: _ino(os.lstat(os.path.join(root, name))) for name in os.listdir(root)}
         self.roots.add(root)
+
+    def arm(self, root: str | None) -> None:
+        """The power goes out under ``root`` at the next fsync of a directory whose names changed
+        since its last fsync (a rename or a new file not durable yet): ``PowerCut`` is raised
+        instead. None disarms."""
+        self.armed = os.path.abspath(root) if root is not None else None
+        self.cut = None
 
     def _tracked(self, path: Any) -> str | None:
         if not isinstance(path, str | os.PathLike) or not self.roots:
@@ -86,7 +101,12 @@ class SimDisk:
                 if stat.S_ISDIR(st.st_mode):
                     path = self._tracked(os.readlink(f"/proc/self/fd/{fd}"))
                     if path is not None:
-                        self.names[path] = {n: _ino(os.lstat(os.path.join(path, n))) for n in os.listdir(path)}
+                        now = {n: _ino(os.lstat(os.path.join(path, n))) for n in os.listdir(path)}
+                        armed = self.armed
+                        if armed and (path == armed or path.startswith(armed + os.sep)) and now != self.names.get(path):
+                            self.armed, self.cut = None, path
+                            raise PowerCut(path)  # before the fsync counted: the change is not durable
+                        self.names[path] = now
                         self._forget_kept()
                 else:
                     self.synced[_ino(st)] = st.st_size

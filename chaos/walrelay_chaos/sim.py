@@ -31,6 +31,7 @@ import hashlib
 import itertools
 import math
 import os
+import random
 import shutil
 import tempfile
 from collections.abc import Awaitable, Callable
@@ -44,6 +45,7 @@ from walrelay.apps.kv import KeyValue
 from walrelay.archive.dir_store import DirStore
 from walrelay.archive.format import bookmark, parse_bookmark
 from walrelay.archive.reader import ArchiveReader, Listing
+from walrelay.archive.s3_store import S3Store
 from walrelay.archive.shipper import ArchiveShipper
 from walrelay.archive.store import ObjectInfo, TransientStoreError
 from walrelay.archive.verify import verify
@@ -56,6 +58,7 @@ from walrelay.replay import Replayer
 from walrelay.replica_node import ReplicaNode
 from walrelay.transport import MemoryTransport
 from walrelay.wire import ReplyStatus
+from walrelay_chaos.fakes3 import FakeMinio
 from walrelay_chaos.schedule import (
     Bookmark,
     Bridge,
@@ -371,11 +374,64 @@ class FlakyStore:
         self.inner.delete(key)
 
 
+class FlakyS3:
+    """The archive through the real S3 store code (``S3Store``: retries, error mapping, prefixes,
+    listings) over a deterministic fake of the ``minio`` client (walrelay_chaos.fakes3), with the
+    same faults as ``FlakyStore``: down, and ambiguous PUTs."""
+
+    def __init__(self, seed: int) -> None:
+        self.client = FakeMinio()
+        self.store = S3Store(
+            "http://s3.sim.invalid/walrelay-sim/archive",
+            client=self.client,
+            sleep=lambda s: None,  # the backoff takes no simulated time; retries are counted
+            rng=random.Random(seed),
+            create_bucket=True,
+            attempts=3,
+        )
+
+    @property
+    def down(self) -> bool:
+        return self.client.down
+
+    @down.setter
+    def down(self, value: bool) -> None:
+        self.client.down = value
+
+    @property
+    def ambiguous(self) -> bool:
+        return self.client.ambiguous
+
+    @ambiguous.setter
+    def ambiguous(self, value: bool) -> None:
+        self.client.ambiguous = value
+
+    def describe(self) -> str:
+        return self.store.describe()
+
+    def put(self, key: str, data: bytes) -> None:
+        before = self.client.stored_ambiguously
+        try:
+            self.store.put(key, data)
+        finally:
+            if self.client.stored_ambiguously > before:
+                _event("ambiguous-put")
+
+    def get(self, key: str) -> bytes:
+        return self.store.get(key)
+
+    def list(self, prefix: str = "") -> list[ObjectInfo]:
+        return self.store.list(prefix)
+
+    def delete(self, key: str) -> None:
+        self.store.delete(key)
+
+
 class ListedOnce(ArchiveReader):
     """A reader whose listing is taken once: for checks that run without yielding, while
     nothing can write to the archive."""
 
-    def __init__(self, store: FlakyStore, object_name: str) -> None:
+    def __init__(self, store: FlakyStore | FlakyS3, object_name: str) -> None:
         super().__init__(store, object_name)
         self._listing: Listing | None = None
 
@@ -471,6 +527,8 @@ class World:
         quorum: int,
         history: History | None = None,
         disk: SimDisk | None = None,
+        store: str = "dir",
+        seed: int = 0,
     ) -> None:
         self.root = root
         self.history = history or History()
@@ -484,8 +542,11 @@ class World:
         for d in [*(f"r{i}" for i in range(N)), "placement", "archive"]:
             self.disk.track(os.path.join(root, d))
         self.placement = EpochAllocator(os.path.join(root, "placement"))
-        # Every primary ships here, stale ones too; StoreDown/StoreUp make its PUTs fail.
-        self.archive = FlakyStore(DirStore(os.path.join(root, "archive")))
+        # Every primary ships here, stale ones too; StoreDown/StoreUp make its PUTs fail. Half the
+        # seeds archive to a directory, half through the S3 store code over a fake minio client.
+        self.archive: FlakyStore | FlakyS3 = (
+            FlakyS3(seed) if store == "s3" else FlakyStore(DirStore(os.path.join(root, "archive")))
+        )
         self.replicas: list[tuple[ReplicaNode, trio.CancelScope, trio.Event] | None] = [None] * N
         self.primaries: list[RunningPrimary] = []
         self.out = Outcomes()  # this branch's writes (a restore starts a new one)
@@ -1174,7 +1235,8 @@ def run_schedule(
         world: World | None = None
         try:
             async with trio.open_nursery() as nursery:
-                world = World(root, nursery, quorum, History(history), disk)
+                store = "s3" if (seed or 0) % 2 else "dir"
+                world = World(root, nursery, quorum, History(history), disk, store, seed or 0)
                 for i in range(N):
                     await world.start_replica(i)
                 await world.new_primary()

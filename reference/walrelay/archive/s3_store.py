@@ -19,7 +19,7 @@ import random
 import re
 import time
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import urllib3
@@ -79,8 +79,14 @@ class S3Store:
         create_bucket: bool = False,
         access_key: str | None = None,
         secret_key: str | None = None,
+        client: Any = None,
+        sleep: Callable[[float], None] = time.sleep,
+        rng: random.Random | None = None,
     ) -> None:
-        """``access_key``/``secret_key`` override the environment (tests against a local server)."""
+        """``access_key``/``secret_key`` override the environment (tests against a local server).
+        ``client``, ``sleep`` and ``rng`` are for the deterministic simulation: a client with the
+        ``Minio`` methods this class calls (walrelay_chaos.fakes3), the backoff's sleep, and the
+        backoff's jitter; by default the real ``Minio`` client, ``time.sleep`` and ``random``."""
         endpoint, secure, self.bucket, self.prefix = parse_s3_url(url)
         self.url = f"{'https' if secure else 'http'}://{endpoint}/{self.bucket}" + (
             f"/{self.prefix}" if self.prefix else ""
@@ -88,6 +94,13 @@ class S3Store:
         self.attempts = attempts
         self.backoff_s = backoff_s
         self.max_backoff_s = max_backoff_s
+        self.sleep = sleep
+        self.rng = rng or random.Random()
+        if client is not None:
+            self.client = client
+            if create_bucket:
+                self._retrying("create bucket", self._make_bucket)
+            return
         pool = urllib3.PoolManager(
             timeout=urllib3.Timeout(connect=min(5.0, timeout_s), read=timeout_s),
             retries=False,
@@ -141,7 +154,7 @@ class S3Store:
             except (MinioException, ValueError) as e:
                 raise ObjectStoreError(f"{what} in {self.describe()} failed: {e}") from None
             if attempt < self.attempts:
-                time.sleep(delay * random.uniform(0.5, 1.0))
+                self.sleep(delay * self.rng.uniform(0.5, 1.0))
                 delay = min(delay * 2, self.max_backoff_s)
         raise TransientStoreError(f"{what} in {self.describe()}: no answer after {self.attempts} attempts ({last})")
 
@@ -160,7 +173,7 @@ class S3Store:
         def fetch() -> bytes:
             resp = self.client.get_object(self.bucket, name)
             try:
-                return resp.read()
+                return bytes(resp.read())
             finally:
                 resp.close()
                 resp.release_conn()

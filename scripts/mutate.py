@@ -105,6 +105,7 @@ class ModuleScore:
     survived: int = 0
     timeout: int = 0
     no_tests: int = 0
+    not_checked: int = 0  # the --minutes budget ran out first
     other: int = 0
     survivors: list[Survivor] = field(default_factory=list)
 
@@ -153,12 +154,29 @@ def build_scratch(scratch: Path, modules: list[str]) -> None:
     (scratch / "pyproject.toml").write_text(pyproject + "\n".join(lines) + "\n", encoding="utf-8")
 
 
-def mutmut(scratch: Path, *args: str, capture: bool = True) -> subprocess.CompletedProcess[str]:
+def mutmut(
+    scratch: Path, *args: str, capture: bool = True, limit_s: float | None = None
+) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(scratch / "chaos"), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
-    env.setdefault("HYPOTHESIS_PROFILE", "ci")  # derandomized: the same tests kill the same mutants
+    env.setdefault("HYPOTHESIS_PROFILE", "mutate")  # derandomized, 20 examples (tests/conftest.py)
     exe = Path(sys.executable).with_name("mutmut")
-    return subprocess.run([str(exe), *args], cwd=scratch, env=env, text=True, capture_output=capture, check=False)
+    proc = subprocess.Popen(
+        [str(exe), *args],
+        cwd=scratch,
+        env=env,
+        text=True,
+        stdout=subprocess.PIPE if capture else None,
+        stderr=subprocess.PIPE if capture else None,
+        start_new_session=True,
+    )
+    try:
+        out, err = proc.communicate(timeout=limit_s)
+    except subprocess.TimeoutExpired:  # the budget: stop mutmut and its workers
+        os.killpg(proc.pid, 9)
+        out, err = proc.communicate()
+        print(f"mutate: stopped mutmut after {(limit_s or 0) / 60:.0f} minutes (--minutes)", flush=True)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
 
 _HUNK = re.compile(r"^@@ -(\d+)")
@@ -208,6 +226,8 @@ def collect(scratch: Path, modules: list[str], equivalents: list[dict[str, str]]
                 s.timeout += 1
             elif status == "no tests":
                 s.no_tests += 1
+            elif status == "not checked":
+                s.not_checked += 1
             else:
                 s.other += 1
         scores.append(s)
@@ -216,13 +236,13 @@ def collect(scratch: Path, modules: list[str], equivalents: list[dict[str, str]]
 
 def report(scores: list[ModuleScore], seconds: float) -> str:
     out = [f"# mutation report ({seconds / 60:.1f} min)", ""]
-    out.append("| module | mutants | killed | survived (equivalent) | timeout | no test | score |")
-    out.append("|---|---:|---:|---:|---:|---:|---:|")
+    out.append("| module | mutants | killed | survived (equivalent) | timeout | no test | not checked | score |")
+    out.append("|---|---:|---:|---:|---:|---:|---:|---:|")
     for s in scores:
         eq = sum(1 for sv in s.survivors if sv.reason)
         out.append(
             f"| {s.module} | {s.total} | {s.killed} | {s.survived} ({eq}) | {s.timeout} | {s.no_tests} | "
-            f"{100 * s.score:.1f}% |"
+            f"{s.not_checked} | {100 * s.score:.1f}% |"
         )
     for s in scores:
         open_ = [sv for sv in s.survivors if not sv.reason]
@@ -243,6 +263,12 @@ def main(argv: list[str] | None = None) -> int:
         "--check", action="store_true", help="exit 1 if a survivor is not in tests/mutation/equivalent.toml"
     )
     ap.add_argument("--max-children", type=int, default=os.cpu_count() or 2)
+    ap.add_argument(
+        "--minutes",
+        type=float,
+        default=0.0,
+        help="stop mutmut after this long (0: no limit); mutants not reached are reported as not checked",
+    )
     ap.add_argument("--equivalents", type=Path, default=EQUIVALENTS, help="the list of equivalent mutants")
     args = ap.parse_args(argv)
     modules = SAMPLE if args.sample else args.modules or list(MODULES)
@@ -251,8 +277,9 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     print(f"mutate: {', '.join(modules)} in {scratch}", flush=True)
     build_scratch(scratch, modules)
-    run = mutmut(scratch, "run", "--max-children", str(args.max_children), capture=False)
-    if run.returncode not in (0, 1):
+    budget = args.minutes * 60 or None
+    run = mutmut(scratch, "run", "--max-children", str(args.max_children), capture=False, limit_s=budget)
+    if run.returncode not in (0, 1, -9):
         print(f"mutate: mutmut run exited {run.returncode}", file=sys.stderr)
         return 2
     scores = collect(scratch, modules, equivalents)
@@ -268,7 +295,9 @@ def main(argv: list[str] | None = None) -> int:
         ]  # fmt: skip
         (args.out / "results.json").write_text(json.dumps(body, indent=2) + "\n", encoding="utf-8")
     untriaged = [sv for s in scores for sv in s.survivors if not sv.reason]
-    unjudged = [s.module for s in scores if s.total and not (s.killed + s.survived + s.timeout)]
+    unjudged = [
+        s.module for s in scores if s.total and not (s.killed + s.survived + s.timeout) and s.not_checked < s.total
+    ]
     if unjudged:
         print(f"mutate: no mutant of {unjudged} was judged (see mutmut's output above)", file=sys.stderr)
         return 2

@@ -18,6 +18,10 @@ from walrelay_chaos import s3server as s3servers
 
 settings.register_profile("ci", derandomize=True, max_examples=100, deadline=None, print_blob=True)
 settings.register_profile("nightly", derandomize=False, max_examples=2000, deadline=None, print_blob=True)
+# Mutation testing (scripts/mutate.py) runs the covering tests once per mutant: derandomized, so a
+# mutant is killed or not the same way every night, and fewer examples, so 4,000 mutants fit the
+# nightly hour (a property that needs more than 20 examples to see a mutant is a weak test anyway).
+settings.register_profile("mutate", derandomize=True, max_examples=20, deadline=None, print_blob=True)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 

@@ -242,6 +242,10 @@ def test_a_real_run_with_every_fault_is_valid_and_leaves_nothing_running(
         op.Write(3),
         op.Settle(1500),  # segments are cut and their PUTs are ambiguous
         op.StoreUp(),
+        op.SlowStore(300),
+        op.Write(3),
+        op.Settle(1500),  # segments are cut and their PUTs held by the proxy
+        op.StoreUp(),
         op.Heal(),
         op.CrashReplica(2),
         op.LoseDisk(3),
@@ -264,6 +268,7 @@ def test_a_real_run_with_every_fault_is_valid_and_leaves_nothing_running(
     assert len(out.ok) >= 5 and len(out.bookmarks) >= 1 and not out.skipped
     faults = {e["f"] for e in events if e["process"] == "nemesis"}
     assert {"start-partition", "new-primary", "start-store-down", "crash-replica", "lose-disk", "start-pause"} <= faults
+    assert {"start-slow-store", "stop-slow-store"} <= faults and "slow-put" in out.reached
     assert {"start-one-way", "start-delay", "reset", "stop-one-way", "stop-delay"} <= faults
     assert {e["f"] for e in events if e["type"] == "ok"} >= {"write", "read", "bookmark"}
     assert _children_of_root(root) == []

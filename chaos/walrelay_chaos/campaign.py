@@ -84,6 +84,7 @@ def op_mix(rng: random.Random, *, settles: tuple[int, ...] = (1, 20, 300)) -> li
         (op.PowerFail, lambda: op.PowerFail(rng.choice([2**N - 1, rng.randint(1, 2**N - 1)]), rng.random() < 0.5)),
         (op.RestoreCrash, lambda: op.RestoreCrash(rng.randint(0, 7), rng.random() < 0.5, rng.random() < 0.5)),
         (op.TornRename, lambda: op.TornRename(rng.randrange(N))),
+        (op.SlowStore, lambda: op.SlowStore(rng.choice([50, 500, 3000]))),
         (op.Bridge, lambda: op.Bridge(rng.randrange(N), rng.randint(1, 2))),
     ]
 

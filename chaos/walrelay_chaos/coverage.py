@@ -17,7 +17,8 @@ campaign counts, per target, the runs that reached it, and a batch that was aske
   when the restore was asked for;
 * ``ambiguous-put``: the object store stored a PUT but its answer was lost;
 * ``power-loss-reverted-rename``: a replica lost power between a rename and its directory's
-  fsync, and the rename was undone (issue 16: the simulated disk models directories).
+  fsync, and the rename was undone (issue 16: the simulated disk models directories);
+* ``slow-put``: an archive PUT was slowed down (SlowStore), so uploads queued behind it.
 
 The first two are read from the run's history (``walrelay_chaos.sim.History``), in either mode;
 the others are reported by the simulation (``sim.EVENT_HOOK``), which sees the archive and store,
@@ -37,11 +38,12 @@ TARGETS = (
     "restore-inside-unuploaded-window",
     "ambiguous-put",
     "power-loss-reverted-rename",
+    "slow-put",
 )
 # The targets a real-mode batch can show from outside (its history, its S3 proxy's record); the
 # rest need the simulation.
 HISTORY_TARGETS = ("takeover-with-writes-in-flight", "stale-primary-fenced")
-REAL_TARGETS = (*HISTORY_TARGETS, "ambiguous-put")
+REAL_TARGETS = (*HISTORY_TARGETS, "ambiguous-put", "slow-put")
 
 
 def from_history(events: Sequence[dict[str, Any]]) -> set[str]:

@@ -336,6 +336,7 @@ class RealWorld:
         self.s3 = s3
         self.store_down = False
         self.store_ambiguous = True
+        self.store_slow = False
         self.s3proxy = FaultProxy(s3.endpoint, self._decide_s3)
         # Each primary reaches the replicas through proxies of its own (a bridge cuts one primary
         # off from some replicas only); a shared fault applies to every primary's, and to those
@@ -362,6 +363,8 @@ class RealWorld:
     def _decide_s3(self, method: str, path: str, n: int) -> str:
         if self.store_down and method == "PUT":
             return "ambiguous" if self.store_ambiguous and n % 2 else "503"
+        if self.store_slow and method == "PUT":
+            return "slow"
         return "pass"
 
     def store(self) -> S3Store:
@@ -634,6 +637,9 @@ class RealWorld:
             self.store_down, self.store_ambiguous = True, o.ambiguous
         elif isinstance(o, op.StoreUp):
             self.store_up()
+        elif isinstance(o, op.SlowStore):
+            h.fault("start-slow-store", f"PUTs {o.ms} ms slower")
+            self.s3proxy.slow_s, self.store_slow = o.ms / 1000, True
         elif isinstance(o, op.Check):
             if current.alive and await self.serving(current, self.check_s):
                 await self.check(current, "check")
@@ -866,7 +872,9 @@ class RealWorld:
     def store_up(self) -> None:
         if self.store_down:
             self.history.fault("stop-store-down")
-        self.store_down = False
+        if self.store_slow:
+            self.history.fault("stop-slow-store")
+        self.store_down = self.store_slow = False
 
     async def serving(self, p: NodeProcess, within_s: float) -> bool:
         with trio.move_on_after(within_s):
@@ -1105,6 +1113,8 @@ def run_real(
         world.out.seconds = time.monotonic() - started
         if world.s3proxy.count("ambiguous", "PUT"):
             world.out.reached.add("ambiguous-put")
+        if world.s3proxy.count("slow", "PUT"):
+            world.out.reached.add("slow-put")
         return world.out
 
     try:

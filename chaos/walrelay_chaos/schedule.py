@@ -74,6 +74,14 @@ class StoreUp:
 
 
 @dataclass(frozen=True)
+class SlowStore:
+    """Every archive PUT takes ``ms`` longer (a slow or throttled store) until StoreUp: uploads
+    queue behind it while writes go on, so the archive lags the log."""
+
+    ms: int
+
+
+@dataclass(frozen=True)
 class Check:
     pass  # if the current primary serves within a while, it must hold every write acked so far
 
@@ -287,6 +295,7 @@ Op = (
     | ClockJump
     | PowerFail
     | TornRename
+    | SlowStore
     | RestoreCrash
     | Pause
     | Bridge
@@ -298,7 +307,7 @@ OPS: dict[str, type[Op]] = {
     for cls in (
         Write, WriteStale, Settle, Cut, Heal, CrashPrimary, NewPrimary, CrashReplica, LoseDisk,
         StoreDown, StoreUp, Check, Bookmark, Restore, MinorityFailover, PairFailover, SplitBrain, OneWay, Delay, Reset,
-        Orphan, ClockJump, PowerFail, RestoreCrash, Pause, Bridge, TornRename,
+        Orphan, ClockJump, PowerFail, RestoreCrash, Pause, Bridge, TornRename, SlowStore,
     )
 }  # fmt: skip
 

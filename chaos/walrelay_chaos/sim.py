@@ -82,6 +82,7 @@ from walrelay_chaos.schedule import (
     Restore,
     RestoreCrash,
     Settle,
+    SlowStore,
     SplitBrain,
     StoreDown,
     StoreUp,
@@ -554,6 +555,7 @@ class World:
         # The empty database before the first entry is a point too (a restore to seq 0).
         self.points: list[Point] = [Point(bookmark(1, 0), {}, b"")]
         self.restores = 0
+        self.store_delay_s = 0.0  # SlowStore: how much longer each archive PUT takes
         self.next_key = 1
         self.losses = 0
 
@@ -581,6 +583,14 @@ class World:
             pass  # the host lost power in the middle of its own I/O (TornRename): it is down
         finally:
             done.set()
+
+    async def _store_io(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """The archive's I/O, inline like every disk call here; a PUT takes ``store_delay_s`` of
+        simulated time first while the store is slow (SlowStore)."""
+        if self.store_delay_s and getattr(fn, "__name__", "") == "put":
+            _event("slow-put")
+            await trio.sleep(self.store_delay_s)
+        return fn(*args)
 
     async def start_replica(self, i: int) -> None:
         node = ReplicaNode(
@@ -616,7 +626,7 @@ class World:
             quorum=self.quorum,
             deadline_s=10**6,  # no resets by time: the schedule decides what happens
             archive=ArchiveShipper(
-                self.archive, OBJECT, segment_bytes=6000, segment_age_s=2.0, run_io=_inline, wall_us=clock
+                self.archive, OBJECT, segment_bytes=6000, segment_age_s=2.0, run_io=self._store_io, wall_us=clock
             ),
             restore_to=restore_to,
             wall_us=clock,
@@ -751,7 +761,9 @@ class World:
         elif isinstance(op, StoreDown):
             self.archive.down, self.archive.ambiguous = True, op.ambiguous
         elif isinstance(op, StoreUp):
-            self.archive.down = False
+            self.archive.down, self.store_delay_s = False, 0.0
+        elif isinstance(op, SlowStore):
+            self.store_delay_s = op.ms / 1000
         elif isinstance(op, Check) and not current.crashed and await self.serving(current, 30):
             await self.check(current, "check")
         elif isinstance(op, MinorityFailover | PairFailover | SplitBrain):
@@ -831,7 +843,7 @@ class World:
         self.record_fault(Heal())
         self.record_fault(StoreUp())
         self.net.heal()
-        self.archive.down = False
+        self.archive.down, self.store_delay_s = False, 0.0
 
     def names(self, mask: int) -> list[str]:
         return [a.removeprefix("mem:") for i, a in enumerate(self.addresses) if mask >> i & 1]
@@ -873,6 +885,10 @@ class World:
             h.fault("start-store-down", "ambiguous PUTs" if op.ambiguous else "PUTs fail")
         elif isinstance(op, StoreUp) and self.archive.down:
             h.fault("stop-store-down")
+        elif isinstance(op, StoreUp) and self.store_delay_s:
+            h.fault("stop-slow-store")
+        elif isinstance(op, SlowStore):
+            h.fault("start-slow-store", f"PUTs {op.ms} ms slower")
 
     async def bookmark(self, p: RunningPrimary) -> None:
         """Take (seq, database) at p in one step (no await between: no other event runs), then ask

@@ -18,7 +18,9 @@ campaign counts, per target, the runs that reached it, and a batch that was aske
 * ``ambiguous-put``: the object store stored a PUT but its answer was lost;
 * ``power-loss-reverted-rename``: a replica lost power between a rename and its directory's
   fsync, and the rename was undone (issue 16: the simulated disk models directories);
-* ``slow-put``: an archive PUT was slowed down (SlowStore), so uploads queued behind it.
+* ``slow-put``: an archive PUT was slowed down (SlowStore), so uploads queued behind it;
+* ``checkpoint-restart``: a primary checkpointed its WAL and SQLite restarted it with new salts,
+  and capture went on from the new generation (the simulation checkpoints every 8 frames).
 
 The first two are read from the run's history (``walrelay_chaos.sim.History``), in either mode;
 the others are reported by the simulation (``sim.EVENT_HOOK``), which sees the archive and store,
@@ -39,6 +41,7 @@ TARGETS = (
     "ambiguous-put",
     "power-loss-reverted-rename",
     "slow-put",
+    "checkpoint-restart",
 )
 # The targets a real-mode batch can show from outside (its history, its S3 proxy's record); the
 # rest need the simulation.

@@ -93,6 +93,7 @@ from walrelay_chaos.schedule import (
 from walrelay_chaos.simdisk import PowerCut, SimDisk
 
 N = 5
+CHECKPOINT_FRAMES = 8  # the primaries' WAL checkpoint threshold here (production: 1000 frames)
 OBJECT = "obj"
 MAX_DISK_LOSS = 2
 
@@ -630,6 +631,9 @@ class World:
             ),
             restore_to=restore_to,
             wall_us=clock,
+            # A WAL this small is checkpointed every few writes, so SQLite restarts it (new salts)
+            # often: the capture's restart path runs in every run, not only in 1000-frame ones.
+            checkpoint_frames=CHECKPOINT_FRAMES,
         )
         scope, done = trio.CancelScope(), trio.Event()
         address = await self.nursery.start(self._hosted, scope, done, functools.partial(node.run, f"mem:p{n}"))
@@ -1067,6 +1071,8 @@ class World:
     async def finish(self) -> None:
         """Heal everything, crash every primary, and let a last one take over: it must serve,
         hold every acknowledged write, and bring every replica to exactly its log."""
+        if any(p.node.runtime is not None and p.node.runtime.capture.wal_restarts for p in self.primaries):
+            _event("checkpoint-restart")
         self.heal_all()
         current = self.primaries[-1]
         if not current.crashed and current.node.phase() == "serving":

@@ -139,6 +139,7 @@ class WalCapture:
         self.page_size = int(self.conn.pragma("page_size"))
         self.checksum = DbChecksum.of_image(self.image(), self.page_size)
         self._salts: tuple[int, int] | None = None
+        self.wal_restarts = 0  # new WAL generations after a checkpoint (the capture's hardest path)
         self._consumed = 0  # frames of the current WAL generation already turned into commits
         self._cksum = (0, 0)
         self._frames_in_wal = 0
@@ -181,6 +182,7 @@ class WalCapture:
             raise CaptureError(f"WAL page size {hdr.page_size} != database page size {self.page_size}")
         if (hdr.salt1, hdr.salt2) != self._salts:
             # A new WAL generation (first commit, or restart after a checkpoint).
+            self.wal_restarts += self._salts is not None
             self._salts = (hdr.salt1, hdr.salt2)
             self._consumed = 0
             self._cksum = (hdr.cksum1, hdr.cksum2)

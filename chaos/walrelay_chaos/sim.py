@@ -94,6 +94,8 @@ from walrelay_chaos.simdisk import PowerCut, SimDisk
 
 N = 5
 CHECKPOINT_FRAMES = 8  # the primaries' WAL checkpoint threshold here (production: 1000 frames)
+RETENTION_WINDOW_US = 8_000_000  # (not yet used: see new_primary) a window of 8 simulated seconds
+RETENTION_GRACE_US = 1_000_000
 OBJECT = "obj"
 MAX_DISK_LOSS = 2
 
@@ -627,7 +629,16 @@ class World:
             quorum=self.quorum,
             deadline_s=10**6,  # no resets by time: the schedule decides what happens
             archive=ArchiveShipper(
-                self.archive, OBJECT, segment_bytes=6000, segment_age_s=2.0, run_io=self._store_io, wall_us=clock
+                self.archive,
+                OBJECT,
+                segment_bytes=6000,
+                segment_age_s=2.0,
+                run_io=self._store_io,
+                wall_us=clock,
+                # Retention keeps its production window (30 days: nothing is deleted within a
+                # run) until the final checks know what it may delete: with a compressed window
+                # (RETENTION_WINDOW_US) they read the archive from seq 1 and fail on retired
+                # prefixes (issue 16, point 3: where this stopped).
             ),
             restore_to=restore_to,
             wall_us=clock,

@@ -23,6 +23,7 @@ from walrelay.archive.format import branch_record_key
 from walrelay.archive.manifest import Manifest, Vouched, manifest_key
 from walrelay.archive.reader import ArchiveReader, BranchListing
 from walrelay.archive.retention import (
+    DEFAULT_GRACE_US,
     DEFAULT_WINDOW_US,
     apply_retention,
     apply_superseded,
@@ -51,11 +52,14 @@ class ArchiveShipper:
         run_io: Callable[..., Awaitable[Any]] | None = None,
         retention_window_us: int | None = DEFAULT_WINDOW_US,
         retain_every_s: float = 600.0,
+        retention_grace_us: int = DEFAULT_GRACE_US,
         wall_us: Callable[[], int] = lambda: time.time_ns() // 1000,
     ) -> None:
         """``retention_window_us``: keep every point of the last this-many microseconds
         restorable and delete what is older (None: keep everything); checked every
-        ``retain_every_s`` against the wall clock ``wall_us`` (entry timestamps are wall times)."""
+        ``retain_every_s`` against the wall clock ``wall_us`` (entry timestamps are wall times),
+        with ``retention_grace_us`` more kept for restores running now (the simulation compresses
+        all three into seconds)."""
         self.store = store
         self.object_name = object_name
         self.segment_bytes = segment_bytes
@@ -66,6 +70,7 @@ class ArchiveShipper:
         self.archiver: ArchiverState | None = None
         self.retention_window_us = retention_window_us
         self.retain_every_s = retain_every_s
+        self.retention_grace_us = retention_grace_us
         self.wall_us = wall_us
         self.retained_deleted = 0  # objects retention deleted, for status and tests
         self.uploaded = 0  # PUTs confirmed, for status and tests
@@ -331,15 +336,16 @@ class ArchiveShipper:
     async def _retain(self) -> None:
         assert self.retention_window_us is not None
         reader = ArchiveReader(self.store, self.object_name)
-        window = self.retention_window_us
+        window, grace = self.retention_window_us, self.retention_grace_us
 
         def run() -> int:
             now = self.wall_us()
-            deleted = apply_superseded(reader, plan_superseded(reader, now_us=now, window_us=window))
+            superseded = plan_superseded(reader, now_us=now, window_us=window, grace_us=grace)
+            deleted = apply_superseded(reader, superseded)
             b = reader.listing().branches.get(self.branch)
             if b is None:
                 return deleted
-            plan = plan_retention(reader, b, now_us=now, window_us=window)
+            plan = plan_retention(reader, b, now_us=now, window_us=window, grace_us=grace)
             return deleted + apply_retention(reader, plan)
 
         try:

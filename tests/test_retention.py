@@ -26,6 +26,7 @@ from walrelay.archive.reader import ArchiveError, ArchiveReader
 from walrelay.archive.retention import apply_retention, plan_retention
 from walrelay.archive.verify import verify
 from walrelay.entry import GENESIS_CHAIN, Entry, encode
+from walrelay.errors import WalrelayError
 from walrelay.pagehash import DbChecksum
 from walrelay.procs import walrelay_argv
 
@@ -186,3 +187,49 @@ def test_bookmark_for_time_by_bisection_is_the_last_entry_at_or_before_t(
                 reader.seq_for_time(t, 1)
             return
         assert reader.seq_for_time(t, 1) == min(DAYS, t // DAY_US)  # entry s is at day s
+
+
+def _manifests_below(reader: ArchiveReader, seq: int) -> list[str]:
+    return [k for k, _, _ in reader.listing().branches[1].manifests if reader.manifest(k).through < seq]
+
+
+def test_the_grace_keeps_more_than_the_window_never_less(tmp_path: Path) -> None:
+    """Now day 25, a 14-day window and 2 days of grace: everything from day 9 on stays (the
+    window starts at day 11); a grace that were subtracted from the window would lose days 11-12."""
+    reader, images = build(tmp_path, [4, 8, 12, 16], seg_len=4)
+    plan = plan_retention(reader, reader.branch(1), now_us=25 * DAY_US, window_us=14 * DAY_US, grace_us=2 * DAY_US)
+    assert (plan.horizon_us, plan.horizon_seq, plan.keep_snapshot) == (9 * DAY_US, 9, (snapshot_key("o", 1, 8), 8))
+    apply_retention(reader, plan)
+    for seq in range(8, DAYS + 1):
+        assert reader.restore_image(seq).image == images[seq]
+
+
+def test_a_snapshot_exactly_at_the_horizon_is_the_one_kept_and_what_ends_there_goes(tmp_path: Path) -> None:
+    """The horizon falls on entry 8, which a snapshot holds: that snapshot is the one kept (not
+    the one before it), and the segment and manifests that end at 8 go with everything older; a
+    second pass then has nothing left to delete, the floor it wrote at 8 included."""
+    reader, images = build(tmp_path, [4, 8, 12, 16], seg_len=4)
+    plan = plan_retention(reader, reader.branch(1), now_us=22 * DAY_US, window_us=14 * DAY_US, grace_us=0)
+    assert (plan.horizon_us, plan.horizon_seq, plan.keep_snapshot) == (8 * DAY_US, 8, (snapshot_key("o", 1, 8), 8))
+    assert plan.delete == [
+        snapshot_key("o", 1, 0),
+        snapshot_key("o", 1, 4),
+        segment_key("o", 1, 1, 4),
+        segment_key("o", 1, 5, 8),
+        *_manifests_below(reader, 8),
+    ]
+    assert plan.floor is not None and (plan.floor.seq, plan.floor.branch) == (8, 1)
+    assert apply_retention(reader, plan) == len(plan.delete)
+    again = plan_retention(reader, reader.branch(1), now_us=22 * DAY_US, window_us=14 * DAY_US, grace_us=0)
+    assert again.delete == [] and again.floor is None and again.keep_snapshot == (snapshot_key("o", 1, 8), 8)
+    assert verify(reader).ok and reader.restore_image(8).image == images[8]
+
+
+def test_a_damaged_snapshot_to_keep_is_named_in_the_error(tmp_path: Path) -> None:
+    reader, _ = build(tmp_path, [4, 8, 12, 16], seg_len=4)
+    key = snapshot_key("o", 1, 8)
+    data = bytearray(reader.store.get(key))
+    data[len(data) // 2] ^= 0xFF
+    reader.store.put(key, bytes(data))
+    with pytest.raises(WalrelayError, match=key):
+        plan_retention(reader, reader.branch(1), now_us=22 * DAY_US, window_us=14 * DAY_US, grace_us=0)

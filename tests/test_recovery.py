@@ -391,3 +391,63 @@ def test_a_restoring_epoch_accepts_an_empty_log_of_any_epoch_when_it_archived_an
     rec = Recovery(epoch=3, replicas=3, fence_quorum=2, expect=(2, 0, GENESIS_CHAIN))
     rec.on_promise(0, Promise(3, 0, 0, GENESIS_CHAIN, 0, True))
     assert rec.on_promise(1, Promise(3, 1, 0, GENESIS_CHAIN, 0, True)) == [Recovered((), 1)]
+
+
+def test_after_giving_up_or_finishing_nothing_more_happens() -> None:
+    """A recovery that ended (gave up, or recovered) answers nothing else: a late PROMISE, an
+    archive answer or ENTRIES must not start a second outcome."""
+    log, rec = _reading_the_archive()
+    [out] = rec.on_archive([ArchiveEnd(1, 9, bytes(16))])  # overshoots every log: gives up
+    assert isinstance(out, GiveUp)
+    assert rec.on_archive([ArchiveEnd(1, 3, log[2].chain)]) == []
+    assert rec.on_archive_failed("late") == []
+    assert rec.on_entries(0, (log[1], log[2], log[3]), True) == []
+    assert rec.on_promise(2, Promise(2, 1, 4, log[3].chain, 0, True)) == []
+    log, rec = _reading_the_archive()
+    assert rec.on_archive([ArchiveEnd(1, 3, bytes(16))]) == [SendFetch(0, 2)]
+    [out] = rec.on_entries(0, (log[1], log[2], log[3]), True)  # no branch matches: gives up
+    assert isinstance(out, GiveUp)
+    assert rec.on_entries(0, (log[1], log[2], log[3]), True) == []
+    assert rec.on_archive([ArchiveEnd(1, 3, log[2].chain)]) == []
+    log, rec = _reading_the_archive()
+    rec.on_archive([ArchiveEnd(1, 3, log[2].chain)])
+    [done] = rec.on_entries(0, (log[1], log[2], log[3]), True)  # recovered on the archive's base
+    assert isinstance(done, Recovered)
+    assert rec.on_entries(0, (log[1], log[2], log[3]), True) == []
+    assert rec.on_disconnected(0) == []
+
+
+def test_an_archive_answer_for_a_choice_that_is_gone_is_ignored_and_the_fetch_starts_over_at_one() -> None:
+    """The chosen replica disconnects while its archive read is in flight: the answer to that read
+    must not start a fetch from it, and the next choice fetches from seq 1 (nothing truncated)."""
+    log, rec = _reading_the_archive()
+    rec.on_promise(2, Promise(2, 1, 2, log[1].chain, 0, True))
+    assert rec.on_disconnected(0) == [SendFetch(2, 1)]  # replica 2 now: longest of the rest
+    assert rec.on_archive([ArchiveEnd(1, 3, log[2].chain)]) == []  # the read for replica 0
+    assert rec.on_archive_failed("late") == []
+    assert rec.on_entries(2, (log[0], log[1]), True) == [Recovered((log[0], log[1]), 2)]
+
+
+def test_the_reasons_given_name_what_the_archive_reaches_and_another_history() -> None:
+    """The give-up reasons are read by operators and by the chaos checkers, which tell an
+    inconsistent archive ("archive gap", "not this object's history") from a lost race."""
+    rec = Recovery(epoch=2, replicas=3, fence_quorum=2)
+    rec.on_promise(0, Promise(2, 1, 4, bytes(16), 2, True))
+    rec.on_promise(1, Promise(2, 1, 1, bytes(16), 0, True))
+    [out] = rec.on_archive([])
+    assert isinstance(out, GiveUp)
+    assert out.reason == (
+        "replica 0 truncated its log through seq 2 (its log ends at seq 4), but the archive reaches nothing: the "
+        "entries between are lost (archive gap), or the archive is not this object's history"
+    )
+    rec = Recovery(epoch=2, replicas=3, fence_quorum=2)
+    rec.on_promise(0, Promise(2, 1, 4, bytes(16), 2, True))
+    rec.on_promise(1, Promise(2, 1, 1, bytes(16), 0, True))
+    [out] = rec.on_archive([ArchiveEnd(1, 1, bytes(16)), ArchiveEnd(3, 7, bytes(16))])
+    assert isinstance(out, GiveUp) and "the archive reaches branch 1 to seq 1, branch 3 to seq 7:" in out.reason
+    log, rec = _reading_the_archive()
+    rec.on_archive([ArchiveEnd(1, 3, bytes(16))])
+    [out] = rec.on_entries(0, (log[1], log[2], log[3]), True)
+    assert isinstance(out, GiveUp) and out.reason.endswith(
+        "where they overlap: the archive is not this object's history"
+    )

@@ -53,6 +53,6 @@ chaos-mutants *args:
 archive-fuzz *args:
     ./dev walrelay archive fuzz --trials 600 "$@"
 
-# mutation testing (mutmut) of the protocol and archive modules; report: survivors with file:line and diff (args: --modules wire entry, --sample, --out DIR, --check); docs/testing.md has scores and times
+# mutation testing (mutmut) of the protocol and archive modules; report: survivors with file:line and diff (args: --modules wire entry, --sample, --nightly, --minutes N, --out DIR, --check); docs/testing.md has scores and times
 mutate *args:
     ./dev mutate --out mutation-report "$@"

@@ -45,3 +45,14 @@ def test_a_survivor_not_listed_fails_the_check_and_is_shown_with_its_diff(tmp_pa
     report = (tmp_path / "out" / "report.md").read_text()
     assert "survivors not triaged" in report and "### reference/walrelay/placement.py:" in report
     assert '+        text = path.read_text(encoding="ASCII")' in report
+
+
+def test_the_nightly_groups_cover_every_module_once() -> None:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("mutate", SCRIPT)
+    assert spec is not None and spec.loader is not None
+    mutate = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mutate)
+    assert sorted(m for g in mutate.NIGHTLY_GROUPS for m in g) == sorted(mutate.MODULES)
+    assert set(mutate.SAMPLE) <= set(mutate.MODULES)

@@ -522,3 +522,46 @@ def test_truncation_is_sent_only_for_a_confirmed_archive_point_and_again_on_conn
     p.on_disconnected(4)
     effects = connect(p, 4, stored_through=3, chain=p.chains[3], log_epoch=3)
     assert SendTruncate(4, 2, p.chains[2]) in effects
+
+
+# -- unit tests: retransmission and the deadline (mutation survivors, issue 16) -------------------
+
+
+def _resent_to(effects: list[PrimaryEffect]) -> list[int]:
+    return sorted({e.replica for e in effects if isinstance(e, SendEntries)})
+
+
+def test_retransmission_goes_only_to_connected_replicas_behind_without_progress_for_longer_than_retransmit() -> None:
+    """1 s without progress (retransmit_us), strictly more: replicas 0-2 acknowledged everything,
+    3 is behind and connected, 4 is behind but disconnected."""
+    p = primary_with_held(epoch=3, writes=2)  # committed at t = 1 and 2 us; progress_at = 0
+    for r in range(3):
+        ack(p, r, 2)  # at t = 10 us: progress
+    p.on_disconnected(4)
+    limit = p.config.retransmit_us
+    assert _resent_to(p.on_tick(limit)) == []  # replica 3: exactly 1 s, not more
+    assert _resent_to(p.on_tick(limit + 1)) == [3]
+    assert _resent_to(p.on_tick(limit + 2)) == []  # it just got them: its progress clock restarted
+    assert _resent_to(p.on_tick(2 * limit + 2)) == [3]
+
+
+def test_a_missed_deadline_says_which_seq_how_long_and_how_many_replicas_stored_it() -> None:
+    p = primary_with_held(epoch=3, writes=2)
+    ack(p, 0, 2)
+    ack(p, 1, 1)  # stored seq 1 only: counts for seq 1
+    deadline = p.config.deadline_us
+    assert not [e for e in p.on_tick(1 + deadline) if isinstance(e, ResetObject)]  # exactly the deadline
+    effects = p.on_tick(2 + deadline)
+    [reset] = [e for e in effects if isinstance(e, ResetObject)]
+    assert reset.reason == "seq 1 not durable after 30s: 2 of 5 replicas stored it, 3 needed"
+
+
+def test_a_promise_of_another_epoch_or_from_a_lost_connection_changes_no_vote() -> None:
+    p = PrimaryState(PrimaryConfig(epoch=3))
+    for r in range(5):
+        connect(p, r, voter=False)
+    assert p.on_promise(0, Promise(2, 0, 0, GENESIS_CHAIN, 0, True)) == [] and not p.voter[0]
+    p.on_disconnected(1)
+    assert p.on_promise(1, Promise(3, 0, 0, GENESIS_CHAIN, 0, True)) == [] and not p.voter[1]
+    p.on_promise(2, Promise(3, 0, 0, GENESIS_CHAIN, 0, True))
+    assert p.voter[2]

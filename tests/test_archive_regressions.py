@@ -16,6 +16,7 @@ from walrelay.archive.retention import apply_retention, plan_retention
 from walrelay.archive.shipper import ArchiveShipper
 from walrelay.archive.store import ObjectInfo, TransientStoreError
 from walrelay.capture import Commit
+from walrelay.entry import Entry
 from walrelay.primary import PrimaryConfig, PrimaryState, ReadArchiveEntries, SendEntries
 from walrelay.primary_node import PrimaryNode
 from walrelay.recovery import ArchiveEnd, ReadArchive, Recovery, SendFetch
@@ -199,3 +200,52 @@ def test_a_catch_up_from_the_archive_still_joins_when_writes_continue_meanwhile(
     out = st.on_archive_entries(2, read.connection, tuple(log[read.first - 1 : read.last]))
     [send] = [x for x in out if isinstance(x, SendEntries)]
     assert [x.seq for x in send.entries] == list(range(4, 22)) and send.whole
+
+
+def _catching_up(max_retained_bytes: int) -> tuple[list[Entry], PrimaryState, ReadArchiveEntries]:
+    """Replicas 0 and 1 hold the log through 20; replica 2 (through 3) must be caught up from the
+    archive, because the retained log no longer has 4.. (or anything, with a tiny budget)."""
+    log = make_log(20, epoch=1)
+    st = PrimaryState(
+        PrimaryConfig(epoch=1, replicas=3, quorum=2, max_retained_bytes=max_retained_bytes), recovered=tuple(log)
+    )
+    st.recovered_end, st.archive_catchup, st.archived_seq, st.archive_floor = 0, True, 20, 10**9
+    for r in (0, 1):
+        st.on_connected(r, Promise(1, 1, 20, log[-1].chain, 0, True), now_us=0)
+    st.match = [20, 20, 0]
+    st._advance()
+    [read] = [
+        e
+        for e in st.on_connected(2, Promise(1, 1, 3, log[2].chain, 0, True), now_us=0)
+        if isinstance(e, ReadArchiveEntries)
+    ]
+    return log, st, read
+
+
+def test_archive_entries_for_a_lost_connection_or_of_nothing_are_dropped_and_release_their_pin() -> None:
+    log, st, read = _catching_up(5 * make_log(1, epoch=1)[0].size)
+    entries = tuple(log[read.first - 1 : read.last])
+    assert 2 in st.pins
+    assert st.on_archive_entries(2, read.connection + 1, entries) == []  # an older or newer connection
+    assert 2 not in st.pins  # the pin that kept the retained log for this read is gone either way
+    assert st.on_archive_entries(2, read.connection, ()) == []
+    st.on_disconnected(2)
+    assert st.on_archive_entries(2, read.connection, entries) == []
+
+
+def test_archive_entries_that_do_not_join_the_retained_log_are_not_sent_and_say_why() -> None:
+    _log, st, read = _catching_up(5 * make_log(1, epoch=1)[0].size)
+    other = make_log(20, epoch=2)  # another history: its seq 15 does not link to our 16
+    assert st.on_archive_entries(2, read.connection, tuple(other[read.first - 1 : read.last])) == []
+    assert st.notes[2] == "the archive's seq 15 does not join this primary's log; not sent"
+
+
+def test_a_catch_up_when_nothing_is_retained_joins_by_the_last_chain_and_sends_through_the_end() -> None:
+    log, st, read = _catching_up(1)  # every durable, archived entry dropped from the retained log
+    assert st.log == {} and (read.first, read.last) == (4, 20)
+    [send] = [x for x in st.on_archive_entries(2, read.connection, tuple(log[3:20])) if isinstance(x, SendEntries)]
+    assert (send.replica, send.log_end, send.whole) == (2, 20, True)
+    assert [x.seq for x in send.entries] == list(range(4, 21)) and st.sent[2] == 20
+    _log2, st2, read2 = _catching_up(1)
+    other = make_log(20, epoch=2)
+    assert st2.on_archive_entries(2, read2.connection, tuple(other[3:20])) == []  # ends on another chain

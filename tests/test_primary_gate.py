@@ -565,3 +565,27 @@ def test_a_promise_of_another_epoch_or_from_a_lost_connection_changes_no_vote() 
     assert p.on_promise(1, Promise(3, 0, 0, GENESIS_CHAIN, 0, True)) == [] and not p.voter[1]
     p.on_promise(2, Promise(3, 0, 0, GENESIS_CHAIN, 0, True))
     assert p.voter[2]
+
+
+def test_the_status_of_each_replica_has_the_documented_keys() -> None:
+    """``__status__``'s replicas (docs/protocol.md 5.7, docs/conformance.md): the conformance
+    harness reads connected, voter and stored_through from any implementation."""
+    p = primary_with_held(epoch=3, writes=2)
+    ack(p, 1, 2)
+    p.on_disconnected(4)
+    st = p.replica_status()
+    assert st[1] == {
+        "replica": 1,
+        "connected": True,
+        "stored_through": 2,
+        "voter": True,
+        "connects": 1,
+        "holds_our_log": True,
+        "note": None,
+    }
+    assert (st[4]["replica"], st[4]["connected"], st[4]["stored_through"], st[4]["holds_our_log"]) == (
+        4,
+        False,
+        0,
+        False,
+    )

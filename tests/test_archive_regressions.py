@@ -17,7 +17,7 @@ from walrelay.archive.shipper import ArchiveShipper
 from walrelay.archive.store import ObjectInfo, TransientStoreError
 from walrelay.capture import Commit
 from walrelay.entry import Entry
-from walrelay.primary import PrimaryConfig, PrimaryState, ReadArchiveEntries, SendEntries
+from walrelay.primary import PrimaryConfig, PrimaryState, ReadArchiveEntries, SendEntries, SendTruncate
 from walrelay.primary_node import PrimaryNode
 from walrelay.recovery import ArchiveEnd, ReadArchive, Recovery, SendFetch
 from walrelay.replica import PersistArchived, ReplicaState, SendReject
@@ -249,3 +249,27 @@ def test_a_catch_up_when_nothing_is_retained_joins_by_the_last_chain_and_sends_t
     _log2, st2, read2 = _catching_up(1)
     other = make_log(20, epoch=2)
     assert st2.on_archive_entries(2, read2.connection, tuple(other[3:20])) == []  # ends on another chain
+
+
+def test_a_replica_waiting_for_the_archive_is_caught_up_once_it_confirms_and_every_replica_truncates() -> None:
+    """Replica 2 needs entries the retained log dropped before the archive confirmed them: it
+    waits; the confirmation sends TRUNCATE to every connected replica and starts its catch-up
+    (from the archive); a replica that went away meanwhile gets neither."""
+    for gone in (False, True):
+        log = make_log(20, epoch=1)
+        st = PrimaryState(
+            PrimaryConfig(epoch=1, replicas=3, quorum=2, max_retained_bytes=5 * log[0].size), recovered=tuple(log)
+        )
+        st.recovered_end, st.archive_catchup, st.archived_seq, st.archive_floor = 0, True, 0, 10**9
+        for r in (0, 1):
+            st.on_connected(r, Promise(1, 1, 20, log[-1].chain, 0, True), now_us=0)
+        st.match = [20, 20, 0]
+        st._advance()
+        assert st.on_connected(2, Promise(1, 1, 3, log[2].chain, 0, True), now_us=0) == []
+        assert st.awaiting_archive == {2}
+        if gone:
+            st.on_disconnected(2)
+        truncates = [SendTruncate(r, 20, log[19].chain) for r in (0, 1, *(() if gone else (2,)))]
+        reads = [] if gone else [ReadArchiveEntries(2, 4, 15, st.connects[2])]
+        assert st.on_archived(20) == [*truncates, *reads]
+        assert st.awaiting_archive == set()

@@ -462,3 +462,17 @@ def test_the_store_drops_archived_entries_but_keeps_the_last_and_reloads(tmp_pat
     loaded = again.load()
     assert (loaded.last_seq, loaded.last_chain) == (5, LOG[4].chain) and sorted(loaded.chains) == [4, 5]
     again.close()
+
+
+def test_a_truncate_through_the_last_entry_applies_once_and_a_held_entry_makes_no_base_offer() -> None:
+    """TRUNCATE through the replica's last seq is archived too (it keeps that entry); the same
+    TRUNCATE again persists nothing; a TRUNCATE the replica can act on is not a base offer
+    (5.15: only one whose entry it does not hold)."""
+    state = ReplicaState(0)
+    state.on_append(2, tuple(LOG[:5]), 5)
+    assert state.on_truncate(5, LOG[4].chain, 2) == [PersistArchived(5)]
+    assert state.base_offer is None
+    assert state.on_truncate(5, LOG[4].chain, 2) == []  # already there: no second fsync
+    assert state.base_offer is None and state.archived_through == 5
+    assert state.on_truncate(6, LOG[5].chain, 2) == []  # not held: an offer, nothing truncated
+    assert state.base_offer == (2, 6, LOG[5].chain) and state.archived_through == 5

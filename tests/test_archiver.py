@@ -231,3 +231,38 @@ def test_an_off_by_one_at_the_cut_is_caught(monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setattr(ArchiverState, "_cut", cut_drops_last)
     with pytest.raises(AssertionError, match="a gap"):
         check_history(["done", "done", "durable", "durable", "durable", "done", "done", "done", "done", "done"], 2)
+
+
+def test_many_entries_at_once_are_cut_into_segments_each_within_the_size() -> None:
+    """Ten entries at once with room for four a segment: 4, 4, then the 2 left (greedy, in order)."""
+    a, genesis = new()
+    confirm(a, genesis)
+    first = puts(a.on_durable(LOG[:10], now_us=0))
+    assert [(p.first, p.last) for p in first] == [(1, 4)]  # one upload at a time; the rest queued
+    assert [(u.first, u.last) for u in a.uploads if u.kind == "segment"] == [(5, 8), (9, 10)]
+    assert a.cuts["size"] == 1 and a.pending_bytes == 0
+    # After a cut the count starts from nothing: three more entries stay below the size.
+    assert puts(a.on_durable(LOG[10:13], now_us=1)) == [] and a.pending_bytes == 3 * ENTRY
+
+
+def test_a_failure_for_an_upload_not_in_flight_is_refused_and_a_real_one_is_recorded() -> None:
+    a, genesis = new()
+    with pytest.raises(ValueError, match=f"failure for nope, but the upload in flight is {genesis.key}"):
+        a.on_put_failed("nope", "boom")
+    assert a.on_put_failed(genesis.key, "503 SlowDown") == [genesis]  # the same PUT again
+    assert (a.failures, a.last_error) == (1, "503 SlowDown")
+
+
+def test_flushes_are_counted_and_a_snapshot_is_asked_for_once_until_it_comes() -> None:
+    a, genesis = new()
+    confirm(a, genesis)
+    effects: list[object] = []
+    for i in range(2):
+        effects += a.on_durable(LOG[i : i + 1], now_us=i)
+        effects += a.flush()
+        while a.in_flight is not None:
+            effects += confirm(a, a.in_flight)
+    for t in range(3):
+        effects += a.on_tick(now_us=10 + t)
+    assert a.cuts["flush"] == 2
+    assert effects.count(WantSnapshot()) == 1 and a.snapshot_asked  # once, until the image comes

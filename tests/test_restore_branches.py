@@ -199,6 +199,11 @@ def test_a_branch_reads_its_parents_history_before_the_fork_by_seq_and_by_time(t
     assert reader.point_for_time(7, 1) == (1, 7)
     with pytest.raises(ArchiveError, match="beyond the archive's end"):
         reader.restore_point_check(5, 11)
+    reader.restore_point_check(5, 10)  # exactly the end: restorable
+    with pytest.raises(ArchiveError, match=r"seq 9 is beyond the archive's end \(seq 8\) of 'o' branch 1"):
+        reader.restore_point_check(1, 9)  # branch 1's own end, not the current branch's
+    # Where each branch ends, newest branch first (recovery takes the newest that matches).
+    assert reader.ends() == [(5, 10, child[-1].chain), (1, 8, parent[-1].chain)]
 
 
 def test_a_record_that_disagrees_with_its_fork_snapshot_fails_verify(tmp_path: Path) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -237,3 +239,28 @@ def test_replay_matches_a_model_of_the_database(base_pages: int, steps: list[tup
         expected = b"".join(model.get(p, bytes(PAGE)) for p in range(1, size + 1))
         assert bytes(r.image) == expected
         assert r.checksum.value == e.db_checksum == DbChecksum.of_image(expected, PAGE).value
+
+
+def test_open_image_reads_a_wal_mode_image_without_changing_it_and_an_empty_one_is_empty(tmp_path: Path) -> None:
+    """A captured image says "WAL mode" in header bytes 18-19, which an in-memory open cannot
+    honour: the copy opened is switched to rollback mode, the bytes given stay as they were."""
+    import apsw
+
+    from walrelay.replay import open_image
+
+    path = tmp_path / "w.db"
+    db = apsw.Connection(str(path))
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("CREATE TABLE kv(k INTEGER PRIMARY KEY, v TEXT); INSERT INTO kv VALUES (1, 'one')")
+    db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    db.close()
+    image = path.read_bytes()
+    assert image[18:20] == b"\x02\x02"  # WAL mode, as captured images are
+    before = bytes(image)
+    conn = open_image(image)
+    assert list(conn.execute("SELECT k, v FROM kv")) == [(1, "one")]
+    assert image == before
+    conn.close()
+    empty = open_image(b"")
+    assert list(empty.execute("SELECT name FROM sqlite_master")) == []
+    empty.close()

@@ -177,16 +177,23 @@ def test_the_primary_does_not_guess_a_time_that_falls_in_entries_not_archived_ye
     assert trio.run(PrimaryNode._seq_for_time, fake, st, 33 * DAY_US) == (1, 33)
 
 
-def test_a_catch_up_from_the_archive_still_joins_when_writes_continue_meanwhile() -> None:
+def _two_replicas_hold_the_log(archived: int, max_retained_bytes: int) -> tuple[list[Entry], PrimaryState]:
+    """A primary whose recovered log 1..20 replicas 0 and 1 hold, and whose retained log kept
+    only what ``max_retained_bytes`` allows; the archive confirmed through ``archived``."""
     log = make_log(20, epoch=1)
     st = PrimaryState(
-        PrimaryConfig(epoch=1, replicas=3, quorum=2, max_retained_bytes=5 * log[0].size), recovered=tuple(log)
+        PrimaryConfig(epoch=1, replicas=3, quorum=2, max_retained_bytes=max_retained_bytes), recovered=tuple(log)
     )
-    st.recovered_end, st.archive_catchup, st.archived_seq, st.archive_floor = 0, True, 20, 10**9
+    st.recovered_end, st.archive_catchup, st.archived_seq, st.archive_floor = 0, True, archived, 10**9
     for r in (0, 1):
         st.on_connected(r, Promise(1, 1, 20, log[-1].chain, 0, True), now_us=0)
     st.match = [20, 20, 0]
     st._advance()
+    return log, st
+
+
+def test_a_catch_up_from_the_archive_still_joins_when_writes_continue_meanwhile() -> None:
+    log, st = _two_replicas_hold_the_log(20, 5 * make_log(1, epoch=1)[0].size)
     assert min(st.log) == 16
     # Replica 2 holds our log through seq 3 only (it was cut off): it needs 4..15 from the archive.
     [read] = [
@@ -205,15 +212,7 @@ def test_a_catch_up_from_the_archive_still_joins_when_writes_continue_meanwhile(
 def _catching_up(max_retained_bytes: int) -> tuple[list[Entry], PrimaryState, ReadArchiveEntries]:
     """Replicas 0 and 1 hold the log through 20; replica 2 (through 3) must be caught up from the
     archive, because the retained log no longer has 4.. (or anything, with a tiny budget)."""
-    log = make_log(20, epoch=1)
-    st = PrimaryState(
-        PrimaryConfig(epoch=1, replicas=3, quorum=2, max_retained_bytes=max_retained_bytes), recovered=tuple(log)
-    )
-    st.recovered_end, st.archive_catchup, st.archived_seq, st.archive_floor = 0, True, 20, 10**9
-    for r in (0, 1):
-        st.on_connected(r, Promise(1, 1, 20, log[-1].chain, 0, True), now_us=0)
-    st.match = [20, 20, 0]
-    st._advance()
+    log, st = _two_replicas_hold_the_log(20, max_retained_bytes)
     [read] = [
         e
         for e in st.on_connected(2, Promise(1, 1, 3, log[2].chain, 0, True), now_us=0)
@@ -256,15 +255,7 @@ def test_a_replica_waiting_for_the_archive_is_caught_up_once_it_confirms_and_eve
     waits; the confirmation sends TRUNCATE to every connected replica and starts its catch-up
     (from the archive); a replica that went away meanwhile gets neither."""
     for gone in (False, True):
-        log = make_log(20, epoch=1)
-        st = PrimaryState(
-            PrimaryConfig(epoch=1, replicas=3, quorum=2, max_retained_bytes=5 * log[0].size), recovered=tuple(log)
-        )
-        st.recovered_end, st.archive_catchup, st.archived_seq, st.archive_floor = 0, True, 0, 10**9
-        for r in (0, 1):
-            st.on_connected(r, Promise(1, 1, 20, log[-1].chain, 0, True), now_us=0)
-        st.match = [20, 20, 0]
-        st._advance()
+        log, st = _two_replicas_hold_the_log(0, 5 * make_log(1, epoch=1)[0].size)
         assert st.on_connected(2, Promise(1, 1, 3, log[2].chain, 0, True), now_us=0) == []
         assert st.awaiting_archive == {2}
         if gone:

@@ -201,6 +201,20 @@ def _fenced(ctx: PrimaryCtx) -> None:
         ctx.fail("R-7.3-1", "a fenced primary acknowledged a later write")
 
 
+def _ack_not_counted(ctx: PrimaryCtx, bad: str, what: str) -> None:
+    """Replica 2's ACKs are wrong in one way (the script, set by the caller); 3 and 4 hold theirs:
+    only 0 and 1 count, so no reply may come until 3 releases its ACK."""
+    for i in (3, 4):
+        ctx.replicas[i].script.hold = True
+    ctx.transcript.note(f"replica 2 ACKs {bad}; 3, 4 hold their ACKs")
+    ctx.send("put", 1, "a")
+    ctx.quiet("R-7.2-2", f"only replicas 0 and 1 acknowledged {what}")
+    ctx.replicas[3].release()
+    r = ctx.reply("R-7.2-1", f"the write's reply once 3 replicas acknowledged it {what}")
+    if r.status != wire.ReplyStatus.OK:
+        ctx.fail("R-7.2-1", f"the write's reply is {r.status.name} {r.body}, expected OK")
+
+
 @pcase(
     "primary.ack-chain",
     ("R-7.2-2", "R-7.2-1"),
@@ -209,15 +223,7 @@ def _fenced(ctx: PrimaryCtx) -> None:
 def _ack_chain(ctx: PrimaryCtx) -> None:
     ctx.start()
     ctx.replicas[2].script.ack_chain = bytes([0xAA]) * 16
-    for i in (3, 4):
-        ctx.replicas[i].script.hold = True
-    ctx.transcript.note("replica 2 ACKs with a chain that is not the entry's (a diverged log); 3, 4 hold their ACKs")
-    ctx.send("put", 1, "a")
-    ctx.quiet("R-7.2-2", "only replicas 0 and 1 acknowledged with the entry's chain (replica 2's chain is wrong)")
-    ctx.replicas[3].release()
-    r = ctx.reply("R-7.2-1", "the write's reply once 3 replicas acknowledged it with its chain")
-    if r.status != wire.ReplyStatus.OK:
-        ctx.fail("R-7.2-1", f"the write's reply is {r.status.name} {r.body}, expected OK")
+    _ack_not_counted(ctx, "with a chain that is not the entry's (a diverged log)", "with the entry's chain")
 
 
 @pcase(
@@ -228,18 +234,12 @@ def _ack_chain(ctx: PrimaryCtx) -> None:
 def _ack_log_epoch(ctx: PrimaryCtx) -> None:
     ctx.start()
     ctx.replicas[2].script.ack_log_epoch = ctx.epoch + 1
-    for i in (3, 4):
-        ctx.replicas[i].script.hold = True
-    ctx.transcript.note(
-        f"replica 2 ACKs the right chain under log epoch {ctx.epoch + 1}, not the primary's {ctx.epoch} "
-        "(the same entries held as another primary's log); 3, 4 hold their ACKs"
+    _ack_not_counted(
+        ctx,
+        f"the right chain under log epoch {ctx.epoch + 1}, not the primary's {ctx.epoch} (the same entries held "
+        "as another primary's log)",
+        "under the primary's log epoch",
     )
-    ctx.send("put", 1, "a")
-    ctx.quiet("R-7.2-2", "only replicas 0 and 1 acknowledged under the primary's log epoch")
-    ctx.replicas[3].release()
-    r = ctx.reply("R-7.2-1", "the write's reply once 3 replicas acknowledged it under its epoch")
-    if r.status != wire.ReplyStatus.OK:
-        ctx.fail("R-7.2-1", f"the write's reply is {r.status.name} {r.body}, expected OK")
 
 
 @pcase(

@@ -93,6 +93,17 @@ def stored(ctx: Ctx, peer: ScriptedPrimary, epoch: int, entries: list[Entry], ru
     return ack
 
 
+def ack_is(
+    ctx: Ctx, peer: ScriptedPrimary, rule: str, what: str, want: tuple[int, bytes, int], expected: str
+) -> wire.Ack:
+    """The next frame must be an ACK of exactly ``want`` = (stored_through, chain, log_epoch);
+    ``expected`` says in words what that means, for the verdict."""
+    ack = ctx.expect(peer, wire.Ack, rule, what)
+    if (ack.stored_through, ack.chain, ack.log_epoch) != want:
+        ctx.fail(rule, f"ACK(stored_through={ack.stored_through}, log_epoch={ack.log_epoch}): expected {expected}")
+    return ack
+
+
 def fetch_all(ctx: Ctx, peer: ScriptedPrimary, epoch: int, rule: str, start: int = 1) -> list[Entry]:
     """The replica's log from ``start`` (above what it truncated), by FETCH, as a recovering
     primary reads it."""
@@ -340,13 +351,10 @@ def _adopt(ctx: Ctx) -> None:
     stored(ctx, peer, 1, old, "R-6.2-4")
     new2 = make_log(2, 1, salt=40, start=2, prev=old[0].chain)
     peer.send(append(2, new2, log_end=2))
-    ack = ctx.expect(peer, wire.Ack, "R-6.2-9", "an ACK of the adopted log")
-    if (ack.stored_through, ack.chain, ack.log_epoch) != (2, new2[0].chain, 2):
-        ctx.fail(
-            "R-6.2-9",
-            f"ACK(stored_through={ack.stored_through}, log_epoch={ack.log_epoch}): expected 2 with the "
-            "new entry 2's chain and log_epoch 2",
-        )
+    ack_is(
+        ctx, peer, "R-6.2-9", "an ACK of the adopted log", (2, new2[0].chain, 2),
+        "2 with the new entry 2's chain and log_epoch 2",
+    )  # fmt: skip
     same_log(ctx, "R-6.2-9", fetch_all(ctx, peer, 2, "R-5.12-1"), [old[0], *new2], "after adoption")
 
 
@@ -362,13 +370,10 @@ def _adopt_short(ctx: Ctx) -> None:
     stored(ctx, peer, 1, old, "R-6.2-4")
     new = make_log(2, 2, salt=40)
     peer.send(append(2, new, log_end=5))
-    ack = ctx.expect(peer, wire.Ack, "R-6.2-10", "an ACK of what is held")
-    if (ack.stored_through, ack.chain, ack.log_epoch) != (2, old[1].chain, 1):
-        ctx.fail(
-            "R-6.2-10",
-            f"ACK(stored_through={ack.stored_through}, log_epoch={ack.log_epoch}): the replica took "
-            "entries from a frame that does not reach log_end",
-        )
+    ack_is(
+        ctx, peer, "R-6.2-10", "an ACK of what is held", (2, old[1].chain, 1),
+        "what it held (2 under log epoch 1): the replica took entries from a frame that does not reach log_end",
+    )  # fmt: skip
     same_log(ctx, "R-6.2-10", fetch_all(ctx, peer, 2, "R-5.12-1"), old, "after the short frame")
 
 
@@ -536,13 +541,10 @@ def _truncate_base(ctx: Ctx) -> None:
     peer.send(wire.Truncate(epoch=2, through=4, chain=other[3].chain))
     peer.send(append(2, other[3:], log_end=5))
     ctx.transcript.note("TRUNCATE(2, through 4 of another history), then APPEND(2, seqs 4-5 of it, log_end 5)")
-    ack = ctx.expect(peer, wire.Ack, "R-5.15-4", "an ACK of the frame that starts at the offered base")
-    if (ack.stored_through, ack.chain, ack.log_epoch) != (5, other[4].chain, 2):
-        ctx.fail(
-            "R-5.15-4",
-            f"ACK(stored_through={ack.stored_through}, log_epoch={ack.log_epoch}) after the base offer: expected "
-            "the new log through 5 under log epoch 2 (the replica must replace its log by the offered entry)",
-        )
+    ack_is(
+        ctx, peer, "R-5.15-4", "an ACK of the frame that starts at the offered base", (5, other[4].chain, 2),
+        "the new log through 5 under log epoch 2 (the replica must replace its log by the offered entry)",
+    )  # fmt: skip
     same_log(ctx, "R-5.15-4", fetch_all(ctx, peer, 2, "R-5.12-1", start=4), other[3:], "after taking the base")
 
 
@@ -554,13 +556,10 @@ def _truncate_empty_base(ctx: Ctx) -> None:
     peer.send(wire.Truncate(epoch=2, through=0, chain=GENESIS_CHAIN))
     peer.send(append(2, other, log_end=1))
     ctx.transcript.note("TRUNCATE(2, through 0, genesis), then APPEND(2, seq 1 of another history, log_end 1)")
-    ack = ctx.expect(peer, wire.Ack, "R-5.15-4", "an ACK of the frame from seq 1 after the empty base offer")
-    if (ack.stored_through, ack.chain, ack.log_epoch) != (1, other[0].chain, 2):
-        ctx.fail(
-            "R-5.15-4",
-            f"ACK(stored_through={ack.stored_through}, log_epoch={ack.log_epoch}) after the empty base offer: "
-            "expected the new log through 1 under log epoch 2 (the log must start empty, then take seq 1)",
-        )
+    ack_is(
+        ctx, peer, "R-5.15-4", "an ACK of the frame from seq 1 after the empty base offer", (1, other[0].chain, 2),
+        "the new log through 1 under log epoch 2 (the log must start empty, then take seq 1)",
+    )  # fmt: skip
     same_log(ctx, "R-5.15-4", fetch_all(ctx, peer, 2, "R-5.12-1"), other, "after taking the empty base")
 
 

@@ -202,8 +202,9 @@ def test_a_catch_up_from_the_archive_still_joins_when_writes_continue_meanwhile(
         if isinstance(e, ReadArchiveEntries)
     ]
     e, _ = st.primary_commit(Commit({1: bytes(512)}, 3, 512, 0), now_us=1, wall_us=10**9)
-    for r in (0, 1):
-        st.on_ack(r, epoch=1, stored_through=21, chain=e.chain, log_epoch=1, now_us=1)
+    for r in (0, 1):  # durable: the retained log is over budget, but the read's pin keeps 16.. (no effect)
+        assert st.on_ack(r, epoch=1, stored_through=21, chain=e.chain, log_epoch=1, now_us=1) == []
+    assert min(st.log) == 16
     out = st.on_archive_entries(2, read.connection, tuple(log[read.first - 1 : read.last]))
     [send] = [x for x in out if isinstance(x, SendEntries)]
     assert [x.seq for x in send.entries] == list(range(4, 22)) and send.whole
@@ -242,6 +243,8 @@ def test_archive_entries_that_do_not_join_the_retained_log_are_not_sent_and_say_
 def test_a_catch_up_when_nothing_is_retained_joins_by_the_last_chain_and_sends_through_the_end() -> None:
     log, st, read = _catching_up(1)  # every durable, archived entry dropped from the retained log
     assert st.log == {} and (read.first, read.last) == (4, 20)
+    retry = st.on_tick(st.config.retransmit_us + 1)  # nothing retained: the resend reads the archive again
+    assert [(e.replica, e.first, e.last) for e in retry if isinstance(e, ReadArchiveEntries)] == [(2, 4, 20)]
     [send] = [x for x in st.on_archive_entries(2, read.connection, tuple(log[3:20])) if isinstance(x, SendEntries)]
     assert (send.replica, send.log_end, send.whole) == (2, 20, True)
     assert [x.seq for x in send.entries] == list(range(4, 21)) and st.sent[2] == 20
@@ -264,3 +267,28 @@ def test_a_replica_waiting_for_the_archive_is_caught_up_once_it_confirms_and_eve
         reads = [] if gone else [ReadArchiveEntries(2, 4, 15, st.connects[2])]
         assert st.on_archived(20) == [*truncates, *reads]
         assert st.awaiting_archive == set()
+
+
+def test_the_retained_log_drops_only_entries_the_archiver_has_taken() -> None:
+    """Durable through 20, but the archiver took only through 18: with a tiny budget the
+    retained log keeps 19 and 20 (dropping them would leave a gap in the archive)."""
+    log = make_log(20, epoch=1)
+    st = PrimaryState(PrimaryConfig(epoch=1, replicas=3, quorum=2, max_retained_bytes=1), recovered=tuple(log))
+    st.recovered_end, st.archive_floor = 0, 18
+    for r in (0, 1):
+        st.on_connected(r, Promise(1, 1, 20, log[-1].chain, 0, True), now_us=0)
+    st.match = [20, 20, 0]
+    st._advance()
+    assert sorted(st.log) == [19, 20] and st.log_bytes == log[18].size + log[19].size
+
+
+def test_a_replica_that_goes_away_leaves_no_pin_and_no_wait_for_the_archive() -> None:
+    log, st = _two_replicas_hold_the_log(0, 5 * make_log(1, epoch=1)[0].size)
+    st.on_connected(2, Promise(1, 1, 3, log[2].chain, 0, True), now_us=0)
+    assert st.awaiting_archive == {2}
+    st.on_disconnected(2)
+    assert st.awaiting_archive == set() and 2 not in st.pins and not st.connected[2]
+    _, st2, _ = _catching_up(5 * make_log(1, epoch=1)[0].size)
+    assert 2 in st2.pins
+    st2.on_disconnected(2)
+    assert 2 not in st2.pins

@@ -589,3 +589,55 @@ def test_the_status_of_each_replica_has_the_documented_keys() -> None:
         0,
         False,
     )
+
+
+def test_an_entry_exactly_at_the_size_limit_is_accepted_and_one_page_more_resets_with_the_reason() -> None:
+    """The limit is on the entry as encoded: 72 bytes of header and trailer plus 4 + page for
+    each page (the estimate before encoding must be exact, else an entry just under the limit
+    is refused, or one just over it is made and cannot be replicated)."""
+    limit = 72 + 2 * (4 + PAGE_SIZE)
+    p = PrimaryState(PrimaryConfig(epoch=1, max_entry_bytes=limit))
+    two = Commit({1: bytes(PAGE_SIZE), 2: bytes([1]) * PAGE_SIZE}, 2, PAGE_SIZE, 5)
+    entry, _ = p.primary_commit(two, now_us=1, wall_us=1)
+    assert entry.size == limit and p.log_bytes == limit
+    three = Commit({1: bytes(PAGE_SIZE), 2: bytes(PAGE_SIZE), 3: bytes(PAGE_SIZE)}, 3, PAGE_SIZE, 6)
+    with pytest.raises(ValueError) as caught:  # the object runtime turns it into a reset
+        p.primary_commit(three, now_us=2, wall_us=2)
+    assert str(caught.value) == (
+        f"transaction wrote 3 pages ({72 + 3 * (4 + PAGE_SIZE)} bytes as an entry), more than the "
+        f"{limit}-byte entry limit: it cannot be replicated"
+    )
+    assert p.last_seq == 1 and p.log_bytes == limit  # nothing of it was taken
+    p.reset("capture failed")
+    with pytest.raises(ObjectResetError, match="object was reset: capture failed"):
+        p.primary_commit(two, now_us=3, wall_us=3)
+
+
+def test_the_retained_bytes_and_the_deadline_clocks_follow_the_log() -> None:
+    """log_bytes is the retained entries' size; a seq's commit time is forgotten once it is
+    durable (only pending seqs have a deadline), so the table does not grow with the log."""
+    p = primary_with_held(epoch=3, writes=3)
+    assert p.log_bytes == sum(e.size for e in p.log.values())
+    for r in range(3):
+        ack(p, r, 2)
+    assert sorted(p.committed_at) == [3]
+
+
+def test_an_ack_that_raises_nothing_is_no_progress_and_a_replica_promised_older_is_not_counted() -> None:
+    p = primary_with_held(epoch=3, writes=2)
+    p.on_ack(3, epoch=3, stored_through=1, chain=p.chains[1], log_epoch=3, now_us=10)
+    p.on_ack(3, epoch=3, stored_through=1, chain=p.chains[1], log_epoch=3, now_us=p.config.retransmit_us)
+    assert 3 in _resent_to(p.on_tick(p.config.retransmit_us + 11))  # no progress since t = 10
+    # An ACK whose epoch is older than ours is never counted, whatever its log epoch says.
+    q = primary_with_held(epoch=3, writes=2)
+    for r in range(5):
+        assert q.on_ack(r, epoch=2, stored_through=2, chain=q.chains[2], log_epoch=3, now_us=1) == []
+    assert q.match == [0] * 5
+
+
+def test_held_replies_out_of_order_are_refused_by_name_and_a_reset_says_why() -> None:
+    p = primary_with_held(epoch=3, writes=2)
+    with pytest.raises(ValueError, match=r"held replies must come in seq order \(1 after 2\)"):
+        p.hold(999, 1)
+    assert p.reset("operator asked") == [FailReply(101, "operator asked"), FailReply(102, "operator asked"),
+                                         ResetObject("operator asked")]  # fmt: skip

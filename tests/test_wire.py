@@ -569,3 +569,31 @@ def test_append_log_end_below_its_last_entry_is_refused_both_ways() -> None:
     frame[6 + 16 : 6 + 24] = (0).to_bytes(8, "big")  # log_end sits after epoch and durable_seq
     with pytest.raises(ProtocolError, match="log_end 0 is below"):
         decode_payload(bytes(frame[4:]))
+
+
+def test_request_bodies_are_canonical_json_and_refuse_what_json_cannot_carry() -> None:
+    """REQUEST and REPLY bodies are JSON with sorted keys and no whitespace (the same message is
+    the same bytes), and NaN or infinity, which JSON has no words for, is refused when encoding."""
+    frame = encode_msg(Request(7, {"op": "put", "args": [1, "v"]}))
+    assert frame[4 + 2 + 8 :].endswith(b'{"args":[1,"v"],"op":"put"}')
+    with pytest.raises(ValueError, match="not JSON compliant"):
+        encode_msg(Request(8, {"op": "put", "args": [1, float("nan")]}))
+    assert decode_payload(frame[4:]) == Request(7, {"args": [1, "v"], "op": "put"})
+
+
+def test_an_entry_length_that_runs_past_the_body_is_named_and_a_short_reject_too() -> None:
+    e = encode(
+        epoch=1, seq=1, timestamp_us=1, page_size=512, db_pages=1, db_checksum=0,
+        frames={1: bytes(512)}, prev_chain=GENESIS_CHAIN,
+    )  # fmt: skip
+    payload = bytearray(encode_msg(Append(1, 0, 1, (e,)))[4:])
+    # The entry's length prefix says 8 bytes more than the body holds.
+    at = len(payload) - len(e.raw) - 4
+    struct.pack_into(">I", payload, at, len(e.raw) + 8)
+    with pytest.raises(ProtocolError, match=rf"APPEND frame body is {len(payload) - 2} bytes, needs at least"):
+        decode_payload(bytes(payload))
+    reject = encode_msg(Reject(RejectReason.STALE_EPOCH, 3, "why"))[4:]
+    with pytest.raises(ProtocolError, match="REJECT frame body is 3 bytes, needs at least"):
+        decode_payload(reject[:5])
+    with pytest.raises(ProtocolError, match="REJECT"):
+        decode_payload(reject + b"x")  # a message longer than its length says

@@ -254,6 +254,7 @@ def test_retention_deletes_a_superseded_branch_only_once_it_stopped_being_curren
 
     # Window start (with grace) at 104: branch 1 was current until 105, inside it: kept.
     assert plan_superseded(reader, now_us=104 + DAY_US, window_us=DAY_US, grace_us=0) == []
+    assert plan_superseded(reader, now_us=105 + DAY_US, window_us=DAY_US, grace_us=0) == []  # ended at 105: not before
     before = answers(range(104, 112))
     # At 106 it was superseded before the window: its objects go (its record, if it had one, stays);
     # the orphan stays while no newer branch completed (its restore might still be running).

@@ -231,6 +231,11 @@ def test_archive_entries_for_a_lost_connection_or_of_nothing_are_dropped_and_rel
     assert st.on_archive_entries(2, read.connection, ()) == []
     st.on_disconnected(2)
     assert st.on_archive_entries(2, read.connection, entries) == []
+    # A new connection of the same replica: the answer to the old one's read is stale.
+    log3 = make_log(20, epoch=1)
+    st.on_connected(2, Promise(1, 1, 3, log3[2].chain, 0, True), now_us=1)
+    assert st.connects[2] == read.connection + 1
+    assert st.on_archive_entries(2, read.connection, entries) == []
 
 
 def test_archive_entries_that_do_not_join_the_retained_log_are_not_sent_and_say_why() -> None:

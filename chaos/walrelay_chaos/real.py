@@ -757,8 +757,14 @@ class RealWorld:
         check(served and st is not None, f"the restore to {target.bookmark} never served: {st}")
         assert st is not None
         done = st.get("restored")
-        if done is None and undo_asked is None and by_request:
-            # The request got no answer: it may never have been taken. Nothing was restored.
+        fresh = (
+            isinstance(done, dict)
+            and done.get("restored_to") == target.bookmark
+            and int(st["branch"]) not in self.restored_branches
+        )
+        if by_request and undo_asked is None and not fresh:
+            # The request got no answer and no new branch came of it (``restored`` may still name
+            # an earlier restore): it was never taken. Nothing was restored.
             self.history.complete(process, "info", "restore", target.bookmark, "the request was not answered")
             return
         if (

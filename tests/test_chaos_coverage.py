@@ -53,6 +53,7 @@ def test_a_batch_that_avoids_the_dangerous_cases_is_unknown_when_coverage_is_req
         "stale-primary-fenced",
         "restore-inside-unuploaded-window",
         "ambiguous-put",
+        "retention-deleted-during-restore",
     }
     assert faults <= set(body["coverage_missing"])  # segments are still cut, by size or age: no fault needed
     result = run_campaign(tmp_path / "lax", seeds=3, progress=lambda line: None)

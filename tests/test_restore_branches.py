@@ -22,7 +22,7 @@ from walrelay.archive.dir_store import DirStore
 from walrelay.archive.format import branch_record_key, encode_segment, encode_snapshot, segment_key, snapshot_key
 from walrelay.archive.manifest import retired_json, retired_key
 from walrelay.archive.reader import ArchiveError, ArchiveReader
-from walrelay.archive.retention import DAY_US, apply_superseded, plan_superseded
+from walrelay.archive.retention import DAY_US, apply_retention, apply_superseded, plan_retention, plan_superseded
 from walrelay.archive.verify import verify
 from walrelay.branching import BranchRecord, BranchRecordError, read_meta, write_branch_marker, write_restore_request
 from walrelay.entry import GENESIS_CHAIN, Entry
@@ -204,6 +204,50 @@ def test_a_branch_reads_its_parents_history_before_the_fork_by_seq_and_by_time(t
         reader.restore_point_check(1, 9)  # branch 1's own end, not the current branch's
     # Where each branch ends, newest branch first (recovery takes the newest that matches).
     assert reader.ends() == [(5, 10, child[-1].chain), (1, 8, parent[-1].chain)]
+
+
+def test_a_branch_whose_first_own_entries_retention_took_answers_times_from_its_kept_point_or_refuses(
+    tmp_path: Path,
+) -> None:
+    """Found by the simulation once retention ran in it (issue 16): retention moved a branch's
+    floor past its fork, deleting the fork snapshot and the first own segment. Reading by time,
+    the first own entry still archived (seq 8, at 108) looked like the branch's first, so a time
+    before it went to the parent and came back capped at the fork point (5, 4): at time 107 the
+    database was seq 7's, so that answer restored a silently wrong state. Now a time at or after
+    the kept snapshot is answered by the branch, and an earlier one is refused."""
+    store = DirStore(str(tmp_path))
+    parent, pimages = grow(b"", GENESIS_CHAIN, 1, 8, 0, seed=1)  # branch 1: seq s at time s
+    store.put(snapshot_key("o", 1, 0), encode_snapshot(1, 0, 0, GENESIS_CHAIN, 4096, b"", 0))
+    store.put(segment_key("o", 1, 1, 8), encode_segment(1, tuple(parent), GENESIS_CHAIN))
+    child, cimages = grow(pimages[3], parent[3].chain, 5, 6, 100, seed=2)  # branch 5: seq s at 100 + s
+    fork = pimages[3]
+    store.put(
+        snapshot_key("o", 5, 4),
+        encode_snapshot(5, 4, 4, parent[3].chain, PAGE, fork, DbChecksum.of_image(fork, PAGE).value),
+    )
+    store.put(segment_key("o", 5, 5, 7), encode_segment(5, tuple(child[:3]), parent[3].chain))
+    store.put(segment_key("o", 5, 8, 10), encode_segment(5, tuple(child[3:]), child[2].chain))
+    store.put(
+        snapshot_key("o", 5, 7),
+        encode_snapshot(5, 7, 107, child[2].chain, PAGE, cimages[2], DbChecksum.of_image(cimages[2], PAGE).value),
+    )
+    store.put(branch_record_key("o", 5), BranchRecord(5, 1, 4, parent[3].chain, "00000001-0000000000000008").to_json())
+    reader = ArchiveReader(store, "o")
+    record_all(reader)
+    assert reader.point_for_time(107, 5) == (5, 7)  # before retention
+    # Retention at 107.5 with a day's window: the horizon names seq 7, whose snapshot is kept.
+    plan = plan_retention(reader, reader.branch(5), now_us=DAY_US + 107, window_us=DAY_US, grace_us=0)
+    assert plan.keep_snapshot == (snapshot_key("o", 5, 7), 7)
+    assert set(plan.delete) >= {snapshot_key("o", 5, 4), segment_key("o", 5, 5, 7)}
+    apply_retention(reader, plan)
+    assert verify(reader).ok, verify(reader).problems
+    assert reader.point_for_time(107, 5) == (5, 7)  # the kept point: its snapshot's time
+    assert reader.point_for_time(109, 5) == (5, 9)
+    assert reader.restore_image(7, 5).image == cimages[2]
+    with pytest.raises(ArchiveError, match=r"before the oldest point the archive of 'o' branch 5 still holds"):
+        reader.point_for_time(106, 5)  # seq 6's time: its entry is gone, and it is not the fork's state
+    with pytest.raises(ArchiveError, match=r"before the oldest point the archive of 'o' branch 5 still holds"):
+        reader.point_for_time(50, 5)  # the fork's time or the parent's: unknown once the fork snapshot went
 
 
 def test_a_record_that_disagrees_with_its_fork_snapshot_fails_verify(tmp_path: Path) -> None:

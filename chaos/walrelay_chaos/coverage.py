@@ -20,7 +20,11 @@ campaign counts, per target, the runs that reached it, and a batch that was aske
   fsync, and the rename was undone (issue 16: the simulated disk models directories);
 * ``slow-put``: an archive PUT was slowed down (SlowStore), so uploads queued behind it;
 * ``checkpoint-restart``: a primary checkpointed its WAL and SQLite restarted it with new salts,
-  and capture went on from the new generation (the simulation checkpoints every 8 frames).
+  and capture went on from the new generation (the simulation checkpoints every 8 frames);
+* ``retention-deleted-during-restore``: retention deleted archive objects while a restore ran
+  (between its request and the restored primary serving, or its refusal): the simulation runs
+  retention on a compressed clock (an 8-second window, 1 s of grace), so deletions race restores,
+  failovers and stale primaries.
 
 The first two are read from the run's history (``walrelay_chaos.sim.History``), in either mode;
 the others are reported by the simulation (``sim.EVENT_HOOK``), which sees the archive and store,
@@ -42,6 +46,7 @@ TARGETS = (
     "power-loss-reverted-rename",
     "slow-put",
     "checkpoint-restart",
+    "retention-deleted-during-restore",
 )
 # The targets a real-mode batch can show from outside (its history, its S3 proxy's record); the
 # rest need the simulation.

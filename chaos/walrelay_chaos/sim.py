@@ -44,10 +44,10 @@ import trio.testing
 from walrelay.apps.kv import KeyValue
 from walrelay.archive.dir_store import DirStore
 from walrelay.archive.format import bookmark, parse_bookmark
-from walrelay.archive.reader import ArchiveReader, Listing
+from walrelay.archive.reader import ArchiveError, ArchiveReader, Listing
 from walrelay.archive.s3_store import S3Store
 from walrelay.archive.shipper import ArchiveShipper
-from walrelay.archive.store import ObjectInfo, TransientStoreError
+from walrelay.archive.store import ObjectInfo, ObjectNotFoundError, ObjectStore, TransientStoreError
 from walrelay.archive.verify import verify
 from walrelay.client import Client
 from walrelay.entry import GENESIS_CHAIN, Entry
@@ -94,8 +94,12 @@ from walrelay_chaos.simdisk import PowerCut, SimDisk
 
 N = 5
 CHECKPOINT_FRAMES = 8  # the primaries' WAL checkpoint threshold here (production: 1000 frames)
-RETENTION_WINDOW_US = 8_000_000  # (not yet used: see new_primary) a window of 8 simulated seconds
+# Retention on a compressed clock (issue 16): every point of the last 8 simulated seconds stays
+# restorable, one more second is kept for restores running now, and each shipper retains every
+# simulated second, so deletions race restores, failovers and stale primaries in most runs.
+RETENTION_WINDOW_US = 8_000_000
 RETENTION_GRACE_US = 1_000_000
+RETAIN_EVERY_S = 0.25
 OBJECT = "obj"
 MAX_DISK_LOSS = 2
 
@@ -355,6 +359,7 @@ class FlakyStore:
         self.down = False
         self.ambiguous = True
         self.failed = 0
+        self.deleted: dict[str, bytes] = {}  # what retention deleted (Unretained reads it)
 
     def describe(self) -> str:
         return self.inner.describe()
@@ -375,6 +380,7 @@ class FlakyStore:
         return self.inner.list(prefix)
 
     def delete(self, key: str) -> None:
+        _keep_deleted(self.deleted, self.inner, key)
         self.inner.delete(key)
 
 
@@ -393,6 +399,7 @@ class FlakyS3:
             create_bucket=True,
             attempts=3,
         )
+        self.deleted: dict[str, bytes] = {}  # what retention deleted (Unretained reads it)
 
     @property
     def down(self) -> bool:
@@ -428,14 +435,56 @@ class FlakyS3:
         return self.store.list(prefix)
 
     def delete(self, key: str) -> None:
+        _keep_deleted(self.deleted, self.store, key)
         self.store.delete(key)
+
+
+def _keep_deleted(deleted: dict[str, bytes], store: ObjectStore, key: str) -> None:
+    """Keep a copy of what is about to be deleted (retention is the only deleter): the checks
+    judge the history the archive held, and what retention may take of it, from the copy."""
+    _event("retention-deleted")
+    with contextlib.suppress(ObjectNotFoundError):
+        deleted.setdefault(key, store.get(key))
+
+
+class Unretained:
+    """The archive as it would be had retention deleted nothing: the live objects, and the copies
+    of the deleted ones. The checks read the committed history from here (the expected image at
+    every seq, every chain), and judge the live archive against it: below retention's horizon a
+    restore there may be refused, never wrong; above it, it must be exact."""
+
+    def __init__(self, live: FlakyStore | FlakyS3) -> None:
+        self.live = live
+
+    def describe(self) -> str:
+        return f"{self.live.describe()} (with what retention deleted)"
+
+    def put(self, key: str, data: bytes) -> None:
+        raise AssertionError(f"the checks wrote {key} (they only read)")
+
+    def get(self, key: str) -> bytes:
+        try:
+            return self.live.get(key)
+        except ObjectNotFoundError:
+            if key in self.live.deleted:
+                return self.live.deleted[key]
+            raise
+
+    def list(self, prefix: str = "") -> list[ObjectInfo]:
+        live = self.live.list(prefix)
+        seen = {i.key for i in live}
+        gone = [ObjectInfo(k, len(d)) for k, d in self.live.deleted.items() if k.startswith(prefix) and k not in seen]
+        return sorted(live + gone, key=lambda i: i.key)
+
+    def delete(self, key: str) -> None:
+        raise AssertionError(f"the checks deleted {key} (they only read)")
 
 
 class ListedOnce(ArchiveReader):
     """A reader whose listing is taken once: for checks that run without yielding, while
     nothing can write to the archive."""
 
-    def __init__(self, store: FlakyStore | FlakyS3, object_name: str) -> None:
+    def __init__(self, store: FlakyStore | FlakyS3 | Unretained, object_name: str) -> None:
         super().__init__(store, object_name)
         self._listing: Listing | None = None
 
@@ -635,10 +684,9 @@ class World:
                 segment_age_s=2.0,
                 run_io=self._store_io,
                 wall_us=clock,
-                # Retention keeps its production window (30 days: nothing is deleted within a
-                # run) until the final checks know what it may delete: with a compressed window
-                # (RETENTION_WINDOW_US) they read the archive from seq 1 and fail on retired
-                # prefixes (issue 16, point 3: where this stopped).
+                retention_window_us=RETENTION_WINDOW_US,
+                retention_grace_us=RETENTION_GRACE_US,
+                retain_every_s=RETAIN_EVERY_S,
             ),
             restore_to=restore_to,
             wall_us=clock,
@@ -967,12 +1015,17 @@ class World:
             and seq > archiver.archived_through
         ):
             _event("restore-inside-unuploaded-window")
+        deleted_before = len(self.archive.deleted)
         if by_request:
             if current.crashed or not await self.serving(current, 60):
                 self.history.complete(process, "fail", "restore", target.bookmark, "no primary serving to ask")
                 return  # nobody to ask: nothing asked
             async with Client.connect(self.net, current.address) as client:
                 reply = await client.call("__restore__", target.bookmark)
+            if reply.status is ReplyStatus.ERROR and reply.body.get("type") == "UnknownBookmark":
+                self.restore_refused(target, reply.body["message"])  # retention took it: nothing changed
+                self.history.complete(process, "fail", "restore", target.bookmark, reply.body["message"])
+                return
             assert reply.status is ReplyStatus.OK, f"restore request for {target.bookmark}: {reply.body}"
             undo_asked = reply.body["undo_bookmark"]
             await self.restart_primary()
@@ -982,7 +1035,22 @@ class World:
             self.history.fault("new-primary", f"p{len(self.primaries)} (finishes the restore)")
             await self.new_primary(restore_to=None if by_request else target.bookmark)
         p = self.primaries[-1]
-        assert await self.serving(p, 120), f"the restore to {target.bookmark} never served: {p.node.status()}"
+        serving = await self.serving(p, 120)
+        if len(self.archive.deleted) > deleted_before:
+            _event("retention-deleted-during-restore")
+        why = p.node.restore_error or p.node.gave_up or ""
+        if f"restore to {target.bookmark} failed" in why:
+            # Retention took the target while the restore ran (longer than the grace): refused, and
+            # the object serves as it was; asked with --restore-to, that process exits instead.
+            self.restore_refused(target, why)
+            self.history.complete(process, "fail", "restore", target.bookmark, why)
+            if not serving:
+                self.history.fault("new-primary", f"p{len(self.primaries)} (the restore was refused)")
+                await self.new_primary()
+                p = self.primaries[-1]
+                assert await self.serving(p, 120), f"after a refused restore, no primary served: {p.node.status()}"
+            return
+        assert serving, f"the restore to {target.bookmark} never served: {p.node.status()}"
         done = p.node.restored
         record = p.node.meta.record if p.node.meta else None
         if done is None and crash is not None and record is not None and record.branch > epoch_before:
@@ -1009,6 +1077,14 @@ class World:
         self.base, self.out = dict(found), Outcomes()
         self.restores += 1
         _event("restored" + (" again (a restore of a restore)" if self.restores > 1 else ""))
+
+    def restore_refused(self, target: Point, why: str) -> None:
+        """A restore to ``target`` was refused: right only if retention may have taken the point."""
+        b, seq = parse_bookmark(target.bookmark)
+        full = ListedOnce(Unretained(self.archive), OBJECT)
+        why = why.replace(self.archive.describe(), "the archive")  # no scratch path: replays say the same
+        self.may_be_retired(full, b, seq, self.horizon_us(), ArchiveError(why))
+        _event("a restore outside the window was refused")
 
     async def bridge(self, op: Bridge) -> None:
         """A split brain over a bridge replica ``b``: the running primary keeps reaching replicas
@@ -1112,8 +1188,9 @@ class World:
 
     async def archive_is_exact(self, p: RunningPrimary) -> None:
         """Every primary shipped to one archive, across failovers and with stale primaries still
-        shipping: it verifies, reaches the final primary's durable end, and restores at every seq
-        to exactly the database the committed log gives there."""
+        shipping, and retention deleted from it meanwhile: it verifies, reaches the final primary's
+        durable end, and restores at every seq to exactly the database the committed log gives
+        there, except that a point retention may have taken (``retired``) may be refused."""
         state, shipper = p.node.state, p.node.archive
         assert state is not None and shipper is not None
         with trio.move_on_after(120):
@@ -1126,9 +1203,10 @@ class World:
         reader = ListedOnce(self.archive, OBJECT)
         report = verify(reader)
         assert report.ok, report.problems
-        # The log: the archive's entries (p recovered its prefix from there, or replicas truncated
-        # it), then p's own; where both hold a seq they must agree.
-        log = lineage(reader, p.node.branch)
+        # The log: the archive's entries as retention found them (p recovered its prefix from
+        # there, or replicas truncated it), then p's own; where both hold a seq they must agree.
+        full = ListedOnce(Unretained(self.archive), OBJECT)
+        log = lineage(full, p.node.branch)
         for seq, e in state.log.items():
             assert log.setdefault(seq, e).chain == e.chain, f"the archive's seq {seq} is not the primary's"
         # Entry timestamps never go back along the committed history (the spec's NextTs, across
@@ -1136,24 +1214,100 @@ class World:
         stamps = [(seq, log[seq].timestamp_us) for seq in sorted(log)]
         back = [(a, b) for a, b in itertools.pairwise(stamps) if b[1] < a[1]]
         assert not back, f"entry timestamps go back: seq {back[0][1][0]} is older than seq {back[0][0][0]}"
+        horizon = self.horizon_us()
         replayer: Replayer | None = None
+        images: dict[int, bytes] = {0: b""}  # the committed database after each seq
+        refused = 0
         for seq in range(1, state.durable_seq + 1):
             e = log[seq]
             replayer = replayer or Replayer(b"", e.page_size)
             replayer.apply(e)
-            restored = reader.restore_image(seq, p.node.branch)
+            images[seq] = bytes(replayer.image)
+            try:
+                restored = reader.restore_image(seq, p.node.branch)
+            except (ArchiveError, ObjectNotFoundError) as err:
+                self.may_be_retired(full, p.node.branch, seq, horizon, err)
+                refused += 1
+                continue
             assert (restored.seq, restored.chain) == (seq, e.chain)
-            assert restored.image == bytes(replayer.image), f"restore at seq {seq} differs from the committed log"
+            assert restored.image == images[seq], f"restore at seq {seq} differs from the committed log"
+        if refused:
+            _event("retention-refused-a-restore-outside-the-window")
+        self.times_are_exact(reader, log, images, p.node.branch, horizon)
         for point in self.points:  # PITR is page-exact at every bookmark taken, on every branch
             if point.image is not None:
                 b, seq = parse_bookmark(point.bookmark)
-                got = reader.restore_image(seq, b)
+                try:
+                    got = reader.restore_image(seq, b)
+                except (ArchiveError, ObjectNotFoundError) as err:
+                    self.may_be_retired(full, b, seq, horizon, err)
+                    continue
                 assert got.image == point.image, f"restore to {point.bookmark} is not the primary's database then"
                 if point.time_us is not None:  # ... and at its time, from the archive alone
-                    b2, seq2 = reader.point_for_time(point.time_us, b)
+                    try:
+                        b2, seq2 = reader.point_for_time(point.time_us, b)
+                    except (ArchiveError, ObjectNotFoundError) as err:
+                        # A time older than the horizon may be refused (the window is of times).
+                        assert point.time_us <= horizon, f"time {point.time_us} of {point.bookmark}: {err}"
+                        _event("retention-took-a-time")
+                        continue
                     assert seq2 >= seq, (point.bookmark, b2, seq2)  # later only if it shares the time
                     if seq2 == seq:
                         assert reader.restore_image(seq2, b2).image == point.image, (point.bookmark, b2, seq2)
+
+    @staticmethod
+    def times_are_exact(
+        reader: ArchiveReader, log: dict[int, Entry], images: dict[int, bytes], branch: int, horizon: int
+    ) -> None:
+        """A restore by time (bookmark_for_time, then restore) gives the database the committed
+        history held then: at each entry's time and just before it, the state after the last entry
+        at or before that time. Retention may refuse a time older than its horizon, never answer
+        one wrongly (a branch whose first own entries it deleted must not fall back to its fork)."""
+        stamps = sorted((e.timestamp_us, seq) for seq, e in log.items() if seq in images)
+        times = {t for ts, _ in stamps for t in (ts - 1, ts)} - {stamps[0][0] - 1} if stamps else set()
+        for t in sorted(times):  # (before the first entry: before the object existed, refused)
+            last = [seq for ts, seq in stamps if ts <= t]
+            want = images[last[-1]] if last else b""
+            try:
+                b2, seq2 = reader.point_for_time(t, branch)
+                got = reader.restore_image(seq2, b2).image
+            except (ArchiveError, ObjectNotFoundError) as err:
+                assert t <= horizon, f"time {t} on branch {branch} refused inside retention's window: {err}"
+                continue
+            want_seq = last[-1] if last else 0
+            assert got == want, f"restore to time {t} (named {bookmark(b2, seq2)}) is not seq {want_seq}'s database"
+
+    def horizon_us(self) -> int:
+        """Retention's horizon as the furthest-ahead clock that ran it sees it now: no retention
+        could have deleted what was current at or after this (window and grace before its now)."""
+        now = max(self.wall(n) for n in range(len(self.primaries)))
+        return now - RETENTION_WINDOW_US - RETENTION_GRACE_US
+
+    @staticmethod
+    def may_be_retired(full: ArchiveReader, branch: int, seq: int, horizon: int, err: Exception) -> None:
+        """A restore to (branch, seq) was refused: right only if retention may have taken it, i.e.
+        the database there stopped being the current one at or before ``horizon`` (RetentionKeepsWindow:
+        every point of the window stays restorable). It stopped being current when the next entry
+        of the branch's history was made, or, at the end of a branch, when a restore left it (the
+        leaving branch's first own entry: later than the restore, so this errs towards allowing)."""
+        what = f"a restore to {bookmark(branch, seq)} was refused ({err})"
+        assert "replay failed" not in str(err), f"{what}: a missing object is refused, not a broken one"
+        log = lineage(full, branch)
+        nxt = log.get(seq + 1)
+        until: int | None = nxt.timestamp_us if nxt is not None else None
+        if nxt is None:
+            listing = full.listing()
+            for c, bl in sorted(listing.branches.items()):
+                rec = full.record(bl) if c > branch and bl.record_key is not None else None
+                if rec is not None and parse_bookmark(rec.undo_bookmark)[0] == branch:
+                    until = full.first_own_ts(bl, rec.fork_seq)
+                    break
+        assert until is not None, f"{what}, but it is the branch's current state: retention cannot have taken it"
+        assert until <= horizon, (
+            f"{what}, but retention cannot have taken it: it was current until {until} us, after retention's "
+            f"horizon ({horizon} us: every point since is in the window, RetentionKeepsWindow)"
+        )
+        _event("retention-took-a-point")
 
     async def repaired(self, p: RunningPrimary, who: str) -> None:
         """Every replica (restarted, partitioned, or rebuilt after a disk loss) ends up holding
@@ -1173,7 +1327,7 @@ class World:
         assert done(), f"{who} did not bring every replica up to date: {state.replica_status()}"
         # The whole log: what the archive holds (replicas may have dropped it), then p's.
         log = dict(state.chains)
-        reader = ArchiveReader(self.archive, OBJECT)
+        reader = ArchiveReader(Unretained(self.archive), OBJECT)  # what retention deleted too
         archived_log = lineage(reader, p.node.branch)
         log.update({seq: e.chain for seq, e in archived_log.items()})
         for i, host in enumerate(self.replicas):
@@ -1194,7 +1348,8 @@ class World:
 
 
 def lineage(reader: ArchiveReader, branch: int) -> dict[int, Entry]:
-    """The archived entries of a branch's whole history: its parent's through the fork, then its own."""
+    """The archived entries of a branch's whole history: its parent's through the fork, then its own.
+    Read from an ``Unretained`` archive: retention's floors do not hide what lies below them."""
     bl = reader.listing().branches.get(branch)
     if bl is None or not bl.snapshots:
         return {}

@@ -405,7 +405,22 @@ class ArchiveReader:
             if bl is None:
                 raise ArchiveError(f"object {self.object_name!r} has no branch {b} in {self.store.describe()}")
             rec = self.record(bl) if b != GENESIS_BRANCH else None
-            if rec is None or ((own := self.first_own_ts(bl, rec.fork_seq)) is not None and own <= t_us):
+            own = self.first_own_ts(bl, rec.fork_seq) if rec is not None else None
+            mine = own is not None and own <= t_us
+            if rec is not None and not mine and own is not None and bl.covering(rec.fork_seq + 1) is None:
+                # Retention moved the branch's floor past its fork: its first own entries are gone,
+                # so when its own history began is unknown. A time at or after its oldest kept
+                # snapshot is the branch's; an earlier one cannot be told from the fork's state
+                # (or the parent's): going to the parent then would answer the fork point, a
+                # silently wrong restore.
+                kept = [key for key, seq in bl.snapshots if seq > rec.fork_seq]
+                if not kept or self.snapshot(kept[0]).timestamp_us > t_us:
+                    raise ArchiveError(
+                        f"time {_iso(t_us)} is before the oldest point the archive of {self.object_name!r} branch "
+                        f"{b} still holds{self._oldest(bl)} (retention deleted what came before)"
+                    )
+                mine = True
+            if rec is None or mine:
                 if cap is not None:
                     end: int | None = cap[1]  # the history leaves this branch at the fork below
                 elif b == current:

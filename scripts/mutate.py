@@ -14,8 +14,8 @@ a scratch tree laid out the way mutmut expects: ``src/walrelay`` (a copy of refe
 generated ``[tool.mutmut]`` section. The working tree is never touched, so an interrupted run
 leaves nothing mutated behind.
 
-Survivors are judged against ``tests/mutation/equivalent.toml``: each entry names a module, a
-function and the exact line before and after, with a one-line reason why no test can tell the
+Survivors are judged against ``tests/mutation/*.toml`` (equivalent.toml, a file per module): each
+entry names a module, a function and the exact line before and after, with a one-line reason why no test can tell the
 mutant from the original. An entry is keyed by content, not by mutmut's numbered name, so edits
 elsewhere in a module do not invalidate it. ``--check`` exits 1 if any survivor is not listed (the
 CI sample, ``tests/test_mutation.py``); the report lists every survivor with file:line and diff.
@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-EQUIVALENTS = ROOT / "tests" / "mutation" / "equivalent.toml"
+EQUIVALENTS = ROOT / "tests" / "mutation"  # equivalent.toml, and one equivalent-MODULE.toml per module
 
 # The tests that exercise each module in-process, fast (no OS processes, no TLC). mutmut traces them
 # once and then runs, per mutant, only those that executed the mutated function.
@@ -124,7 +124,10 @@ class ModuleScore:
 
 def load_equivalents(path: Path = EQUIVALENTS) -> list[dict[str, str]]:
     """The committed list of equivalent mutants: ``[[equivalent]]`` tables with module, function,
-    before, after (the mutated line, stripped) and reason."""
+    before, after (the mutated line, stripped) and reason. ``path``: a file, or a directory whose
+    ``*.toml`` files are read in name order (a file per module keeps parallel triage apart)."""
+    if path.is_dir():
+        return [item for f in sorted(path.glob("*.toml")) for item in load_equivalents(f)]
     if not path.exists():
         return []
     body = tomllib.loads(path.read_text(encoding="utf-8"))
@@ -271,9 +274,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--scratch", type=Path, help="the scratch tree (default: a new temporary directory)")
     ap.add_argument("--out", type=Path, help="write report.md and results.json here")
-    ap.add_argument(
-        "--check", action="store_true", help="exit 1 if a survivor is not in tests/mutation/equivalent.toml"
-    )
+    ap.add_argument("--check", action="store_true", help="exit 1 if a survivor is not listed in tests/mutation/*.toml")
     ap.add_argument("--max-children", type=int, default=os.cpu_count() or 2)
     ap.add_argument(
         "--minutes",

@@ -7,6 +7,10 @@ exception rolls it back and becomes an error reply.
 
 from __future__ import annotations
 
+import functools
+import inspect
+import math
+import typing
 from collections.abc import Callable
 from typing import Any
 
@@ -39,6 +43,49 @@ class App:
             sql.exec(stmt)
 
 
+class BadRequest(AppError):
+    """The request's arguments do not fit the operation: wrong count or wrong JSON type. Checked
+    before the operation runs, so nothing is coerced (``true`` is not the key 1, NaN is not the
+    string "nan", null is not "None") and nothing is written."""
+
+
+# What each annotation admits from a JSON request (bool is an int in Python: never admitted as one).
+_KINDS: dict[Any, tuple[str, Callable[[Any], bool]]] = {
+    int: ("an integer", lambda v: isinstance(v, int) and not isinstance(v, bool)),
+    float: ("a finite number", lambda v: isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)),
+    str: ("a string", lambda v: isinstance(v, str)),
+    bool: ("true or false", lambda v: isinstance(v, bool)),
+}
+
+
+def _json_kind(v: Any) -> str:
+    if v is None:
+        return "null"
+    if isinstance(v, bool):
+        return "a boolean"
+    if isinstance(v, float) and not math.isfinite(v):
+        return f"the non-finite number {v}"
+    return {int: "an integer", float: "a number", str: "a string", list: "an array", dict: "an object"}.get(
+        type(v), type(v).__name__
+    )
+
+
 def operation(fn: Operation) -> Operation:
-    fn._walrelay_operation = True  # type: ignore[attr-defined]
-    return fn
+    """Mark ``fn`` as an operation, with its arguments checked against its annotations (int, float,
+    str, bool; anything else is passed as it is) before it runs."""
+    params = list(inspect.signature(fn).parameters.values())[2:]  # after self and sql
+    hints = typing.get_type_hints(fn)
+    usage = ", ".join(f"{p.name}: {getattr(hints.get(p.name), '__name__', 'any')}" for p in params)
+
+    @functools.wraps(fn)
+    def checked(self: Any, sql: SqlStorage, *args: Any) -> Any:
+        if len(args) != len(params):
+            raise BadRequest(f"{fn.__name__} takes {len(params)} argument(s) ({usage}), got {len(args)}")
+        for p, v in zip(params, args, strict=True):
+            kind = _KINDS.get(hints.get(p.name))
+            if kind is not None and not kind[1](v):
+                raise BadRequest(f"{fn.__name__}: {p.name} must be {kind[0]}, got {_json_kind(v)} ({v!r:.40})")
+        return fn(self, sql, *args)
+
+    checked._walrelay_operation = True  # type: ignore[attr-defined]
+    return checked

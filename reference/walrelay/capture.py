@@ -55,6 +55,17 @@ class ShadowWalFile(apsw.VFSFile):
         self._vfs = vfs
 
     def xWrite(self, data: bytes, offset: int) -> None:
+        vfs = self._vfs
+        if offset < WAL_HEADER_SIZE:
+            vfs.base_frame = 0  # SQLite writes the header when it starts a new WAL generation
+        elif vfs.max_frames is not None and vfs.frame_size:
+            frame = (offset - WAL_HEADER_SIZE) // vfs.frame_size  # 0-based, in this generation
+            if frame >= vfs.base_frame + vfs.max_frames:
+                # The transaction (its spills and its commit) would make an entry over the limit:
+                # refuse the write, before anything of it is committed or captured. SQLite fails
+                # the statement or the COMMIT with SQLITE_FULL, and the owner rolls back.
+                vfs.refused = frame - vfs.base_frame + 1
+                raise apsw.FullError(f"transaction too large: more than {vfs.max_frames} pages")
         super().xWrite(data, offset)
         end = offset + len(data)
         m = self.mirror
@@ -78,6 +89,12 @@ class ShadowVFS(apsw.VFS):
         self.name = f"walrelay-shadow-{os.getpid()}-{next(_vfs_ids)}"
         super().__init__(self.name, "")
         self.wal_file: ShadowWalFile | None = None
+        # The per-transaction limit (WalCapture.max_pages): frames of one transaction beyond
+        # ``base_frame`` (the frames committed in this WAL generation) are refused past it.
+        self.max_frames: int | None = None
+        self.frame_size = 0
+        self.base_frame = 0
+        self.refused = 0  # frames the last refused transaction had reached (0: none refused)
 
     def xOpen(self, name: Any, flags: list[int]) -> apsw.VFSFile:
         fname = name.filename() if isinstance(name, apsw.URIFilename) else name
@@ -137,6 +154,7 @@ class WalCapture:
         # Start from a checkpointed, empty WAL: the base image is then exactly the database file.
         self.conn.wal_checkpoint(mode=apsw.SQLITE_CHECKPOINT_TRUNCATE)
         self.page_size = int(self.conn.pragma("page_size"))
+        self.vfs.frame_size = FRAME_HEADER_SIZE + self.page_size
         self.checksum = DbChecksum.of_image(self.image(), self.page_size)
         self._salts: tuple[int, int] | None = None
         self.wal_restarts = 0  # new WAL generations after a checkpoint (the capture's hardest path)
@@ -217,6 +235,7 @@ class WalCapture:
         self._cksum = (s0, s1)
         self._consumed = nframes
         self._frames_in_wal = nframes
+        self.vfs.base_frame = nframes
         pages = {p: b for p, b in pages.items() if p <= db_pages}
         value = self.checksum.apply(pages, db_pages)
         try:
@@ -231,6 +250,18 @@ class WalCapture:
     def check(self) -> None:
         if self.error is not None:
             raise self.error
+
+    def limit_pages(self, max_pages: int | None) -> None:
+        """At most ``max_pages`` pages (WAL frames, spills included) per transaction: a larger one
+        fails with SQLITE_FULL before it commits (``take_refused`` then says so), so a transaction
+        that could not become a log entry never happens (issue 17: no client can stop the object)."""
+        self.vfs.max_frames = max_pages
+
+    def take_refused(self) -> int:
+        """How many pages the last transaction refused for its size had reached (0: none); reading
+        it clears it, so each refusal is reported once."""
+        n, self.vfs.refused = self.vfs.refused, 0
+        return n
 
     def maybe_checkpoint(self) -> bool:
         """Checkpoint once the WAL holds ``checkpoint_frames`` frames; returns True if it ran."""

@@ -21,6 +21,10 @@ class CaptureError(WalrelayError):
     """The WAL did not look the way SQLite documents it (bad salt, bad frame checksum, torn commit)."""
 
 
+class TransactionTooLargeError(WalrelayError):
+    """A transaction wrote more pages than one log entry may hold: rolled back, nothing logged."""
+
+
 class ProtocolError(WalrelayError):
     """A peer sent a frame that is malformed, oversized, truncated or of an unsupported version."""
 

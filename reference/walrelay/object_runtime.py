@@ -19,7 +19,7 @@ import apsw
 from walrelay.app import App, AppError
 from walrelay.capture import Commit, WalCapture
 from walrelay.entry import Entry
-from walrelay.errors import CaptureError, ChainError, ObjectResetError
+from walrelay.errors import CaptureError, ChainError, ObjectResetError, TransactionTooLargeError
 from walrelay.primary import PrimaryEffect, PrimaryState
 from walrelay.sql import SqlStorage
 
@@ -67,6 +67,9 @@ class ObjectRuntime:
         self.wall_us = wall_us
         self.on_entry = on_entry
         self.capture = WalCapture(db_path, self._on_commit, checkpoint_frames=checkpoint_frames)
+        # The largest transaction that fits one entry (primary_commit: 4 bytes per page and 72 of
+        # header on top of the pages); a larger one is refused by the capture before it commits.
+        self.capture.limit_pages(max(1, (state.config.max_entry_bytes - 72) // (self.capture.page_size + 4)))
         if expect_checksum is not None and self.capture.checksum.value != expect_checksum:
             found = self.capture.checksum.value
             self.capture.close()
@@ -86,20 +89,37 @@ class ObjectRuntime:
 
     def _run_txn(self, body: Callable[[], Any]) -> Any:
         conn = self.capture.conn
+        self.capture.take_refused()
         conn.execute("BEGIN IMMEDIATE")
         try:
             value = body()
-        except BaseException:
-            conn.execute("ROLLBACK")
+        except BaseException as e:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            self._too_large(e)
             raise
         try:
             conn.execute("COMMIT")
         except apsw.Error as e:
             self.capture.check()  # a capture failure is the real story; raise that
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            self._too_large(e)
             raise CaptureError(f"commit failed: {e}") from None
         self.capture.check()
         self.capture.maybe_checkpoint()
         return value
+
+    def _too_large(self, e: BaseException) -> None:
+        """Raise TransactionTooLargeError if the capture refused the transaction for its size (the
+        statement or the COMMIT failed with SQLITE_FULL because of that, and it was rolled back)."""
+        pages = self.capture.take_refused()
+        if pages:
+            limit = self.state.config.max_entry_bytes
+            raise TransactionTooLargeError(
+                f"the transaction wrote more than {pages - 1} pages of {self.capture.page_size} bytes: its log entry "
+                f"would exceed the {limit}-byte entry limit; it was rolled back and nothing was written"
+            ) from None
 
     def run(self, op: str, args: list[Any]) -> Outcome:
         """Run one operation to completion (input gate). Raises ObjectResetError once reset."""
@@ -118,6 +138,8 @@ class ObjectRuntime:
         except CaptureError as e:
             self.execute(self.state.reset(f"capture failed: {e}"))
             raise ObjectResetError(f"object was reset: capture failed: {e}") from None
+        except TransactionTooLargeError as e:  # rolled back before it became an entry: the object lives on
+            return Outcome(False, {"type": "TransactionTooLarge", "message": str(e)}, self.state.last_seq)
         except Exception as e:  # the operation's own failure: rolled back, reported, object lives on
             return Outcome(False, {"type": type(e).__name__, "message": str(e)}, self.state.last_seq)
         finally:

@@ -1,0 +1,52 @@
+"""Issue 17's attacks, each against real processes on loopback: none may do harm any more.
+
+Each test is one attack that worked before (the issue lists them) and asserts what must hold now:
+the attacker is refused with a clear error, and the legitimate cluster keeps serving its writes.
+"""
+
+from __future__ import annotations
+
+import pytest
+import trio
+
+from walrelay.client import Client
+from walrelay.procs import Cluster
+from walrelay.transport import TcpTransport
+from walrelay.wire import DEFAULT_MAX_FRAME, ReplyStatus
+
+pytestmark = pytest.mark.integration
+
+
+async def test_a_put_whose_entry_would_exceed_the_entry_limit_is_refused_and_the_object_keeps_serving(
+    cluster: Cluster,
+) -> None:
+    """A 63.9 MiB value fits the 64 MiB frame limit but makes an entry over the 64 MiB entry limit:
+    it used to reset the object (no writes until a restart). Now it is refused before it commits."""
+    await trio.to_thread.run_sync(cluster.start_replicas, 5)
+    paddr = await trio.to_thread.run_sync(lambda: cluster.start_primary("kvobj", extra=("--app", "kv")))
+    async with Client.connect(TcpTransport(), paddr) as client:
+        assert (await client.call("put", 1, "before")).status is ReplyStatus.OK
+        huge = "x" * (64 * 1024 * 1024 - 64 * 1024)  # 63.9 MiB: its request frame fits, its entry does not
+        assert len(huge) + 1024 < DEFAULT_MAX_FRAME
+        reply = await client.call("put", 2, huge)
+        del huge
+        assert reply.status is ReplyStatus.ERROR and reply.body["type"] == "TransactionTooLarge", reply.body
+        assert "entry limit" in reply.body["message"] and "rolled back" in reply.body["message"]
+        assert (await client.call("put", 3, "after")).status is ReplyStatus.OK  # still serving
+        assert (await client.call("get", 2)).body is None
+        assert (await client.call("get", 1)).body == "before" and (await client.call("get", 3)).body == "after"
+        status = (await client.call("__status__")).body
+        assert not status["reset"] and status["durable_seq"] == status["last_seq"], status
+
+
+async def test_arguments_of_the_wrong_json_type_are_a_bad_request_not_a_coercion(cluster: Cluster) -> None:
+    """NaN was stored as "nan", null as "None", ``true`` as the key 1."""
+    await trio.to_thread.run_sync(cluster.start_replicas, 5)
+    paddr = await trio.to_thread.run_sync(lambda: cluster.start_primary("kvobj", extra=("--app", "kv")))
+    async with Client.connect(TcpTransport(), paddr) as client:
+        for args in ((True, "v"), (1, None), (1, 2.5), ("1", "v")):
+            reply = await client.call("put", *args)
+            assert reply.status is ReplyStatus.ERROR and reply.body["type"] == "BadRequest", (args, reply.body)
+        assert (await client.call("get", 1)).body is None  # nothing was written under key 1
+        status = (await client.call("__status__")).body
+        assert status["last_seq"] == 1, status  # only the primary's own first entry (its branch marker)

@@ -18,6 +18,7 @@ import trio
 
 from walrelay.errors import WalrelayError
 from walrelay.placement import EpochAllocator
+from walrelay.redact import redact
 from walrelay.transport import split_address
 
 
@@ -587,7 +588,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 0 if args.command in ("replica", "primary") else 130
     except (WalrelayError, ValueError, OSError) as e:
-        print(f"walrelay {args.command}: error: {e}", file=sys.stderr)
+        print(redact(f"walrelay {args.command}: error: {e}"), file=sys.stderr)
         return 1
     parser.error(f"unknown command {args.command}")
     return 2

@@ -41,6 +41,7 @@ from walrelay.archive.store import ObjectStore, ObjectStoreError
 from walrelay.client import Client
 from walrelay.errors import WalrelayError
 from walrelay.procs import Cluster, walrelay_argv
+from walrelay.redact import redact
 from walrelay.replay import Replayer, open_image
 from walrelay.replica_store import ReplicaStore
 from walrelay.transport import TcpTransport
@@ -954,7 +955,7 @@ def _s3_in_use(url: str) -> str | None:
     except ObjectStoreError as e:
         return str(e)
     if keys:
-        return f"{url} already holds {len(keys)} archive objects of {OBJECT!r}; give an empty bucket or prefix"
+        return f"{redact(url)} already holds {len(keys)} archive objects of {OBJECT!r}; give an empty bucket or prefix"
     return None
 
 

@@ -34,6 +34,7 @@ from walrelay.archive.store import (
     check_key,
     check_prefix,
 )
+from walrelay.redact import redact
 
 T = TypeVar("T")
 
@@ -47,19 +48,24 @@ _TRANSIENT_CODES = frozenset(
 
 def parse_s3_url(url: str) -> tuple[str, bool, str, str]:
     """``http(s)://HOST[:PORT]/BUCKET[/PREFIX]`` -> (endpoint, secure, bucket, prefix)."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise ObjectStoreError(f"bad S3 address {url!r}: expected http(s)://HOST[:PORT]/BUCKET[/PREFIX]")
-    if parts.username or parts.password:
+    shown = redact(url)  # the address as messages quote it: never with its credentials
+    if "@" in url:  # credentials (a secret may even hold a '/', which ends the netloc early)
         raise ObjectStoreError(
-            "bad S3 address: put credentials in AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, not in the URL"
+            f"bad S3 address {shown!r}: put credentials in AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, not in the URL"
         )
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+    except ValueError as e:
+        raise ObjectStoreError(f"bad S3 address {shown!r}: {e}") from None
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ObjectStoreError(f"bad S3 address {shown!r}: expected http(s)://HOST[:PORT]/BUCKET[/PREFIX]")
     bucket, _, prefix = parts.path.lstrip("/").partition("/")
     if not bucket:
-        raise ObjectStoreError(f"bad S3 address {url!r}: no bucket (expected http(s)://HOST[:PORT]/BUCKET[/PREFIX])")
+        raise ObjectStoreError(f"bad S3 address {shown!r}: no bucket (expected http(s)://HOST[:PORT]/BUCKET[/PREFIX])")
     if not _BUCKET.fullmatch(bucket):
         raise ObjectStoreError(
-            f"bad S3 address {url!r}: bucket name {bucket!r} must be 3-63 characters of a-z, 0-9, '.' and '-'"
+            f"bad S3 address {shown!r}: bucket name {bucket!r} must be 3-63 characters of a-z, 0-9, '.' and '-'"
         )
     prefix = prefix.strip("/")
     if prefix:

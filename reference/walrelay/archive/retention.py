@@ -58,7 +58,9 @@ def plan_retention(
 ) -> RetentionPlan:
     horizon = now_us - window_us - grace_us
     try:
-        p = reader.seq_for_time(horizon, b.branch) if b.segments else 0
+        # A floor with no segment left: a pass that kept the branch's last entry (and may have
+        # stopped before deleting the older floors); its window is still found on its snapshots.
+        p = reader.seq_for_time(horizon, b.branch) if b.segments or b.floors else 0
     except ArchiveError:
         return RetentionPlan(horizon, 0, None)  # older than anything left, or unknown: delete nothing
     older = [(key, seq) for key, seq in b.snapshots if seq <= p]

@@ -146,6 +146,8 @@ async def test_malformed_frames_drop_one_connection_and_nodes_keep_serving(clust
         (("primary", "--object", "x", "--replicas", "nonsense", "--data", "d"), "is not HOST:PORT"),
         (("primary", "--object", "x", "--replicas", "127.0.0.1:1", "--data", "d", "--deadline", "-3"), "must be > 0"),
         (("replica", "--id", "minus-one", "--data", "d"), "not a non-negative integer"),
+        (("replica", "--id", "0", "--data", "/dev/null", "--listen", "127.0.0.1:0"), "exists and is not a directory"),
+        (("replica", "--id", "0", "--data", "/nonexistent-walrelay/d", "--listen", "127.0.0.1:0"), "does not exist"),
         (("call", "--primary", "127.0.0.1", "get"), "is not HOST:PORT"),
         (("frobnicate",), "invalid choice"),
     ],

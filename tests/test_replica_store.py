@@ -12,12 +12,15 @@ from pathlib import Path
 
 import pytest
 import trio
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from test_replica_state import LOG, make_log
 from walrelay.entry import GENESIS_CHAIN
 from walrelay.placement import EpochAllocator
 from walrelay.replica_node import ReplicaNode
 from walrelay.replica_store import ReplicaStore, StoreCorruptError
+from walrelay.statefile import encode_state
 from walrelay.transport import Channel, MemoryTransport
 from walrelay.wire import Ack, Admit, Append, Entries, Fetch, Hello, Prepare, Reject, RejectReason, Role
 from walrelay.wire import Promise as PromiseMsg
@@ -58,26 +61,45 @@ def test_truncate_after_then_append_survives_a_reload(tmp_path: Path) -> None:
     assert reopen(tmp_path).load().last_seq == 0
 
 
-def test_state_written_before_failover_existed_loads_as_a_voter_with_log_epoch_0(tmp_path: Path) -> None:
+def test_a_state_file_without_its_checksum_is_refused_not_obeyed(tmp_path: Path) -> None:
+    """Plain JSON (as written before issue 17, or by hand) carries no checksum: a bit flip in it
+    could not be told from a promise, so it is refused like any damaged state."""
     s = reopen(tmp_path)
     Path(s.state_path).write_text(json.dumps({"promised_epoch": 4, "archived_through": 0}))
-    loaded = s.load()
-    assert (loaded.promised_epoch, loaded.log_epoch, loaded.voter, loaded.fresh) == (4, 0, True, False)
+    with pytest.raises(StoreCorruptError, match=r"unreadable replica state: .*state\.json: not a state file"):
+        s.load()
 
 
 @pytest.mark.parametrize(
     "state",
     [
-        {"promised_epoch": 1, "archived_through": 0, "voter": "yes"},
-        {"promised_epoch": 1, "archived_through": 0, "log_epoch": "x"},
+        {"promised_epoch": 1, "archived_through": 0, "log_epoch": 0, "voter": "yes"},
+        {"promised_epoch": 1, "archived_through": 0, "log_epoch": "x", "voter": True},
+        {"promised_epoch": 2**64, "archived_through": 0, "log_epoch": 0, "voter": True},
+        {"promised_epoch": True, "archived_through": 0, "log_epoch": 0, "voter": True},
         {"promised_epoch": 1},
-        [1, 2],
     ],
 )
-def test_a_damaged_state_file_is_refused_naming_it(tmp_path: Path, state: object) -> None:
+def test_a_checksummed_state_with_wrong_fields_is_refused_naming_it(tmp_path: Path, state: dict[str, object]) -> None:
     s = reopen(tmp_path)
-    Path(s.state_path).write_text(json.dumps(state))
-    with pytest.raises(StoreCorruptError, match=r"state\.json: unreadable replica state"):
+    Path(s.state_path).write_bytes(encode_state(state))
+    with pytest.raises(StoreCorruptError, match=r"unreadable replica state: .*state\.json"):
+        s.load()
+
+
+@settings(max_examples=200)
+@given(data=st.data())
+def test_any_flipped_byte_in_a_state_file_is_detected(
+    tmp_path_factory: pytest.TempPathFactory, data: st.DataObject
+) -> None:
+    """Issue 17: one flipped character (promised_epoch 1 -> 19) used to be obeyed silently."""
+    s = reopen(tmp_path_factory.mktemp("flip"))
+    s.save_state(promised_epoch=data.draw(st.integers(0, 2**64 - 1)), archived_through=7, log_epoch=3, voter=True)
+    raw = bytearray(Path(s.state_path).read_bytes())
+    i = data.draw(st.integers(0, len(raw) - 1))
+    raw[i] ^= data.draw(st.integers(1, 255))
+    Path(s.state_path).write_bytes(bytes(raw))
+    with pytest.raises(StoreCorruptError, match=r"unreadable replica state"):
         s.load()
 
 

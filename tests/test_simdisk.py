@@ -11,6 +11,7 @@ import pytest
 
 import walrelay.fsutil as fsutil
 import walrelay.replica_store as replica_store
+import walrelay.statefile as statefile
 from walrelay.placement import EpochAllocator
 from walrelay_chaos import schedule as op
 from walrelay_chaos.sim import run_schedule
@@ -116,6 +117,7 @@ def test_the_simulation_catches_a_replace_without_the_directory_fsync(
         os.replace(tmp, path)  # and no fsync of the directory: the bug
 
     monkeypatch.setattr(replica_store, "replace_durably", replace_without_dir_fsync)
+    monkeypatch.setattr(statefile, "replace_durably", replace_without_dir_fsync)  # state.json's writer
     with pytest.raises(AssertionError):
         run_schedule(str(tmp_path / "mut"), ACKED_THEN_EVERYONE_LOSES_POWER, seed=0)
 

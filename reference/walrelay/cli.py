@@ -504,6 +504,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         if args.command == "replica":
+            from walrelay.replica_node import prepare_data_dir
+
+            try:
+                prepare_data_dir(args.data)
+            except WalrelayError as e:  # a usage error: exit 2, before LISTENING
+                print(f"walrelay replica: error: {e}", file=sys.stderr)
+                return 2
             trio.run(_run_replica, args)
             return 0
         if args.command == "primary":

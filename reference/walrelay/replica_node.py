@@ -10,14 +10,18 @@ cumulative ACK goes back.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
+import os
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import trio
 
 from walrelay.entry import Entry
-from walrelay.errors import ProtocolError
+from walrelay.errors import EntryFormatError, ProtocolError, WalrelayError
+from walrelay.fsutil import fsync_dir, makedirs_durably
 from walrelay.placement import EpochAllocator
 from walrelay.replica import (
     PersistArchived,
@@ -33,7 +37,7 @@ from walrelay.replica import (
     SendReject,
     TruncateSuffix,
 )
-from walrelay.replica_store import ReplicaStore, check_object_name
+from walrelay.replica_store import ReplicaStore, StoreCorruptError, check_object_name
 from walrelay.transport import Channel, Transport
 from walrelay.wire import (
     LENGTH,
@@ -52,6 +56,39 @@ from walrelay.wire import (
 from walrelay.wire import Ack as AckMsg
 
 log = logging.getLogger("walrelay.replica")
+_moves = itertools.count()
+
+
+class ObjectUnavailableError(WalrelayError):
+    """This replica cannot serve the object (its files are damaged and cannot be rebuilt safely)."""
+
+
+class ObjectBrokenError(WalrelayError):
+    """An object's I/O failed on this replica: the connection closes, the object is reloaded."""
+
+
+def prepare_data_dir(path: str) -> None:
+    """Check ``--data`` before serving anything (issue 17): a file there, a missing parent or a
+    directory the process cannot write is a clear error before LISTENING, not a traceback at the
+    first primary's HELLO. A missing directory (whose parent exists) is an empty disk, as after a
+    lost disk: it is created, durably."""
+    if os.path.lexists(path) and not os.path.isdir(path):
+        raise WalrelayError(f"--data {path}: exists and is not a directory")
+    parent = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(path):
+        if not os.path.isdir(parent):
+            raise WalrelayError(f"--data {path}: its parent directory {parent} does not exist")
+        try:
+            makedirs_durably(path)
+        except OSError as e:
+            raise WalrelayError(f"--data {path}: cannot create it: {e.strerror or e}") from None
+    probe = os.path.join(path, f".walrelay-write-check-{os.getpid()}")
+    try:
+        fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise WalrelayError(f"--data {path}: not writable: {e.strerror or e}") from None
 
 
 class ObjectReplica:
@@ -80,6 +117,7 @@ class ObjectReplica:
         self.disk_log_epoch = loaded.log_epoch
         self.disk_voter = loaded.voter
         self.fresh = loaded.fresh
+        self.broken: str | None = None  # why its I/O failed: reloaded from disk before further use
 
 
 class ReplicaNode:
@@ -109,18 +147,74 @@ class ReplicaNode:
         self.objects: dict[str, ObjectReplica] = {}
 
     def get_object(self, name: str) -> ObjectReplica:
+        """The object's replica, loaded on first use. A damaged log or state file fails this
+        object only (``_rebuild``), never the process and its other objects (issue 17)."""
         obj = self.objects.get(name)
         if obj is None:
-            store = ReplicaStore(self.data_dir, check_object_name(name), compact_min_bytes=self.compact_min_bytes)
-            obj = ObjectReplica(self.replica_id, store)
-            if obj.fresh and self.placement is not None:
-                st = obj.state
-                st.promised_epoch, st.voter = self.placement.current(name), False
-                # Durable before anything is answered: a restart must not forget this promise.
-                store.save_state(st.promised_epoch, st.archived_through, st.log_epoch, st.voter)
-                obj.disk_voter = False
+            check_object_name(name)
+            try:
+                obj = self._open(name)
+            except StoreCorruptError as e:
+                obj = self._rebuild(name, e)
             self.objects[name] = obj
         return obj
+
+    def _open(self, name: str) -> ObjectReplica:
+        store = ReplicaStore(self.data_dir, name, compact_min_bytes=self.compact_min_bytes)
+        try:
+            obj = ObjectReplica(self.replica_id, store)
+        except BaseException:
+            store.close()
+            raise
+        if obj.fresh and self.placement is not None:
+            st = obj.state
+            st.promised_epoch, st.voter = self.placement.current(name), False
+            # Durable before anything is answered: a restart must not forget this promise.
+            store.save_state(st.promised_epoch, st.archived_through, st.log_epoch, st.voter)
+            obj.disk_voter = False
+        return obj
+
+    def _rebuild(self, name: str, why: Exception) -> ObjectReplica:
+        """Repair a damaged object as a lost disk: its files move to ``<data>/quarantine/`` (kept
+        for a person to look at) and it starts again empty, promising the highest epoch ever
+        issued and as a non-voter (docs/failover.md), so it counts for nothing until a primary
+        has caught it up from the others. Never obeyed: a damaged promise could fence every
+        primary for good, a damaged log could vote for entries it no longer holds. Without a
+        placement allocator that repair is not safe (an empty replica would be a voter that
+        promised nothing): the object is refused instead, naming the file."""
+        store_dir = os.path.join(self.data_dir, "objects", name)
+        if self.placement is None:
+            raise ObjectUnavailableError(
+                f"replica {self.replica_id}: object {name} is damaged and refused: {why}. Without a placement "
+                f"allocator it cannot be rebuilt safely; move {store_dir} aside to rebuild it as a lost disk"
+            )
+        quarantine = os.path.join(self.data_dir, "quarantine")
+        makedirs_durably(quarantine)
+        dest = os.path.join(quarantine, f"{name}.{time.strftime('%Y%m%dT%H%M%S')}.{os.getpid()}.{next(_moves)}")
+        os.rename(store_dir, dest)
+        fsync_dir(quarantine)
+        fsync_dir(os.path.dirname(store_dir))
+        log.error(
+            "replica %d: object %s is damaged: %s; its files are kept in %s and it is rebuilt as after a lost "
+            "disk (a non-voter until a primary catches it up from the other replicas)",
+            self.replica_id,
+            name,
+            why,
+            dest,
+        )
+        return self._open(name)
+
+    async def _reopen_if_broken(self, name: str, obj: ObjectReplica) -> ObjectReplica:
+        """An object whose I/O failed on some connection is loaded again from its files (which the
+        load verifies, rebuilding it if they are damaged), under the old instance's lock so that
+        no connection is half way through a batch on it meanwhile."""
+        if obj.broken is None:
+            return obj
+        async with obj.lock:
+            if self.objects.get(name) is obj:
+                obj.store.close()
+                del self.objects[name]
+            return self.get_object(name)
 
     async def serve(self, address: str, *, task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED) -> None:
         await self.transport.serve(address, self.handle, task_status=task_status)
@@ -135,8 +229,12 @@ class ReplicaNode:
             if not isinstance(first, Hello) or first.role is not Role.PRIMARY:
                 raise ProtocolError(f"expected HELLO from a primary, got {type(first).__name__}")
             try:
-                obj = self.get_object(first.object_name)
-            except ValueError as e:
+                obj = await self._reopen_if_broken(first.object_name, self.get_object(first.object_name))
+            except (ValueError, WalrelayError, OSError) as e:
+                # A bad name, or this object's files cannot be used: this connection is refused,
+                # every other object (and connection) is served as before.
+                if not isinstance(e, ValueError):
+                    log.error("replica %d: object %s refused: %s", self.replica_id, first.object_name, e)
                 await chan.send(Reject(RejectReason.WRONG_OBJECT, 0, str(e)))
                 return
             peer = f"primary epoch {first.epoch} for {first.object_name}"
@@ -155,6 +253,8 @@ class ReplicaNode:
                     return
                 batch = [msg, *chan.receive_nowait_buffered()]
                 await self._process(obj, chan, batch)
+        except ObjectBrokenError as e:
+            log.error("replica %d: %s; closing the connection of %s", self.replica_id, e, peer)
         except ProtocolError as e:
             log.warning("replica %d: protocol error from %s: %s; closing connection", self.replica_id, peer, e)
             # Best effort: tell the peer why before hanging up.
@@ -166,30 +266,44 @@ class ReplicaNode:
 
     async def _process(self, obj: ObjectReplica, chan: Channel, batch: list[Message]) -> None:
         async with obj.lock:
-            effects: list[ReplicaEffect] = []
-            bad: Message | None = None
-            for msg in batch:
-                if isinstance(msg, Append):
-                    effects.extend(obj.state.on_append(msg.epoch, msg.entries, msg.log_end))
-                elif isinstance(msg, Prepare):
-                    effects.extend(obj.state.on_prepare(msg.epoch))
-                elif isinstance(msg, Admit):
-                    effects.extend(obj.state.on_admit(msg.epoch, msg.upto))
-                elif isinstance(msg, Truncate):
-                    effects.extend(obj.state.on_truncate(msg.through, msg.chain, msg.epoch))
-                elif isinstance(msg, Fetch):
-                    # Reads what is durable: run everything before it first (the ACKs go out too).
-                    await self._execute(obj, chan, effects)
-                    effects = []
-                    await self._fetch(obj, chan, msg)
-                else:
-                    bad = msg
-                    break
-            # The state machine already counts the good prefix as held: persist it before
-            # hanging up on the bad frame, or a later HELLO would claim entries the disk lacks.
-            await self._execute(obj, chan, effects)
-            if bad is not None:
-                raise ProtocolError(f"expected APPEND, PREPARE, FETCH, ADMIT or TRUNCATE, got {type(bad).__name__}")
+            if obj.broken is not None:
+                raise ObjectBrokenError(f"object {obj.store.dir}: {obj.broken} (it is reloaded on the next HELLO)")
+            try:
+                await self._process_locked(obj, chan, batch)
+            except ConnectionError:
+                raise  # the peer went away: nothing wrong with the object
+            except (StoreCorruptError, EntryFormatError, OSError) as e:
+                # The object's own files failed it (a read of a damaged log, a disk error): its
+                # state in memory may no longer match the disk, so it is dropped and reloaded
+                # (verified) by the next connection for it; other objects are not touched.
+                obj.broken = f"{type(e).__name__}: {e}"
+                raise ObjectBrokenError(f"object {obj.store.dir}: {obj.broken}") from None
+
+    async def _process_locked(self, obj: ObjectReplica, chan: Channel, batch: list[Message]) -> None:
+        effects: list[ReplicaEffect] = []
+        bad: Message | None = None
+        for msg in batch:
+            if isinstance(msg, Append):
+                effects.extend(obj.state.on_append(msg.epoch, msg.entries, msg.log_end))
+            elif isinstance(msg, Prepare):
+                effects.extend(obj.state.on_prepare(msg.epoch))
+            elif isinstance(msg, Admit):
+                effects.extend(obj.state.on_admit(msg.epoch, msg.upto))
+            elif isinstance(msg, Truncate):
+                effects.extend(obj.state.on_truncate(msg.through, msg.chain, msg.epoch))
+            elif isinstance(msg, Fetch):
+                # Reads what is durable: run everything before it first (the ACKs go out too).
+                await self._execute(obj, chan, effects)
+                effects = []
+                await self._fetch(obj, chan, msg)
+            else:
+                bad = msg
+                break
+        # The state machine already counts the good prefix as held: persist it before
+        # hanging up on the bad frame, or a later HELLO would claim entries the disk lacks.
+        await self._execute(obj, chan, effects)
+        if bad is not None:
+            raise ProtocolError(f"expected APPEND, PREPARE, FETCH, ADMIT or TRUNCATE, got {type(bad).__name__}")
 
     async def _fetch(self, obj: ObjectReplica, chan: Channel, msg: Fetch) -> None:
         """FETCH: entries for a recovering primary, one ENTRIES frame per FETCH.

@@ -4,8 +4,9 @@ Layout under ``<data>/objects/<object>/``:
 
 * ``entries.log``: records ``u32 length | entry bytes`` (entry.py format; each entry carries its
   own CRC-32 and chain hash). Appended with ``os.write`` then ``os.fdatasync`` before any ACK.
-* ``state.json``: ``{"promised_epoch": int, "archived_through": int}``, replaced atomically
-  (write temp, fsync, rename, fsync directory) because a promise must survive a crash.
+* ``state.json``: ``{"promised_epoch", "archived_through", "log_epoch", "voter"}`` with a CRC-32
+  (``statefile``), replaced atomically (write temp, fsync, rename, fsync directory) because a
+  promise must survive a crash; a damaged one is refused, never obeyed.
 
 On open the log is scanned and verified. A torn or corrupt *last* record is what a crash between
 write and fsync leaves; it was never acknowledged, so it is cut off. A bad record *followed by good
@@ -15,7 +16,6 @@ instead of silently dropping entries.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import struct
@@ -24,13 +24,20 @@ from dataclasses import dataclass
 from walrelay.entry import GENESIS_CHAIN, Entry, check_follows, decode
 from walrelay.errors import ChainError, EntryFormatError, UnsupportedVersionError, WalrelayError
 from walrelay.fsutil import makedirs_durably, replace_durably
+from walrelay.statefile import StateFileError, read_state, write_state
 
 _LEN = struct.Struct(">I")
 OBJECT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 
 class StoreCorruptError(WalrelayError):
-    """The replica's own log is corrupt somewhere other than a torn tail."""
+    """The replica's own log is corrupt somewhere other than a torn tail, or its state file is."""
+
+
+def _u64(value: object) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < 2**64:
+        raise ValueError(f"{value!r} is not a u64")
+    return value
 
 
 def check_object_name(name: str) -> str:
@@ -73,17 +80,16 @@ class ReplicaStore:
         fresh = not os.path.exists(self.state_path)
         if not fresh:
             try:
-                with open(self.state_path, encoding="utf-8") as f:
-                    st = json.load(f)
-                promised, archived = int(st["promised_epoch"]), int(st["archived_through"])
-                # Absent in state files written before failover existed: such a replica has
-                # followed epoch-1-only logs and was a voter (docs/failover.md).
-                log_epoch = int(st.get("log_epoch", 0))
-                voter = st.get("voter", True)
+                st = read_state(self.state_path)
+            except StateFileError as e:
+                raise StoreCorruptError(f"unreadable replica state: {e}") from None
+            try:
+                promised, archived = _u64(st["promised_epoch"]), _u64(st["archived_through"])
+                log_epoch, voter = _u64(st["log_epoch"]), st["voter"]
                 if not isinstance(voter, bool):
                     raise TypeError(f"voter is {voter!r}, not true/false")
-            except (ValueError, KeyError, TypeError, AttributeError) as e:
-                raise StoreCorruptError(f"{self.state_path}: unreadable replica state ({e})") from None
+            except (ValueError, KeyError, TypeError) as e:
+                raise StoreCorruptError(f"unreadable replica state: {self.state_path}: {e}") from None
         chains: dict[int, bytes] = {}
         last_seq, last_chain = 0, GENESIS_CHAIN
         good_end = 0
@@ -219,7 +225,7 @@ class ReplicaStore:
             "log_epoch": log_epoch,
             "voter": voter,
         }
-        replace_durably(self.state_path, json.dumps(state).encode("utf-8"))
+        write_state(self.state_path, state)
 
     def read_entries(self, from_seq: int) -> list[Entry]:
         """Entries with seq >= from_seq that the file still holds, verified (FETCH during recovery)."""

@@ -7,10 +7,11 @@ floors, the branch record); check that every object a manifest or floor vouches 
 the bytes it vouched for, that every manifest's predecessor is there, that the branch's first
 snapshot is there (seq 0, its fork point, or its retention floor), and that nothing lies beyond
 the recorded end unrecorded; then replay the log from the first snapshot to its end, checking each
-entry's database checksum and comparing the image with every later snapshot, page for page. Last,
-across branches: every superseded branch reaches the undo point recorded by the restore that left
-it. Each problem names its object, and a missing object also names the points it makes
-unrestorable (docs/archive-format.md §7, §10).
+entry's database checksum and comparing the image with every later snapshot, page for page, and
+each snapshot's time with its entry's (restore by time reads snapshots' times). Last, across
+branches: every superseded branch reaches the undo point recorded by the restore that left it.
+Each problem names its object, and a missing object also names the points it makes unrestorable
+(docs/archive-format.md §7, §10).
 """
 
 from __future__ import annotations
@@ -266,6 +267,9 @@ class _BranchCheck:
         later = [seq for key, seq in b.snapshots if seq >= max(last, first + 1) and key in self.snapshots]
         until = later[0] - 1 if later else None
         ts = {e.seq: e.timestamp_us for seg in self.segments.values() for e in seg.entries}
+        for snap in self.snapshots.values():  # a snapshot's time bounds the range when its entry is gone too
+            if snap.seq:
+                ts.setdefault(snap.seq, snap.timestamp_us)
         span = f"bookmarks {bookmark(b.branch, first)} .. " + (
             bookmark(b.branch, until) if until is not None else "the branch's end"
         )
@@ -301,6 +305,10 @@ class _BranchCheck:
                     self.problem(f"{key}: seq {e.seq} differs from the same seq in {held[0]}")
                     return
                 by_seq.setdefault(e.seq, (key, e))
+        held = by_seq.get(base.seq)
+        if base.seq and held is not None and held[1].timestamp_us != base.timestamp_us:
+            self.problem(self._wrong_time(first_key, base, held[1]))
+            return
         replayer: Replayer | None = None  # made at the first entry: the empty genesis has no page size
         seq, chain = base.seq, base.chain
         snap_at = {snap.seq: (k, snap) for k, snap in self.snapshots.items()}
@@ -325,6 +333,9 @@ class _BranchCheck:
                 skey, snap = snap_at[seq]
                 if snap.chain != chain:
                     self.problem(f"{skey}: its chain is not the log's at seq {seq}")
+                    return
+                if snap.timestamp_us != e.timestamp_us:
+                    self.problem(self._wrong_time(skey, snap, e))
                     return
                 if replayer is None or bytes(replayer.image) != snap.image:
                     self.problem(f"{skey}: not the database the log produces at seq {seq}")
@@ -358,6 +369,14 @@ class _BranchCheck:
         for key, snap in sorted(self.snapshots.items()):
             if key not in vouched and key not in early:
                 self._unvouched(key, snap.seq > end, end)
+
+    @staticmethod
+    def _wrong_time(key: str, snap: Snapshot, e: Entry) -> str:
+        """A snapshot's time is its entry's: restore by time takes a snapshot for its seq at its time."""
+        return (
+            f"{key}: its time {_iso(snap.timestamp_us)} is not the log's at seq {snap.seq} ({_iso(e.timestamp_us)}): "
+            "a restore by time would answer with it at the wrong times"
+        )
 
     def _unvouched(self, key: str, beyond: bool, end: int) -> None:
         if beyond:

@@ -784,3 +784,16 @@ def test_an_object_listed_but_gone_is_named_and_foreign_keys_too(tmp_path: Path)
     )
     empty = ArchiveReader(DirStore(tmp_path / "empty"), "o")
     check(verify(empty), [f"no archive objects for 'o' in directory {tmp_path / 'empty'}"])
+
+
+def test_a_snapshot_in_another_page_size_than_its_log_fails_verify(tmp_path: Path) -> None:
+    """Found by this triage: snapshot 16 holding the right bytes, chain and time but saying its
+    pages are 1024 bytes (the log's are 512) verified OK, while every restore after 16 failed
+    ("entry seq 17 has page size 512, database has 1024") and a restore to 16 gave the wrong page
+    size. Now verify names it."""
+    reader, log = archive(tmp_path, record=False)
+    img = log.images[16]
+    odd = encode_snapshot(1, 16, 16 * DAY, log.chain(16), 2 * PAGE, img, DbChecksum.of_image(img, 2 * PAGE).value)
+    reader.store.put(snap(16), odd)
+    record_all(reader)
+    check(verify(reader), [f"{snap(16)}: its page size 1024 is not the log's at seq 16 (512)"])

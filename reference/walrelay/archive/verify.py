@@ -8,10 +8,10 @@ the bytes it vouched for, that every manifest's predecessor is there, that the b
 snapshot is there (seq 0, its fork point, or its retention floor), and that nothing lies beyond
 the recorded end unrecorded; then replay the log from the first snapshot to its end, checking each
 entry's database checksum and comparing the image with every later snapshot, page for page, and
-each snapshot's time with its entry's (restore by time reads snapshots' times). Last, across
-branches: every superseded branch reaches the undo point recorded by the restore that left it.
-Each problem names its object, and a missing object also names the points it makes unrestorable
-(docs/archive-format.md §7, §10).
+each snapshot's time and page size with its entry's (restore by time reads snapshots' times, a
+restore replays from a snapshot in its page size). Last, across branches: every superseded branch
+reaches the undo point recorded by the restore that left it. Each problem names its object, and a
+missing object also names the points it makes unrestorable (docs/archive-format.md §7, §10).
 """
 
 from __future__ import annotations
@@ -336,6 +336,11 @@ class _BranchCheck:
                     return
                 if snap.timestamp_us != e.timestamp_us:
                     self.problem(self._wrong_time(skey, snap, e))
+                    return
+                if snap.image and snap.page_size != e.page_size:
+                    self.problem(
+                        f"{skey}: its page size {snap.page_size} is not the log's at seq {seq} ({e.page_size})"
+                    )
                     return
                 if replayer is None or bytes(replayer.image) != snap.image:
                     self.problem(f"{skey}: not the database the log produces at seq {seq}")

@@ -797,3 +797,42 @@ def test_a_snapshot_in_another_page_size_than_its_log_fails_verify(tmp_path: Pat
     reader.store.put(snap(16), odd)
     record_all(reader)
     check(verify(reader), [f"{snap(16)}: its page size 1024 is not the log's at seq 16 (512)"])
+
+
+def test_a_missing_floor_snapshot_the_floor_does_not_vouch_for_is_named_as_the_floors(tmp_path: Path) -> None:
+    """A damaged floor at 8 vouches for snapshot 12 instead of its own; snapshot 8 is gone, and no
+    manifest vouches for it: the branch's first snapshot is missing, named as the floor's."""
+    reader, _ = staged(tmp_path)
+    assert retain(reader, 25) == 8
+    for key, _, _ in reader.listing().branches[1].manifests:
+        reader.store.delete(key)
+    reader.store.delete(snap(8))
+    vouch(reader, every(reader), 20)
+    old = Floor.from_json(reader.store.get(floor_key("o", 1, 8)), what="floor")
+    wrong = Floor(1, 8, old.chain, old.timestamp_us, Vouched.of(snap(12), reader.store.get(snap(12))))
+    reader.store.put(floor_key("o", 1, 8), wrong.to_json())
+    check(
+        verify(reader),
+        [
+            f"{snap(8)}: missing: the retention floor's snapshot; cannot be restored: bookmarks {bm(1, 8)} .. "
+            f"{bm(1, 11)} (times from {iso_day(7)} to before {iso_day(12)})"
+        ],
+    )
+
+
+def test_a_base_snapshot_in_another_page_size_than_its_log_fails_verify(tmp_path: Path) -> None:
+    """The snapshot a branch starts from (retention's floor at 16) says its 3072 bytes are 1024-byte
+    pages: replaying the log's 512-byte entries onto it fails (as a restore would), and verify
+    names the segment of the first entry that does not fit."""
+    reader, log = staged(tmp_path)
+    plan = plan_retention(reader, reader.branch(1), now_us=31 * DAY, window_us=14 * DAY, grace_us=0)
+    assert plan.floor is not None and plan.floor.seq == 16
+    apply_retention(reader, plan)
+    img = log.images[16]
+    odd = encode_snapshot(1, 16, 16 * DAY, log.chain(16), 2 * PAGE, img, DbChecksum.of_image(img, 2 * PAGE).value)
+    reader.store.put(snap(16), odd)
+    reader.store.put(floor_key("o", 1, 16), Floor(1, 16, log.chain(16), 16 * DAY, Vouched.of(snap(16), odd)).to_json())
+    for key, _, _ in reader.listing().branches[1].manifests:
+        reader.store.delete(key)
+    vouch(reader, every(reader), 20)
+    check(verify(reader), [f"{seg(16, 18)}: entry seq 17 has page size 512, database has 1024"])

@@ -493,8 +493,9 @@ class PrimaryState:
             if self.archive_catchup and start <= self.archived_seq and oldest <= self.archived_seq + 1:
                 # The entries this replica needs are only in the archive: the node reads them and
                 # calls on_archive_entries (the replica stays connected meanwhile). Until then the
-                # retained log is pinned, so that what is read still joins it.
-                self.sent[r] = self.last_seq
+                # retained log is pinned, so that what is read still joins it. Nothing is sent
+                # yet: new entries wait for that frame (sent alone they would reach the link's
+                # queue ahead of it, and a frame that starts past a gap stores nothing).
                 self.pins[r] = oldest
                 return [ReadArchiveEntries(r, start, oldest - 1, self.connects[r])]
             if self.archive_catchup:

@@ -138,7 +138,11 @@ def test_a_non_current_branch_is_retained_by_its_own_times_and_a_pass_that_stopp
     stop anywhere; the next pass must finish it whichever kinds are left (mutants that planned
     nothing unless two kinds were left kept a lone segment, manifest or floor for good). The
     manifest that ends exactly at the kept snapshot stays: the next manifest names it as its
-    predecessor, and verify reports it missing otherwise."""
+    predecessor, and verify reports it missing otherwise.
+
+    Found while writing this (fixed in plan_retention): once a pass deleted the branch's last
+    segment (its kept snapshot is at its last entry), the next pass took it for a branch with
+    nothing archived yet, planned "seq 0, keep everything", and the older floor stayed for good."""
     a = Archive(tmp_path)
     first = a.plan(1, now_us=5)  # the window starts at seq 5: snapshot 4 is the one kept
     assert (first.horizon_us, first.horizon_seq, first.keep_snapshot) == (5, 5, (snap(1, 4), 4))

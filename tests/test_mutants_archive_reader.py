@@ -469,3 +469,46 @@ def test_only_a_manifest_that_follows_none_says_when_the_archive_was_created(tmp
     odd = Manifest(m.branch, m.writer, m.n, m.prev, m.prev_through, m.objects, m.through, m.through_chain, 5 * DAY)
     reader.store.put(man(2), odd.to_json())
     assert reader.created_us(reader.branch(1)) is None
+
+
+def test_a_stray_genesis_record_is_not_read(tmp_path: Path) -> None:
+    """The genesis branch has no record (verify reports one); reading the archive ignores it
+    rather than failing on it."""
+    reader, log = archive(tmp_path)
+    reader.store.put(branch_record_key("o", 1), b'{"format": 1, "branch": 1, "parent": 0}')
+    assert reader.restore_image(5).image == log.images[5]
+    assert reader.point_for_time(t(5.5)) == (1, 5)
+
+
+def test_a_snapshot_before_a_branchs_fork_does_not_make_earlier_points_its_own(tmp_path: Path) -> None:
+    """Branch 5 (fork at 8) holds a stray snapshot at 4 (verify reports it): seq 5 of branch 5's
+    history is still read from branch 1, where it is archived."""
+    reader, log = archive(tmp_path)
+    restore_branch(reader, log)
+    reader.store.put(snap(4, 5), log.snapshot(4, 5))
+    bl, seq = reader.resolve(5, 5)
+    assert (bl.branch, seq) == (1, 5)
+
+
+def test_a_branch_forked_at_seq_0_answers_seq_0_before_it_was_created(tmp_path: Path) -> None:
+    """A restore to the empty database made branch 5 at day 30 (its first manifest says so):
+    retention asks it for day 10, when its history was the empty database: seq 0, not "before
+    the object existed" (that is the genesis branch's creation, day 0)."""
+    reader, log = archive(tmp_path)
+    restore_branch(reader, log, fork=0)
+    record_all(reader, created_us=30 * DAY)
+    assert reader.seq_for_time(t(10), 5) == 0
+
+
+def test_the_nearest_fork_names_the_point_when_forks_coincide(tmp_path: Path) -> None:
+    """Branch 7 forked from branch 5 at seq 8, where branch 5 forked from branch 1; both fork
+    snapshots are gone. At day 15 branch 7's state was that fork point: named as branch 7's own
+    bookmark (the nearest fork), not branch 5's."""
+    reader, log = archive(tmp_path)
+    restore_branch(reader, log)
+    reader.store.put(snap(8, 7), log.snapshot(8, 7))
+    reader.store.put(branch_record_key("o", 7), BranchRecord(7, 5, 8, log.chain(8), bm(5, 12)).to_json())
+    record_all(reader)
+    reader.store.delete(snap(8, 5))
+    reader.store.delete(snap(8, 7))
+    assert reader.point_for_time(t(15), 7) == (7, 8)

@@ -836,3 +836,20 @@ def test_a_base_snapshot_in_another_page_size_than_its_log_fails_verify(tmp_path
         reader.store.delete(key)
     vouch(reader, every(reader), 20)
     check(verify(reader), [f"{seg(16, 18)}: entry seq 17 has page size 512, database has 1024"])
+
+
+def test_a_gap_with_a_snapshot_inside_names_every_point_after_it_that_needs_the_missing_entries(
+    tmp_path: Path,
+) -> None:
+    """Segment 10-12 is gone; a snapshot at 11 is there, none at 12. Seqs 12 to 15 still need
+    entry 12 (from snapshot 11 on), so the points lost reach to the first snapshot at or after the
+    gap's last seq (16), not to the snapshot inside it."""
+    reader, _ = archive(tmp_path, [s for s in THIRDS if s != (10, 12)], (0, 4, 8, 11, 16))
+    check(
+        verify(reader),
+        [
+            f"{seg(13, 15)}: after a gap (the log ends at seq 9, seq 10 is missing); cannot be restored: "
+            f"bookmarks {bm(1, 10)} .. {bm(1, 15)} (times from {iso_day(9)} to before {iso_day(16)})",
+            f"{snap(11)}: a snapshot beyond the end of the archived log (seq 9)",
+        ],
+    )

@@ -512,3 +512,14 @@ def test_the_nearest_fork_names_the_point_when_forks_coincide(tmp_path: Path) ->
     reader.store.delete(snap(8, 5))
     reader.store.delete(snap(8, 7))
     assert reader.point_for_time(t(15), 7) == (7, 8)
+
+
+def test_a_segment_of_pre_fork_entries_on_a_branch_is_not_its_first_own(tmp_path: Path) -> None:
+    """Branch 5 (fork at 8) also holds a copy of entries 7-8 (its parent's, before the fork): its
+    first own entry is still seq 9 (day 39), so day 40 is answered from its own log, not taken
+    for a time before the branch's first entry (which then fails proving the fork point)."""
+    reader, log = archive(tmp_path)
+    restore_branch(reader, log)
+    record_all(reader)
+    reader.store.put(seg(7, 8, 5), log.segment(7, 8, 5))
+    assert reader.point_for_time(t(40), 5) == (5, 10)

@@ -29,6 +29,7 @@ from test_mutants_archive_verify import (
     snap,
     staged,
 )
+from test_retention import grow
 from walrelay.archive.dir_store import DirStore
 from walrelay.archive.format import ArchiveFormatError, branch_record_key, encode_segment, encode_snapshot
 from walrelay.archive.manifest import Floor, Manifest, Vouched, floor_key, retired_json, retired_key
@@ -523,3 +524,19 @@ def test_a_segment_of_pre_fork_entries_on_a_branch_is_not_its_first_own(tmp_path
     record_all(reader)
     reader.store.put(seg(7, 8, 5), log.segment(7, 8, 5))
     assert reader.point_for_time(t(40), 5) == (5, 10)
+
+
+def test_segments_that_contradict_each_other_in_time_are_an_error_not_an_answer(tmp_path: Path) -> None:
+    """A broken archive (verify reports it): segment 2-5 of another history, at day 52 on, sorts
+    between the log's 1-3 and 4-20, so the search by time stops at 1-3 and takes seq 3 for day 4;
+    but entry 4 (in 4-20, which holds seq 4 furthest) is at day 4 itself. The reader refuses,
+    naming that segment, the entry and the time, instead of answering seq 3."""
+    reader, log = archive(tmp_path, [(1, 3), (4, 20)], (0,))
+    other = grow(log.images[1], log.chain(1), 2, 4, seed=6, ts=lambda s: (s + 50) * DAY)[0]
+    reader.store.put(seg(2, 5), encode_segment(1, tuple(other), log.chain(1)))
+    with pytest.raises(
+        ArchiveError,
+        match=rf"^{seg(4, 20)}: entry seq 4 is at or before {iso_time(4)} although an earlier segment ends at seq 3: "
+        r"the archive's segments are inconsistent; run walrelay archive verify$",
+    ):
+        reader.point_for_time(t(4))

@@ -540,3 +540,13 @@ def test_segments_that_contradict_each_other_in_time_are_an_error_not_an_answer(
         r"the archive's segments are inconsistent; run walrelay archive verify$",
     ):
         reader.point_for_time(t(4))
+
+
+def test_entries_between_two_seqs_are_exactly_those_across_segments(tmp_path: Path) -> None:
+    """What a primary reads back from the archive for a replica that needs older entries: seqs
+    first..last inclusive, across segment boundaries, one entry when first is last."""
+    reader, log = archive(tmp_path)
+    b = reader.branch(1)
+    assert reader.entries_between(b, 5, 11) == tuple(log.entries[5:12])
+    assert reader.entries_between(b, 7, 7) == (log.entries[7],)
+    assert reader.entries_between(b, 19, 20) == tuple(log.entries[19:21])

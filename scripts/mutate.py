@@ -50,6 +50,7 @@ _ARCHIVE_TESTS = [
     "tests/test_archiver.py",
     "tests/test_retention.py",
     "tests/test_restore_branches.py",
+    "tests/test_mutants_retention.py",
 ]
 _PROTOCOL_TESTS = [
     "tests/test_entry.py",
@@ -68,7 +69,12 @@ _PROTOCOL_TESTS = [
     "tests/test_demo_replica_check.py",
 ]
 MODULES: dict[str, list[str]] = {
-    "primary": [*_PROTOCOL_TESTS, "tests/test_archive_regressions.py", "tests/test_restore_branches.py"],
+    "primary": [
+        *_PROTOCOL_TESTS,
+        "tests/test_archive_regressions.py",
+        "tests/test_restore_branches.py",
+        "tests/test_mutants_primary.py",
+    ],
     "replica": [*_PROTOCOL_TESTS, "tests/test_archive_regressions.py", "tests/test_restore_branches.py"],
     "recovery": [*_PROTOCOL_TESTS, "tests/test_archive_regressions.py", "tests/test_restore_branches.py"],
     "entry": _PROTOCOL_TESTS,

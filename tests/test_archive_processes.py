@@ -20,8 +20,7 @@ import trio
 
 from walrelay.archive.format import bookmark, segment_key
 from walrelay.client import Client
-from walrelay.procs import Cluster, walrelay_argv
-from walrelay.transport import TcpTransport
+from walrelay.procs import Cluster, client_transport, walrelay_argv
 from walrelay.wire import ReplyStatus
 from walrelay_chaos.pace import budget
 from walrelay_chaos.s3server import ACCESS_KEY, SECRET_KEY, S3Server
@@ -44,7 +43,7 @@ def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedP
 
 
 async def _status(address: str) -> dict[str, Any]:
-    async with Client.connect(TcpTransport(), address) as client:
+    async with Client.connect(client_transport(address), address) as client:
         body = (await client.call("__status__")).body
         assert isinstance(body, dict)
         return body
@@ -56,7 +55,7 @@ async def _write_and_wait_archived(cluster: Cluster, store_args: tuple[str, ...]
     extra = ("--app", "kv", *store_args, "--segment-seconds", "0.3", "--segment-mb", "0.004")
     address = await trio.to_thread.run_sync(lambda: cluster.start_primary("kvobj", extra=extra))
     marks: dict[str, Any] = {}
-    async with Client.connect(TcpTransport(), address) as client:
+    async with Client.connect(client_transport(address), address) as client:
         for k in range(1, WRITES + 1):
             assert (await client.call("put", k, f"v{k}")).status is ReplyStatus.OK
             if k == MID:
@@ -209,7 +208,7 @@ async def test_a_clean_stop_archives_what_is_durable_before_exiting(cluster: Clu
     await trio.to_thread.run_sync(cluster.start_replicas, 5)
     extra = ("--app", "kv", "--archive", str(archive), "--segment-seconds", "600")
     address = await trio.to_thread.run_sync(lambda: cluster.start_primary("kvobj", extra=extra))
-    async with Client.connect(TcpTransport(), address) as client:
+    async with Client.connect(client_transport(address), address) as client:
         for k in range(1, 6):
             assert (await client.call("put", k, f"v{k}")).status is ReplyStatus.OK
     assert cluster.primary is not None

@@ -16,8 +16,7 @@ from walrelay.archive.format import bookmark
 from walrelay.archive.s3_store import S3Store
 from walrelay.archive.store import TransientStoreError
 from walrelay.client import Client
-from walrelay.procs import Cluster, walrelay_argv
-from walrelay.transport import TcpTransport
+from walrelay.procs import Cluster, client_transport, walrelay_argv
 from walrelay.wire import ReplyStatus
 from walrelay_chaos.pace import budget
 from walrelay_chaos.s3proxy import FaultProxy
@@ -73,7 +72,7 @@ def test_a_store_that_never_answers_is_a_transient_error_naming_the_last_failure
 
 
 async def _status(address: str) -> dict[str, Any]:
-    async with Client.connect(TcpTransport(), address) as client:
+    async with Client.connect(client_transport(address), address) as client:
         body = (await client.call("__status__")).body
         assert isinstance(body, dict)
         return body
@@ -108,7 +107,7 @@ async def test_a_primary_archives_exactly_through_random_s3_faults(
             "0.01",
         )
         address = await trio.to_thread.run_sync(lambda: cluster.start_primary("kvobj", extra=extra))
-        async with Client.connect(TcpTransport(), address) as client:
+        async with Client.connect(client_transport(address), address) as client:
             for k in range(1, writes + 1):
                 assert (await client.call("put", k, f"v{k}")).status is ReplyStatus.OK
         with trio.fail_after(budget(120)):

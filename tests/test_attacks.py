@@ -7,14 +7,18 @@ the attacker is refused with a clear error, and the legitimate cluster keeps ser
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 import trio
 
+from walrelay import wire
+from walrelay.certs import CertPaths, throwaway
 from walrelay.client import Client
-from walrelay.procs import Cluster
+from walrelay.procs import Cluster, client_transport
 from walrelay.transport import TcpTransport
 from walrelay.wire import DEFAULT_MAX_FRAME, ReplyStatus
+from walrelay_chaos.conform.peer import Closed, PeerError, ScriptedPrimary, Silent, Transcript
 from walrelay_chaos.pace import budget
 
 pytestmark = pytest.mark.integration
@@ -27,7 +31,7 @@ async def test_a_put_whose_entry_would_exceed_the_entry_limit_is_refused_and_the
     it used to reset the object (no writes until a restart). Now it is refused before it commits."""
     await trio.to_thread.run_sync(cluster.start_replicas, 5)
     paddr = await trio.to_thread.run_sync(lambda: cluster.start_primary("kvobj", extra=("--app", "kv")))
-    async with Client.connect(TcpTransport(), paddr) as client:
+    async with Client.connect(client_transport(paddr), paddr) as client:
         assert (await client.call("put", 1, "before")).status is ReplyStatus.OK
         huge = "x" * (64 * 1024 * 1024 - 64 * 1024)  # 63.9 MiB: its request frame fits, its entry does not
         assert len(huge) + 1024 < DEFAULT_MAX_FRAME
@@ -46,7 +50,7 @@ async def test_arguments_of_the_wrong_json_type_are_a_bad_request_not_a_coercion
     """NaN was stored as "nan", null as "None", ``true`` as the key 1."""
     await trio.to_thread.run_sync(cluster.start_replicas, 5)
     paddr = await trio.to_thread.run_sync(lambda: cluster.start_primary("kvobj", extra=("--app", "kv")))
-    async with Client.connect(TcpTransport(), paddr) as client:
+    async with Client.connect(client_transport(paddr), paddr) as client:
         for args in ((True, "v"), (1, None), (1, 2.5), ("1", "v")):
             reply = await client.call("put", *args)
             assert reply.status is ReplyStatus.ERROR and reply.body["type"] == "BadRequest", (args, reply.body)
@@ -72,7 +76,7 @@ async def test_a_byte_flip_in_one_objects_log_fails_that_object_only_and_a_prima
     await trio.to_thread.run_sync(cluster.start_replicas, 5)
     pa = await trio.to_thread.run_sync(lambda: cluster.start_primary("a", name="pa", extra=("--app", "kv")))
     pb = await trio.to_thread.run_sync(lambda: cluster.start_primary("b", name="pb", extra=("--app", "kv")))
-    async with Client.connect(TcpTransport(), pa) as ca, Client.connect(TcpTransport(), pb) as cb:
+    async with Client.connect(client_transport(pa), pa) as ca, Client.connect(client_transport(pb), pb) as cb:
         for k in range(1, 9):
             assert (await ca.call("put", k, f"a{k}")).status is ReplyStatus.OK
             assert (await cb.call("put", k, f"b{k}")).status is ReplyStatus.OK
@@ -82,7 +86,7 @@ async def test_a_byte_flip_in_one_objects_log_fails_that_object_only_and_a_prima
     await trio.to_thread.run_sync(_flip_middle, log_a)
     await trio.to_thread.run_sync(cluster.restart_replica, 0)
     pa2 = await trio.to_thread.run_sync(lambda: cluster.start_primary("a", name="pa2", extra=("--app", "kv")))
-    async with Client.connect(TcpTransport(), pa2) as ca, Client.connect(TcpTransport(), pb) as cb:
+    async with Client.connect(client_transport(pa2), pa2) as ca, Client.connect(client_transport(pb), pb) as cb:
         for k in range(1, 9):  # every acknowledged write of a survived
             assert (await ca.call("get", k)).body == f"a{k}"
         assert (await ca.call("put", 9, "a9")).status is ReplyStatus.OK
@@ -95,3 +99,78 @@ async def test_a_byte_flip_in_one_objects_log_fails_that_object_only_and_a_prima
         text = f.read()
     assert "object a is damaged" in text and "rebuilt as after a lost disk" in text and "Traceback" not in text
     assert os.listdir(os.path.join(cluster.root, "replica-0", "quarantine"))
+
+
+def _forge(address: str, tls: CertPaths | None) -> list[str]:
+    """What the issue's attacker sent a replica: a HELLO to learn its epoch and chain, a PREPARE
+    with the largest epoch (which fenced every later primary), a TRUNCATE through everything, a
+    FETCH of the whole database. Returns what came back (each frame's kind), or why nothing did."""
+    got: list[str] = []
+    try:
+        with ScriptedPrimary(address, Transcript(), budget(10), tls) as peer:
+            peer.send(wire.Hello(wire.Role.PRIMARY, 0, "kvobj", 0, 0))
+            peer.send(wire.Prepare(2**64 - 1))
+            peer.send(wire.Truncate(epoch=2**64 - 1, through=10**6, chain=bytes(16)))
+            peer.send(wire.Fetch(2**64 - 1, 1, 10**6))
+            while True:
+                got.append(type(peer.recv()).__name__)
+    except (Closed, Silent, PeerError) as e:
+        got.append(f"{type(e).__name__}: {e}")
+    return got
+
+
+@pytest.mark.parametrize("who", ["no certificate", "client", "admin", "replica", "another CA's primary"])
+async def test_forged_prepare_truncate_and_fetch_from_anyone_but_a_primary_are_refused(
+    cluster: Cluster, tmp_path: Path, who: str
+) -> None:
+    """Before issue 17 any local process could FETCH the whole database, fence every later primary
+    with one PREPARE of epoch 2^64-1, or TRUNCATE every acknowledged entry. Now a replica takes
+    those only from a primary certificate of its cluster: the forger gets no frame back, the
+    replica logs why, and the cluster goes on acknowledging writes and fails over with all of them."""
+    addrs = await trio.to_thread.run_sync(cluster.start_replicas, 5)
+    paddr = await trio.to_thread.run_sync(lambda: cluster.start_primary("kvobj", extra=("--app", "kv")))
+    async with Client.connect(client_transport(paddr), paddr) as client:
+        for k in range(1, 6):
+            assert (await client.call("put", k, f"v{k}")).status is ReplyStatus.OK
+    if who == "no certificate":
+        tls = None
+    elif who == "another CA's primary":
+        tls = CertPaths.in_dir(throwaway(tmp_path / "rogue", "test"), "primary")
+    else:
+        tls = CertPaths.in_dir(cluster.certs, who)
+    for address in addrs:
+        got = await trio.to_thread.run_sync(_forge, address, tls)
+        assert len(got) == 1 and got[0].startswith(("Closed", "PeerError")), got  # not one frame answered
+    log = await trio.to_thread.run_sync(Path(cluster.replicas[0].log_path).read_text)
+    expect = {"no certificate": "TLS handshake failed", "another CA's primary": "TLS handshake failed"}
+    assert expect.get(who, f"peer is {who} {who!r} of cluster 'test'; a replica takes primary here") in log, log
+    async with Client.connect(client_transport(paddr), paddr) as client:
+        assert (await client.call("put", 6, "v6")).status is ReplyStatus.OK  # the primary was not fenced
+    p2 = await trio.to_thread.run_sync(lambda: cluster.start_primary("kvobj", name="p2", extra=("--app", "kv")))
+    async with Client.connect(client_transport(p2), p2) as client:
+        for k in range(1, 7):  # nothing was truncated: a failover finds every acknowledged write
+            assert (await client.call("get", k)).body == f"v{k}"
+
+
+async def test_history_changing_operations_need_an_admin_certificate(cluster: Cluster) -> None:
+    """An anonymous __restore__ on the client door blocked all writes and rolled the data back at
+    the next start. Without a certificate there is no connection at all; with a client one it is
+    Forbidden and nothing is recorded; with an admin one it is accepted."""
+    await trio.to_thread.run_sync(cluster.start_replicas, 5)
+    extra = ("--app", "kv", "--archive", os.path.join(cluster.root, "archive"))
+    paddr = await trio.to_thread.run_sync(lambda: cluster.start_primary("kvobj", extra=extra))
+    async with Client.connect(cluster.client_transport("client"), paddr) as client:
+        assert (await client.call("put", 1, "v1")).status is ReplyStatus.OK
+        for op, args in (("__restore__", ("00000001-0000000000000000",)), ("__snapshot__", ())):
+            reply = await client.call(op, *args)
+            assert reply.status is ReplyStatus.ERROR and reply.body["type"] == "Forbidden", reply.body
+            assert "needs an admin certificate" in reply.body["message"] and "client 'client'" in reply.body["message"]
+        assert (await client.call("put", 2, "v2")).status is ReplyStatus.OK  # no restore is pending
+        status = (await client.call("__status__")).body
+        assert status.get("pending_restore") is None, status
+    with pytest.raises(OSError):
+        async with Client.connect(TcpTransport(), paddr) as anonymous:
+            await anonymous.call("__restore__", "00000001-0000000000000000")
+    async with Client.connect(cluster.client_transport("admin"), paddr) as admin:
+        reply = await admin.call("__snapshot__")
+        assert reply.status is ReplyStatus.OK, reply.body

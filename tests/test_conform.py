@@ -136,14 +136,15 @@ def test_a_replicas_log_is_read_over_the_wire_without_changing_its_promise(tmp_p
     from walrelay import wire
     from walrelay_chaos.conform.context import ReplicaUnderTest
     from walrelay_chaos.conform.outside import read_log
-    from walrelay_chaos.conform.peer import ScriptedPrimary, Transcript
+    from walrelay_chaos.conform.peer import ScriptedPrimary, Transcript, harness_tls
     from walrelay_chaos.conform.replica_cases import append, make_log
 
     replica = ReplicaUnderTest(NodeCommands.walrelay(), tmp_path)
     address = replica.start()
+    tls = harness_tls(True, "primary")
     try:
         log = make_log(3, 4)
-        with ScriptedPrimary(address, Transcript(), 30) as peer:
+        with ScriptedPrimary(address, Transcript(), 30, tls) as peer:
             peer.send(wire.Hello(wire.Role.PRIMARY, 0, "obj", 0, 0))
             assert isinstance(peer.recv(), wire.Hello)
             peer.send(wire.Prepare(3))
@@ -152,13 +153,13 @@ def test_a_replicas_log_is_read_over_the_wire_without_changing_its_promise(tmp_p
             ack = peer.recv()
             assert isinstance(ack, wire.Ack) and ack.stored_through == 4
             peer.send(wire.Truncate(epoch=3, through=2, chain=log[1].chain))
-        got = read_log(address, "obj", timeout=budget(30))
+        got = read_log(address, "obj", timeout=budget(30), tls=tls)
         # Entries from the first one still held; the promise and the log epoch as they were.
         assert got.promise.epoch == 3 and got.promise.log_epoch == 3 and got.promise.last_seq == 4
         assert [got.entries[s].raw for s in sorted(got.entries)] == [
             e.raw for e in log[got.promise.truncated_through :]
         ]
-        again = read_log(address, "obj", timeout=budget(30))
+        again = read_log(address, "obj", timeout=budget(30), tls=tls)
         assert again.promise == got.promise
     finally:
         replica.stop()

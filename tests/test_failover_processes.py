@@ -17,8 +17,7 @@ import pytest
 import trio
 
 from walrelay.client import Client
-from walrelay.procs import Cluster, walrelay_argv
-from walrelay.transport import TcpTransport
+from walrelay.procs import Cluster, client_transport, walrelay_argv
 from walrelay.wire import ReplyStatus
 from walrelay_chaos.pace import budget
 
@@ -53,7 +52,7 @@ async def _burst(address: str, keys: range, out: Outcomes, tag: str, concurrency
 
     async def worker() -> None:
         try:
-            async with Client.connect(TcpTransport(), address) as client:
+            async with Client.connect(client_transport(address), address) as client:
                 for k in todo:
                     await _put(client, k, f"{tag}{k}", out)
         except OSError:
@@ -65,7 +64,7 @@ async def _burst(address: str, keys: range, out: Outcomes, tag: str, concurrency
 
 
 async def _read_all(address: str, keys: range) -> dict[int, str]:
-    async with Client.connect(TcpTransport(), address) as client:
+    async with Client.connect(client_transport(address), address) as client:
         found = {}
         for k in keys:
             reply = await client.call("get", k)
@@ -76,7 +75,7 @@ async def _read_all(address: str, keys: range) -> dict[int, str]:
 
 
 async def _status(address: str) -> dict[str, Any]:
-    async with Client.connect(TcpTransport(), address) as client:
+    async with Client.connect(client_transport(address), address) as client:
         body = (await client.call("__status__")).body
         assert isinstance(body, dict)
         return body
@@ -152,7 +151,7 @@ async def test_a_paused_primary_is_fenced_and_never_acknowledges_again(cluster: 
     with trio.fail_after(budget(60)):
         await _burst(a, range(1, 11), before, "a", concurrency=2)
     assert before.ok == set(range(1, 11))
-    async with Client.connect(TcpTransport(), a) as stale_client:  # connected before the pause
+    async with Client.connect(client_transport(a), a) as stale_client:  # connected before the pause
         old.pause()
         b = await _start_primary(cluster, "primary-b")
         during = Outcomes()
@@ -211,7 +210,7 @@ async def test_a_primary_with_a_superseded_epoch_gives_up_with_a_clear_error(clu
     argv = ["primary", "--object", "kvobj", "--app", "kv", "--replicas", addrs, "--data", cluster.root + "/late"]
     proc = await trio.to_thread.run_sync(
         lambda: subprocess.run(
-            walrelay_argv(*argv, "--epoch", "2"),
+            walrelay_argv(*argv, "--epoch", "2", *cluster.tls_args("primary")),
             capture_output=True,
             text=True,
             timeout=budget(60),

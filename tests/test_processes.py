@@ -11,8 +11,8 @@ import pytest
 import trio
 
 from walrelay.client import Client
-from walrelay.procs import Cluster
-from walrelay.transport import TcpTransport, split_address
+from walrelay.procs import Cluster, client_transport
+from walrelay.transport import split_address
 from walrelay.wire import ReplyStatus
 from walrelay_chaos.pace import budget
 
@@ -94,7 +94,7 @@ async def test_deadline_turns_held_writes_into_unknown_not_success(cluster: Clus
     paddr = await trio.to_thread.run_sync(
         lambda: cluster.start_primary("kvobj", extra=("--app", "kv", "--deadline", "1"))
     )
-    async with Client.connect(TcpTransport(), paddr) as client:
+    async with Client.connect(client_transport(paddr), paddr) as client:
         ok = await client.call("put", 1, "durable")
         assert ok.status is ReplyStatus.OK
         for i in (2, 3, 4):
@@ -122,6 +122,9 @@ def _send_raw(address: str, data: bytes) -> bytes:
 
 
 async def test_malformed_frames_drop_one_connection_and_nodes_keep_serving(cluster: Cluster) -> None:
+    """The frame decoder's own defences, reached in the clear (--insecure): over TLS, bytes from a
+    peer without a certificate never reach it (tests/test_attacks.py)."""
+    cluster.insecure = True
     addrs = await trio.to_thread.run_sync(cluster.start_replicas, 5)
     # Garbage at a replica: wrong wire version, then an oversized length, then a truncated frame.
     for junk in (b"\x00\x00\x00\x02\x09\x01", b"\xff\xff\xff\xff", b"\x00\x00\x00\x10\x01\x01abc"):
@@ -131,7 +134,7 @@ async def test_malformed_frames_drop_one_connection_and_nodes_keep_serving(clust
     # Garbage at the primary's client door: the reply names the problem.
     answer = await trio.to_thread.run_sync(_send_raw, paddr, b"\x00\x00\x00\x02\x07\x20")
     assert b"unsupported wire version 7" in answer, answer
-    async with Client.connect(TcpTransport(), paddr) as client:
+    async with Client.connect(client_transport(paddr), paddr) as client:
         reply = await client.call("put", 7, "still fine")
         assert reply.status is ReplyStatus.OK, reply
         assert (await client.call("get", 7)).body == "still fine"
@@ -146,8 +149,11 @@ async def test_malformed_frames_drop_one_connection_and_nodes_keep_serving(clust
         (("primary", "--object", "x", "--replicas", "nonsense", "--data", "d"), "is not HOST:PORT"),
         (("primary", "--object", "x", "--replicas", "127.0.0.1:1", "--data", "d", "--deadline", "-3"), "must be > 0"),
         (("replica", "--id", "minus-one", "--data", "d"), "not a non-negative integer"),
-        (("replica", "--id", "0", "--data", "/dev/null", "--listen", "127.0.0.1:0"), "exists and is not a directory"),
-        (("replica", "--id", "0", "--data", "/nonexistent-walrelay/d", "--listen", "127.0.0.1:0"), "does not exist"),
+        (("replica", "--id", "0", "--data", "/dev/null", "--insecure"), "exists and is not a directory"),
+        (("replica", "--id", "0", "--data", "/nonexistent-walrelay/d", "--insecure"), "does not exist"),
+        (("replica", "--id", "0", "--data", "d"), "missing --ca, --cert, --key: give --ca, --cert and --key"),
+        (("replica", "--id", "0", "--data", "d", "--insecure", "--ca", "x"), "--insecure cannot go with"),
+        (("call", "--primary", "127.0.0.1:1", "get"), "missing --ca, --cert, --key"),
         (("call", "--primary", "127.0.0.1", "get"), "is not HOST:PORT"),
         (("frobnicate",), "invalid choice"),
     ],
@@ -162,7 +168,7 @@ def test_bad_cli_arguments_get_a_clear_error(args: tuple[str, ...], fragment: st
 def test_primary_refuses_quorum_that_is_not_a_majority(tmp_path: object) -> None:
     proc = _walrelay(
         "primary", "--object", "x", "--replicas", ",".join(["127.0.0.1:9"] * 5), "--data", str(tmp_path),
-        "--epoch", "1", "--quorum", "2", timeout=budget(60),
+        "--epoch", "1", "--quorum", "2", "--insecure", timeout=budget(60),
     )  # fmt: skip
     assert proc.returncode == 1
     assert "quorum 2 of 5 is not a majority" in proc.stderr

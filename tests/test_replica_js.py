@@ -40,7 +40,7 @@ def _impl(bug: str | None) -> NodeCommands:
     node = shutil.which("node")
     assert node, "examples/replica-js needs Node.js (node) on PATH"
     argv = [node, str(JS / "replica.js"), "replica", "--id", "{id}", "--listen", "{listen}", "--data", "{data}"]
-    argv += ["--placement", "{placement}"]
+    argv += ["--placement", "{placement}", "--ca", "{ca}", "--cert", "{cert}", "--key", "{key}"]
     if bug:
         argv += ["--bug", bug]
     return NodeCommands(tuple(argv), ("unused",))

@@ -18,8 +18,7 @@ import trio
 
 from test_failover_processes import _read_all
 from walrelay.client import Client
-from walrelay.procs import Cluster, walrelay_argv
-from walrelay.transport import TcpTransport
+from walrelay.procs import Cluster, client_transport, walrelay_argv
 from walrelay.wire import ReplyStatus
 from walrelay_chaos.pace import budget
 
@@ -27,14 +26,14 @@ pytestmark = pytest.mark.integration
 
 
 async def _call(address: str, op: str, *args: Any) -> Any:
-    async with Client.connect(TcpTransport(), address) as client:
+    async with Client.connect(client_transport(address), address) as client:
         reply = await client.call(op, *args)
         assert reply.status is ReplyStatus.OK, (op, reply)
         return reply.body
 
 
 async def _put_all(address: str, keys: range, tag: str) -> None:
-    async with Client.connect(TcpTransport(), address) as client:
+    async with Client.connect(client_transport(address), address) as client:
         for k in keys:
             reply = await client.call("put", k, f"{tag}{k}")
             assert reply.status is ReplyStatus.OK, reply
@@ -117,6 +116,7 @@ async def test_bad_restore_requests_get_one_clear_error(cluster: Cluster, tmp_pa
     await trio.to_thread.run_sync(cluster.start_replicas, 5)
     addrs = ",".join(r.address or "" for r in cluster.replicas)
     base = ["primary", "--object", "kvobj", "--app", "kv", "--replicas", addrs, "--data", str(tmp_path / "p")]
+    base += cluster.tls_args("primary")
 
     def run(*more: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
@@ -142,7 +142,7 @@ async def test_restore_requests_are_checked_before_they_are_recorded(cluster: Cl
     p = await _kv_primary_with_archive(cluster, archive)
     with trio.fail_after(budget(60)):
         await _put_all(p, range(1, 4), "p")
-        async with Client.connect(TcpTransport(), p) as client:
+        async with Client.connect(client_transport(p), p) as client:
             for args, kind in [
                 ((), "BadRequest"),
                 (("not a bookmark",), "BadRequest"),

@@ -357,7 +357,10 @@ ACKED_THEN_POWER_LOSS: list[Op] = [
     Settle(300),
     Cut(0b11000),  # replicas 0, 1, 2 hear the next write: a quorum, so it is acknowledged
     Write(1),
-    Settle(20),
+    # Long enough for the acknowledgement to arrive on a loaded machine (20 ms was missed under
+    # load, and the mutant then had no acknowledged write to lose); nothing appends meanwhile, so
+    # an unsynced ACK stays unsynced until the power goes.
+    Settle(1000),
     PowerFail(0b00111, primary=True),  # they and the primary lose power right after
     Heal(),
     NewPrimary(),

@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import itertools
 import os
 import random
@@ -61,13 +62,15 @@ from walrelay.archive.format import bookmark, parse_bookmark
 from walrelay.archive.reader import ArchiveReader
 from walrelay.archive.s3_store import S3Store
 from walrelay.archive.verify import verify
+from walrelay.certs import CertPaths, throwaway
 from walrelay.client import Client
 from walrelay.errors import WalrelayError
 from walrelay.placement import EpochAllocator
 from walrelay.procs import NodeProcess, walrelay_argv
 from walrelay.replay import Replayer, open_image
 from walrelay.replica_store import ReplicaStore
-from walrelay.transport import TcpTransport
+from walrelay.tls import TlsTransport
+from walrelay.transport import TcpTransport, Transport
 from walrelay.wire import ReplyStatus
 from walrelay_chaos import schedule as op
 from walrelay_chaos.conform.outside import OutsideLog, read_log
@@ -91,7 +94,7 @@ CHECK_S = 5.0  # a Check waits this long at most for the current primary to serv
 ANSWER_S = 10.0  # at the end, once healed, writes in flight get this long to be answered
 
 
-REPLICA_FIELDS = ("id", "listen", "data", "placement", "python")
+REPLICA_FIELDS = ("id", "listen", "data", "placement", "python", "ca", "cert", "key")
 PRIMARY_FIELDS = (
     "python",
     "object",
@@ -105,8 +108,17 @@ PRIMARY_FIELDS = (
     "segment_seconds",
     "deadline",
     "epoch",
+    "ca",
+    "cert",
+    "key",
 )
-WALRELAY_REPLICA = ["replica", "--id", "{id}", "--listen", "{listen}", "--data", "{data}", "--placement", "{placement}"]
+# Mutual TLS (docs/protocol.md, section 9): the harness makes a throwaway CA per run and fills in
+# each node's files; an implementation whose templates name no {cert} runs without TLS (and the
+# harness says so).
+TLS_ARGS = ["--ca", "{ca}", "--cert", "{cert}", "--key", "{key}"]
+WALRELAY_REPLICA = [
+    "replica", "--id", "{id}", "--listen", "{listen}", "--data", "{data}", "--placement", "{placement}", *TLS_ARGS,
+]  # fmt: skip
 WALRELAY_PRIMARY = [
     "primary",
     "--object",
@@ -131,6 +143,7 @@ WALRELAY_PRIMARY = [
     "{segment_seconds}",
     "--deadline",
     "{deadline}",
+    *TLS_ARGS,
 ]
 WALRELAY_RESTORE = ("--restore-to", "{bookmark}")
 
@@ -216,6 +229,11 @@ class NodeCommands:
         if self.restore:
             out["restore"] = list(self.restore)
         return out
+
+    @property
+    def tls(self) -> bool:
+        """The templates name ``{cert}``: the nodes run mutual TLS with the run's throwaway CA."""
+        return any("{cert}" in a for a in (*self.replica, *self.primary))
 
     @property
     def takes_epoch(self) -> bool:
@@ -353,7 +371,11 @@ class RealWorld:
         self.restored_branches: set[int] = set()  # branches a restore of this run made
         self.next_key = 1
         self.losses = 0
-        self.transport = TcpTransport()
+        # Mutual TLS with a throwaway CA (the harness is an admin client: restores need that role).
+        self.certs = str(throwaway(os.path.join(root, "certs"), "chaos")) if impl.tls else None
+        self.transport: Transport = (
+            TlsTransport(TcpTransport(), CertPaths.in_dir(self.certs, "admin")) if self.certs else TcpTransport()
+        )
         self.pending = 0  # writes sent and not answered yet
 
     @property
@@ -382,12 +404,27 @@ class RealWorld:
         env.update(dict(self.impl.env))
         return env
 
+    def tls_paths(self, role: str) -> CertPaths | None:
+        return CertPaths.in_dir(self.certs, role) if self.certs is not None else None
+
+    def tls_values(self, role: str) -> dict[str, str]:
+        """{ca}, {cert}, {key} for a node of ``role`` (empty strings without TLS)."""
+        if self.certs is None:
+            return {"ca": "", "cert": "", "key": ""}
+        paths = CertPaths.in_dir(self.certs, role)
+        return {"ca": paths.ca, "cert": paths.cert, "key": paths.key}
+
     def replica_data(self, i: int) -> str:
         return os.path.join(self.root, f"replica-{i}")
 
     def _replica(self, i: int) -> NodeProcess:
         argv = self.impl.argv(
-            "replica", id=i, listen=self.replica_listen[i], data=self.replica_data(i), placement=self.placement
+            "replica",
+            id=i,
+            listen=self.replica_listen[i],
+            data=self.replica_data(i),
+            placement=self.placement,
+            **self.tls_values("replica"),
         )
         return NodeProcess(f"replica {i}", argv, f"{self.replica_data(i)}.log", env=self.env, die_with_spawner=True)
 
@@ -465,6 +502,7 @@ class RealWorld:
             segment_seconds=1,
             deadline=600,  # no resets by time: the schedule decides what happens
             epoch=epoch,
+            **self.tls_values("primary"),
         )
         if restore_to is not None:
             argv += self.impl.argv("restore", bookmark=restore_to)
@@ -924,7 +962,11 @@ class RealWorld:
         for i in range(N):
             await self.restart_replica(i)
             try:
-                self.outside_logs.append(await trio.to_thread.run_sync(read_log, self.replica_listen[i], OBJECT))
+                self.outside_logs.append(
+                    await trio.to_thread.run_sync(
+                        functools.partial(read_log, self.replica_listen[i], OBJECT, tls=self.tls_paths("primary"))
+                    )
+                )
             except PeerError as e:
                 raise RealCheckError(f"replica {i}'s log cannot be read over the wire: {e}") from None
             await trio.to_thread.run_sync(self.replicas[i].stop)

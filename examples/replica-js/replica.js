@@ -3,10 +3,13 @@
 // written from docs/protocol.md, docs/failover.md and docs/conformance.md only.
 // Node.js >= 20, no npm dependencies. See README.md next to this file.
 //
-//   node replica.js replica --id ID --listen HOST:PORT --data DIR --placement DIR [--bug NAME]
+//   node replica.js replica --id ID --listen HOST:PORT --data DIR --placement DIR
+//        (--ca FILE --cert FILE --key FILE | --insecure) [--bug NAME]
 'use strict';
 
 const net = require('node:net');
+const tls = require('node:tls');
+const crypto = require('node:crypto');
 const fs = require('node:fs');
 const path = require('node:path');
 
@@ -955,21 +958,30 @@ function selfTest() {
   if (!ok) { process.stderr.write('replica: hash self-test failed\n'); process.exit(70); }
 }
 
+// The walrelay identity in a certificate's subject alternative names ("URI:walrelay://C/R/N, ...").
+function identityOf(san) {
+  const m = /(?:^|,\s*)URI:walrelay:\/\/([A-Za-z0-9._-]+)\/([a-z]+)\/([A-Za-z0-9._-]+)(?:,|$)/.exec(san || '');
+  return m ? { cluster: m[1], role: m[2], name: m[3] } : null;
+}
+
 let OPTS = null;
 let BUG = null;
 
 function usage(msg) {
   process.stderr.write(`replica: ${msg}\nusage: node replica.js replica --id ID --listen HOST:PORT --data DIR ` +
-    `--placement DIR [--bug NAME]\n  bugs: ${BUGS.join(', ')}\n`);
+    `--placement DIR (--ca FILE --cert FILE --key FILE | --insecure) [--bug NAME]\n  bugs: ${BUGS.join(', ')}\n`);
   process.exit(2);
 }
 
 function parseArgs(argv) {
   if (argv[0] !== 'replica') usage(`unknown command ${JSON.stringify(argv[0] || '')} (expected "replica")`);
-  const o = { id: null, listen: null, data: null, placement: null, bug: null };
-  const keys = { '--id': 'id', '--listen': 'listen', '--data': 'data', '--placement': 'placement', '--bug': 'bug' };
+  const o = { id: null, listen: null, data: null, placement: null, bug: null, ca: null, cert: null, key: null,
+    insecure: false };
+  const keys = { '--id': 'id', '--listen': 'listen', '--data': 'data', '--placement': 'placement', '--bug': 'bug',
+    '--ca': 'ca', '--cert': 'cert', '--key': 'key' };
   for (let i = 1; i < argv.length; i++) {
     let a = argv[i], v;
+    if (a === '--insecure') { o.insecure = true; continue; }
     const eq = a.indexOf('=');
     if (a.startsWith('--') && eq > 0) { v = a.slice(eq + 1); a = a.slice(0, eq); } else v = argv[++i];
     if (!(a in keys)) usage(`unknown option ${a}`);
@@ -977,6 +989,10 @@ function parseArgs(argv) {
     o[keys[a]] = v;
   }
   if (o.id === null || o.listen === null || o.data === null) usage('--id, --listen and --data are required');
+  // Mutual TLS (protocol.md 5.16): all three files, or plain TCP only when asked for.
+  const tlsGiven = [o.ca, o.cert, o.key].filter((x) => x !== null).length;
+  if (o.insecure && tlsGiven) usage('--insecure cannot go with --ca/--cert/--key');
+  if (!o.insecure && tlsGiven !== 3) usage('give --ca, --cert and --key (mutual TLS, protocol.md 5.16), or --insecure');
   if (!/^\d+$/.test(o.id) || BigInt(o.id) > U64_MAX) usage(`--id must be an integer 0..2^64-1, got ${o.id}`);
   o.id = BigInt(o.id);
   const m = /^(.*):(\d+)$/.exec(o.listen);
@@ -997,7 +1013,32 @@ function main() {
   selfTest();
   mkdirsDurable(OPTS.data);
   if (BUG) log(`DELIBERATE BUG ENABLED: ${BUG}`);
-  const server = net.createServer((sock) => new Conn(sock));
+  let server;
+  if (OPTS.insecure) {
+    log('WARNING: --insecure: plain TCP without authentication; any process can forge or delete log entries');
+    server = net.createServer((sock) => new Conn(sock));
+  } else {
+    // Mutual TLS 1.3: the peer's certificate must verify against the CA, then name this cluster
+    // and the role primary (R-5.16-2), or the connection closes before a frame is read.
+    const readOrDie = (f) => { try { return fs.readFileSync(f); } catch (e) { usage(`${f}: ${e.message}`); } };
+    const cert = readOrDie(OPTS.cert);
+    const mine = identityOf(new crypto.X509Certificate(cert).subjectAltName);
+    if (!mine) usage(`${OPTS.cert}: no walrelay://CLUSTER/ROLE/NAME identity in it`);
+    server = tls.createServer({
+      key: readOrDie(OPTS.key), cert, ca: readOrDie(OPTS.ca), requestCert: true, rejectUnauthorized: true,
+      minVersion: 'TLSv1.3', handshakeTimeout: 10000,
+    }, (sock) => {
+      const peer = identityOf(sock.getPeerCertificate().subjectaltname);
+      if (!peer || peer.cluster !== mine.cluster || peer.role !== 'primary') {
+        const who = peer ? `${peer.role} '${peer.name}' of cluster '${peer.cluster}'` : 'no walrelay identity';
+        log(`refused a connection: peer is ${who}; a replica takes primary here`);
+        sock.destroy();
+        return;
+      }
+      new Conn(sock);
+    });
+    server.on('tlsClientError', (e) => log(`refused a connection: TLS handshake failed: ${e.message}`));
+  }
   server.on('error', (e) => { log(`listen ${OPTS.listen}: ${e.message}`); process.exit(1); });
   server.listen({ host: OPTS.host, port: OPTS.port }, () => {
     const a = server.address();

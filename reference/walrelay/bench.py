@@ -31,9 +31,9 @@ from walrelay.archive.reader import ArchiveReader
 from walrelay.capture import Commit, WalCapture
 from walrelay.client import Client
 from walrelay.entry import GENESIS_CHAIN, encode
-from walrelay.procs import Cluster
+from walrelay.procs import Cluster, client_transport
 from walrelay.replay import Replayer
-from walrelay.transport import TcpTransport
+from walrelay.transport import Transport
 from walrelay.wire import ReplyStatus
 
 PAYLOAD = "x" * 100
@@ -86,7 +86,7 @@ def bench_capture(root: str, seconds: float) -> float:
 
 
 async def _replicated(address: str, seconds: float, concurrency: int) -> tuple[float, list[float]]:
-    tr = TcpTransport()
+    tr = client_transport(address)  # TLS with the cluster's admin certificate, or plain TCP if insecure
     latencies: list[float] = []
     count = 0
     key = iter(range(10**12))
@@ -117,7 +117,7 @@ async def _replicated(address: str, seconds: float, concurrency: int) -> tuple[f
     return count / elapsed, latencies
 
 
-async def _client(tr: TcpTransport, address: str, *, task_status: trio.TaskStatus[Client]) -> None:
+async def _client(tr: Transport, address: str, *, task_status: trio.TaskStatus[Client]) -> None:
     async with Client.connect(tr, address) as c:
         task_status.started(c)
         await trio.sleep_forever()
@@ -174,13 +174,27 @@ def run_bench(*, seconds: float = 3.0, concurrency: int = 64) -> int:
             tput, lat = trio.run(_replicated, paddr, seconds, concurrency)
         finally:
             cluster.close()
-        print(f"(c) 5 replicas over TCP, fsync, {concurrency:>3} in flight {tput:10.0f} tx/s   {tput / raw:.2f}x",
+        print(f"(c) 5 replicas, mutual TLS, fsync, {concurrency:>3} in flight {tput:7.0f} tx/s   {tput / raw:.2f}x",
               flush=True)  # fmt: skip
         print(f"    same, 1 in flight                         {tput1:10.0f} tx/s   {tput1 / raw:.2f}x")
         print(f"    latency, 1 in flight:  p50 {_pct(lat1, 50):.2f} ms  p99 {_pct(lat1, 99):.2f} ms")
         print(
             f"    latency, {concurrency} in flight: p50 {_pct(lat, 50):.2f} ms  p99 {_pct(lat, 99):.2f} ms", flush=True
         )
+        # TLS's cost on the write path: the same cluster with plain TCP (--insecure), same run.
+        plain = Cluster(os.path.join(root, "cluster-plain"), insecure=True)
+        os.makedirs(plain.root)
+        try:
+            plain.start_replicas(5)
+            paddr = plain.start_primary("bench", extra=("--app", "kv"))
+            trio.run(_replicated, paddr, 0.5, 4)
+            ptput1, plat1 = trio.run(_replicated, paddr, seconds, 1)
+            ptput, _ = trio.run(_replicated, paddr, seconds, concurrency)
+        finally:
+            plain.close()
+        print(f"    mutual TLS vs plain TCP (--insecure), 1 in flight: {tput1:.0f} vs {ptput1:.0f} tx/s "
+              f"({tput1 / ptput1:.2f}x), p50 {_pct(lat1, 50):.2f} vs {_pct(plat1, 50):.2f} ms; "
+              f"{concurrency} in flight: {tput:.0f} vs {ptput:.0f} tx/s ({tput / ptput:.2f}x)", flush=True)  # fmt: skip
         archive = os.path.join(root, "archive")
         cluster = Cluster(os.path.join(root, "cluster-archive"))
         os.makedirs(cluster.root)

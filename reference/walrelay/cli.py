@@ -19,7 +19,7 @@ import trio
 from walrelay.errors import WalrelayError
 from walrelay.placement import EpochAllocator
 from walrelay.redact import redact
-from walrelay.transport import split_address
+from walrelay.transport import Transport, split_address
 
 
 def _address(value: str) -> str:
@@ -59,6 +59,90 @@ def _positive_int(value: str) -> int:
     return int(value)
 
 
+def _add_limit_arguments(p: argparse.ArgumentParser, *, replica: bool) -> None:
+    from walrelay.replica_node import DEFAULT_MAX_OBJECTS
+    from walrelay.tls import DEFAULT_HANDSHAKE_S
+    from walrelay.transport import DEFAULT_IDLE_S, DEFAULT_MAX_CONNECTIONS
+
+    g = p.add_argument_group("resource limits (issue 17: no peer may exhaust a node)")
+    g.add_argument(
+        "--max-connections",
+        type=_positive_int,
+        default=DEFAULT_MAX_CONNECTIONS,
+        help=f"connections open at once; more are closed at once, and logged (default {DEFAULT_MAX_CONNECTIONS})",
+    )
+    g.add_argument(
+        "--idle-timeout",
+        type=_positive_float,
+        default=DEFAULT_IDLE_S,
+        help=f"close a connection that sent nothing for this many seconds (default {DEFAULT_IDLE_S:g})",
+    )
+    g.add_argument(
+        "--handshake-timeout",
+        type=_positive_float,
+        default=DEFAULT_HANDSHAKE_S,
+        help=f"seconds a peer has to finish its TLS handshake (default {DEFAULT_HANDSHAKE_S:g})",
+    )
+    if replica:
+        g.add_argument(
+            "--max-objects",
+            type=_positive_int,
+            default=DEFAULT_MAX_OBJECTS,
+            help=f"objects this replica creates on primaries' request at most (default {DEFAULT_MAX_OBJECTS})",
+        )
+
+
+def _add_tls_arguments(p: argparse.ArgumentParser, who: str) -> None:
+    g = p.add_argument_group("TLS (docs/protocol.md, 5.16; make the files with walrelay certs)")
+    g.add_argument("--ca", metavar="FILE", help="the cluster's CA certificate")
+    g.add_argument("--cert", metavar="FILE", help=f"this {who}'s certificate")
+    g.add_argument("--key", metavar="FILE", help=f"this {who}'s private key")
+    g.add_argument(
+        "--insecure",
+        action="store_true",
+        help="plain TCP, no TLS and no authentication: any process that reaches the port can read every "
+        "object and forge or delete log entries (for a throwaway setup only)",
+    )
+
+
+def tls_transport(args: argparse.Namespace, roles: tuple[str, ...]) -> Transport:
+    """The transport the command's TLS flags ask for: TLS with the given certificate (whose role
+    must be one of ``roles``), or, with --insecure only, plain TCP after a warning."""
+    from walrelay.certs import CertPaths
+    from walrelay.tls import DEFAULT_HANDSHAKE_S, TlsTransport, own_identity
+    from walrelay.transport import TcpTransport
+
+    given = [f for f in ("ca", "cert", "key") if getattr(args, f)]
+    tcp = TcpTransport(
+        max_connections=getattr(args, "max_connections", None), idle_s=getattr(args, "idle_timeout", None)
+    )
+    if args.insecure:
+        if given:
+            raise UsageError("--insecure cannot go with --ca/--cert/--key")
+        print(
+            f"walrelay {args.command}: WARNING: --insecure: plain TCP without authentication; any process "
+            "that reaches this node can read every object and forge or delete log entries",
+            file=sys.stderr,
+        )
+        return tcp
+    if len(given) != 3:
+        missing = ", ".join(f"--{f}" for f in ("ca", "cert", "key") if f not in given)
+        raise UsageError(
+            f"missing {missing}: give --ca, --cert and --key (make them with walrelay certs), or --insecure"
+        )
+    paths = CertPaths(args.ca, args.cert, args.key)
+    me = own_identity(paths)
+    if me.role not in roles:
+        raise UsageError(
+            f"--cert {args.cert} is a {me.role} certificate; walrelay {args.command} needs {' or '.join(roles)}"
+        )
+    return TlsTransport(tcp, paths, handshake_s=getattr(args, "handshake_timeout", DEFAULT_HANDSHAKE_S))
+
+
+class UsageError(WalrelayError):
+    """A command line that cannot work as given (exit 2, like argparse's own errors)."""
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="walrelay", description=__doc__.splitlines()[0] if __doc__ else None)
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging on stderr")
@@ -84,6 +168,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="epoch allocator directory: objects this replica has no state for start as non-voters "
         "promising its highest epoch (needed for failover; docs/failover.md)",
     )
+    _add_tls_arguments(r, "replica")
+    _add_limit_arguments(r, replica=True)
 
     pr = sub.add_parser("primary", help="run the primary for one object")
     pr.add_argument("--object", required=True, help="object name")
@@ -103,6 +189,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="a fixed epoch instead (a single-primary setup; two primaries must never share one)",
     )
     pr.add_argument("--quorum", type=_nonneg_int, default=3, help="acks needed (default 3)")
+    _add_tls_arguments(pr, "primary")
+    _add_limit_arguments(pr, replica=False)
     from walrelay.archive import command as archive_command
 
     archive_command.add_store_arguments(pr, required=False)
@@ -142,6 +230,26 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--primary", type=_address, required=True, help="primary HOST:PORT")
     c.add_argument("op", help="operation name, or __status__")
     c.add_argument("args", nargs="*", help="arguments, each parsed as JSON if possible, else a string")
+    _add_tls_arguments(c, "client or admin")
+
+    ce = sub.add_parser("certs", help="make a cluster's CA and the certificates of its nodes and clients (mutual TLS)")
+    cesub = ce.add_subparsers(dest="certs_command", required=True, metavar="CERTS_COMMAND")
+    ci = cesub.add_parser("init", help="a new CA for a cluster: DIR/ca.crt and DIR/ca.key (keep ca.key private)")
+    ci.add_argument("--dir", required=True, help="the certificates directory")
+    ci.add_argument("--cluster", default="walrelay", help="the cluster's name, in every certificate (default walrelay)")
+    cn = cesub.add_parser("node", help="a node's certificate from the CA in DIR: DIR/NAME.crt and DIR/NAME.key")
+    cn.add_argument("--dir", required=True, help="the certificates directory (with ca.crt and ca.key)")
+    cn.add_argument("--role", choices=("primary", "replica"), required=True, help="what the node is")
+    cn.add_argument("--name", required=True, help="the certificate's name (default file names follow it)")
+    cn.add_argument("--host", action="append", help="a host name or IP the node is reached at (repeatable)")
+    cc = cesub.add_parser("client", help="a client's certificate from the CA in DIR: DIR/NAME.crt and DIR/NAME.key")
+    cc.add_argument("--dir", required=True, help="the certificates directory (with ca.crt and ca.key)")
+    cc.add_argument("--name", required=True, help="the certificate's name")
+    cc.add_argument(
+        "--admin",
+        action="store_true",
+        help="the admin role: may also change an object's history (__restore__, __snapshot__)",
+    )
 
     b = sub.add_parser("bench", help="run the benchmark (not a test) and print ratios to raw apsw")
     b.add_argument("--seconds", type=_positive_float, default=3.0, help="seconds per measurement")
@@ -341,10 +449,9 @@ async def _serve(
 
 async def _run_replica(args: argparse.Namespace) -> None:
     from walrelay.replica_node import ReplicaNode
-    from walrelay.transport import TcpTransport
 
     placement = EpochAllocator(args.placement) if args.placement else None
-    node = ReplicaNode(args.id, args.data, TcpTransport(), placement)
+    node = ReplicaNode(args.id, args.data, args.transport, placement, max_objects=args.max_objects)
     await _serve(node.serve, args.listen, node.close)
 
 
@@ -449,7 +556,6 @@ def shipper_settings(args: argparse.Namespace) -> dict[str, Any]:
 async def _run_primary(args: argparse.Namespace) -> None:
     from walrelay.apps import APPS
     from walrelay.primary_node import PrimaryNode
-    from walrelay.transport import TcpTransport
 
     app_cls = APPS.get(args.app)
     if app_cls is None:
@@ -467,7 +573,7 @@ async def _run_primary(args: argparse.Namespace) -> None:
         app=app_cls(),
         replica_addresses=args.replicas,
         data_dir=args.data,
-        transport=TcpTransport(),
+        transport=args.transport,
         epoch=args.epoch,
         placement=EpochAllocator(args.placement) if args.placement else None,
         quorum=args.quorum,
@@ -479,12 +585,31 @@ async def _run_primary(args: argparse.Namespace) -> None:
 
 async def _run_call(args: argparse.Namespace) -> int:
     from walrelay.client import Client
-    from walrelay.transport import TcpTransport
 
-    async with Client.connect(TcpTransport(), args.primary) as client:
+    async with Client.connect(args.transport, args.primary) as client:
         reply = await client.call(args.op, *[_parse_arg(a) for a in args.args])
     print(json.dumps({"status": reply.status.name, "body": reply.body}, sort_keys=True))
     return 0 if reply.status == 0 else 1
+
+
+def _run_certs(args: argparse.Namespace) -> int:
+    from walrelay import certs
+
+    try:
+        if args.certs_command == "init":
+            path = certs.create_ca(args.dir, args.cluster)
+            print(f"CA of cluster {args.cluster!r}: {path} (keep {path.with_suffix('.key')} private)")
+        elif args.certs_command == "node":
+            crt, key = certs.issue(args.dir, args.role, args.name, hosts=tuple(args.host or ("127.0.0.1", "localhost")))
+            print(f"{args.role} {args.name!r}: {crt} and {key}")
+        else:
+            role = "admin" if args.admin else "client"
+            crt, key = certs.issue(args.dir, role, args.name)
+            print(f"{role} {args.name!r}: {crt} and {key}")
+    except (WalrelayError, OSError) as e:
+        print(f"walrelay certs: error: {e}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -502,6 +627,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     # SIGTERM ends a node cleanly (KeyboardInterrupt unwinds trio); SIGKILL is the crash test.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
+    roles = {"replica": ("replica",), "primary": ("primary",), "call": ("client", "admin")}.get(args.command)
+    if roles is not None:
+        try:
+            args.transport = tls_transport(args, roles)
+        except UsageError as e:  # before anything listens or dials
+            print(f"walrelay {args.command}: error: {e}", file=sys.stderr)
+            return 2
+        except WalrelayError as e:  # the files given cannot be used
+            print(f"walrelay {args.command}: error: {e}", file=sys.stderr)
+            return 1
+    if args.command == "certs":
+        return _run_certs(args)
     try:
         if args.command == "replica":
             from walrelay.replica_node import prepare_data_dir

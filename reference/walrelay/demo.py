@@ -44,7 +44,7 @@ from walrelay.procs import Cluster, walrelay_argv
 from walrelay.redact import redact
 from walrelay.replay import Replayer, open_image
 from walrelay.replica_store import ReplicaStore
-from walrelay.transport import TcpTransport
+from walrelay.transport import Transport
 from walrelay.wire import ReplyStatus
 
 OBJECT = "flights"
@@ -212,7 +212,7 @@ def _bookings_in(image: bytes) -> set[Booking]:
 async def _scenario(cluster: Cluster, store: tuple[str, str], bookings: int, hold_seconds: float) -> list[Check]:
     """``store``: the archive arguments every primary gets (``--archive DIR`` or ``--s3 URL``)."""
     checks: list[Check] = []
-    tr = TcpTransport()
+    tr = cluster.client_transport()
     extra = (*store, "--segment-seconds", SEGMENT_SECONDS)
     _say("[1/10] starting 5 replica processes")
     addrs = await trio.to_thread.run_sync(cluster.start_replicas, 5)
@@ -400,7 +400,7 @@ class UndoSummary:
 
 
 async def _restart_for_restore(
-    cluster: Cluster, tr: TcpTransport, extra: tuple[str, ...], client: Client, to: str, name: str
+    cluster: Cluster, tr: Transport, extra: tuple[str, ...], client: Client, to: str, name: str
 ) -> tuple[str, str, dict[str, Any]]:
     """__restore__(to) on the running primary, a clean stop, and a new primary that performs it.
     Returns (the undo bookmark the request answered, the new primary's address, its status)."""
@@ -422,7 +422,7 @@ async def _restart_for_restore(
 
 async def _restore_and_undo(
     cluster: Cluster,
-    tr: TcpTransport,
+    tr: Transport,
     store: tuple[str, str],
     extra: tuple[str, ...],
     mark: Mark,
@@ -572,7 +572,7 @@ def _message(body: Any) -> str:
 
 
 async def _burst(
-    tr: TcpTransport,
+    tr: Transport,
     address: str,
     batch: list[Booking],
     out: Outcomes,
@@ -617,7 +617,7 @@ async def _burst(
 
 async def _failover(
     cluster: Cluster,
-    tr: TcpTransport,
+    tr: Transport,
     extra: tuple[str, ...],
     next_bookings: Callable[[int, str], list[Booking]],
     acked: set[Booking],
@@ -880,7 +880,7 @@ async def _restore_check(store: tuple[str, str], to: str, out: str, expected: se
 
 
 async def _point_in_time_restore(
-    cluster: Cluster, tr: TcpTransport, store: tuple[str, str], mark: Mark, epochs: list[int], checks: list[Check]
+    cluster: Cluster, tr: Transport, store: tuple[str, str], mark: Mark, epochs: list[int], checks: list[Check]
 ) -> ArchiveSummary:
     """Phase 9: the archive the primaries of every epoch continued, verified and restored from."""
     _say("[9/10] point-in-time restore from the archive, which every primary so far has continued")
@@ -942,7 +942,7 @@ async def _point_in_time_restore(
     return ArchiveSummary(len(segments), len(snapshots), end, latest)
 
 
-async def _client_task(tr: TcpTransport, address: str, *, task_status: trio.TaskStatus[Client]) -> None:
+async def _client_task(tr: Transport, address: str, *, task_status: trio.TaskStatus[Client]) -> None:
     async with Client.connect(tr, address) as client:
         task_status.started(client)
         await trio.sleep_forever()

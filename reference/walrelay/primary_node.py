@@ -38,6 +38,7 @@ from walrelay.branching import (
     write_branch_marker,
     write_restore_request,
 )
+from walrelay.certs import Identity
 from walrelay.entry import GENESIS_CHAIN, Entry
 from walrelay.errors import ChainError, ObjectResetError, ProtocolError, WalrelayError
 from walrelay.fsutil import replace_durably
@@ -60,6 +61,7 @@ from walrelay.primary import (
 from walrelay.recovery import ArchiveEnd, GiveUp, ReadArchive, Recovered, Recovery, RecoveryEffect, SendFetch
 from walrelay.replay import Replayer
 from walrelay.replica_store import check_object_name
+from walrelay.tls import peer_of
 from walrelay.transport import Channel, Transport
 from walrelay.wire import (
     DEFAULT_MAX_FRAME,
@@ -89,6 +91,9 @@ BOOKMARK_FOR_TIME_OP = "__bookmark_for_time__"  # bookmark_for_time(t_us): the l
 RESTORE_OP = "__restore__"  # restore(bookmark) on the object's next start; answers the undo bookmark
 MAX_BRANCH = 10**8  # archive keys carry the branch in 8 decimal digits (docs/archive-format.md §2)
 SNAPSHOT_OP = "__snapshot__"  # a snapshot to the archive now (on demand); answers its bookmark once stored
+# Operations that change an object's history: over TLS only a certificate of the admin role may
+# call them (docs/protocol.md, section 9); any other client gets ERROR Forbidden, nothing changed.
+ADMIN_OPS = frozenset({"__restore__", "__snapshot__"})
 
 
 def now_us() -> int:
@@ -864,6 +869,7 @@ class PrimaryNode:
 
     async def handle_client(self, stream: trio.abc.Stream) -> None:
         chan = Channel(stream)
+        peer = peer_of(stream)  # None on an --insecure link (and in the simulation)
         async with trio.open_nursery() as nursery:
             # Replies already promised keep their tasks in this nursery: a protocol error later
             # on the same connection closes it only after they have been sent or failed.
@@ -874,7 +880,7 @@ class PrimaryNode:
                         break
                     if not isinstance(msg, Request):
                         raise ProtocolError(f"expected REQUEST from a client, got {type(msg).__name__}")
-                    await self._handle_request(chan, msg, nursery)
+                    await self._handle_request(chan, msg, nursery, peer)
             except ProtocolError as e:
                 log.warning("client protocol error: %s; closing that connection", e)
                 with trio.move_on_after(1):
@@ -884,9 +890,17 @@ class PrimaryNode:
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 pass
 
-    async def _handle_request(self, chan: Channel, msg: Request, nursery: trio.Nursery) -> None:
+    async def _handle_request(
+        self, chan: Channel, msg: Request, nursery: trio.Nursery, peer: Identity | None = None
+    ) -> None:
         op = msg.body["op"]
         args = msg.body.get("args", [])
+        if op in ADMIN_OPS and peer is not None and peer.role != "admin":
+            # Changing the object's history needs an admin certificate; nothing is changed.
+            why = f"{op} changes the object's history: it needs an admin certificate, and this client is {peer}"
+            await chan.send(Reply(msg.request_id, ReplyStatus.ERROR, {"type": "Forbidden", "message": why}))
+            log.warning("object %s: refused %s from %s (not an admin)", self.object_name, op, peer)
+            return
         if op == STATUS_OP:
             await chan.send(Reply(msg.request_id, ReplyStatus.OK, self.status()))
             return

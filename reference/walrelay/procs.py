@@ -18,7 +18,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import cast
 
+from walrelay.certs import CertPaths, throwaway
 from walrelay.errors import WalrelayError
+from walrelay.tls import TlsTransport
+from walrelay.transport import TcpTransport, Transport
 
 
 @dataclass
@@ -144,14 +147,46 @@ def walrelay_argv(*args: str) -> list[str]:
     return [sys.executable, "-m", "walrelay", *args]
 
 
+# The client transport for each primary a Cluster started (by its address): tests and the demo
+# dial a primary with the certificates of the cluster that started it (``client_transport``).
+_CLIENT_TRANSPORTS: dict[str, Transport] = {}
+
+
+def client_transport(address: str) -> Transport:
+    """How to reach the primary at ``address`` as a client: over TLS with an admin certificate of
+    the Cluster that started it, or plain TCP for one started ``insecure`` (or elsewhere)."""
+    return _CLIENT_TRANSPORTS.get(address) or TcpTransport()
+
+
 @dataclass
 class Cluster:
-    """One primary and N replicas as OS processes on loopback."""
+    """One primary and N replicas as OS processes on loopback, over mutual TLS with a throwaway CA
+    (``<root>/certs``, made on first use), or plain TCP with ``insecure``."""
 
     root: str
     replicas: list[NodeProcess] = field(default_factory=list)
     primary: NodeProcess | None = None  # the one started last
     primaries: list[NodeProcess] = field(default_factory=list)
+    insecure: bool = False
+
+    @property
+    def certs(self) -> str:
+        d = os.path.join(self.root, "certs")
+        if not os.path.exists(os.path.join(d, "ca.crt")):
+            throwaway(d, "test")
+        return d
+
+    def tls_args(self, role: str) -> list[str]:
+        """The TLS flags of a node or client of this cluster with the certificate of ``role``."""
+        if self.insecure:
+            return ["--insecure"]
+        paths = CertPaths.in_dir(self.certs, role)
+        return ["--ca", paths.ca, "--cert", paths.cert, "--key", paths.key]
+
+    def client_transport(self, role: str = "admin") -> Transport:
+        if self.insecure:
+            return TcpTransport()
+        return TlsTransport(TcpTransport(), CertPaths.in_dir(self.certs, role))
 
     @property
     def placement(self) -> str:
@@ -162,6 +197,7 @@ class Cluster:
         for i in range(n):
             data = os.path.join(self.root, f"replica-{i}")
             argv = ["replica", "--id", str(i), "--listen", "127.0.0.1:0", "--data", data, "--placement", self.placement]
+            argv += self.tls_args("replica")
             node = NodeProcess(f"replica {i}", walrelay_argv(*argv), os.path.join(self.root, f"replica-{i}.log"))
             node.start()
             self.replicas.append(node)
@@ -194,12 +230,14 @@ class Cluster:
         argv = ["primary", "--object", object_name, "--replicas", addrs, "--data", os.path.join(self.root, name)]
         node = NodeProcess(
             name,
-            walrelay_argv(*argv, "--placement", self.placement, *extra),
+            walrelay_argv(*argv, "--placement", self.placement, *self.tls_args("primary"), *extra),
             os.path.join(self.root, f"{name}.log"),
         )
         self.primary = node
         self.primaries.append(node)
-        return node.start()
+        address = node.start()
+        _CLIENT_TRANSPORTS[address] = self.client_transport()
+        return address
 
     def close(self) -> None:
         nodes = [*self.replicas, *self.primaries]

@@ -40,6 +40,7 @@ from walrelay.replica import (
 from walrelay.replica_store import ReplicaStore, StoreCorruptError, check_object_name
 from walrelay.transport import Channel, Transport
 from walrelay.wire import (
+    DEFAULT_MAX_FRAME,
     LENGTH,
     Admit,
     Append,
@@ -57,6 +58,8 @@ from walrelay.wire import Ack as AckMsg
 
 log = logging.getLogger("walrelay.replica")
 _moves = itertools.count()
+DEFAULT_MAX_OBJECTS = 10_000
+FIRST_FRAME_MAX = 64 * 1024  # a HELLO is well under 1 KiB
 
 
 class ObjectUnavailableError(WalrelayError):
@@ -129,6 +132,7 @@ class ReplicaNode:
         placement: EpochAllocator | None = None,
         run_io: Callable[..., Awaitable[Any]] | None = None,
         compact_min_bytes: int = 1 << 20,
+        max_objects: int | None = DEFAULT_MAX_OBJECTS,
     ) -> None:
         """``placement``: the epoch allocator. With it, an object this replica holds no state for
         starts as a non-voter that promised the highest epoch ever issued (docs/failover.md: it
@@ -145,6 +149,9 @@ class ReplicaNode:
         self.transport = transport
         self.placement = placement
         self.objects: dict[str, ObjectReplica] = {}
+        # Objects are created on a primary's HELLO: at most this many on this replica (issue 17:
+        # 1,000 HELLOs with new names used to make 1,000 directories). None: no limit.
+        self.max_objects = max_objects
 
     def get_object(self, name: str) -> ObjectReplica:
         """The object's replica, loaded on first use. A damaged log or state file fails this
@@ -152,12 +159,26 @@ class ReplicaNode:
         obj = self.objects.get(name)
         if obj is None:
             check_object_name(name)
+            self._check_room_for(name)
             try:
                 obj = self._open(name)
             except StoreCorruptError as e:
                 obj = self._rebuild(name, e)
             self.objects[name] = obj
         return obj
+
+    def _check_room_for(self, name: str) -> None:
+        if self.max_objects is None or os.path.isdir(os.path.join(self.data_dir, "objects", name)):
+            return
+        try:
+            held = len(os.listdir(os.path.join(self.data_dir, "objects")))
+        except FileNotFoundError:
+            held = 0
+        if held >= self.max_objects:
+            raise ObjectUnavailableError(
+                f"replica {self.replica_id} holds {held} objects, its limit (--max-objects {self.max_objects}): "
+                f"not creating {name!r}"
+            )
 
     def _open(self, name: str) -> ObjectReplica:
         store = ReplicaStore(self.data_dir, name, compact_min_bytes=self.compact_min_bytes)
@@ -220,7 +241,9 @@ class ReplicaNode:
         await self.transport.serve(address, self.handle, task_status=task_status)
 
     async def handle(self, stream: trio.abc.Stream) -> None:
-        chan = Channel(stream)
+        # The first frame must be a HELLO: a small one is all a peer gets to send before the
+        # replica knows it is talking to a primary for a valid object (R-5.1-1 still applies).
+        chan = Channel(stream, max_frame=FIRST_FRAME_MAX)
         peer = "?"
         try:
             first = await chan.receive()
@@ -238,6 +261,7 @@ class ReplicaNode:
                 await chan.send(Reject(RejectReason.WRONG_OBJECT, 0, str(e)))
                 return
             peer = f"primary epoch {first.epoch} for {first.object_name}"
+            chan.set_max_frame(DEFAULT_MAX_FRAME)
             # Under the object's lock: another connection's batch may be between state update and
             # fsync, and a HELLO must only report what is on disk.
             async with obj.lock:

@@ -8,6 +8,7 @@ partitions.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Protocol
 
@@ -18,6 +19,7 @@ from walrelay.errors import ProtocolError
 from walrelay.wire import DEFAULT_MAX_FRAME, FrameDecoder, Message, encode
 
 Handler = Callable[[trio.abc.Stream], Awaitable[None]]
+log = logging.getLogger("walrelay.transport")
 
 
 class Channel:
@@ -28,6 +30,11 @@ class Channel:
         self._decoder = FrameDecoder(max_frame)
         self._ready: list[Message] = []
         self._send_lock = trio.Lock()
+
+    def set_max_frame(self, max_frame: int) -> None:
+        """Change the largest frame taken from now on (a node takes a small first frame, HELLO,
+        from a peer it does not know yet, and full-size frames once it does)."""
+        self._decoder.max_frame = max_frame
 
     async def send(self, msg: Message) -> None:
         await self.send_raw(encode(msg))
@@ -73,7 +80,43 @@ def split_address(address: str) -> tuple[str, int]:
     return host, int(port)
 
 
+class IdleTimeoutStream(trio.abc.Stream):
+    """A stream that ends (BrokenResourceError, which every handler takes as a closed peer) when
+    nothing arrives for ``idle_s``: an idle connection does not hold a slot for ever."""
+
+    def __init__(self, inner: trio.abc.Stream, idle_s: float) -> None:
+        self.inner = inner
+        self.idle_s = idle_s
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        await self.inner.send_all(data)
+
+    async def wait_send_all_might_not_block(self) -> None:
+        await self.inner.wait_send_all_might_not_block()
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes | bytearray:
+        with trio.move_on_after(self.idle_s):
+            return await self.inner.receive_some(max_bytes)
+        raise trio.BrokenResourceError(f"nothing received for {self.idle_s:g} s: idle connection closed")
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+DEFAULT_MAX_CONNECTIONS = 512
+DEFAULT_IDLE_S = 600.0
+
+
 class TcpTransport:
+    def __init__(self, *, max_connections: int | None = None, idle_s: float | None = None) -> None:
+        """Limits of a listener (issue 17): at most ``max_connections`` at once (more are closed at
+        once, and logged), and each closed after ``idle_s`` without a byte received."""
+        self.max_connections = max_connections
+        self.idle_s = idle_s
+        self.active = 0
+        self.refused = 0
+        self._last_refusal_log = -1e9
+
     async def connect(self, address: str) -> trio.abc.Stream:
         host, port = split_address(address)
         stream = await trio.open_tcp_stream(host, port)
@@ -89,8 +132,25 @@ class TcpTransport:
         bound_host, bound_port = sock.getsockname()[:2]
 
         async def wrapped(stream: trio.SocketStream) -> None:
-            stream.setsockopt(trio.socket.IPPROTO_TCP, trio.socket.TCP_NODELAY, 1)
-            await handler(stream)
+            if self.max_connections is not None and self.active >= self.max_connections:
+                self.refused += 1
+                if trio.current_time() - self._last_refusal_log >= 10:  # one line per 10 s at most
+                    self._last_refusal_log = trio.current_time()
+                    log.warning(
+                        "%s: %d connections open, the most this node takes (--max-connections): refusing more "
+                        "(%d refused so far)",
+                        address,
+                        self.active,
+                        self.refused,
+                    )
+                await trio.aclose_forcefully(stream)
+                return
+            self.active += 1
+            try:
+                stream.setsockopt(trio.socket.IPPROTO_TCP, trio.socket.TCP_NODELAY, 1)
+                await handler(stream if self.idle_s is None else IdleTimeoutStream(stream, self.idle_s))
+            finally:
+                self.active -= 1
 
         async with trio.open_nursery() as nursery:
             nursery.start_soon(trio.serve_listeners, wrapped, listeners)

@@ -12,9 +12,10 @@ from pathlib import Path
 from typing import NoReturn, TypeVar
 
 from walrelay import wire
+from walrelay.certs import CertPaths
 from walrelay.placement import EpochAllocator
 from walrelay.procs import NodeProcess
-from walrelay_chaos.conform.peer import Closed, PeerError, ScriptedPrimary, Silent, Transcript
+from walrelay_chaos.conform.peer import Closed, PeerError, ScriptedPrimary, Silent, Transcript, harness_tls, tls_values
 from walrelay_chaos.powermount import PowerFs, PowerFsError, power_loss_unavailable
 from walrelay_chaos.real import NodeCommands
 
@@ -103,7 +104,12 @@ class ReplicaUnderTest:
 
     def start(self) -> str:
         argv = self.commands.argv(
-            "replica", id=self.node_id, listen=self.listen, data=self.data, placement=self.placement
+            "replica",
+            id=self.node_id,
+            listen=self.listen,
+            data=self.data,
+            placement=self.placement,
+            **tls_values(self.commands.tls, "replica"),
         )
         env = dict(os.environ, **dict(self.commands.env)) if self.commands.env else None
         self.proc = NodeProcess("replica", argv, str(self.log_path), env=env)
@@ -199,11 +205,22 @@ class Ctx:
             )
 
     # ---- connections ----
+    def open_as(self, tls: CertPaths | None) -> ScriptedPrimary:
+        """A connection to the replica with this certificate (None: plain TCP), for the cases that
+        check who it refuses (R-5.16-2); PeerError if the TLS handshake itself fails."""
+        if not self.replica.alive:
+            self.replica.start()
+        peer = ScriptedPrimary(self.replica.address, self.transcript, self.timeout, tls)
+        self._peers.append(peer)
+        return peer
+
     def open(self) -> ScriptedPrimary:
         if not self.replica.alive:
             self.replica.start()
         try:
-            peer = ScriptedPrimary(self.replica.address, self.transcript, self.timeout)
+            peer = ScriptedPrimary(
+                self.replica.address, self.transcript, self.timeout, harness_tls(self.replica.commands.tls, "primary")
+            )
         except PeerError as e:
             raise Unknown(str(e)) from e
         self._peers.append(peer)

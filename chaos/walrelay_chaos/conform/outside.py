@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from walrelay import wire
+from walrelay.certs import CertPaths
 from walrelay.entry import Entry
 from walrelay_chaos.conform.peer import PeerError, ScriptedPrimary, Transcript
 
@@ -26,9 +27,10 @@ class OutsideReadError(PeerError):
     """The replica would not give its log over the wire, or gave one that contradicts its PROMISE."""
 
 
-def read_log(address: str, object_name: str, *, timeout: float = 10.0) -> OutsideLog:
+def read_log(address: str, object_name: str, *, timeout: float = 10.0, tls: CertPaths | None = None) -> OutsideLog:
+    """``tls``: a primary certificate, for a replica that runs TLS."""
     t = Transcript()
-    with ScriptedPrimary(address, t, timeout) as peer:
+    with ScriptedPrimary(address, t, timeout, tls) as peer:
         peer.send(wire.Hello(wire.Role.PRIMARY, 0, object_name, 0, 0))
         hello = peer.recv()
         if not isinstance(hello, wire.Hello):

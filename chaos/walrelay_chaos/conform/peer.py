@@ -10,14 +10,21 @@ after the frame: frames are processed in order, so whatever the frame caused arr
 
 from __future__ import annotations
 
+import atexit
 import contextlib
+import functools
+import shutil
 import socket
+import ssl
 import struct
+import tempfile
 import time
 from dataclasses import dataclass, field
 
 from walrelay import wire
+from walrelay.certs import CertPaths, throwaway
 from walrelay.errors import WalrelayError
+from walrelay.tls import ssl_context
 
 
 class PeerError(WalrelayError):
@@ -86,7 +93,8 @@ class Silent(PeerError):
 class ScriptedPrimary:
     """The harness's side of one connection. Every frame in or out goes into ``transcript``."""
 
-    def __init__(self, address: str, transcript: Transcript, timeout: float) -> None:
+    def __init__(self, address: str, transcript: Transcript, timeout: float, tls: CertPaths | None = None) -> None:
+        """``tls``: the harness's certificate (of the role it plays) for a node that runs TLS."""
         host, port = address.rsplit(":", 1)
         self.transcript = transcript
         self.timeout = timeout
@@ -98,7 +106,13 @@ class ScriptedPrimary:
         except OSError as e:
             raise PeerError(f"cannot connect to the replica at {address}: {e}") from e
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        transcript.note(f"connected to {address}")
+        if tls is not None:
+            try:
+                self.sock = ssl_context(tls, server=False).wrap_socket(self.sock)
+            except (OSError, ssl.SSLError) as e:
+                self.sock.close()
+                raise PeerError(f"TLS handshake with {address} failed: {e}") from e
+        transcript.note(f"connected to {address}" + (" (TLS)" if tls is not None else ""))
 
     def close(self) -> None:
         with contextlib.suppress(OSError):
@@ -162,3 +176,33 @@ class ScriptedPrimary:
             return True
         except Silent:
             return False
+
+
+@functools.cache
+def harness_certs() -> str:
+    """A throwaway CA with a certificate per role, once per harness process (removed at exit): the
+    conformance harness plays primaries, replicas and admin clients to a node running TLS."""
+    d = tempfile.mkdtemp(prefix="walrelay-conform-certs-")
+    atexit.register(shutil.rmtree, d, True)
+    throwaway(d, "conform")
+    return d
+
+
+@functools.cache
+def rogue_certs() -> str:
+    """Another CA (same cluster name): certificates a node must refuse although they are well formed."""
+    d = tempfile.mkdtemp(prefix="walrelay-conform-rogue-")
+    atexit.register(shutil.rmtree, d, True)
+    throwaway(d, "conform")
+    return d
+
+
+def harness_tls(tls: bool, role: str) -> CertPaths | None:
+    """The harness's certificate for ``role`` when the implementation runs TLS, else None."""
+    return CertPaths.in_dir(harness_certs(), role) if tls else None
+
+
+def tls_values(tls: bool, role: str) -> dict[str, str]:
+    """{ca}, {cert}, {key} of a node of ``role`` for the implementation's argv templates."""
+    paths = harness_tls(tls, role)
+    return {"ca": paths.ca, "cert": paths.cert, "key": paths.key} if paths else {"ca": "", "cert": "", "key": ""}

@@ -24,7 +24,7 @@ from walrelay.archive.s3_store import S3Store
 from walrelay.placement import EpochAllocator
 from walrelay.procs import NodeProcess
 from walrelay_chaos.conform.context import Fail, Unknown
-from walrelay_chaos.conform.peer import Closed, PeerError, ScriptedPrimary, Silent, Transcript
+from walrelay_chaos.conform.peer import Closed, PeerError, ScriptedPrimary, Silent, Transcript, harness_tls, tls_values
 from walrelay_chaos.conform.scripted_replicas import ReplicaLog, ScriptedReplicas
 from walrelay_chaos.real import NodeCommands
 from walrelay_chaos.s3server import ACCESS_KEY, SECRET_KEY, S3Server
@@ -38,7 +38,7 @@ class PrimaryCtx:
     def __init__(self, commands: NodeCommands, root: Path, s3: S3Server, timeout: float, name: str) -> None:
         self.commands, self.root, self.s3, self.timeout, self.name = commands, root, s3, timeout, name
         self.transcript = Transcript()
-        self.replicas = ScriptedReplicas(OBJECT)
+        self.replicas = ScriptedReplicas(OBJECT, tls=harness_tls(commands.tls, "replica"))
         self.proc: NodeProcess | None = None
         self.client: ScriptedPrimary | None = None
         self.ids = itertools.count(1)
@@ -61,7 +61,7 @@ class PrimaryCtx:
         argv = self.commands.argv(
             "primary", object=OBJECT, replicas=self.replicas.addresses, listen="127.0.0.1:0", data=data,
             placement=placement, quorum=3, s3=f"{self.s3.endpoint}/{bucket}", segment_mb=16, segment_seconds=10,
-            deadline=deadline, epoch=self.epoch,
+            deadline=deadline, epoch=self.epoch, **tls_values(self.commands.tls, "primary"),
         )  # fmt: skip
         env = dict(
             os.environ, AWS_ACCESS_KEY_ID=ACCESS_KEY, AWS_SECRET_ACCESS_KEY=SECRET_KEY, **dict(self.commands.env)
@@ -72,7 +72,7 @@ class PrimaryCtx:
         except Exception as e:  # any failure to start is "no verdict", with its reason
             raise Unknown(f"the primary did not start: {e}") from e
         self.transcript.note(f"primary started at {address} with five scripted replicas")
-        self.client = ScriptedPrimary(address, self.transcript, self.timeout)
+        self.client = ScriptedPrimary(address, self.transcript, self.timeout, harness_tls(self.commands.tls, "admin"))
         budget = time.monotonic() + max(30.0, 3 * self.timeout)
         while time.monotonic() < budget:
             st = self.call("__status__")

@@ -22,9 +22,10 @@ from dataclasses import dataclass
 
 from walrelay import entry as entry_mod
 from walrelay import wire
+from walrelay.certs import CertPaths
 from walrelay.entry import GENESIS_CHAIN, Entry
 from walrelay_chaos.conform.context import Ctx, Unknown
-from walrelay_chaos.conform.peer import Closed, ScriptedPrimary
+from walrelay_chaos.conform.peer import Closed, PeerError, ScriptedPrimary, Silent, harness_tls, rogue_certs
 
 CaseFn = Callable[[Ctx], None]
 
@@ -172,6 +173,43 @@ def _first_frame(ctx: Ctx) -> None:
     peer.send(wire.Prepare(1))
     ctx.refused_and_closed(peer, "R-5.8-1")
     ctx.connect()  # the replica still serves the object on a new connection
+
+
+def _refused_before_any_frame(ctx: Ctx, tls: CertPaths | None, what: str) -> None:
+    """R-5.16-2: the peer ``what`` gets no frame back (a failed handshake or a close), and the
+    replica still serves a real primary afterwards."""
+    if not ctx.replica.commands.tls:
+        raise Unknown("the implementation runs without TLS: its templates name no {cert} (protocol.md 5.16)")
+    try:
+        peer = ctx.open_as(tls)
+    except PeerError:
+        ctx.connect()
+        return  # refused in the handshake itself
+    peer.send(wire.Hello(wire.Role.PRIMARY, 0, ctx.object, 1, 0))
+    peer.send(wire.Prepare(2**64 - 1))
+    try:
+        msg = peer.recv()
+    except (Closed, PeerError):
+        ctx.connect()
+        return
+    except Silent:
+        ctx.fail("R-5.16-2", f"{what}: the replica kept the connection open without closing it")
+    ctx.fail("R-5.16-2", f"{what}: the replica answered {type(msg).__name__.upper()}; it must close at once")
+
+
+@case("tls.no-certificate", ("R-5.16-2",), "a peer without TLS gets no frame back; the replica serves on")
+def _tls_plain(ctx: Ctx) -> None:
+    _refused_before_any_frame(ctx, None, "a plain TCP peer (no TLS)")
+
+
+@case("tls.wrong-role", ("R-5.16-2",), "a client certificate posing as a primary gets no frame back")
+def _tls_wrong_role(ctx: Ctx) -> None:
+    _refused_before_any_frame(ctx, harness_tls(True, "client"), "a peer with a client certificate")
+
+
+@case("tls.other-ca", ("R-5.16-2",), "a primary certificate from another CA gets no frame back")
+def _tls_other_ca(ctx: Ctx) -> None:
+    _refused_before_any_frame(ctx, CertPaths.in_dir(rogue_certs(), "primary"), "a primary of another CA")
 
 
 @case("frame.oversize", ("R-5.1-1",), "a frame longer than max_frame is refused from its length alone")

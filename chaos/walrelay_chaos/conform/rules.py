@@ -60,6 +60,12 @@ _RULES = (
         "5.9",
         "A protocol error closes that one connection and nothing else: the replica keeps serving its other connections and objects.",
     ),
+    # §5.16 transport security
+    Rule(
+        "R-5.16-2",
+        "5.16",
+        "A replica takes a connection only from a peer whose certificate (verified against the cluster's CA) names its cluster and the role primary; a peer without TLS, with another CA's certificate or with another role's is closed before a single frame is answered.",
+    ),
     # §5.10 / §5.11 PREPARE / PROMISE
     Rule(
         "R-5.10-1",

@@ -16,12 +16,15 @@ from __future__ import annotations
 
 import contextlib
 import socket
+import ssl
 import threading
 from dataclasses import dataclass, field
 
 from walrelay import wire
+from walrelay.certs import CertPaths
 from walrelay.entry import GENESIS_CHAIN, Entry
 from walrelay.errors import WalrelayError
+from walrelay.tls import ssl_context
 
 
 @dataclass
@@ -50,8 +53,9 @@ class ReplicaLog:
 
 
 class ScriptedReplica:
-    def __init__(self, node_id: int, object_name: str) -> None:
+    def __init__(self, node_id: int, object_name: str, tls: CertPaths | None = None) -> None:
         self.node_id = node_id
+        self.tls = ssl_context(tls, server=True) if tls is not None else None
         self.object = object_name
         self.script = Script()
         self.log = ReplicaLog()
@@ -90,6 +94,15 @@ class ScriptedReplica:
             conn.sendall(data)
 
     def _serve(self, conn: socket.socket) -> None:
+        if self.tls is not None:
+            try:
+                conn.settimeout(30)
+                conn = self.tls.wrap_socket(conn, server_side=True)
+                conn.settimeout(None)
+            except (OSError, ssl.SSLError) as e:
+                self.events.append(f"TLS handshake failed: {e}")
+                conn.close()
+                return
         decoder = wire.FrameDecoder()
         with conn:
             while not self.closed:
@@ -169,8 +182,8 @@ class ScriptedReplica:
 
 
 class ScriptedReplicas:
-    def __init__(self, object_name: str, n: int = 5) -> None:
-        self.replicas = [ScriptedReplica(i, object_name) for i in range(n)]
+    def __init__(self, object_name: str, n: int = 5, *, tls: CertPaths | None = None) -> None:
+        self.replicas = [ScriptedReplica(i, object_name, tls) for i in range(n)]
 
     @property
     def addresses(self) -> str:

@@ -7,6 +7,7 @@ the attacker is refused with a clear error, and the legitimate cluster keeps ser
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,7 @@ import trio
 from walrelay import wire
 from walrelay.certs import CertPaths, throwaway
 from walrelay.client import Client
-from walrelay.procs import Cluster, client_transport
+from walrelay.procs import Cluster, client_transport, walrelay_argv
 from walrelay.transport import TcpTransport
 from walrelay.wire import DEFAULT_MAX_FRAME, ReplyStatus
 from walrelay_chaos.conform.peer import Closed, PeerError, ScriptedPrimary, Silent, Transcript
@@ -174,3 +175,19 @@ async def test_history_changing_operations_need_an_admin_certificate(cluster: Cl
     async with Client.connect(cluster.client_transport("admin"), paddr) as admin:
         reply = await admin.call("__snapshot__")
         assert reply.status is ReplyStatus.OK, reply.body
+
+
+async def test_walrelay_call_takes_the_certificate_flags_and_a_client_may_not_restore(cluster: Cluster) -> None:
+    await trio.to_thread.run_sync(cluster.start_replicas, 5)
+    paddr = await trio.to_thread.run_sync(lambda: cluster.start_primary("kvobj", extra=("--app", "kv")))
+
+    def call(role: str, *args: str) -> subprocess.CompletedProcess[str]:
+        argv = walrelay_argv("call", "--primary", paddr, *cluster.tls_args(role), *args)
+        return subprocess.run(argv, capture_output=True, text=True, timeout=budget(60), stdin=subprocess.DEVNULL)
+
+    ok = await trio.to_thread.run_sync(call, "client", "put", "1", "one")
+    assert ok.returncode == 0 and '"status": "OK"' in ok.stdout, ok.stdout + ok.stderr
+    refused = await trio.to_thread.run_sync(call, "client", "__restore__", "00000001-0000000000000000")
+    assert refused.returncode == 1 and "Forbidden" in refused.stdout, refused.stdout + refused.stderr
+    wrong = await trio.to_thread.run_sync(call, "replica", "__status__")
+    assert wrong.returncode == 2 and "is of role 'replica'; walrelay call needs client or admin" in wrong.stderr

@@ -134,7 +134,7 @@ def tls_transport(args: argparse.Namespace, roles: tuple[str, ...]) -> Transport
     me = own_identity(paths)
     if me.role not in roles:
         raise UsageError(
-            f"--cert {args.cert} is a {me.role} certificate; walrelay {args.command} needs {' or '.join(roles)}"
+            f"--cert {args.cert} is of role {me.role!r}; walrelay {args.command} needs {' or '.join(roles)}"
         )
     return TlsTransport(tcp, paths, handshake_s=getattr(args, "handshake_timeout", DEFAULT_HANDSHAKE_S))
 

@@ -135,7 +135,8 @@ def build_archive(schedule: list[Op] = SCHEDULE, seed: int = SCHEDULE_SEED) -> d
     try:
         with _quiet():
             try:
-                run_schedule(root, schedule, seed=seed)
+                # Retention off: the campaign needs every branch (retention retires superseded ones).
+                run_schedule(root, schedule, seed=seed, retention=False)
             except AssertionError as e:
                 raise FuzzError(f"the simulation that builds the archive failed a check: {e}") from None
         return read_dir(os.path.join(root, "archive"))

@@ -582,8 +582,10 @@ class World:
         disk: SimDisk | None = None,
         store: str = "dir",
         seed: int = 0,
+        retention: bool = True,
     ) -> None:
         self.root = root
+        self.retention = retention  # False: nothing is ever deleted (an archive to study whole)
         self.history = history or History()
         self.nursery = nursery
         self.quorum = quorum
@@ -684,7 +686,7 @@ class World:
                 segment_age_s=2.0,
                 run_io=self._store_io,
                 wall_us=clock,
-                retention_window_us=RETENTION_WINDOW_US,
+                retention_window_us=RETENTION_WINDOW_US if self.retention else None,
                 retention_grace_us=RETENTION_GRACE_US,
                 retain_every_s=RETAIN_EVERY_S,
             ),
@@ -1412,10 +1414,12 @@ def run_schedule(
     quorum: int = 3,
     seed: int | None = None,
     history: list[dict[str, Any]] | None = None,
+    retention: bool = True,
 ) -> Outcomes:
     """Play ``schedule`` and judge it (AssertionError: a checker failed). ``seed``: make trio's
     scheduling deterministic with it (not needed under hypothesis, which seeds trio itself).
-    ``history``: a list to append the run's events to (``History``), kept when a checker fails."""
+    ``history``: a list to append the run's events to (``History``), kept when a checker fails.
+    ``retention``: False keeps every archive object (the archive fuzz campaign studies them all)."""
     if seed is not None:
         deterministic_scheduling(seed)
 
@@ -1424,7 +1428,7 @@ def run_schedule(
         try:
             async with trio.open_nursery() as nursery:
                 store = "s3" if (seed or 0) % 2 else "dir"
-                world = World(root, nursery, quorum, History(history), disk, store, seed or 0)
+                world = World(root, nursery, quorum, History(history), disk, store, seed or 0, retention)
                 for i in range(N):
                     await world.start_replica(i)
                 await world.new_primary()

@@ -51,6 +51,9 @@ _ARCHIVE_TESTS = [
     "tests/test_retention.py",
     "tests/test_restore_branches.py",
     "tests/test_mutants_retention.py",
+    "tests/test_mutants_archive_verify.py",
+    "tests/test_mutants_archive_reader.py",
+    "tests/test_mutants_archive_format.py",
 ]
 _PROTOCOL_TESTS = [
     "tests/test_entry.py",

@@ -54,6 +54,7 @@ _ARCHIVE_TESTS = [
     "tests/test_mutants_archive_verify.py",
     "tests/test_mutants_archive_reader.py",
     "tests/test_mutants_archive_format.py",
+    "tests/test_mutants_archiver.py",
 ]
 _PROTOCOL_TESTS = [
     "tests/test_entry.py",
@@ -79,7 +80,12 @@ MODULES: dict[str, list[str]] = {
         "tests/test_mutants_primary.py",
     ],
     "replica": [*_PROTOCOL_TESTS, "tests/test_archive_regressions.py", "tests/test_restore_branches.py"],
-    "recovery": [*_PROTOCOL_TESTS, "tests/test_archive_regressions.py", "tests/test_restore_branches.py"],
+    "recovery": [
+        *_PROTOCOL_TESTS,
+        "tests/test_archive_regressions.py",
+        "tests/test_restore_branches.py",
+        "tests/test_mutants_recovery.py",
+    ],
     "entry": _PROTOCOL_TESTS,
     "wire": _PROTOCOL_TESTS,
     "replay": _PROTOCOL_TESTS,

@@ -1217,6 +1217,7 @@ class World:
         back = [(a, b) for a, b in itertools.pairwise(stamps) if b[1] < a[1]]
         assert not back, f"entry timestamps go back: seq {back[0][1][0]} is older than seq {back[0][0][0]}"
         horizon = self.horizon_us()
+        logs = {p.node.branch: log}  # lineages by branch, for judging refusals
         replayer: Replayer | None = None
         images: dict[int, bytes] = {0: b""}  # the committed database after each seq
         refused = 0
@@ -1228,7 +1229,7 @@ class World:
             try:
                 restored = reader.restore_image(seq, p.node.branch)
             except (ArchiveError, ObjectNotFoundError) as err:
-                self.may_be_retired(full, p.node.branch, seq, horizon, err)
+                self.may_be_retired(full, p.node.branch, seq, horizon, err, logs)
                 refused += 1
                 continue
             assert (restored.seq, restored.chain) == (seq, e.chain)
@@ -1242,7 +1243,7 @@ class World:
                 try:
                     got = reader.restore_image(seq, b)
                 except (ArchiveError, ObjectNotFoundError) as err:
-                    self.may_be_retired(full, b, seq, horizon, err)
+                    self.may_be_retired(full, b, seq, horizon, err, logs)
                     continue
                 assert got.image == point.image, f"restore to {point.bookmark} is not the primary's database then"
                 if point.time_us is not None:  # ... and at its time, from the archive alone
@@ -1286,7 +1287,14 @@ class World:
         return now - RETENTION_WINDOW_US - RETENTION_GRACE_US
 
     @staticmethod
-    def may_be_retired(full: ArchiveReader, branch: int, seq: int, horizon: int, err: Exception) -> None:
+    def may_be_retired(
+        full: ArchiveReader,
+        branch: int,
+        seq: int,
+        horizon: int,
+        err: Exception,
+        logs: dict[int, dict[int, Entry]] | None = None,
+    ) -> None:
         """A restore to (branch, seq) was refused: right only if retention may have taken it, i.e.
         the database there stopped being the current one at or before ``horizon`` (RetentionKeepsWindow:
         every point of the window stays restorable). It stopped being current when the next entry
@@ -1294,7 +1302,10 @@ class World:
         leaving branch's first own entry: later than the restore, so this errs towards allowing)."""
         what = f"a restore to {bookmark(branch, seq)} was refused ({err})"
         assert "replay failed" not in str(err), f"{what}: a missing object is refused, not a broken one"
-        log = lineage(full, branch)
+        logs = {} if logs is None else logs  # lineages already read, by branch (the check asks often)
+        log = logs.get(branch)
+        if log is None:
+            log = logs[branch] = lineage(full, branch)
         nxt = log.get(seq + 1)
         until: int | None = nxt.timestamp_us if nxt is not None else None
         if nxt is None:

@@ -40,6 +40,13 @@ def _ino(st: os.stat_result) -> Ino:
     return (st.st_dev, st.st_ino)
 
 
+def _names(path: str, dev: int) -> dict[str, Ino]:
+    """A directory's names and their inodes, from one readdir (no stat per name: a directory of
+    archive segments is synced on every PUT, and an lstat each made the runs quadratic)."""
+    with os.scandir(path) as it:
+        return {e.name: (dev, e.inode()) for e in it}
+
+
 class SimDisk:
     def __init__(self) -> None:
         self.synced: dict[Ino, int] = {}  # a file's length at its last fsync
@@ -59,7 +66,7 @@ class SimDisk:
         os.makedirs(root, exist_ok=True)
         for d in [d for d in self.names if d == root or d.startswith(root + os.sep)]:
             del self.names[d]
-        self.names[root] = {name: _ino(os.lstat(os.path.join(root, name))) for name in os.listdir(root)}
+        self.names[root] = _names(root, os.stat(root).st_dev)
         self.roots.add(root)
 
     def arm(self, root: str | None) -> None:
@@ -101,7 +108,7 @@ class SimDisk:
                 if stat.S_ISDIR(st.st_mode):
                     path = self._tracked(os.readlink(f"/proc/self/fd/{fd}"))
                     if path is not None:
-                        now = {n: _ino(os.lstat(os.path.join(path, n))) for n in os.listdir(path)}
+                        now = _names(path, st.st_dev)
                         armed = self.armed
                         if armed and (path == armed or path.startswith(armed + os.sep)) and now != self.names.get(path):
                             self.armed, self.cut = None, path

@@ -1,0 +1,137 @@
+"""Tests written for survivors of mutation testing of ``walrelay.replica`` (scripts/mutate.py).
+
+Each test names the bug (the mutant) it stands for; each was seen failing with that mutant
+planted in a copy of the package.
+"""
+
+from __future__ import annotations
+
+import random
+
+from walrelay.entry import GENESIS_CHAIN, Entry, encode
+from walrelay.replica import (
+    PersistArchived,
+    PersistEntries,
+    PersistLogEpoch,
+    PersistPromise,
+    ReplicaEffect,
+    ReplicaState,
+    ResetToBase,
+    SendAck,
+    SendReject,
+)
+from walrelay.wire import RejectReason
+
+PAGE = 512
+
+
+def make_log(n: int, *, epoch: int = 1, salt: int = 0, prev: bytes = GENESIS_CHAIN, first: int = 1) -> list[Entry]:
+    """``n`` chained entries from seq ``first``; a different ``salt`` gives a different log."""
+    rng = random.Random(salt * 1_000_003 + epoch)
+    out: list[Entry] = []
+    for seq in range(first, first + n):
+        e = encode(
+            epoch=epoch,
+            seq=seq,
+            timestamp_us=seq,
+            page_size=PAGE,
+            db_pages=3,
+            db_checksum=rng.getrandbits(64),
+            frames={rng.randint(1, 3): rng.randbytes(PAGE)},
+            prev_chain=prev,
+        )
+        out.append(e)
+        prev = e.chain
+    return out
+
+
+LOG = make_log(8, epoch=2)
+
+
+def resets(effects: list[ReplicaEffect]) -> list[ResetToBase]:
+    return [e for e in effects if isinstance(e, ResetToBase)]
+
+
+def test_a_base_offer_for_an_entry_the_replica_came_to_hold_does_not_reset_its_log() -> None:
+    """Bug: ``_takes_base`` not looking up whether the replica holds the offered entry (mutant
+    ``self.chains.get(None)``): a replica that received the offered entry after the TRUNCATE
+    would throw away its unarchived prefix (ResetToBase) instead of joining the rest."""
+    state = ReplicaState(0)
+    state.on_append(2, tuple(LOG[:3]), 3)
+    assert state.on_truncate(5, LOG[4].chain, 3) == []  # not held yet: an offer
+    assert state.base_offer == (3, 5, LOG[4].chain)
+    state.on_append(2, tuple(LOG[3:5]), 5)  # epoch 2's entries 4 and 5 arrive after all
+    effects = state.on_append(3, tuple(LOG[4:8]), 8)
+    assert resets(effects) == []
+    assert effects == [
+        PersistPromise(3),
+        PersistEntries(tuple(LOG[5:8])),
+        PersistLogEpoch(3),
+        SendAck(3, 8, LOG[7].chain, 3),
+    ]
+    assert sorted(state.chains) == list(range(1, 9)) and state.archived_through == 0
+
+
+def test_an_empty_base_offer_of_another_epoch_does_not_reset_the_log() -> None:
+    """Bug: the empty-database offer (seq 0) taken from another epoch than the one that made it
+    (mutants ``e == epoch and first.seq == 1 or follows(...)`` and ``e == epoch or ...``): a
+    replica that truncated its archived prefix would wipe its log for any later epoch whose first
+    entry starts a log from nothing."""
+    state = ReplicaState(0)
+    state.on_append(2, tuple(LOG[:5]), 5)
+    assert state.on_truncate(3, LOG[2].chain, 2) == [PersistArchived(3)]
+    assert state.on_truncate(0, GENESIS_CHAIN, 3) == []  # epoch 3: a restore to the empty database
+    assert state.base_offer == (3, 0, GENESIS_CHAIN)
+    other = make_log(2, epoch=4, salt=9)  # epoch 4's log from the empty database
+    effects = state.on_append(4, tuple(other), 2)
+    assert resets(effects) == []
+    assert state.archived_through == 3 and sorted(state.chains) == [3, 4, 5]
+    # The offer of epoch 4 itself (through seq 0, the genesis chain) does start the log afresh.
+    state.on_truncate(0, GENESIS_CHAIN, 4)
+    effects = state.on_append(4, tuple(other), 2)
+    assert resets(effects) == [ResetToBase(None)]
+    assert state.last_seq == 2 and state.log_epoch == 4
+
+
+def test_an_empty_base_offer_is_not_taken_by_an_entry_that_does_not_follow_its_chain() -> None:
+    """Bug: the seq-0 offer of the same epoch taken whatever the first entry (mutant
+    ``e == epoch or first.seq == 1 and follows(...)``): the log would be reset for a frame that
+    cannot start at the offered point."""
+    state = ReplicaState(0)
+    state.on_append(2, tuple(LOG[:5]), 5)
+    state.on_truncate(3, LOG[2].chain, 2)
+    state.on_truncate(0, bytes([7]) * 16, 4)  # epoch 4's base: an empty log with another chain
+    effects = state.on_append(4, tuple(make_log(2, epoch=4, salt=9)), 2)
+    assert resets(effects) == []
+    assert state.archived_through == 3
+
+
+def test_a_stale_prepare_is_refused_naming_the_prepare() -> None:
+    """Bug: the refusal of a stale PREPARE worded as something else (mutants of the ``"prepare
+    for"`` argument): the primary's log and error say which message was fenced."""
+    state = ReplicaState(2, promised_epoch=5)
+    [reject] = state.on_prepare(4)
+    assert isinstance(reject, SendReject)
+    assert reject.message == "prepare for epoch 4 refused: replica 2 promised epoch 5"
+
+
+def test_admit_upto_zero_does_not_admit_a_replica_holding_another_epochs_entries() -> None:
+    """Bug: ADMIT(upto 0) admitting any replica (mutant ``self.last_seq == 0 or upto == 0``):
+    a replica holding entries of another epoch's log would vote again although only an empty
+    log is a prefix of every log."""
+    state = ReplicaState(1, voter=False)
+    state.on_append(2, tuple(LOG[:3]), 3)
+    state.on_prepare(3)
+    assert state.on_admit(3, 0) == [] and not state.voter
+    empty = ReplicaState(1, promised_epoch=3, voter=False)
+    assert empty.on_admit(3, 0) != [] and empty.voter
+
+
+def test_a_stale_append_is_refused_naming_the_append() -> None:
+    """Bug: the refusal of a stale APPEND worded as something else (mutants of the ``"append
+    under"`` argument): the fenced primary's error says which message was refused."""
+    state = ReplicaState(4, promised_epoch=5)
+    [reject] = state.on_append(4, tuple(LOG[:2]), 2)
+    assert isinstance(reject, SendReject)
+    assert reject.reason is RejectReason.STALE_EPOCH
+    assert reject.message == "append under epoch 4 refused: replica 4 promised epoch 5"

@@ -18,6 +18,7 @@ from walrelay.certs import CertError, CertPaths, Identity, create_ca, issue, thr
 from walrelay.tls import TlsTransport, peer_of
 from walrelay.transport import Channel, MemoryTransport
 from walrelay.wire import Hello, Role
+from walrelay_chaos.pace import budget
 
 
 @pytest.fixture(scope="module")
@@ -97,7 +98,7 @@ async def test_plain_bytes_without_tls_are_refused(certs: Path, caplog: pytest.L
             address = await _serve_replica(net, certs, seen, nursery)
             chan = Channel(await net.connect(address))  # no TLS: a forged APPEND in the clear
             await chan.send(Hello(Role.PRIMARY, 0, "obj", 2, 0))
-            with trio.fail_after(5):
+            with trio.fail_after(budget(10)):
                 while await chan.stream.receive_some(1024):
                     pass  # whatever the TLS layer says, then the close
             await trio.testing.wait_all_tasks_blocked()  # (the replica logs after it closed)
@@ -114,7 +115,7 @@ async def test_a_peer_that_never_finishes_its_handshake_is_dropped(
         async with trio.open_nursery() as nursery:
             address = await _serve_replica(net, certs, seen, nursery)
             silent = await net.connect(address)
-            with trio.fail_after(60):
+            with trio.fail_after(60):  # the mock clock's seconds (autojump_clock): not wall time
                 assert await silent.receive_some(1024) == b""  # closed by the replica, not by us
             await trio.testing.wait_all_tasks_blocked()
             nursery.cancel_scope.cancel()

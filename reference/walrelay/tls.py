@@ -163,8 +163,9 @@ class TlsTransport:
         self, address: str, handler: Handler, *, task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED
     ) -> None:
         async def authenticated(stream: trio.abc.Stream) -> None:
+            where = f"refused a connection from {_peer_address(stream)}"
             try:
-                peer = await self._handshake(stream, server=True, roles=self.accept, where="refused a connection")
+                peer = await self._handshake(stream, server=True, roles=self.accept, where=where)
             except TlsError as e:
                 log.warning("%s %s", self.me.role, e)
                 return
@@ -174,6 +175,23 @@ class TlsTransport:
                 await trio.aclose_forcefully(peer)
 
         await self.inner.serve(address, authenticated, task_status=task_status)
+
+
+def _peer_address(stream: trio.abc.Stream) -> str:
+    """HOST:PORT of the other end of a TCP stream (through wrappers), for log lines; "?" if none."""
+    layer: object = stream
+    for _ in range(4):
+        sock = getattr(layer, "socket", None)
+        if sock is not None:
+            try:
+                host, port = sock.getpeername()[:2]
+            except OSError:
+                return "?"
+            return f"{host}:{port}"
+        layer = getattr(layer, "inner", None)  # IdleTimeoutStream
+        if layer is None:
+            break
+    return "?"
 
 
 def peer_of(stream: trio.abc.Stream) -> Identity | None:

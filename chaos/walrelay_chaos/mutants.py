@@ -29,6 +29,7 @@ from walrelay.primary_node import PrimaryNode
 from walrelay.replica import ReplicaEffect, ReplicaState
 from walrelay.replica_store import ReplicaStore
 from walrelay_chaos.schedule import (
+    AwaitWrites,
     Bookmark,
     Check,
     ClockJump,
@@ -357,10 +358,10 @@ ACKED_THEN_POWER_LOSS: list[Op] = [
     Settle(300),
     Cut(0b11000),  # replicas 0, 1, 2 hear the next write: a quorum, so it is acknowledged
     Write(1),
-    # Long enough for the acknowledgement to arrive on a loaded machine (20 ms was missed under
-    # load, and the mutant then had no acknowledged write to lose); nothing appends meanwhile, so
-    # an unsynced ACK stays unsynced until the power goes.
-    Settle(1000),
+    # The acknowledgement, then at once the power: a fixed 20 ms was missed under load (no
+    # acknowledged write to lose), and a long wait let the archiver's TRUNCATE rewrite the log
+    # durably first (which syncs what the mutant left unsynced).
+    AwaitWrites(10_000),
     PowerFail(0b00111, primary=True),  # they and the primary lose power right after
     Heal(),
     NewPrimary(),

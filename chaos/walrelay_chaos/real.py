@@ -536,11 +536,11 @@ class RealWorld:
             self.out.invoked.add(k)
             self.era.invoked.add(k)
             self.out.invoked_at[k] = self.history.now()
+            self.pending += 1  # counted now, not when its task starts: AwaitWrites must see it
             self.nursery.start_soon(self._put, p.address, p.name, k, self.era)
 
     async def _put(self, address: str, name: str, k: int, era: Era) -> None:
         process = self.history.invoke("write", k, node=name)
-        self.pending += 1
         try:
             async with Client.connect(self.transport, address) as client:
                 reply = await client.call("put", k, f"v{k}")
@@ -643,6 +643,10 @@ class RealWorld:
                 self.write(stale[-1], o.count)
         elif isinstance(o, op.Settle):
             await trio.sleep(o.ms / 1000)
+        elif isinstance(o, op.AwaitWrites):
+            with trio.move_on_after(o.ms / 1000 * self.pace):
+                while self.pending:  # noqa: ASYNC110 - the writes are other tasks' calls
+                    await trio.sleep(0.005)
         elif isinstance(o, op.Cut):
             h.fault("start-partition", [f"r{i}" for i in range(N) if o.mask >> i & 1])
             for i in _indexes(o.mask):

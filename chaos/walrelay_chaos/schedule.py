@@ -31,6 +31,15 @@ class Settle:
 
 
 @dataclass(frozen=True)
+class AwaitWrites:
+    """Wait until every write sent so far is answered, for ``ms`` at most (real mode: scaled by
+    the machine's measured slowness). A directed schedule that needs "acknowledged, then at once
+    the fault" waits on the acknowledgement itself, not on a guess of how long it takes."""
+
+    ms: int
+
+
+@dataclass(frozen=True)
 class Cut:
     mask: int  # replicas in the mask are partitioned from every primary
 
@@ -274,6 +283,7 @@ Op = (
     Write
     | WriteStale
     | Settle
+    | AwaitWrites
     | Cut
     | Heal
     | CrashPrimary
@@ -305,7 +315,7 @@ Op = (
 OPS: dict[str, type[Op]] = {
     cls.__name__: cls
     for cls in (
-        Write, WriteStale, Settle, Cut, Heal, CrashPrimary, NewPrimary, CrashReplica, LoseDisk,
+        Write, WriteStale, Settle, AwaitWrites, Cut, Heal, CrashPrimary, NewPrimary, CrashReplica, LoseDisk,
         StoreDown, StoreUp, Check, Bookmark, Restore, MinorityFailover, PairFailover, SplitBrain, OneWay, Delay, Reset,
         Orphan, ClockJump, PowerFail, RestoreCrash, Pause, Bridge, TornRename, SlowStore,
     )

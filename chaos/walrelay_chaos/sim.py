@@ -60,6 +60,7 @@ from walrelay.transport import MemoryTransport
 from walrelay.wire import ReplyStatus
 from walrelay_chaos.fakes3 import FakeMinio
 from walrelay_chaos.schedule import (
+    AwaitWrites,
     Bookmark,
     Bridge,
     Check,
@@ -611,6 +612,7 @@ class World:
         self.restores = 0
         self.store_delay_s = 0.0  # SlowStore: how much longer each archive PUT takes
         self.next_key = 1
+        self.in_flight = 0  # writes sent and not answered yet (AwaitWrites)
         self.losses = 0
 
     def close(self) -> None:
@@ -709,10 +711,17 @@ class World:
             k = self.next_key
             self.next_key += 1
             self.out.unknown.add(k)
+            self.in_flight += 1
             self.nursery.start_soon(self._put, p.address, k, self.out)
 
     async def _put(self, address: str, k: int, out: Outcomes) -> None:
         """``out``: the outcomes of the branch the write was made on (a late reply stays there)."""
+        try:
+            await self._put_once(address, k, out)
+        finally:
+            self.in_flight -= 1
+
+    async def _put_once(self, address: str, k: int, out: Outcomes) -> None:
         process = self.history.invoke("write", k, node=address.removeprefix("mem:"))
         try:
             async with Client.connect(self.net, address) as client:
@@ -805,6 +814,10 @@ class World:
                 self.write(stale[-1], op.count)
         elif isinstance(op, Settle):
             await trio.sleep(op.ms / 1000)
+        elif isinstance(op, AwaitWrites):
+            with trio.move_on_after(op.ms / 1000):
+                while self.in_flight:  # noqa: ASYNC110 - the writes are other tasks' calls
+                    await trio.sleep(0.001)
         elif isinstance(op, Cut):
             self.net.partition({a for i, a in enumerate(self.addresses) if op.mask >> i & 1})
         elif isinstance(op, Heal):

@@ -13,6 +13,7 @@ import os
 import random
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -207,6 +208,13 @@ def _pids_running(fragment: str) -> set[str]:
             if fragment in cmd and state != "Z":
                 pids.add(pid)
     return pids
+
+
+def _parent(pid: str) -> int | None:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return None
 
 
 def _children_of_root(root: str) -> list[str]:
@@ -551,29 +559,29 @@ def test_a_controller_killed_by_sigkill_leaves_no_node_running(tmp_path: Path) -
 
     out = tmp_path / "out"
     env = {**os.environ, "TMPDIR": str(tmp_path)}  # the run's scratch directory: known to this test
-    motos_before = _pids_running("moto_server")
     proc = subprocess.Popen(
         walrelay_argv("chaos", "run", "--mode", "real", "--seeds", "50", "--out", str(out)),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         env=env,
     )
-    try:
-        for _ in range(600):  # until its replicas run (each names its data directory)
-            if len([c for c in _children_of_root(str(tmp_path)) if " replica " in c]) >= 5:
-                break
+
+    def until(done: Callable[[], bool], seconds: float) -> bool:
+        deadline = time.monotonic() + budget(seconds)
+        while not done() and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert len([c for c in _children_of_root(str(tmp_path)) if " replica " in c]) >= 5
+        return done()
+
+    def replicas() -> int:
+        return len([c for c in _children_of_root(str(tmp_path)) if " replica " in c])
+
+    try:
+        assert until(lambda: replicas() >= 5, 30)  # its replicas run (each names its data directory)
+        # Its own S3 server (a child of the campaign), not any other moto_server on the machine.
+        motos = {pid for pid in _pids_running("moto_server") if _parent(pid) == proc.pid}
+        assert motos, "the campaign's moto_server was not found among its children"
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait()
-    for _ in range(200):
-        if not [c for c in _children_of_root(str(tmp_path)) if "walrelay" in c]:
-            break
-        time.sleep(0.05)
-    assert [c for c in _children_of_root(str(tmp_path)) if "walrelay" in c] == []
-    for _ in range(200):  # ... and its S3 server
-        if _pids_running("moto_server") <= motos_before:
-            break
-        time.sleep(0.05)
-    assert _pids_running("moto_server") <= motos_before
+    assert until(lambda: not [c for c in _children_of_root(str(tmp_path)) if "walrelay" in c], 10)
+    assert until(lambda: not motos & _pids_running("moto_server"), 10)  # ... and its S3 server

@@ -10,8 +10,9 @@ import re
 
 import pytest
 
+from walrelay.entry import GENESIS_CHAIN
 from walrelay.errors import ProtocolError
-from walrelay.wire import Fetch, Hello, Role, decode_payload
+from walrelay.wire import Append, Fetch, Hello, Reject, RejectReason, Role, Truncate, decode_payload
 from walrelay.wire import encode as encode_msg
 
 
@@ -41,3 +42,25 @@ def test_a_hello_whose_name_length_disagrees_with_its_body_names_the_hello() -> 
     payload = encode_msg(Hello(Role.REPLICA, 3, "obj", 1, 0))[4:]
     with pytest.raises(ProtocolError, match=r"^HELLO frame body is 47 bytes, expected 46$"):
         decode_payload(payload + b"x")
+
+
+def test_short_or_overlong_bodies_are_refused_naming_their_message() -> None:
+    """Bugs: the length checks of APPEND and REJECT naming no message or a garbled one (mutants
+    ``_need(body, _APPEND.size, None)``, ``"XXAPPENDXX"``, ``"append"``, ``"XXREJECTXX"``):
+    the refusal is the only record of which frame a peer got wrong."""
+    append = encode_msg(Append(1, 0, 0, ()))[4:]
+    with pytest.raises(ProtocolError, match=r"^APPEND frame body is 27 bytes, needs at least 28$"):
+        decode_payload(append[:-1])
+    reject = encode_msg(Reject(RejectReason.DIVERGED, 2, "ab"))[4:]
+    with pytest.raises(ProtocolError, match=r"^REJECT frame body is 14 bytes, expected 13$"):
+        decode_payload(reject + b"x")
+
+
+def test_a_truncate_through_zero_off_the_genesis_chain_is_refused_by_the_receiver_naming_it() -> None:
+    """Bug: the receiver's refusal of TRUNCATE through 0 with another chain garbled (mutants
+    ``"XXTRUNCATE ...XX"``, ``"truncate ..."``): it must read as the sender's own check does."""
+    payload = bytearray(encode_msg(Truncate(1, 0, GENESIS_CHAIN))[4:])
+    payload[-1] = 1
+    message = "TRUNCATE through 0 (the empty log) must carry the genesis chain"
+    with pytest.raises(ProtocolError, match=f"^{re.escape(message)}$"):
+        decode_payload(bytes(payload))

@@ -12,7 +12,7 @@ import pytest
 
 from walrelay.entry import GENESIS_CHAIN
 from walrelay.errors import ProtocolError
-from walrelay.wire import Append, Fetch, Hello, Reject, RejectReason, Role, Truncate, decode_payload
+from walrelay.wire import Append, Fetch, Hello, Reject, RejectReason, Request, Role, Truncate, decode_payload
 from walrelay.wire import encode as encode_msg
 
 
@@ -64,3 +64,12 @@ def test_a_truncate_through_zero_off_the_genesis_chain_is_refused_by_the_receive
     message = "TRUNCATE through 0 (the empty log) must carry the genesis chain"
     with pytest.raises(ProtocolError, match=f"^{re.escape(message)}$"):
         decode_payload(bytes(payload))
+
+
+def test_a_short_request_is_refused_naming_the_request() -> None:
+    """Bug: the REQUEST length check naming no message or a garbled one (mutants ``_need(body,
+    _REQ.size, None)``, ``"XXREQUESTXX"``): a client's truncated request must be named in the
+    refusal."""
+    payload = encode_msg(Request(1, {"op": "x"}))[4:]
+    with pytest.raises(ProtocolError, match=r"^REQUEST frame body is 3 bytes, needs at least 8$"):
+        decode_payload(payload[:5])

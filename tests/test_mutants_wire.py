@@ -73,3 +73,14 @@ def test_a_short_request_is_refused_naming_the_request() -> None:
     payload = encode_msg(Request(1, {"op": "x"}))[4:]
     with pytest.raises(ProtocolError, match=r"^REQUEST frame body is 3 bytes, needs at least 8$"):
         decode_payload(payload[:5])
+
+
+def test_a_request_with_a_bad_body_is_refused_naming_the_request() -> None:
+    """Bugs: a REQUEST's bad JSON or a body without a string "op" refused under no name or a
+    garbled one (mutants ``_load_json(..., None)``, ``"XXREQUESTXX"``, ``"request"``, and the
+    garbled "op" message): the client is told what it sent wrong."""
+    header = encode_msg(Request(1, {"op": "x"}))[4:14]
+    with pytest.raises(ProtocolError, match=r"^REQUEST frame carries invalid JSON: "):
+        decode_payload(header + b"{")
+    with pytest.raises(ProtocolError, match=r'^REQUEST body must be a JSON object with a string "op"$'):
+        decode_payload(header + b"[1]")

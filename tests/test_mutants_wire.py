@@ -12,7 +12,19 @@ import pytest
 
 from walrelay.entry import GENESIS_CHAIN
 from walrelay.errors import ProtocolError
-from walrelay.wire import Append, Fetch, Hello, Reject, RejectReason, Request, Role, Truncate, decode_payload
+from walrelay.wire import (
+    Append,
+    Fetch,
+    Hello,
+    Reject,
+    RejectReason,
+    Reply,
+    ReplyStatus,
+    Request,
+    Role,
+    Truncate,
+    decode_payload,
+)
 from walrelay.wire import encode as encode_msg
 
 
@@ -84,3 +96,16 @@ def test_a_request_with_a_bad_body_is_refused_naming_the_request() -> None:
         decode_payload(header + b"{")
     with pytest.raises(ProtocolError, match=r'^REQUEST body must be a JSON object with a string "op"$'):
         decode_payload(header + b"[1]")
+
+
+def test_a_bad_reply_is_refused_naming_the_reply() -> None:
+    """Bugs: a REPLY's length check, JSON check or status check naming no message or a garbled
+    one (mutants ``_need(body, _REPLY.size, None)``, ``"XXREPLYXX"``, and their kin): the
+    client is told which answer it could not read."""
+    payload = encode_msg(Reply(1, ReplyStatus.OK, {}))[4:]
+    with pytest.raises(ProtocolError, match=r"^REPLY frame body is 3 bytes, needs at least 9$"):
+        decode_payload(payload[:5])
+    with pytest.raises(ProtocolError, match=r"^REPLY frame carries invalid JSON: "):
+        decode_payload(payload[:11] + b"{")
+    with pytest.raises(ProtocolError, match=r"^REPLY has unknown status 99$"):
+        decode_payload(payload[:10] + bytes([99]) + payload[11:])

@@ -15,6 +15,7 @@ from walrelay.errors import ProtocolError
 from walrelay.wire import (
     Append,
     Fetch,
+    FrameDecoder,
     Hello,
     Reject,
     RejectReason,
@@ -109,3 +110,23 @@ def test_a_bad_reply_is_refused_naming_the_reply() -> None:
         decode_payload(payload[:11] + b"{")
     with pytest.raises(ProtocolError, match=r"^REPLY has unknown status 99$"):
         decode_payload(payload[:10] + bytes([99]) + payload[11:])
+
+
+def test_a_reject_message_is_cut_to_what_its_length_field_holds() -> None:
+    """Bug: the REJECT text cut one byte too long (mutant ``[:65536]``): a 64 KiB message would
+    no longer fit its u16 length and the refusal could not be sent at all."""
+    [decoded] = FrameDecoder().feed(encode_msg(Reject(RejectReason.DIVERGED, 2, "x" * 70000)))
+    assert isinstance(decoded, Reject) and decoded.message == "x" * 65535
+
+
+def test_the_sender_refuses_its_own_bad_fetch_and_truncate_and_non_messages() -> None:
+    """Bugs: encode's checks blinded or garbled (mutants ``_fetch_problem(None, ...)``, the
+    ``"XXTRUNCATE ...XX"`` / ``"truncate ..."`` ValueError, ``TypeError(None)``): a FETCH of
+    epoch 0 would go out for the peer to refuse, and the caller's errors would not say why."""
+    with pytest.raises(ValueError, match=r"^FETCH field epoch is 0, must be >= 1$"):
+        encode_msg(Fetch(0, 1, 10))
+    message = "TRUNCATE through 0 (the empty log) must carry the genesis chain"
+    with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+        encode_msg(Truncate(1, 0, bytes([1]) * 16))
+    with pytest.raises(TypeError, match=r"^not a wire message: 'hello'$"):
+        encode_msg("hello")  # type: ignore[arg-type]

@@ -71,6 +71,10 @@ _PROTOCOL_TESTS = [
     "tests/test_walformat.py",
     "tests/test_placement.py",
     "tests/test_demo_replica_check.py",
+    "tests/test_mutants_replica.py",
+    "tests/test_mutants_entry.py",
+    "tests/test_mutants_replay.py",
+    "tests/test_mutants_wire.py",
 ]
 MODULES: dict[str, list[str]] = {
     "primary": [

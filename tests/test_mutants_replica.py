@@ -6,9 +6,8 @@ planted in a copy of the package.
 
 from __future__ import annotations
 
-import random
-
-from walrelay.entry import GENESIS_CHAIN, Entry, encode
+from test_replica_state import make_log
+from walrelay.entry import GENESIS_CHAIN
 from walrelay.replica import (
     PersistArchived,
     PersistEntries,
@@ -23,28 +22,7 @@ from walrelay.replica import (
 )
 from walrelay.wire import RejectReason
 
-PAGE = 512
-
-
-def make_log(n: int, *, epoch: int = 1, salt: int = 0, prev: bytes = GENESIS_CHAIN, first: int = 1) -> list[Entry]:
-    """``n`` chained entries from seq ``first``; a different ``salt`` gives a different log."""
-    rng = random.Random(salt * 1_000_003 + epoch)
-    out: list[Entry] = []
-    for seq in range(first, first + n):
-        e = encode(
-            epoch=epoch,
-            seq=seq,
-            timestamp_us=seq,
-            page_size=PAGE,
-            db_pages=3,
-            db_checksum=rng.getrandbits(64),
-            frames={rng.randint(1, 3): rng.randbytes(PAGE)},
-            prev_chain=prev,
-        )
-        out.append(e)
-        prev = e.chain
-    return out
-
+PAGE = 512  # (test_replica_state.make_log's page size)
 
 LOG = make_log(8, epoch=2)
 

@@ -205,3 +205,19 @@ async def test_with_placement_a_new_object_starts_as_a_non_voter_promising_the_h
     assert promise == PromiseMsg(4, 0, 0, GENESIS_CHAIN, 0, False)
     loaded = ReplicaStore(str(tmp_path / "data"), "obj").load()
     assert (loaded.promised_epoch, loaded.voter, loaded.last_seq) == (4, False, 0)
+
+
+@pytest.mark.parametrize("edit", [b"\r", b" \n", b"\t"])
+def test_a_state_file_that_parses_to_the_same_state_but_is_not_canonical_is_refused(
+    tmp_path: Path, edit: bytes
+) -> None:
+    """A flip of the trailing newline (or an added space) leaves JSON with the same content and a
+    matching CRC: only the canonical-form check sees that the file was changed (the flipped-byte
+    property test rarely draws these bytes)."""
+    s = reopen(tmp_path)
+    s.save_state(promised_epoch=3, archived_through=0, log_epoch=3, voter=True)
+    raw = Path(s.state_path).read_bytes()
+    assert raw.endswith(b"\n")
+    Path(s.state_path).write_bytes(raw[:-1] + edit)
+    with pytest.raises(StoreCorruptError, match=r"not in canonical form"):
+        s.load()

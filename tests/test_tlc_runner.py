@@ -216,13 +216,13 @@ def test_summarize_violation_counts_depth_and_trace() -> None:
 def test_readable_trace_shows_only_changed_variables() -> None:
     lines = render_trace(trace_from(parse_messages(_VIOLATION_OUTPUT)), indent="")
     assert lines == [
-        "State 1: <Initial predicate>",
+        "State 1: initial state",
         "    /\\ x = 0",
         "    /\\ y = 0",
         "State 2: <MutStep line 3, col 12 to line 3, col 36 of module MCCounter>",
-        "    /\\ x = 1",
+        "    x: 0 -> 1",
         "State 3: <Flip line 8, col 9 to line 8, col 33 of module Counter>",
-        "    /\\ y = 1",
+        "    y: 0 -> 1",
     ]
 
 
@@ -247,7 +247,7 @@ def test_nested_messages_and_lasso_trace() -> None:
     named = summarize(lasso, 13, 0.1, properties=("A",))
     assert judge(named, Expectation("violation", "A")).passed
     assert render_trace(list(named.trace), indent="") == [
-        "State 1: <Initial predicate>",
+        "State 1: initial state",
         "    big = << 1,",
         "       2 >>",
         "State 2: back to state 1 via <Next line 5, col 9 to line 5, col 42 of module One>",
@@ -282,8 +282,8 @@ def test_cli_empty_selection_is_an_error(tmp_path: Path, capsys: pytest.CaptureF
 def test_cli_list(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["tlc", "--spec-dir", str(GOOD), "--list", "--suite", "all"]) == 0
     out = capsys.readouterr().out.splitlines()
-    assert len(out) == 6
-    assert out[2].split()[:4] == ["counter_reach_max", "ci", "witness", "NotReached"]
+    assert len(out) == 7 and out[0].split() == ["config", "suite", "expect", "about"]
+    assert out[3].split()[:4] == ["counter_reach_max", "ci", "witness", "NotReached"]
 
 
 # ------------------------------------------------------------------------------ real TLC runs
@@ -337,16 +337,18 @@ def test_unexpected_violation_exits_1_with_readable_trace(tmp_path: Path) -> Non
     out = proc.stdout
     assert proc.returncode == 1, out + proc.stderr
     assert "expected no error, got violation Inv" in out
-    trace = out[out.index("counterexample (4 states):") :].splitlines()[1:9]
+    trace = out[out.index("counterexample (4 states):") :].splitlines()[1:10]
+    # A failure's trace is replayed: actions named (here without parameters), only changes shown.
     assert [line.strip() for line in trace] == [
-        "State 1: <Initial predicate>",
+        "State 1: initial state",
         '/\\ mode = "idle"',
         "/\\ x = 0",
         "/\\ log = <<>>",
-        "State 2: <Start line 8, col 10 to line 8, col 64 of module Buggy>",
-        '/\\ mode = "busy"',
-        "State 3: <Tick line 9, col 9 to line 9, col 87 of module Buggy>",
-        "/\\ x = 2",
+        "State 2: Start",
+        'mode: "idle" -> "busy"',
+        "State 3: Tick",
+        "x: 0 -> 2",
+        "log[1] + 0",
     ]
     assert "TLC: 1 of 1 config(s) FAILED: buggy_ok" in out
     assert "Traceback" not in proc.stderr

@@ -370,7 +370,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     t.add_argument("--jobs", metavar="K", type=_positive_int, default=1, help="configs run in parallel (default 1)")
     t.add_argument("--list", action="store_true", help="list the selected configs and exit")
-    t.add_argument("--json", metavar="FILE", help="write the results as JSON to FILE (for CI records)")
+    t.add_argument(
+        "--trace",
+        action="store_true",
+        help="print every counterexample, expected violations (mutants, witnesses) included: each step named "
+        "with its action and parameters (found by replaying the trace in TLC), only what changed shown",
+    )
+    t.add_argument(
+        "--json", metavar="FILE", help="write the results as JSON to FILE (for CI records), counterexamples included"
+    )
     stop = t.add_mutually_exclusive_group()
     stop.add_argument(
         "--keep-going", dest="fail_fast", action="store_false", help="run every config even after a failure (default)"
@@ -728,6 +736,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 list_only=args.list,
                 json_path=args.json,
                 fail_fast=args.fail_fast,
+                trace=args.trace,
             )
     except KeyboardInterrupt:
         return 0 if args.command in ("replica", "primary") else 130

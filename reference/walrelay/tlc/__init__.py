@@ -33,6 +33,8 @@ CHECK_DEADLOCK, ALIAS and POSTCONDITION are refused: TLC 2.15 misreads them in a
 
 Modules: ``configs`` (header and discovery), ``jar`` (java + tla2tools.jar), ``messages`` (TLC
 ``-tool`` output), ``tlcproc`` (one TLC run; the exit codes TLC 2.15 uses), ``trace``
-(readable counterexample), ``verdict`` (expected vs got), ``suite`` (many runs, table, JSON),
+(readable counterexample: only what each step changed), ``values`` (TLA+ values as TLC prints
+them, and their diffs), ``actions`` (each step's action and parameters: from the source, and by
+replaying the trace in TLC), ``verdict`` (expected vs got), ``suite`` (many runs, table, JSON),
 ``command`` (the CLI entry).
 """

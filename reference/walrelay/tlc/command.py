@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TextIO
 
 from walrelay.tlc.configs import ModelConfig, select
-from walrelay.tlc.errors import TlcError
+from walrelay.tlc.errors import TlcError, UnknownConfigError
 from walrelay.tlc.jar import find_jar, find_java
 from walrelay.tlc.suite import render_table, run_suite, write_json
 
@@ -39,9 +39,9 @@ def _list(configs: Sequence[ModelConfig], spec_dir: Path, out: TextIO) -> None:
         print(f"no configs selected under {spec_dir}", file=out)
         return
     width = max(len(c.name) for c in configs)
+    print(f"{'config':<{width}}  {'suite':<5}  {'expect':<28}  about", file=out)
     for c in configs:
-        about = f"  {c.about}" if c.about else ""
-        print(f"{c.name:<{width}}  {c.suite:<4}  {c.expect!s:<28}{about}".rstrip(), file=out)
+        print(f"{c.name:<{width}}  {c.suite:<5}  {c.expect!s:<28}  {c.about}".rstrip(), file=out)
 
 
 def run_command(
@@ -54,13 +54,21 @@ def run_command(
     json_path: str | None = None,
     fail_fast: bool = False,
     out: TextIO | None = None,
+    trace: bool = False,
+    err: TextIO | None = None,
 ) -> int:
-    """Run (or list) the selected configs; 0 iff every one got its expected outcome."""
+    """Run (or list) the selected configs; 0 iff every one got its expected outcome, 2 if a named
+    config does not exist (a usage error, like a bad option). ``trace``: print every
+    counterexample, expected ones included, each step named with its action and parameters."""
     out = out if out is not None else sys.stdout
     root = Path(spec_dir).resolve() if spec_dir is not None else default_spec_dir()
     if not root.is_dir():
         raise TlcError(f"spec directory {root} does not exist")
-    configs = select(root, names, suite)
+    try:
+        configs = select(root, names, suite)
+    except UnknownConfigError as e:
+        print(f"walrelay tlc: error: {e}", file=err if err is not None else sys.stderr)
+        return 2
     if list_only:
         _list(configs, root, out)
         return 0
@@ -75,7 +83,9 @@ def run_command(
         file=out,
         flush=True,
     )
-    results = run_suite(configs, java.path, jar, root, n_workers, jobs=jobs, fail_fast=fail_fast, out=out)
+    results = run_suite(
+        configs, java.path, jar, root, n_workers, jobs=jobs, fail_fast=fail_fast, out=out, show_traces=trace
+    )
     print("", file=out)
     for line in render_table(results):
         print(line, file=out)

@@ -10,13 +10,14 @@ unnamed temporal violation can be attributed when the file checks exactly one pr
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from walrelay.tlc.errors import ConfigError
+from walrelay.tlc.errors import ConfigError, UnknownConfigError
 
 SUITES = ("ci", "deep")
 KNOWN_KEYS = ("module", "expect", "suite", "deadlock", "timeout", "simulate", "about")
@@ -241,14 +242,19 @@ def _resolve(name: str, available: Sequence[Path]) -> Path:
     as_path = Path(name)
     if name.endswith(".cfg") or "/" in name or as_path.is_file():
         if not as_path.is_file():
-            raise ConfigError(f"config file {name} does not exist")
+            raise UnknownConfigError(f"config file {name} does not exist")
         return as_path.resolve()
     matches = [p for p in available if p.stem == name]
     if len(matches) == 1:
         return matches[0]
     if not matches:
-        known = ", ".join(p.stem for p in available) or "none"
-        raise ConfigError(f"no config named '{name}' in the spec dir (known: {known})")
+        names = [p.stem for p in available]
+        close = difflib.get_close_matches(name, names, n=3)
+        hint = f"did you mean {' or '.join(close)}? " if close else ""
+        raise UnknownConfigError(
+            f"no config named '{name}' in the spec dir; {hint}known configs (walrelay tlc --list): "
+            f"{', '.join(names) or 'none'}"
+        )
     raise ConfigError(f"config name '{name}' is ambiguous: {', '.join(str(p) for p in matches)}; give a path")
 
 

@@ -20,3 +20,7 @@ class ConfigError(TlcError):
 
 class TlcSetupError(TlcError):
     """Java or tla2tools.jar is missing, too old, or misconfigured; nothing was model-checked."""
+
+
+class UnknownConfigError(ConfigError):
+    """A config named on the command line does not exist: a usage error (exit 2), not a bad file."""

@@ -3,7 +3,11 @@
 Progress is printed (and flushed) when each config starts and ends because deep configs take
 minutes and CI logs should show where time goes. A failure shows its counterexample right away,
 next to its config's name, so the log reads top to bottom; an *expected* violation gets one line,
-since its trace is the point of a mutant and not news.
+since its trace is the point of a mutant and not news, unless traces were asked for (``--trace``).
+
+A counterexample that is shown is replayed in TLC once more (``actions.replay_labels``, about 2
+s) so each step is named with its action and parameters. Every trace is in the JSON record; one
+that was not replayed names its steps from TLC's source ranges only (no parameters).
 """
 
 from __future__ import annotations
@@ -12,23 +16,31 @@ import json
 import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+from walrelay.tlc.actions import replay_labels, static_labels
 from walrelay.tlc.configs import ModelConfig
 from walrelay.tlc.tlcproc import TlcRun, run_tlc
-from walrelay.tlc.trace import render_trace, trace_length
+from walrelay.tlc.trace import Step, describe, render_steps, trace_length
 from walrelay.tlc.verdict import VIOLATIONS, Verdict, judge
 
 
 @dataclass(frozen=True)
 class ConfigResult:
-    """One config's result; ``run`` is None if it was skipped after a failure (--fail-fast)."""
+    """One config's result; ``run`` is None if it was skipped after a failure (--fail-fast).
+
+    ``steps`` is the counterexample as shown; ``replayed`` says whether its actions were found
+    by a replay (with parameters), and ``trace_note`` why not when a replay was tried and failed.
+    """
 
     config: ModelConfig
     run: TlcRun | None
     verdict: Verdict
+    steps: tuple[Step, ...] = field(default=(), repr=False)
+    replayed: bool = False
+    trace_note: str = ""
 
     @property
     def label(self) -> str:
@@ -41,7 +53,14 @@ def _num(value: int | None) -> str:
     return "-" if value is None else f"{value:,}"
 
 
-def _report(result: ConfigResult) -> list[str]:
+def _trace_lines(result: ConfigResult, pad: str) -> list[str]:
+    lines = render_steps(result.steps, indent=pad + "  ")
+    if result.trace_note:
+        lines.append(f"{pad}  (actions named from TLC's source ranges only: {result.trace_note})")
+    return lines
+
+
+def _report(result: ConfigResult, show_trace: bool = False) -> list[str]:
     """Lines printed when a config ends (besides the PASS/FAIL line)."""
     run, verdict, expect = result.run, result.verdict, result.config.expect
     if run is None:
@@ -49,17 +68,34 @@ def _report(result: ConfigResult) -> list[str]:
     pad = "      "
     if verdict.passed:
         if expect.name is None:
-            return []
+            return [f"{pad}no counterexample: TLC found no error"] if show_trace else []
         what = "reached" if expect.kind == "witness" else "violated"
-        return [f"{pad}{what} {expect.name} as expected (trace of {trace_length(list(run.trace))} states)"]
+        head = f"{pad}{what} {expect.name} as expected (trace of {trace_length(list(run.trace))} states)"
+        if not show_trace or not result.steps:
+            return [head]
+        return [head + ":", *_trace_lines(result, pad)]
     lines = [f"{pad}{verdict.why}"]
     if run.trace:
         lines.append(f"{pad}counterexample ({trace_length(list(run.trace))} states):")
-        lines.extend(render_trace(list(run.trace), indent=pad + "  "))
+        lines.extend(_trace_lines(result, pad))
     if run.detail and run.outcome not in ("deadlock", *VIOLATIONS):
         lines.append(f"{pad}TLC said:")
         lines.extend(f"{pad}  {line}" for line in run.detail.splitlines())
     return lines
+
+
+def with_trace(
+    result: ConfigResult, java: str, jar: Path, spec_dir: Path, replay: bool, timeout: float = 120.0
+) -> ConfigResult:
+    """``result`` with its counterexample described: replayed for action parameters if ``replay``."""
+    run = result.run
+    if run is None or not run.trace:
+        return result
+    trace = list(run.trace)
+    static = static_labels(result.config, spec_dir, trace)
+    labels, note = replay_labels(java, jar, result.config, spec_dir, trace, timeout) if replay else ({}, "")
+    steps = tuple(describe(trace, labels, static))
+    return ConfigResult(result.config, run, result.verdict, steps, bool(labels), note)
 
 
 def run_suite(
@@ -71,8 +107,12 @@ def run_suite(
     jobs: int = 1,
     fail_fast: bool = False,
     out: TextIO | None = None,
+    show_traces: bool = False,
 ) -> list[ConfigResult]:
-    """Run every config (``jobs`` at a time) and return their results in the configs' order."""
+    """Run every config (``jobs`` at a time) and return their results in the configs' order.
+
+    A failure's counterexample is always replayed and printed; with ``show_traces`` every one is.
+    """
     lock = threading.Lock()
     stop = threading.Event()  # --fail-fast: start nothing new
     cancel = threading.Event()  # Ctrl-C: kill what runs
@@ -95,12 +135,14 @@ def run_suite(
         result = ConfigResult(config, run, judge(run, config.expect))
         if not result.verdict.passed and fail_fast:
             stop.set()
+        replay = (show_traces or not result.verdict.passed) and not cancel.is_set()
+        result = with_trace(result, java, jar, spec_dir, replay, config.timeout or 120.0)
         if config.simulate is not None:
             sim = config.simulate
             stats = f"{_num(run.states_generated)} states checked in {sim.traces:,} behaviours, {run.seconds:.1f}s"
         else:
             stats = f"{_num(run.distinct_states)} distinct states, depth {_num(run.depth)}, {run.seconds:.1f}s"
-        say([f"{tag} {result.label} {config.name}: {result.verdict.got}; {stats}", *_report(result)])
+        say([f"{tag} {result.label} {config.name}: {result.verdict.got}; {stats}", *_report(result, show_traces)])
         return result
 
     if jobs <= 1:
@@ -168,10 +210,21 @@ def to_json(results: Sequence[ConfigResult], workers: int) -> dict[str, Any]:
                 "seconds": round(r.run.seconds, 3) if r.run else None,
                 "violated": r.run.violated if r.run else None,
                 "trace_length": trace_length(list(r.run.trace)) if r.run else None,
+                **_trace_json(r),
             }
             for r in results
         ],
     }
+
+
+def _trace_json(r: ConfigResult) -> dict[str, Any]:
+    if not r.steps:
+        return {"trace": None}
+    how = "replayed" if r.replayed else "source ranges"
+    out: dict[str, Any] = {"trace_actions": how, "trace": [step.to_json() for step in r.steps]}
+    if r.trace_note:
+        out["trace_note"] = r.trace_note
+    return out
 
 
 def write_json(path: str, results: Sequence[ConfigResult], workers: int) -> None:

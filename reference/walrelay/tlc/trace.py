@@ -1,17 +1,22 @@
 """Turn TLC's error trace into something a person can read in a CI log.
 
-TLC prints every variable of every state, so in a spec with a dozen variables the one that
-changed is hard to spot. We print each step's action (TLC's own text, with its source location)
-and only the variables that changed since the previous state. Values stay in TLC's syntax, byte
-for byte, so they can be pasted back into TLA+.
+TLC prints every variable of every state, so in a spec with two dozen variables the one that
+changed is hard to spot, and a message set reprinted whole at every step hides the one message
+that arrived. We print the initial state in full (TLC's text, byte for byte, so it can be pasted
+back into TLA+), then for each step its action with its parameters (``actions`` finds them) and
+only what changed: ``promised[r1]: 0 -> 1``, ``msgs + [type |-> "promise", ...]`` (an element
+added to a set; ``-`` for one removed). A value we cannot read is shown as TLC printed it.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any, Literal
 
 from walrelay.tlc import messages as mc
+from walrelay.tlc.values import Change, diff, parse_value
 
 _STEP_RE = re.compile(r"^(\d+): ?(.*)$")
 _NAME_RE = re.compile(r"^(?:/\\ )?(\S+) = ")
@@ -77,18 +82,149 @@ def trace_length(states: list[TraceState]) -> int:
     return sum(1 for s in states if s.variables)
 
 
-def render_trace(states: list[TraceState], indent: str = "    ") -> list[str]:
-    """Lines: ``State k: <action>`` then the variables that changed (all of them for the first)."""
-    lines: list[str] = []
+@dataclass(frozen=True)
+class StepLabel:
+    """A step's action found by replaying the trace: ``name``, its argument values (TLA+ text) and
+    the ``call`` to print; ``others`` are further calls that explain the same step as well."""
+
+    name: str
+    params: tuple[str, ...]
+    call: str
+    others: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Step:
+    """One step as we show it. ``action`` is the text to print: the replayed call
+    (``exact``), else the action(s) TLC's source range points at, else TLC's own label.
+    ``changes`` is the diff from the previous state; ``raw`` holds the changed variables whose
+    values could not be read, as TLC printed them. ``state`` is every variable's TLC text."""
+
+    number: int
+    kind: Literal["initial", "step", "stuttering", "back"]
+    tlc_action: str
+    action: str
+    name: str | None
+    params: tuple[str, ...] | None
+    others: tuple[str, ...]
+    state: tuple[tuple[str, str], ...]
+    changed: tuple[str, ...]
+    changes: tuple[Change, ...]
+    raw: tuple[tuple[str, str], ...]
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "number": self.number,
+            "kind": self.kind,
+            "action": self.name,
+            "params": list(self.params) if self.params is not None else None,
+            "label": self.action,
+            "tlc_action": self.tlc_action,
+        }
+        if self.others:
+            out["also_explained_by"] = list(self.others)
+        if self.kind == "initial":
+            out["state"] = {name: _value_text(text) for name, text in self.state}
+        elif self.state:
+            out["changed"] = list(self.changed)
+            out["diff"] = [c.to_json() for c in self.changes]
+            if self.raw:
+                out["unread"] = {name: _value_text(text) for name, text in self.raw}
+        return out
+
+
+def _value_text(text: str) -> str:
+    """``/\\ x = <value>`` -> ``<value>`` (TLC's text, line breaks kept)."""
+    body = text.removeprefix("/\\ ")
+    return body.split("=", 1)[1].strip() if "=" in body else body
+
+
+def _changes(name: str, old: str, new: str) -> list[Change] | None:
+    try:
+        return diff(name, parse_value(_value_text(old)), parse_value(_value_text(new)))
+    except ValueError:
+        return None
+
+
+def describe(
+    states: Sequence[TraceState], labels: Mapping[int, StepLabel] | None = None, static: Mapping[int, str] | None = None
+) -> list[Step]:
+    """The steps to show; ``labels`` and ``static`` are keyed by index into ``states``."""
+    labels = labels or {}
+    static = static or {}
+    steps: list[Step] = []
     previous: dict[str, str] = {}
-    for state in states:
-        lines.append(f"{indent}State {state.number}: {state.action}")
-        if not state.variables:
-            continue
-        changed = [text for name, text in state.variables if previous.get(name) != text]
-        if not changed:
-            lines.append(f"{indent}    (no variable changed)")
-        for text in changed:
-            lines.extend(f"{indent}    {line}" for line in text.splitlines())
-        previous = dict(state.variables)
+    for k, state in enumerate(states):
+        found = labels.get(k)
+        if state.action == "stuttering forever":
+            kind: Literal["initial", "step", "stuttering", "back"] = "stuttering"
+            tlc_action = ""
+        elif not state.variables:
+            kind, tlc_action = "back", state.action.partition(" via ")[2]
+        else:
+            kind = "initial" if k == 0 else "step"
+            tlc_action = state.action
+        if kind == "initial":
+            action = "initial state" if state.action == "<Initial predicate>" else state.action
+        elif kind == "stuttering":
+            action = state.action
+        else:
+            action = found.call if found is not None else static.get(k, tlc_action)
+            if kind == "back":
+                target = state.action.partition(" via ")[0]
+                action = f"{target} via {action}" if action else target
+        changed: list[str] = []
+        changes: list[Change] = []
+        raw: list[tuple[str, str]] = []
+        if kind == "step":
+            for name, text in state.variables:
+                if previous.get(name) == text:
+                    continue
+                changed.append(name)
+                got = _changes(name, previous[name], text) if name in previous else None
+                if got is None:
+                    raw.append((name, text))
+                else:
+                    changes.extend(got)
+        if state.variables:
+            previous = dict(state.variables)
+        steps.append(
+            Step(
+                number=state.number,
+                kind=kind,
+                tlc_action=tlc_action,
+                action=action,
+                name=found.name if found is not None else None,
+                params=found.params if found is not None else None,
+                others=found.others if found is not None else (),
+                state=state.variables,
+                changed=tuple(changed),
+                changes=tuple(changes),
+                raw=tuple(raw),
+            )
+        )
+    return steps
+
+
+def render_steps(steps: Sequence[Step], indent: str = "    ") -> list[str]:
+    """``State k: <action>`` and under it the initial state in full, or what the step changed."""
+    lines: list[str] = []
+    for step in steps:
+        lines.append(f"{indent}State {step.number}: {step.action}")
+        if step.others:
+            lines.append(f"{indent}    (as well explained by {'; '.join(step.others)})")
+        if step.kind == "initial":
+            for _, text in step.state:
+                lines.extend(f"{indent}    {line}" for line in text.splitlines())
+        elif step.kind == "step":
+            if not step.changed:
+                lines.append(f"{indent}    (no variable changed)")
+            lines.extend(f"{indent}    {c.line()}" for c in step.changes)
+            for _, text in step.raw:
+                lines.extend(f"{indent}    {line}" for line in text.splitlines())
     return lines
+
+
+def render_trace(states: list[TraceState], indent: str = "    ") -> list[str]:
+    """The trace with TLC's own action labels (no source or replay at hand)."""
+    return render_steps(describe(states), indent)

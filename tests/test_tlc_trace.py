@@ -131,6 +131,8 @@ def test_diff_walks_into_functions_tuples_and_records() -> None:
         {"path": "x[2].kind", "op": "changed", "value": '"seg"', "old": '"none"'},
         {"path": "x[3][2]", "op": "added", "value": "-2"},
     ]
+    # TLC prints an interval as a..b: it is the set of its numbers.
+    assert [c.line() for c in diff("s", parse_value("1..3"), parse_value("{2, 3, 4}"))] == ["s - 1", "s + 4"]
     # A set inside a function: the elements, not the whole set.
     assert [c.line() for c in diff("f", parse_value("(a :> {1, 2})"), parse_value("(a :> {2})"))] == ["f[a] - 1"]
 

@@ -18,7 +18,7 @@ from typing import Literal
 
 _TOKEN_RE = re.compile(
     r'\s*(?:(?P<str>"(?:[^"\\]|\\.)*")|(?P<num>-?\d+)|(?P<name>[A-Za-z_][A-Za-z0-9_]*)'
-    r"|(?P<op><<|>>|\|->|:>|@@|[{}\[\](),]))"
+    r"|(?P<op><<|>>|\|->|:>|@@|\.\.|[{}\[\](),]))"
 )
 
 Kind = Literal["atom", "set", "seq", "rec", "fun"]
@@ -104,8 +104,14 @@ class _Parser:
                     return Value("fun", items=tuple(entries))
                 if nxt != "@@":
                     raise ValueError(f"expected @@ or ), got {nxt!r}")
-        if tok in ("}", ">>", "]", ")", ",", "|->", ":>", "@@"):
+        if tok in ("}", ">>", "]", ")", ",", "|->", ":>", "@@", ".."):
             raise ValueError(f"unexpected {tok!r}")
+        if self.peek() == ".." and re.fullmatch(r"-?\d+", tok):  # TLC prints an interval set as a..b
+            self.take()
+            last = self.take()
+            if not re.fullmatch(r"-?\d+", last):
+                raise ValueError(f"bad interval {tok}..{last}")
+            return Value("set", items=tuple((None, Value("atom", str(i))) for i in range(int(tok), int(last) + 1)))
         return Value("atom", tok)
 
 

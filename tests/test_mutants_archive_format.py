@@ -142,10 +142,27 @@ def test_a_snapshot_is_whole_pages_of_a_real_page_size_with_its_checksum() -> No
 def test_encoders_refuse_what_no_decoder_would_read() -> None:
     with pytest.raises(ValueError, match=r"^a segment holds at least one entry$"):
         encode_segment(1, (), GENESIS_CHAIN)
-    with pytest.raises(ValueError, match=r"^image of 100 bytes is not whole 0-byte pages$"):
+    with pytest.raises(ValueError, match=r"^image of 100 bytes is not whole pages of 0 bytes \(a power of 2 >= 512\)$"):
         encode_snapshot(1, 1, 0, LOG.chain(1), 0, bytes(100), 0)
-    with pytest.raises(ValueError, match=r"^image of 100 bytes is not whole 512-byte pages$"):
+    with pytest.raises(ValueError, match=r"^image of 100 bytes is not whole pages of 512 bytes"):
         encode_snapshot(1, 1, 0, LOG.chain(1), PAGE, bytes(100), 0)
+
+
+@pytest.mark.parametrize("page_size", [1, 2, 256, 511, 513, 768, 1536, 3 * 4096])
+def test_the_snapshot_encoder_refuses_a_page_size_the_decoder_would_refuse(page_size: int) -> None:
+    """Bug (a survivor of the mutation run): the encoder checked only ``page_size <= 0``, so the
+    archiver could upload a snapshot with, say, 1-byte pages that every restore then refuses."""
+    for image in (b"", bytes(page_size)):
+        with pytest.raises(ValueError, match=rf"is not whole pages of {page_size} bytes \(a power of 2 >= 512\)$"):
+            encode_snapshot(1, 1, 0, LOG.chain(1), page_size, image, 0)
+
+
+@pytest.mark.parametrize("page_size", [512, 1024, 4096, 65536])
+def test_every_sqlite_page_size_encodes_and_decodes(page_size: int) -> None:
+    for image in (b"", bytes(range(256)) * (2 * page_size // 256)):
+        c = DbChecksum.of_image(image, page_size).value if image else 0
+        s = decode_snapshot(encode_snapshot(1, 1, 0, LOG.chain(1), page_size, image, c))
+        assert (s.page_size, s.db_pages, s.image) == (page_size, len(image) // page_size, image)
 
 
 def test_keys_parse_to_their_seqs() -> None:

@@ -853,3 +853,20 @@ def test_a_gap_with_a_snapshot_inside_names_every_point_after_it_that_needs_the_
             f"{snap(11)}: a snapshot beyond the end of the archived log (seq 9)",
         ],
     )
+
+
+def test_a_missing_one_entry_segment_under_a_snapshot_loses_nothing_by_the_same_rule_as_a_longer_one(
+    tmp_path: Path,
+) -> None:
+    """Segment 19-19 is gone and a snapshot at 19 holds its state: by the rule of a longer segment
+    (13-15 under a snapshot at 15 loses 13..14), nothing is lost, and verify says so rather than
+    naming an empty or inverted range of bookmarks (or the whole rest of the branch)."""
+    reader, _ = archive(tmp_path, [*THIRDS[:-1], (19, 19), (20, 20)], (0, 4, 8, 12, 16, 19))
+    reader.store.delete(seg(19, 19))
+    check(
+        verify(reader),
+        [
+            f"{seg(19, 19)}: missing (vouched for by {man(1)}); nothing becomes unrestorable: the snapshot at "
+            f"{bm(1, 19)} holds its state"
+        ],
+    )

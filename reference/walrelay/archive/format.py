@@ -159,8 +159,9 @@ class Snapshot:
 def encode_snapshot(
     branch: int, seq: int, timestamp_us: int, chain: bytes, page_size: int, image: bytes, db_checksum: int
 ) -> bytes:
-    if page_size <= 0 or len(image) % page_size:
-        raise ValueError(f"image of {len(image)} bytes is not whole {page_size}-byte pages")
+    if not valid_page_size(page_size) or len(image) % page_size:
+        # The decoder's rule: the archive must never hold a snapshot no restore can read.
+        raise ValueError(f"image of {len(image)} bytes is not whole pages of {page_size} bytes (a power of 2 >= 512)")
     header = SNAPSHOT_HEADER.pack(
         SNAPSHOT_MAGIC,
         FORMAT_VERSION,
@@ -177,11 +178,16 @@ def encode_snapshot(
     return body + _trailer(body)
 
 
+def valid_page_size(page_size: int) -> bool:
+    """SQLite's page sizes: a power of two from 512 (the format's header field is wider)."""
+    return page_size >= 512 and not page_size & (page_size - 1)
+
+
 def decode_snapshot(data: bytes, *, what: str = "snapshot") -> Snapshot:
     body = _check_envelope(data, SNAPSHOT_MAGIC, SNAPSHOT_HEADER, what)
     (_, _, _, branch, seq, ts, chain, page_size, db_pages, db_checksum) = SNAPSHOT_HEADER.unpack_from(body)
     image = bytes(body[SNAPSHOT_HEADER.size :])
-    if page_size < 512 or page_size & (page_size - 1) or len(image) != page_size * db_pages:
+    if not valid_page_size(page_size) or len(image) != page_size * db_pages:
         raise ArchiveFormatError(f"{what}: {len(image)} image bytes is not {db_pages} pages of {page_size} bytes")
     if seq == 0 and chain != GENESIS_CHAIN:
         raise ArchiveFormatError(f"{what}: a snapshot at seq 0 must carry the genesis chain")

@@ -262,10 +262,13 @@ class _BranchCheck:
 
     def _unrestorable(self, first: int, last: int) -> str:
         """The points a missing object (holding seqs first..last, or the snapshot at first) makes
-        unrestorable: from ``first`` up to the next snapshot at or after ``last``."""
+        unrestorable: from ``first`` up to the next snapshot at or after ``last`` (the same rule for
+        a one-entry segment: a snapshot at its seq holds its state, so nothing is lost)."""
         b = self.b
-        later = [seq for key, seq in b.snapshots if seq >= max(last, first + 1) and key in self.snapshots]
+        later = [seq for key, seq in b.snapshots if seq >= last and key in self.snapshots]
         until = later[0] - 1 if later else None
+        if until is not None and until < first:
+            return f"nothing becomes unrestorable: the snapshot at {bookmark(b.branch, later[0])} holds its state"
         ts = {e.seq: e.timestamp_us for seg in self.segments.values() for e in seg.entries}
         for snap in self.snapshots.values():  # a snapshot's time bounds the range when its entry is gone too
             if snap.seq:

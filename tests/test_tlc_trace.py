@@ -161,6 +161,7 @@ def test_bulleted_and_infix_disjunctions_and_a_fair_spec(tmp_path: Path) -> None
     runs to the end of its item; SPECIFICATION FairSpec is followed to its [][N]_v."""
     text = (
         "---- MODULE Big ----\nVARIABLE x\n"
+        "F(p, q) == x' = x\n"
         "Next ==\n"
         "    \\/ A\n"
         "    \\/ \\E e \\in E : \\/ B(e) \\/ C(e)\n"
@@ -187,6 +188,8 @@ def test_bulleted_and_infix_disjunctions_and_a_fair_spec(tmp_path: Path) -> None
     ]
     assert actions[6].binders == (("b", "S"), ("c", "S"), ("k", "0..b"))
     assert actions[7].name is None
+    # The operator's own parameter names, where its definition is at hand.
+    assert actions[4].formals == ("p", "q") and actions[1].formals is None
 
 
 def test_tlc_ranges_map_to_the_actions_they_cover(relay: Path) -> None:
@@ -309,6 +312,7 @@ def test_trace_shows_the_initial_state_then_only_the_changes(relay: Path) -> Non
         "kind": "step",
         "action": "Deliver",
         "params": ["a", '[v |-> 1, type |-> "put"]'],
+        "param_names": ["x", "m"],
         "label": 'Deliver(a, [v |-> 1, type |-> "put"])',
         "tlc_action": _NEXT,
         "changed": ["msgs", "seen"],
@@ -369,7 +373,7 @@ def test_trace_of_an_expected_violation_names_every_action(tmp_path: Path) -> No
     arity = {a.name: len(a.args) for a in next_actions(config, module_sources(SPEC, config.module))}
     for step in steps[1:]:
         assert step["action"] in arity, step
-        assert len(step["params"]) == arity[step["action"]]
+        assert len(step["params"]) == arity[step["action"]] == len(step["param_names"])
         assert f"State {step['number']}: {step['label']}" in text
         assert all(d["op"] != "changed" for d in step["diff"] if d["path"] == "msgs")
     # The messages that make the bug: an APPEND taken by a replica, named with its arguments.

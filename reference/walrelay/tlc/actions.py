@@ -31,7 +31,7 @@ import shutil
 import subprocess
 import tempfile
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from walrelay.tlc import messages as mc
@@ -80,7 +80,8 @@ class Tok:
 class Action:
     """One action call of the next-state relation: ``name(args)`` under ``binders`` (each
     ``(variable, set expression)``, outermost first), written at ``pos`` of ``module``. ``name`` is
-    None for a disjunct that is not a plain call; ``text`` is then its source."""
+    None for a disjunct that is not a plain call; ``text`` is then its source. ``formals`` are the
+    operator's parameter names, if its definition was found."""
 
     name: str | None
     args: tuple[str, ...]
@@ -88,6 +89,7 @@ class Action:
     module: str
     pos: tuple[int, int]
     text: str
+    formals: tuple[str, ...] | None = None
 
     @property
     def call(self) -> str:
@@ -337,9 +339,15 @@ def next_actions(config: ModelConfig, sources: Mapping[str, str]) -> list[Action
         return []
     d = defs[name]
     try:
-        return _decompose(list(d.body), (), d.module)
+        found = _decompose(list(d.body), (), d.module)
     except ValueError:
         return []
+    out: list[Action] = []
+    for a in found:
+        called = defs.get(a.name) if a.name is not None else None
+        formals = tuple(re.findall(r"[A-Za-z_]\w*", called.params)) if called is not None else None
+        out.append(replace(a, formals=formals) if formals is not None and len(formals) == len(a.args) else a)
+    return out
 
 
 def candidates(label: str, actions: Sequence[Action], subst: Mapping[str, str]) -> list[int]:
@@ -469,7 +477,7 @@ def _label(a: Action, args: Value, subst: Mapping[str, str]) -> StepLabel:
     call = f"{a.name}({', '.join(params)})" if params else a.name
     if a.name in subst:
         call += f" [<- {subst[a.name]}]"
-    return StepLabel(a.name, params, call)
+    return StepLabel(a.name, params, call, param_names=a.formals)
 
 
 def choose_labels(
@@ -496,7 +504,7 @@ def choose_labels(
         labels = [_label(actions[i], t, subst) for i in allowed for t in found[step][i]]
         if labels:
             first = labels[0]
-            out[k] = StepLabel(first.name, first.params, first.call, tuple(lab.call for lab in labels[1:]))
+            out[k] = replace(first, others=tuple(lab.call for lab in labels[1:]))
     return out
 
 

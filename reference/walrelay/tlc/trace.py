@@ -85,12 +85,14 @@ def trace_length(states: list[TraceState]) -> int:
 @dataclass(frozen=True)
 class StepLabel:
     """A step's action found by replaying the trace: ``name``, its argument values (TLA+ text) and
-    the ``call`` to print; ``others`` are further calls that explain the same step as well."""
+    the ``call`` to print; ``others`` are further calls that explain the same step as well;
+    ``param_names`` are the operator's parameter names, when its definition was found."""
 
     name: str
     params: tuple[str, ...]
     call: str
     others: tuple[str, ...] = ()
+    param_names: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -106,6 +108,7 @@ class Step:
     action: str
     name: str | None
     params: tuple[str, ...] | None
+    param_names: tuple[str, ...] | None
     others: tuple[str, ...]
     state: tuple[tuple[str, str], ...]
     changed: tuple[str, ...]
@@ -118,6 +121,7 @@ class Step:
             "kind": self.kind,
             "action": self.name,
             "params": list(self.params) if self.params is not None else None,
+            "param_names": list(self.param_names) if self.param_names is not None else None,
             "label": self.action,
             "tlc_action": self.tlc_action,
         }
@@ -196,6 +200,7 @@ def describe(
                 action=action,
                 name=found.name if found is not None else None,
                 params=found.params if found is not None else None,
+                param_names=found.param_names if found is not None else None,
                 others=found.others if found is not None else (),
                 state=state.variables,
                 changed=tuple(changed),

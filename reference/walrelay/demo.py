@@ -22,8 +22,11 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
+import signal
 import statistics
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -209,8 +212,22 @@ def _bookings_in(image: bytes) -> set[Booking]:
     return {(str(f), int(str(s)), str(p)) for f, s, p in rows}
 
 
-async def _scenario(cluster: Cluster, store: tuple[str, str], bookings: int, hold_seconds: float) -> list[Check]:
+@dataclass
+class Facts:
+    """What the run learnt that its closing lines print: the points to restore to, and whether a
+    signal (Ctrl-C, SIGTERM) stopped it."""
+
+    mark: Mark | None = None
+    latest: str | None = None
+    interrupted: int = 0  # the signal that stopped the run (0: none)
+    killed: set[int] = field(default_factory=set)  # the pids of the node processes it killed then
+
+
+async def _scenario(
+    cluster: Cluster, store: tuple[str, str], bookings: int, hold_seconds: float, facts: Facts | None = None
+) -> list[Check]:
     """``store``: the archive arguments every primary gets (``--archive DIR`` or ``--s3 URL``)."""
+    facts = facts if facts is not None else Facts()
     checks: list[Check] = []
     tr = cluster.client_transport()
     extra = (*store, "--segment-seconds", SEGMENT_SECONDS)
@@ -251,6 +268,7 @@ async def _scenario(cluster: Cluster, store: tuple[str, str], bookings: int, hol
                 )
             )
             mark = await _take_mark(admin)
+            facts.mark = mark
             _say(
                 f"      bookmark {mark.bookmark} (seq {mark.seq}) right after them; the primary serves "
                 f"{len(mark.bookings)} bookings; time t_mid = {_iso(mark.t_us)} (@{mark.t_us})"
@@ -362,6 +380,7 @@ async def _scenario(cluster: Cluster, store: tuple[str, str], bookings: int, hol
 
     fo = await _failover(cluster, tr, extra, next_bookings, acked, bookings, checks)
     pitr = await _point_in_time_restore(cluster, tr, store, mark, fo.epochs, checks)
+    facts.latest = pitr.latest
     undo = await _restore_and_undo(cluster, tr, store, extra, mark, next_bookings, checks)
 
     lat = normal.latencies_ms + degraded.latencies_ms
@@ -959,9 +978,85 @@ def _s3_in_use(url: str) -> str | None:
     return None
 
 
+def _kill_all(cluster: Cluster) -> set[int]:
+    """SIGKILL every node process the demo started that still runs (a stopped one too); no waiting,
+    so a signal handler may call it. Returns the pids it signalled."""
+    pids: set[int] = set()
+    for node in [*cluster.replicas, *cluster.primaries]:
+        if node.proc is not None and node.proc.poll() is None:
+            try:
+                node.proc.send_signal(signal.SIGKILL)
+                pids.add(node.proc.pid)
+            except ProcessLookupError:
+                pass
+    return pids
+
+
+async def _main(
+    cluster: Cluster, store: tuple[str, str], bookings: int, hold_seconds: float, facts: Facts
+) -> list[Check] | None:
+    """The scenario, stopped by the first SIGINT or SIGTERM: then every node it started is
+    SIGKILLed at once (so a thread waiting for a node to listen returns) and the scenario is
+    cancelled; ``facts.interrupted`` names the signal and the answer is None."""
+    checks: list[Check] | None = None
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with trio.open_nursery() as nursery:
+
+            async def watch() -> None:
+                async for sig in signals:
+                    facts.interrupted = int(sig)
+                    facts.killed |= _kill_all(cluster)
+                    nursery.cancel_scope.cancel()
+                    return
+
+            nursery.start_soon(watch)
+            checks = await _scenario(cluster, store, bookings, hold_seconds, facts)
+            nursery.cancel_scope.cancel()
+    return None if facts.interrupted else checks
+
+
+def _next_steps(root: str, store: tuple[str, str], facts: Facts) -> list[str]:
+    """The closing lines of a run whose data is kept: where it is and commands to try on it."""
+    root = os.path.abspath(root)
+    kind, where = store
+    at = ["--s3", redact(where)] if kind == "--s3" else ["--archive", os.path.abspath(where)]
+
+    def cmd(*args: str) -> str:
+        return "  walrelay " + shlex.join([*args, *at])
+
+    lines = [f"the run's data is kept in {root}: node logs (*.log), replica-N/ and primary*/ data, certs/"]
+    if kind != "--s3":
+        lines.append(f"its WAL archive is {at[1]}; commands to try on it:")
+    else:
+        lines.append(f"its WAL archive is {at[1]} (credentials from AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY); try:")
+    lines.append(cmd("archive", "ls", OBJECT))
+    lines.append(cmd("archive", "verify", OBJECT))
+    if facts.mark is not None:
+        mid = os.path.join(root, "mine-mid.db")
+        lines.append(cmd("restore", OBJECT, "--to", facts.mark.bookmark, "--out", mid) + "   # the mid-run bookmark")
+        at_time = os.path.join(root, "mine-time.db")
+        lines.append(cmd("restore", OBJECT, "--to", _iso(facts.mark.t_us), "--out", at_time) + "   # t_mid, by time")
+    if facts.latest is not None:
+        latest = os.path.join(root, "mine-latest.db")
+        lines.append(cmd("restore", OBJECT, "--to", facts.latest, "--out", latest) + "   # the last primary's bookmark")
+    bindir = os.path.dirname(sys.executable)
+    lines.append(f"(walrelay is {os.path.join(bindir, 'walrelay')}: in a checkout, ./dev walrelay ..., or first")
+    lines.append(f" source {os.path.join(bindir, 'activate')})")
+    return lines
+
+
 def run_demo(*, dir: str | None = None, bookings: int = 60, hold_seconds: float = 2.0, s3: str | None = None) -> int:
     """``s3``: archive to this S3 URL (credentials from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY);
-    None: to ``archive/`` in the run's directory."""
+    None: to ``archive/`` in the run's directory. Ctrl-C (or SIGTERM) stops it at once: every node
+    it started is killed, one line says so, exit status 130 (143 for SIGTERM)."""
+    try:
+        return _run_demo(dir=dir, bookings=bookings, hold_seconds=hold_seconds, s3=s3)
+    except KeyboardInterrupt:  # before or after the scenario, while nothing runs
+        print("walrelay demo: interrupted", file=sys.stderr, flush=True)
+        return 130
+
+
+def _run_demo(*, dir: str | None, bookings: int, hold_seconds: float, s3: str | None) -> int:
     if s3 is not None and (why := _s3_in_use(s3)):
         print(f"walrelay demo: error: {why}")
         return 2
@@ -972,24 +1067,58 @@ def run_demo(*, dir: str | None = None, bookings: int = 60, hold_seconds: float 
         return 2
     store: tuple[str, str] = ("--s3", s3) if s3 is not None else ("--archive", os.path.join(root, "archive"))
     _say("walrelay demo: flight bookings on 1 primary + 5 replicas (ack after 3), separate processes, loopback TCP")
-    _say(f"data and node logs: {root}; WAL archive: {store[1]}")
+    kept = "kept" if dir is not None else "removed at the end if every check holds; --dir DIR keeps it"
+    _say(f"data and node logs: {root} ({kept}); WAL archive: {redact(store[1])}")
     cluster = Cluster(root)
+    facts = Facts()
+    checks: list[Check] | None = None
+    failure: str | None = None
+
+    def interrupt_cleanup(sig: int, _frame: object) -> None:
+        """A signal while the nodes are being stopped: kill them all at once instead (never a
+        KeyboardInterrupt, which would leave the rest running)."""
+        facts.interrupted = facts.interrupted or sig
+        facts.killed |= _kill_all(cluster)
+
     try:
-        checks = trio.run(_scenario, cluster, store, bookings, hold_seconds)
+        checks = trio.run(_main, cluster, store, bookings, hold_seconds, facts)
     except Exception as e:
-        _say(f"demo failed: {type(e).__name__}: {e}  (node logs in {root})")
-        cluster.close()
-        return 1
+        failure = f"{type(e).__name__}: {e}"
     finally:
-        cluster.close()
+        handlers = {s: signal.signal(s, interrupt_cleanup) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            if facts.interrupted:
+                facts.killed |= _kill_all(cluster)  # any a thread started after the signal
+            cluster.close()
+        finally:
+            for s, h in handlers.items():
+                signal.signal(s, h)
+    if facts.interrupted:
+        name = signal.Signals(facts.interrupted).name
+        print(
+            f"walrelay demo: interrupted ({name}); killed {len(facts.killed)} node "
+            f"process{'es' if len(facts.killed) != 1 else ''} it had running; "
+            f"data and node logs in {root}",
+            file=sys.stderr,
+            flush=True,
+        )
+        return 130 if facts.interrupted == signal.SIGINT else 128 + facts.interrupted
+    if checks is None:
+        _say(f"demo failed: {failure}  (node logs in {root})")
+        return 1
     _say()
     _say("checks")
     for c in checks:
         _say(f"  [{'ok' if c.ok else 'FAIL'}] {c.name} ({c.detail})")
     ok = all(c.ok for c in checks)
+    _say()
     if ok and dir is None:
         shutil.rmtree(root, ignore_errors=True)
+        _say(f"removed the run's directory {root}; run with --dir DIR to keep it and try the archive commands on it")
     elif not ok:
         _say(f"node logs kept in {root}")
+    else:
+        for line in _next_steps(root, store, facts):
+            _say(line)
     _say("demo " + ("passed" if ok else "FAILED"))
     return 0 if ok else 1

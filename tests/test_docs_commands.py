@@ -28,6 +28,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +36,8 @@ from typing import Any
 
 import apsw
 import pytest
+
+from walrelay.demo import Facts, Mark, _next_steps
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ("README.md", "docs/conformance.md", "spec/README.md", "chaos/README.md")
@@ -422,6 +425,8 @@ def test_the_readme_commands_run_as_written(session: Session) -> None:
     s.call(CALL + "create_flight WR100 400", address)
     s.call(CALL + "book WR100 7 alice", address)
     bookmark = str(s.call(CALL + "__bookmark__", address)["bookmark"])
+    t_mid = time.time_ns() // 1000  # after alice, before bob: names the bookmark's point
+    time.sleep(0.02)  # so that bob's timestamp lies strictly after t_mid
     s.call(CALL + "book WR100 7 alice", address, {"7 alice": "8 bob"})
     undo = s.call(CALL + f"__restore__ {DOC_BOOKMARK}", address, {DOC_BOOKMARK: bookmark})
     s.stop(p1)
@@ -451,6 +456,17 @@ def test_the_readme_commands_run_as_written(session: Session) -> None:
     finally:
         conn.close()
     s.run("walrelay archive retain flights --archive archive --window-days 30 --dry-run")
+
+    # The commands the demo prints at the end of a run kept with --dir run as printed, on an archive.
+    mark = Mark(bookmark, 0, 1, set(), t_mid)
+    printed = _next_steps(str(cwd), ("--archive", str(cwd / "archive")), Facts(mark=mark, latest=bookmark))
+    tried = [shlex.split(_key(line))[1:] for line in printed if line.startswith("  walrelay ")]
+    assert len(tried) == 5, printed
+    for args in tried:
+        rc, out, err = _in_process(args)
+        assert rc == 0, f"{args}: exit {rc}\n{out}{err}"
+        if args[0] == "restore":
+            assert f"to bookmark {bookmark} " in out, out  # by bookmark and by time: the same point
 
     # The README's way to walrelay: ./dev walrelay (from anywhere), and the activated venv.
     (cwd / "demo-run").mkdir()

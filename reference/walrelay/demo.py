@@ -1038,7 +1038,7 @@ def _next_steps(root: str, store: tuple[str, str], facts: Facts) -> list[str]:
         lines.append(cmd("restore", OBJECT, "--to", _iso(facts.mark.t_us), "--out", at_time) + "   # t_mid, by time")
     if facts.latest is not None:
         latest = os.path.join(root, "mine-latest.db")
-        lines.append(cmd("restore", OBJECT, "--to", facts.latest, "--out", latest) + "   # the last primary's bookmark")
+        lines.append(cmd("restore", OBJECT, "--to", facts.latest, "--out", latest) + "   # C's latest, before phase 10")
     bindir = os.path.dirname(sys.executable)
     lines.append(f"(walrelay is {os.path.join(bindir, 'walrelay')}: in a checkout, ./dev walrelay ..., or first")
     lines.append(f" source {os.path.join(bindir, 'activate')})")

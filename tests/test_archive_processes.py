@@ -113,11 +113,12 @@ def _check_restores(store_args: tuple[str, ...], tmp: Path, env: dict[str, str] 
         ("2999-01-01T00:00:00+00:00", tmp / "now.db", "after the newest archived entry"),
         (bookmark(1, 10_000), tmp / "far.db", "beyond the archive's end"),
         (bookmark(1, 3), tmp / "restore-0.db", "already exists"),
-        ("yesterday", tmp / "bad.db", "neither a bookmark nor an ISO 8601 time"),
+        ("yesterday", tmp / "bad.db", "bad point 'yesterday': expected latest, a bookmark BRANCH-SEQ in hex"),
         ("2026-01-01T00:00:00", tmp / "bad.db", "has no zone"),
     ):
         proc = _cli("restore", "kvobj", "--to", to, "--out", str(out), *store_args, env=env)
-        assert proc.returncode == 1 and fragment in proc.stderr, proc.stderr
+        usage = out.name == "bad.db"  # a value no point can be: a usage error (exit 2), like argparse's
+        assert proc.returncode == (2 if usage else 1) and fragment in proc.stderr, proc.stderr
         assert "Traceback" not in proc.stderr
     assert not any((tmp / name).exists() for name in ("far.db", "bad.db", "epoch.db", "now.db"))
 

@@ -170,7 +170,7 @@ def test_the_retain_command_dry_run_then_deletes(tmp_path: Path) -> None:
     again = subprocess.run(walrelay_argv(*args, "--now", now), capture_output=True, text=True)
     assert "0 objects deleted" in again.stdout
     bad = subprocess.run(walrelay_argv(*args, "--now", "tomorrow"), capture_output=True, text=True)
-    assert bad.returncode == 1 and "Traceback" not in bad.stderr and "tomorrow" in bad.stderr
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr and "tomorrow" in bad.stderr  # a usage error
 
 
 @settings(max_examples=examples(0.3))

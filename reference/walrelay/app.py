@@ -38,6 +38,15 @@ class App:
                 ops[attr] = getattr(self, attr)
         return ops
 
+    def describe(self) -> list[dict[str, Any]]:
+        """Each operation: its name, its arguments (``NAME:TYPE``) and the first line of its
+        docstring, by name (what the client door's ``__ops__`` answers)."""
+        out = []
+        for name, fn in sorted(self.operations().items()):
+            doc = (inspect.getdoc(fn) or "").split("\n", 1)[0]
+            out.append({"name": name, "args": list(getattr(fn, "_walrelay_args", ())), "doc": doc})
+        return out
+
     def migrate(self, sql: SqlStorage) -> None:
         for stmt in self.schema:
             sql.exec(stmt)
@@ -75,7 +84,8 @@ def operation(fn: Operation) -> Operation:
     str, bool; anything else is passed as it is) before it runs."""
     params = list(inspect.signature(fn).parameters.values())[2:]  # after self and sql
     hints = typing.get_type_hints(fn)
-    usage = ", ".join(f"{p.name}: {getattr(hints.get(p.name), '__name__', 'any')}" for p in params)
+    kinds = [f"{p.name}:{getattr(hints.get(p.name), '__name__', 'any')}" for p in params]
+    usage = ", ".join(k.replace(":", ": ") for k in kinds)
 
     @functools.wraps(fn)
     def checked(self: Any, sql: SqlStorage, *args: Any) -> Any:
@@ -88,4 +98,5 @@ def operation(fn: Operation) -> Operation:
         return fn(self, sql, *args)
 
     checked._walrelay_operation = True  # type: ignore[attr-defined]
+    checked._walrelay_args = tuple(kinds)  # type: ignore[attr-defined]
     return checked

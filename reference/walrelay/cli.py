@@ -1,7 +1,9 @@
-"""The ``walrelay`` command: one CLI for the whole product.
+"""The walrelay command: one CLI for the whole product.
 
 Bad arguments get a one-line error and exit code 2 (argparse's convention), never a traceback.
-Errors walrelay raises on purpose (WalrelayError) print their message and exit 1.
+Errors walrelay raises on purpose (WalrelayError) print their message and exit 1. Ctrl-C stops
+any command with one line and exit code 130; output cut by a closed pipe (``| head``) exits 141,
+quietly (both like a shell reports a process killed by SIGINT or SIGPIPE).
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Sequence
@@ -144,8 +147,11 @@ class UsageError(WalrelayError):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from walrelay import __version__
+
     p = argparse.ArgumentParser(prog="walrelay", description=__doc__.splitlines()[0] if __doc__ else None)
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging on stderr")
+    p.add_argument("--version", action="version", version=f"walrelay {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     d = sub.add_parser("demo", help="run the flight-booking demo: 1 primary + 5 replica processes over TCP")
@@ -173,7 +179,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     pr = sub.add_parser("primary", help="run the primary for one object")
     pr.add_argument("--object", required=True, help="object name")
-    pr.add_argument("--app", default="flights", help="application (default: flights)")
+    from walrelay.apps import APPS
+
+    pr.add_argument("--app", default="flights", choices=sorted(APPS), help="application (default: flights)")
     pr.add_argument("--replicas", type=_addresses, required=True, help="comma-separated HOST:PORT of each replica")
     pr.add_argument("--listen", type=_address, default="127.0.0.1:0", help="client address HOST:PORT")
     pr.add_argument("--data", required=True, help="data directory")
@@ -228,7 +236,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser("call", help="call an operation on an object's primary and print the reply as JSON")
     c.add_argument("--primary", type=_address, required=True, help="primary HOST:PORT")
-    c.add_argument("op", help="operation name, or __status__")
+    c.add_argument(
+        "--timeout",
+        type=_positive_float,
+        metavar="SECONDS",
+        help="give up (exit 1) if the reply has not come within this many seconds, connecting included "
+        "(default: wait as long as the primary holds the reply)",
+    )
+    c.add_argument(
+        "--list",
+        action="store_true",
+        help="list the operations the object's app offers (and walrelay's own), with their arguments (__ops__)",
+    )
+    c.add_argument("op", nargs="?", help="operation name, or __status__ (see --list)")
     c.add_argument("args", nargs="*", help="arguments, each parsed as JSON if possible, else a string")
     _add_tls_arguments(c, "client or admin")
 
@@ -410,7 +430,7 @@ def _add_archive_fuzz(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
         type=_nonneg_int,
         default=25,
         metavar="N",
-        help="every N-th trial also runs `walrelay archive verify` and `walrelay restore` as processes (0: never; "
+        help="every N-th trial also runs walrelay archive verify and walrelay restore as processes (0: never; "
         "default 25)",
     )
 
@@ -593,11 +613,37 @@ async def _run_primary(args: argparse.Namespace) -> None:
 
 async def _run_call(args: argparse.Namespace) -> int:
     from walrelay.client import Client
+    from walrelay.primary_node import OPS_OP
 
-    async with Client.connect(args.transport, args.primary) as client:
-        reply = await client.call(args.op, *[_parse_arg(a) for a in args.args])
+    op, call_args = (OPS_OP, []) if args.list else (args.op, [_parse_arg(a) for a in args.args])
+    with trio.move_on_after(args.timeout if args.timeout is not None else float("inf")) as waited:
+        async with Client.connect(args.transport, args.primary) as client:
+            reply = await client.call(op, *call_args)
+    if waited.cancelled_caught:
+        print(
+            f"walrelay call: error: no reply from {args.primary} within {args.timeout:g} s (--timeout); "
+            f"whether {op} took effect is unknown",
+            file=sys.stderr,
+        )
+        return 1
+    if args.list and reply.status == 0 and isinstance(reply.body, dict):
+        print(_ops_table(reply.body))
+        return 0
     print(json.dumps({"status": reply.status.name, "body": reply.body}, sort_keys=True))
     return 0 if reply.status == 0 else 1
+
+
+def _ops_table(body: dict[str, Any]) -> str:
+    """``call --list``: the reply of __ops__ as lines a person reads (the app's, then walrelay's)."""
+    lines = [f"operations of app {body.get('app', '?')!r} (walrelay call --primary ADDRESS OP ARGS...):"]
+    for title, key in (("", "operations"), ("walrelay's own (the client door, docs/protocol.md):", "system")):
+        if title:
+            lines.append(title)
+        for o in body.get(key, []):
+            usage = f"{o.get('name', '?')} {' '.join(o.get('args', []))}".rstrip()
+            doc = o.get("doc") or ""
+            lines.append(f"  {usage:<40} {doc}".rstrip())
+    return "\n".join(lines)
 
 
 def _run_certs(args: argparse.Namespace) -> int:
@@ -620,9 +666,79 @@ def _run_certs(args: argparse.Namespace) -> int:
     return 0
 
 
+# What the interruption handler says and does: the running command (set once its arguments are
+# parsed), and whether SIGTERM (not Ctrl-C) raised the KeyboardInterrupt.
+_RUNNING = {"command": "walrelay", "terminated": False}
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    """SIGTERM: unwinds like Ctrl-C (a node's _serve turns it into a clean stop first), noted so
+    that a node stopped this way exits 0."""
+    _RUNNING["terminated"] = True
+    raise KeyboardInterrupt
+
+
+def _leaves(e: BaseException) -> list[BaseException]:
+    if isinstance(e, BaseExceptionGroup):
+        return [leaf for sub in e.exceptions for leaf in _leaves(sub)]
+    return [e]
+
+
+def _stdout_broken() -> bool:
+    """True if stdout is a pipe whose reader has gone (``walrelay archive ls | head``)."""
+    import select
+
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), 0)
+        return any(ev & select.POLLERR for _, ev in poller.poll(0))
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """The walrelay command. Ctrl-C, anywhere in any command (however deep in trio's exception
+    groups the KeyboardInterrupt arrives), and a closed stdout pipe are handled here once."""
+    try:
+        code = _main(argv)
+        sys.stdout.flush()  # a cut pipe shows here, not at exit as "Exception ignored ..."
+        return code
+    except SystemExit:
+        raise
+    except BaseException as e:
+        leaves = _leaves(e)
+        command = str(_RUNNING["command"])
+        if any(isinstance(x, KeyboardInterrupt) for x in leaves):
+            if _RUNNING["terminated"] and command in ("walrelay replica", "walrelay primary"):
+                return 0  # SIGTERM stops a node cleanly
+            others = [x for x in leaves if not isinstance(x, KeyboardInterrupt | trio.Cancelled)]
+            also = f" (while it failed: {type(others[0]).__name__}: {others[0]})" if others else ""
+            what = "terminated (SIGTERM)" if _RUNNING["terminated"] else "interrupted"
+            print(redact(f"{command}: {what}{also}"), file=sys.stderr, flush=True)
+            return 130
+        if all(isinstance(x, BrokenPipeError) for x in leaves) and _stdout_broken():
+            # The reader wanted no more (| head): stop quietly, and let the exit's flush write nowhere.
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            os.close(devnull)
+            return 141
+        if isinstance(e, BrokenPipeError):  # a socket's, not stdout's
+            print(redact(f"{command}: error: {e}"), file=sys.stderr)
+            return 1
+        raise
+
+
+def _main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    _RUNNING["command"] = f"walrelay {args.command}"
+    if args.command == "call" and args.list == (args.op is not None):
+        call = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices["call"]
+        call.error(
+            "give an operation (OP ARGS...) or --list, not both"
+            if args.list
+            else "give an operation (OP ARGS...), or --list to see them"
+        )
     # The chaos harness runs nodes in this process (sim mode) and faults make them warn all the
     # time, by design (even "recovery gave up" is a right answer there): quiet unless asked; the
     # verdicts are the output, and real mode keeps the processes' logs of failing runs.
@@ -634,7 +750,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         stream=sys.stderr,
     )
     # SIGTERM ends a node cleanly (KeyboardInterrupt unwinds trio); SIGKILL is the crash test.
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, _on_sigterm)
     roles = {"replica": ("replica",), "primary": ("primary",), "call": ("client", "admin")}.get(args.command)
     if roles is not None:
         try:
@@ -738,8 +854,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 fail_fast=args.fail_fast,
                 trace=args.trace,
             )
-    except KeyboardInterrupt:
-        return 0 if args.command in ("replica", "primary") else 130
+    except UsageError as e:  # a value no parser type could check (exit 2, like argparse's errors)
+        print(redact(f"walrelay {args.command}: error: {e}"), file=sys.stderr)
+        return 2
+    except BrokenPipeError:
+        raise  # main() tells stdout's (quiet) from a socket's
     except (WalrelayError, ValueError, OSError) as e:
         print(redact(f"walrelay {args.command}: error: {e}"), file=sys.stderr)
         return 1

@@ -87,13 +87,55 @@ log = logging.getLogger("walrelay.primary")
 
 STATUS_OP = "__status__"
 BOOKMARK_OP = "__bookmark__"  # current_bookmark(): the point right after the last write
-BOOKMARK_FOR_TIME_OP = "__bookmark_for_time__"  # bookmark_for_time(t_us): the last entry at or before t
+BOOKMARK_FOR_TIME_OP = "__bookmark_for_time__"  # bookmark_for_time(t): the last entry at or before t
+OPS_OP = "__ops__"  # the operations this object offers: its app's and these
 RESTORE_OP = "__restore__"  # restore(bookmark) on the object's next start; answers the undo bookmark
 MAX_BRANCH = 10**8  # archive keys carry the branch in 8 decimal digits (docs/archive-format.md §2)
 SNAPSHOT_OP = "__snapshot__"  # a snapshot to the archive now (on demand); answers its bookmark once stored
 # Operations that change an object's history: over TLS only a certificate of the admin role may
 # call them (docs/protocol.md, section 9); any other client gets ERROR Forbidden, nothing changed.
 ADMIN_OPS = frozenset({"__restore__", "__snapshot__"})
+TIME_ARG = "TIME: an ISO 8601 time with a zone (2026-11-26T12:00:00Z), @MICROSECONDS, or microseconds as a number"
+# walrelay's own operations, as __ops__ lists them (docs/protocol.md, the client door).
+SYSTEM_OPS: tuple[dict[str, Any], ...] = (
+    {"name": STATUS_OP, "args": [], "doc": "the primary's state for operators (phase, epoch, seqs, archive); not held"},
+    {"name": BOOKMARK_OP, "args": [], "doc": "the bookmark right after the last write"},
+    {"name": BOOKMARK_FOR_TIME_OP, "args": ["TIME"], "doc": f"the bookmark of the last write at or before {TIME_ARG}"},
+    {
+        "name": RESTORE_OP,
+        "args": ["BOOKMARK"],
+        "doc": "restore to BOOKMARK on the next start (admin); answers the undo bookmark",
+    },
+    {"name": SNAPSHOT_OP, "args": [], "doc": "a snapshot to the archive now (admin); answers its bookmark"},
+    {"name": OPS_OP, "args": [], "doc": "this list"},
+)
+
+
+def _time_arg(args: list[Any]) -> int | str:
+    """bookmark_for_time's argument as microseconds since the epoch, or why it is not one: the
+    times ``walrelay restore --to`` takes (ISO 8601 with a zone, ``@MICROSECONDS``), or a
+    non-negative integer of microseconds (the original form)."""
+    from walrelay.archive.command import parse_time
+
+    usage = f"bookmark_for_time takes one argument, {TIME_ARG}"
+    if len(args) != 1:
+        return f"{usage}; got {len(args)} arguments"
+    t = args[0]
+    if isinstance(t, int) and not isinstance(t, bool) and t >= 0:
+        return t
+    if not isinstance(t, str):
+        return f"{usage}; got {t!r:.60}"
+    try:
+        us = parse_time(t)
+    except WalrelayError as e:
+        return f"{usage}; {e}"
+    return us if us >= 0 else f"{usage}; {t!r} is before 1970"
+
+
+def _iso(t_us: int) -> str:
+    from walrelay.archive.command import iso_time
+
+    return iso_time(t_us)
 
 
 def now_us() -> int:
@@ -904,6 +946,10 @@ class PrimaryNode:
         if op == STATUS_OP:
             await chan.send(Reply(msg.request_id, ReplyStatus.OK, self.status()))
             return
+        if op == OPS_OP:  # static: answered at once, like __status__
+            ops = {"app": self.app.name, "operations": self.app.describe(), "system": list(SYSTEM_OPS)}
+            await chan.send(Reply(msg.request_id, ReplyStatus.OK, ops))
+            return
         if not isinstance(args, list):
             await chan.send(
                 Reply(
@@ -1039,12 +1085,12 @@ class PrimaryNode:
         if op == BOOKMARK_OP:
             seq = state.last_seq
         else:
-            if len(args) != 1 or not isinstance(args[0], int) or isinstance(args[0], bool) or args[0] < 0:
-                why = "bookmark_for_time takes one argument: microseconds since the epoch"
-                await chan.send(Reply(msg.request_id, ReplyStatus.ERROR, {"type": "BadRequest", "message": why}))
+            t_us = _time_arg(args)
+            if isinstance(t_us, str):
+                await chan.send(Reply(msg.request_id, ReplyStatus.ERROR, {"type": "BadRequest", "message": t_us}))
                 return
             try:
-                branch, seq = await self._seq_for_time(state, args[0])
+                branch, seq = await self._seq_for_time(state, t_us)
             except WalrelayError as e:
                 await chan.send(Reply(msg.request_id, ReplyStatus.ERROR, {"type": "ArchiveError", "message": str(e)}))
                 return
@@ -1063,7 +1109,7 @@ class PrimaryNode:
         if self.branch == 1 and (retained[:1] == [1] or state.last_seq == 0):
             return self.branch, 0  # before the first entry ever: the empty database
         if self.archive is None:
-            raise ArchiveError(f"time {t_us} is older than this primary's log, and there is no archive to search")
+            raise ArchiveError(f"time {_iso(t_us)} is older than this primary's log, and there is no archive to search")
         reader = ArchiveReader(self.archive.store, self.object_name)
         branch, seq = await self.archive.run_io(reader.point_for_time, t_us, self.branch)
         oldest = retained[0] if retained else state.last_seq + 1
@@ -1071,7 +1117,7 @@ class PrimaryNode:
             # Every archived entry is at or before t, and the entries between the archive's end
             # and what this primary retains are in neither: the answer may lie among them.
             raise ArchiveError(
-                f"time {t_us} falls after seq {seq}, but entries {seq + 1}..{oldest - 1} are not archived yet; "
+                f"time {_iso(t_us)} falls after seq {seq}, but entries {seq + 1}..{oldest - 1} are not archived yet; "
                 "try again once the archive has caught up"
             )
         return branch, seq

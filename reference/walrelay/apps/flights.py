@@ -19,6 +19,7 @@ class FlightBooking(App):
 
     @operation
     def create_flight(self, sql: SqlStorage, flight: str, seats: int) -> dict[str, Any]:
+        """Add a flight with this many seats (an error if it exists)."""
         if sql.exec("SELECT 1 FROM flights WHERE id = ?", flight).raw():
             raise AppError(f"flight {flight} already exists")
         sql.exec("INSERT INTO flights (id, seats) VALUES (?, ?)", flight, int(seats))
@@ -26,6 +27,7 @@ class FlightBooking(App):
 
     @operation
     def book(self, sql: SqlStorage, flight: str, seat: int, passenger: str) -> dict[str, Any]:
+        """Book one seat for a passenger (an error if it is taken or does not exist)."""
         row = sql.exec("SELECT seats FROM flights WHERE id = ?", flight).raw()
         if not row:
             raise AppError(f"no flight {flight}")
@@ -46,10 +48,12 @@ class FlightBooking(App):
 
     @operation
     def bookings(self, sql: SqlStorage, flight: str) -> list[dict[str, Any]]:
+        """The flight's bookings, by seat."""
         return sql.exec("SELECT seat, passenger FROM bookings WHERE flight = ? ORDER BY seat", flight).to_array()
 
     @operation
     def seats_left(self, sql: SqlStorage, flight: str) -> int:
+        """How many seats of the flight are not booked."""
         row = sql.exec(
             "SELECT f.seats - (SELECT count(*) FROM bookings b WHERE b.flight = f.id) AS left"
             " FROM flights f WHERE f.id = ?",

@@ -14,9 +14,11 @@ class KeyValue(App):
 
     @operation
     def put(self, sql: SqlStorage, k: int, v: str) -> None:
+        """Set key k to v."""
         sql.exec("INSERT OR REPLACE INTO kv (k, v) VALUES (?, ?)", int(k), str(v))
 
     @operation
     def get(self, sql: SqlStorage, k: int) -> Any:
+        """The value of key k (null if none)."""
         rows = sql.exec("SELECT v FROM kv WHERE k = ?", int(k)).raw()
         return rows[0][0] if rows else None

@@ -11,20 +11,27 @@ import json
 import os
 import re
 import tempfile
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 import apsw
 
 from walrelay.archive.dir_store import DirStore
-from walrelay.archive.format import bookmark, parse_bookmark, parse_key
+from walrelay.archive.format import ArchiveFormatError, bookmark, parse_bookmark, parse_key
 from walrelay.archive.reader import ArchiveError, ArchiveReader, Restored
 from walrelay.archive.retention import DAY_US, apply_retention, apply_superseded, plan_retention, plan_superseded
 from walrelay.archive.s3_store import S3Store
 from walrelay.archive.store import ObjectStore
 from walrelay.archive.verify import verify
+from walrelay.errors import WalrelayError
 from walrelay.fsutil import fsync_dir
 
-_BOOKMARK = re.compile(r"[0-9a-f]{8}-[0-9a-f]{16}")
+_LOOKS_LIKE_BOOKMARK = re.compile(r"[0-9a-fA-F]+-[0-9a-fA-F]+")
+TIME_FORMATS = (
+    "an ISO 8601 time with a zone (2026-11-26T12:00:00Z, 2026-11-26T13:00:00+01:00) or @MICROSECONDS since the epoch"
+)
+POINT_FORMATS = f"latest, a bookmark BRANCH-SEQ in hex (like 00000001-000000000000002a), or {TIME_FORMATS}"
+LATEST = "latest"
 
 
 def add_store_arguments(p: argparse.ArgumentParser, *, required: bool) -> None:
@@ -60,9 +67,18 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
 
     rt = asub.add_parser("retain", help="delete what no restore inside the retention window can need")
     rt.add_argument("object", help="object name")
-    rt.add_argument("--window-days", type=float, default=30.0, help="keep every point this many days back (default 30)")
-    rt.add_argument("--grace-hours", type=float, default=1.0, help="and this much more, for restores running now")
-    rt.add_argument("--now", metavar="TIME", help="the current time (ISO 8601 or @MICROSECONDS; default: now)")
+    rt.add_argument(
+        "--window-days",
+        type=_bounded(36_500),
+        default=30.0,
+        help="keep every point this many days back (default 30)",
+    )
+    rt.add_argument(
+        "--grace-hours", type=_bounded(8_760), default=1.0, help="and this much more, for restores running now"
+    )
+    rt.add_argument(
+        "--now", metavar="TIME", type=_time_arg, help="the current time (ISO 8601 or @MICROSECONDS; default: now)"
+    )
     rt.add_argument("--dry-run", action="store_true", help="print what would be deleted, delete nothing")
     add_store_arguments(rt, required=True)
 
@@ -70,13 +86,15 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     r.add_argument("object", help="object name")
     r.add_argument(
         "--to",
-        required=True,
+        default=LATEST,
+        type=_point_arg,
         metavar="POINT",
-        help="a bookmark (BRANCH-SEQ hex, like 00000001-000000000000002a) or a time: ISO 8601 with a zone "
-        "(2026-11-26T12:00:00Z, or an offset such as +01:00; a time without a zone is refused, never guessed) "
-        "or @MICROSECONDS since the epoch. A time means the last entry at or before it; it is refused if the "
-        "archive cannot prove which entry that is (a gap, a time after the newest archived entry, or before "
-        "the object existed), and a time before the first write restores the empty database, saying so",
+        help="latest (the default: the newest archived point of the current branch), a bookmark (BRANCH-SEQ "
+        "hex, like 00000001-000000000000002a) or a time: ISO 8601 with a zone (2026-11-26T12:00:00Z, or an "
+        "offset such as +01:00; a time without a zone is refused, never guessed) or @MICROSECONDS since the "
+        "epoch. A time means the last entry at or before it; it is refused if the archive cannot prove which "
+        "entry that is (a gap, a time after the newest archived entry, or before the object existed), and a "
+        "time before the first write restores the empty database, saying so",
     )
     r.add_argument("--out", required=True, metavar="FILE", help="the SQLite file to write (must not exist)")
     add_store_arguments(r, required=True)
@@ -91,17 +109,74 @@ def parse_time(text: str) -> int:
     try:
         t = datetime.fromisoformat(text)
     except ValueError:
-        raise ArchiveError(f"{text!r} is neither a bookmark nor an ISO 8601 time") from None
+        raise ArchiveError(f"bad time {text!r}: expected {TIME_FORMATS}") from None
     if t.tzinfo is None:
         raise ArchiveError(f"time {text!r} has no zone: add Z (UTC) or an offset such as +01:00")
     delta = t - datetime(1970, 1, 1, tzinfo=UTC)
     return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 
-def _iso(us: int | None) -> str:
+Point = tuple[str, int, int]  # ("latest", 0, 0), ("bookmark", branch, seq) or ("time", t_us, 0)
+
+
+def parse_point(text: str) -> Point:
+    """What ``restore --to`` names: the latest point, a bookmark or a time (one-line errors that
+    list the accepted forms)."""
+    if text == LATEST:
+        return (LATEST, 0, 0)
+    if _LOOKS_LIKE_BOOKMARK.fullmatch(text):
+        try:
+            branch, seq = parse_bookmark(text)
+        except ArchiveFormatError as e:
+            raise ArchiveError(f"{e}; --to also takes latest, or {TIME_FORMATS}") from None
+        return ("bookmark", branch, seq)
+    try:
+        return ("time", parse_time(text), 0)
+    except ArchiveError as e:
+        if text.startswith("@") or "no zone" in str(e):
+            raise
+        raise ArchiveError(f"bad point {text!r}: expected {POINT_FORMATS}") from None
+
+
+def _point_arg(text: str) -> Point:
+    try:
+        return parse_point(text)
+    except ArchiveError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def _time_arg(text: str) -> int:
+    try:
+        return parse_time(text)
+    except ArchiveError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def _bounded(most: int) -> Callable[[str], float]:
+    def number(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if not 0 <= value <= most:  # also refuses nan and inf
+            raise argparse.ArgumentTypeError(f"must be between 0 and {most}, got {text}")
+        return value
+
+    return number
+
+
+def iso_time(us: int | None) -> str:
     if us is None:
         return "-"
     return datetime.fromtimestamp(us / 1e6, UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+_iso = iso_time
+
+
+def _branch(b: int) -> str:
+    """A branch as bookmarks show it: 8 lowercase hex digits."""
+    return f"{b:08x}"
 
 
 def run(args: argparse.Namespace) -> int:
@@ -129,10 +204,11 @@ def run(args: argparse.Namespace) -> int:
             for b in report.branches:
                 if b.orphan or b.retired:
                     what = "an orphan (a restore that never completed)" if b.orphan else "retired by retention"
-                    print(f"branch {b.branch}: {what}")
+                    print(f"branch {_branch(b.branch)}: {what}")
                     continue
                 print(
-                    f"branch {b.branch}: {b.snapshots} snapshots, {b.segments} segments, {b.manifests} manifests, "
+                    f"branch {_branch(b.branch)}: {b.snapshots} snapshots, {b.segments} segments, "
+                    f"{b.manifests} manifests, "
                     f"log from snapshot {b.first_snapshot} through seq {b.end} "
                     f"({_iso(b.first_ts)} .. {_iso(b.last_ts)}); manifests record it through seq {b.recorded_through}"
                 )
@@ -146,10 +222,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _retain(reader: ArchiveReader, args: argparse.Namespace) -> int:
-    for name, value, most in (("--window-days", args.window_days, 36_500), ("--grace-hours", args.grace_hours, 8_760)):
-        if not 0 <= value <= most:  # also refuses nan and inf
-            raise ArchiveError(f"{name} must be between 0 and {most}, got {value}")
-    now = parse_time(args.now) if args.now else int(datetime.now(UTC).timestamp() * 1_000_000)
+    now = args.now if args.now is not None else int(datetime.now(UTC).timestamp() * 1_000_000)
     b = reader.branch(None)
     plan = plan_retention(
         reader,
@@ -170,7 +243,7 @@ def _retain(reader: ArchiveReader, args: argparse.Namespace) -> int:
     would = "would " if args.dry_run else ""
     for key in superseded:
         k = parse_key(key)
-        print(f"{would}retire branch {k.branch} ({key})" if k.kind == "retired" else f"{would}delete {key}")
+        print(f"{would}retire branch {_branch(k.branch)} ({key})" if k.kind == "retired" else f"{would}delete {key}")
     if plan.floor is not None:
         print(f"{would}write the retention floor {plan.floor.key(reader.object_name)}")
     for key in plan.delete:
@@ -229,60 +302,130 @@ def _ls(reader: ArchiveReader, *, as_json: bool) -> int:
             )
     order = {"created": 0, "branch": 0, "orphan": 0, "snapshot": 1, "segment": 2}
     rows.sort(key=lambda r: (str(r["branch"]).zfill(10), order[str(r["kind"])], str(r["first"]).zfill(20)))
+    for r in rows:  # every point also as the bookmark that names it (what restore --to takes)
+        if r["kind"] in ("created", "branch", "snapshot", "segment"):
+            r["first_bookmark"] = bookmark(int(str(r["branch"])), int(str(r["first"])))
+            r["last_bookmark"] = bookmark(int(str(r["branch"])), int(str(r["last"])))
     if as_json:
         print(json.dumps(rows))
     else:
         for r in rows:
+            br = _branch(int(str(r["branch"])))
             if r["kind"] == "branch":
                 now = "  (current)" if r["current"] else ""
+                parent = _branch(int(str(r["parent"])))
                 print(
-                    f"branch {r['branch']}  restored from {r['restored_to']} (branch {r['parent']} seq {r['first']}); "
-                    f"undo bookmark {r['undo_bookmark']}{now}"
+                    f"branch {br}  restored from {r['restored_to']} (branch {parent} seq {r['first']}, bookmark "
+                    f"{r['first_bookmark']}); undo bookmark {r['undo_bookmark']}{now}"
                 )
                 continue
             if r["kind"] == "created":
-                print(f"branch 1  created {r['time']}: the earliest time the object can be restored to")
+                print(
+                    f"branch {br}  created {r['time']}: the earliest time the object can be restored to "
+                    f"(bookmark {r['first_bookmark']}, the empty database)"
+                )
                 continue
             if r["kind"] == "orphan":
-                print(f"branch {r['branch']}  no branch.json: a restore that never completed (never read)")
+                print(f"branch {br}  no branch.json: a restore that never completed (never read)")
                 continue
-            times = f"  {r['first_time']} .. {r['last_time']}" if r["kind"] == "segment" else ""
-            print(f"branch {r['branch']}  {r['kind']:<8}  seq {r['first']}..{r['last']}{times}  {r['key']}")
+            if r["kind"] == "segment":
+                print(
+                    f"branch {br}  segment   seq {r['first']}..{r['last']}  {r['first_bookmark']} .. "
+                    f"{r['last_bookmark']}  {r['first_time']} .. {r['last_time']}  {r['key']}"
+                )
+                continue
+            print(f"branch {br}  {r['kind']:<8}  seq {r['first']}  {r['first_bookmark']}  {r['key']}")
     for key in listing.foreign:
         print(f"warning: {key} is not an archive object")
     return 0
 
 
-def _restore(reader: ArchiveReader, point: str, out: str) -> int:
+SEGMENT_AGE = (
+    "A point the primary has not uploaded yet is archived within the segment age (10 s by default); a restore of "
+    "the object itself (__restore__, walrelay primary --restore-to) archives it first"
+)
+
+
+def _restore(reader: ArchiveReader, point: Point, out: str) -> int:
     if os.path.exists(out):
         raise ArchiveError(f"{out} already exists; restore writes a new file only")
-    if _BOOKMARK.fullmatch(point):
-        branch, seq = parse_bookmark(point)
-        try:
-            reader.restore_point_check(branch, seq)
-        except ArchiveError as e:
-            raise ArchiveError(
-                f"{e}. A point the primary has not uploaded yet is archived within the segment age (10 s by "
-                "default); a restore of the object itself (__restore__, walrelay primary --restore-to) archives "
-                "it first"
-            ) from None
+    kind, a, b = point
+    if kind == LATEST:
+        branch, seq = _latest(reader)
+    elif kind == "bookmark":
+        branch, seq = a, b
+        _check_bookmark(reader, branch, seq)
     else:
-        branch, seq = reader.point_for_time(parse_time(point), past_end_ok=False)
+        branch, seq = reader.point_for_time(a, past_end_ok=False)
     restored = reader.restore_image(seq, branch)
     if restored.seq != seq:  # restore_image replays through seq or raises; never a nearby point
         raise ArchiveError(f"the archive restored seq {restored.seq}, not the seq {seq} asked for")
     _write_sqlite(restored, out)
+    newest = (
+        " (the newest archived point; later writes the primary has not archived yet, within the segment age, "
+        "10 s by default, are not in it)"
+        if kind == LATEST
+        else ""
+    )
     if restored.seq == 0:
         print(
             f"restored {reader.object_name!r} to bookmark {bookmark(branch, 0)}: the EMPTY database (before the first "
-            f"write) into {out}"
+            f"write){newest} into {out}"
         )
         return 0
     print(
         f"restored {reader.object_name!r} to bookmark {bookmark(branch, restored.seq)} "
-        f"(seq {restored.seq}, {_iso(restored.timestamp_us)}) into {out}"
+        f"(seq {restored.seq}, {_iso(restored.timestamp_us)}){newest} into {out}"
     )
     return 0
+
+
+def _latest(reader: ArchiveReader) -> tuple[int, int]:
+    """``--to latest``: the current branch's archived end, unless the archive holds entries past
+    a gap there (then the newest point is not the end: refused, naming the missing seqs)."""
+    bl = reader.branch(None)
+    end, _ = reader.end(bl)
+    later = [k.first for _, k in bl.segments if k.first > end + 1]
+    tip = reader.tip(bl)
+    recorded = tip.through if tip is not None else 0
+    if later or recorded > end:
+        upto = min(later) - 1 if later else recorded
+        raise ArchiveError(
+            f"archive of {reader.object_name!r} branch {_branch(bl.branch)} has a gap: no segment holds seq "
+            f"{end + 1} (seqs {end + 1}..{upto} are missing), so its latest point is unknown; bookmark "
+            f"{bookmark(bl.branch, end)} is the last before the gap; run walrelay archive verify"
+        )
+    return bl.branch, end
+
+
+def _check_bookmark(reader: ArchiveReader, branch: int, seq: int) -> None:
+    """A bookmark the archive cannot restore: say why, in the bookmark's terms (a branch in hex),
+    and mention the segment age only where it may be the reason (the current branch's end)."""
+    mark = bookmark(branch, seq)
+    listing = reader.listing()
+    if listing.branches and branch not in listing.branches:
+        have = ", ".join(_branch(b) for b in sorted(listing.branches))
+        raise ArchiveError(
+            f"bookmark {mark}: object {reader.object_name!r} has no branch {_branch(branch)} in "
+            f"{reader.store.describe()} (its branches: {have})"
+        )
+    try:
+        reader.restore_point_check(branch, seq)
+    except ArchiveError as e:
+        if _past_current_end(reader, branch, seq):
+            raise ArchiveError(f"bookmark {mark}: {e}. {SEGMENT_AGE}") from None  # maybe not uploaded yet
+        raise ArchiveError(f"bookmark {mark}: {e}") from None
+
+
+def _past_current_end(reader: ArchiveReader, branch: int, seq: int) -> bool:
+    """Whether the point lies past the archived end of the current branch (where the primary
+    may not have uploaded it yet); False if the archive cannot say."""
+    try:
+        listing = reader.listing()
+        bl = listing.branches.get(branch)
+        return bl is not None and branch == reader.current_branch(listing) and seq > reader.end(bl)[0]
+    except (WalrelayError, ValueError):
+        return False
 
 
 def _write_sqlite(restored: Restored, out: str) -> None:

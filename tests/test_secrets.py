@@ -57,7 +57,7 @@ def test_the_command_line_error_does_not_repeat_the_secret() -> None:
         timeout=budget(60),
         stdin=subprocess.DEVNULL,
     )
-    assert proc.returncode == 1, proc
+    assert proc.returncode == 2, proc  # a bad --s3 value is a usage error
     assert "put credentials in AWS_ACCESS_KEY_ID" in proc.stderr, proc.stderr
     assert secret not in proc.stderr + proc.stdout and "AKIAEXAMPLE" not in proc.stderr + proc.stdout
 

@@ -178,7 +178,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_limit_arguments(r, replica=True)
 
     pr = sub.add_parser("primary", help="run the primary for one object")
-    pr.add_argument("--object", required=True, help="object name")
+    from walrelay.archive.command import object_arg
+
+    pr.add_argument("--object", required=True, type=object_arg, help="object name")
     from walrelay.apps import APPS
 
     pr.add_argument("--app", default="flights", choices=sorted(APPS), help="application (default: flights)")

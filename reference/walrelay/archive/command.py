@@ -20,11 +20,12 @@ from walrelay.archive.dir_store import DirStore
 from walrelay.archive.format import ArchiveFormatError, bookmark, parse_bookmark, parse_key
 from walrelay.archive.reader import ArchiveError, ArchiveReader, Restored
 from walrelay.archive.retention import DAY_US, apply_retention, apply_superseded, plan_retention, plan_superseded
-from walrelay.archive.s3_store import S3Store
-from walrelay.archive.store import ObjectStore
+from walrelay.archive.s3_store import S3Store, parse_s3_url
+from walrelay.archive.store import ObjectStore, ObjectStoreError
 from walrelay.archive.verify import verify
 from walrelay.errors import WalrelayError
 from walrelay.fsutil import fsync_dir
+from walrelay.replica_store import check_object_name
 
 _LOOKS_LIKE_BOOKMARK = re.compile(r"[0-9a-fA-F]+-[0-9a-fA-F]+")
 TIME_FORMATS = (
@@ -40,9 +41,27 @@ def add_store_arguments(p: argparse.ArgumentParser, *, required: bool) -> None:
     where.add_argument(
         "--s3",
         metavar="URL",
+        type=s3_url_arg,
         help="archive in S3: http(s)://HOST[:PORT]/BUCKET[/PREFIX]; credentials from AWS_ACCESS_KEY_ID / "
         "AWS_SECRET_ACCESS_KEY",
     )
+
+
+def s3_url_arg(url: str) -> str:
+    """``--s3``: an address parse_s3_url takes (a bad one is a usage error, quoted without credentials)."""
+    try:
+        parse_s3_url(url)
+    except ObjectStoreError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return url
+
+
+def object_arg(name: str) -> str:
+    """An object name as replicas and archives accept it (a bad one is a usage error)."""
+    try:
+        return check_object_name(name)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def open_store(args: argparse.Namespace, *, create: bool = False) -> ObjectStore | None:
@@ -57,16 +76,16 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     a = sub.add_parser("archive", help="inspect an object's WAL archive")
     asub = a.add_subparsers(dest="archive_command", required=True, metavar="SUBCOMMAND")
     ls = asub.add_parser("ls", help="list branches, snapshots and segments with seq and time ranges")
-    ls.add_argument("object", help="object name")
+    ls.add_argument("object", type=object_arg, help="object name")
     ls.add_argument("--json", action="store_true", help="print JSON instead of a table")
     add_store_arguments(ls, required=True)
     v = asub.add_parser("verify", help="check every object, the chain, and every snapshot against the log")
-    v.add_argument("object", help="object name")
+    v.add_argument("object", type=object_arg, help="object name")
     v.add_argument("--json", action="store_true", help="print the report as JSON")
     add_store_arguments(v, required=True)
 
     rt = asub.add_parser("retain", help="delete what no restore inside the retention window can need")
-    rt.add_argument("object", help="object name")
+    rt.add_argument("object", type=object_arg, help="object name")
     rt.add_argument(
         "--window-days",
         type=_bounded(36_500),
@@ -83,7 +102,7 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
     add_store_arguments(rt, required=True)
 
     r = sub.add_parser("restore", help="write the object's database as of a bookmark or a time to a SQLite file")
-    r.add_argument("object", help="object name")
+    r.add_argument("object", type=object_arg, help="object name")
     r.add_argument(
         "--to",
         default=LATEST,

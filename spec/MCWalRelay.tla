@@ -39,6 +39,12 @@ NoFailoverAfterAck == ~\E e \in Epochs : pstate[e] = "serving" /\ \E a \in acked
 \* A stale primary learned it is fenced (REJECT) and stopped.
 NoStalePrimaryFenced == \A e \in Epochs : pstate[e] /= "fenced"
 
+\* A primary keeps serving, and acknowledges a write, with a REJECT from a
+\* replica whose promise no allocator issued (CorruptPromise) waiting for it.
+NoServingPastCorruptReject ==
+    ~\E e \in Epochs : /\ pstate[e] = "serving" /\ \E a \in acked : a.epoch = e
+                      /\ \E m \in msgs : m.type = "reject" /\ m.epoch = e /\ ~Believable(m)
+
 \* A replica truncated entries the archive confirmed.
 NoTruncationAfterArchival == \A r \in Replicas : truncated[r] = 0
 

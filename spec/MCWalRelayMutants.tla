@@ -36,6 +36,11 @@ MutRetainDeletesTail(g, keep) == g.last <= keep.last \/ g.last = ArchiveEnd(g.br
 \* invariant holds, and WriteEventuallyAcked too (the writer is gone).
 MutMayAcceptAbovePromise(r, e) == e > promised[r]
 
+\* A primary believes every REJECT, even one naming a promise no allocator issued:
+\* one replica with a corrupt promise (or one forged PREPARE) stops every primary.
+\* Issue 17 measured it on the implementation (epoch 2^64 - 1).
+MutBelievableAny(m) == TRUE
+
 \* Every restore gives up, as if the object had always changed meanwhile.
 MutIsRestoredLogNever(f, best) == FALSE
 

@@ -67,13 +67,14 @@ CONSTANTS
     MaxPuts,      \* bound: distinct objects (segments + snapshots) ever PUT
     Lags,         \* how far behind a primary's host clock may be, e.g. {0, 1}
     Window,       \* retention window in ticks (30 days)
-    MaxRestores   \* bound: restores ever begun (0: the model has no branches)
+    MaxRestores,  \* bound: restores ever begun (0: the model has no branches)
+    MaxCorruptPromises \* bound: replicas whose promise turns into one no allocator issued
 
 ASSUME /\ Quorum \in 1..Cardinality(Replicas)
        /\ FenceQuorum \in 1..Cardinality(Replicas)
        /\ MaxEpoch \in Nat /\ MaxWrites \in Nat /\ MaxTime \in Nat
        /\ MaxDiskLoss \in Nat /\ MaxPuts \in Nat /\ Window \in Nat /\ Lags \subseteq Nat
-       /\ MaxRestores \in Nat
+       /\ MaxRestores \in Nat /\ MaxCorruptPromises \in Nat
 
 VARIABLES
     \* ---- replica, persistent (fsync'd before any ACK/PROMISE leaves) ----
@@ -196,6 +197,11 @@ MayVote(p) == p.voter
 \* stale primary can use it (it cannot remember what it promised before).
 RejoinPromise == epochAlloc
 WipedVoter == FALSE
+\* The allocator is the only source of epochs, so a REJECT naming a promise above
+\* every epoch it issued is not evidence of a newer primary: it comes from a
+\* replica whose state is corrupt (or from a peer that is not a replica). The
+\* primary counts that replica as down instead of stopping (docs/protocol.md, R-7.3-3).
+Believable(m) == m.promised <= epochAlloc
 \* The most recent log: by log epoch, then by length.
 Better(p, q) == \/ p.logEpoch > q.logEpoch
                 \/ p.logEpoch = q.logEpoch /\ p.logLen > q.logLen
@@ -318,7 +324,7 @@ ReceivePrepare(r, m) ==
             /\ msgs' = msgs \cup {[type |-> "promise", epoch |-> m.epoch, from |-> r, logEpoch |-> logEpoch[r],
                                    logLen |-> logLen[r], truncated |-> truncated[r], voter |-> voter[r],
                                    log |-> rlog[r]]}
-       ELSE /\ msgs' = msgs \cup {[type |-> "reject", epoch |-> m.epoch]}
+       ELSE /\ msgs' = msgs \cup {[type |-> "reject", epoch |-> m.epoch, promised |-> promised[r]]}
             /\ UNCHANGED promised
     /\ UNCHANGED <<logEpoch, logLen, truncated, rlog, voter, primaryVars, puts, segments, snapshots,
                    now, nextWrite, diskLost, fork, historyVars>>
@@ -511,7 +517,7 @@ ReceiveAppend(r, m) ==
                                                              /\ ~Durable(m.epoch, s, acks)
                                                              /\ Durable(m.epoch, s, acks2)}}
                /\ UNCHANGED <<voter, msgs>>
-       ELSE /\ msgs' = msgs \cup {[type |-> "reject", epoch |-> m.epoch]}
+       ELSE /\ msgs' = msgs \cup {[type |-> "reject", epoch |-> m.epoch, promised |-> promised[r]]}
             /\ UNCHANGED <<replicaVars, acks, lateDurable>>
     /\ UNCHANGED <<epochAlloc, pstate, elog, commit, lag, archived, upload, branchOf, restoring,
                    puts, segments, snapshots, now, nextWrite, diskLost, fork, committed, acked>>
@@ -532,9 +538,11 @@ AdvanceCommit(e) ==
 
 \* A REJECT tells a stale primary it is fenced: it resets (held replies fail
 \* as errors) and never acknowledges again. "fenced" means it had recovered.
+\* Only a REJECT naming a promise some primary was issued fences (Believable);
+\* any other is ignored: that replica just never ACKs, like one that is down.
 ReceiveReject(e) ==
     /\ pstate[e] \in {"recovering", "syncing", "serving"}
-    /\ [type |-> "reject", epoch |-> e] \in msgs
+    /\ \E m \in msgs : m.type = "reject" /\ m.epoch = e /\ Believable(m)
     \* One that never recovered gives up (its process exits): like a crash.
     /\ pstate' = [pstate EXCEPT ![e] = IF @ = "recovering" THEN "crashed" ELSE "fenced"]
     /\ UNCHANGED <<replicaVars, epochAlloc, elog, commit, lag, archived, upload, acks, branchOf, restoring,
@@ -610,6 +618,16 @@ Retain(e) ==
           /\ snapshots' = snapshots \ dsnaps
     /\ UNCHANGED <<replicaVars, primaryVars, msgs, puts, now, nextWrite, diskLost, fork, historyVars>>
 
+\* A replica's promise becomes one no allocator issued: a bit flip its state
+\* file's checksum missed, or a forged PREPARE (both refused by the
+\* implementation: checksummed state, mutual TLS; this models what gets past
+\* them). The replica then refuses every primary. A lost disk repairs it.
+CorruptPromise(r) ==
+    /\ Cardinality({q \in Replicas : promised[q] > MaxEpoch}) < MaxCorruptPromises
+    /\ promised[r] <= MaxEpoch
+    /\ promised' = [promised EXCEPT ![r] = MaxEpoch + 1]
+    /\ UNCHANGED <<logEpoch, logLen, truncated, rlog, voter, primaryVars, envVars, historyVars>>
+
 Tick ==
     /\ now < MaxTime
     /\ now' = now + 1
@@ -625,7 +643,7 @@ Next ==
                          \/ RecoverRestore(e) \/ GiveUpRestore(e)
                          \/ \E b \in Branches, k \in 0..MaxWrites : BeginRestore(e, b, k)
                          \/ \E b \in Branches, t \in 0..MaxTime : BeginRestoreToTime(e, b, t)
-    \/ \E r \in Replicas : \/ LoseDisk(r)
+    \/ \E r \in Replicas : \/ LoseDisk(r) \/ CorruptPromise(r)
                            \/ \E m \in msgs : \/ ReceivePrepare(r, m) \/ ReceiveAppend(r, m)
                                              \/ ReceiveTruncate(r, m) \/ ReceiveAdmit(r, m)
     \/ \E o \in puts : S3Apply(o)

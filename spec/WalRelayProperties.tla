@@ -10,7 +10,7 @@ EXTENDS WalRelay
 (* Type and structural invariants: cheap, and they catch spec typos early. *)
 
 TypeOK ==
-    /\ promised \in [Replicas -> 0..MaxEpoch]
+    /\ promised \in [Replicas -> 0..MaxEpoch + 1]  \* MaxEpoch + 1: corrupt (CorruptPromise)
     /\ logEpoch \in [Replicas -> 0..MaxEpoch]
     /\ logLen \in [Replicas -> 0..MaxWrites]
     /\ truncated \in [Replicas -> 0..MaxWrites]
@@ -70,6 +70,11 @@ LogAgreement ==
 \* 3. Fencing: once a later primary has recovered (from a promise quorum), no
 \*    entry of an earlier epoch that it lacks ever becomes durable.
 Fencing == lateDurable = {}
+
+\* 3b. Only an issued epoch fences: a primary stops as fenced only once a later
+\*     epoch was issued. A REJECT naming a promise no allocator issued (a
+\*     corrupt replica) must not stop the object (CorruptPromise, Believable).
+FencedOnlyByIssued == \A e \in Epochs : pstate[e] = "fenced" => epochAlloc > e
 
 \* 4. Per branch: segments and snapshots hold committed entries only;
 \*    overlapping segments agree (both equal the branch's committed log); every
@@ -160,7 +165,7 @@ RestoreToTimeExact ==
         /\ k < Len(L) => L[k + 1].ts > t
 
 Safety ==
-    /\ TypeOK /\ ReplicaLogsWellFormed /\ AckedWritesSurvive /\ LogAgreement /\ Fencing
+    /\ TypeOK /\ ReplicaLogsWellFormed /\ AckedWritesSurvive /\ LogAgreement /\ Fencing /\ FencedOnlyByIssued
     /\ ArchiveIsCommittedPrefix /\ TruncateAfterArchive /\ PITRExact /\ MonotonicTime
     /\ RetentionKeepsWindow /\ UndoIsExact /\ AckConsistency /\ ReplicaLogsMatch
     /\ RestoreToTimeExact
@@ -207,9 +212,11 @@ IsPrefix(s, t) == Len(s) <= Len(t) /\ SubSeq(t, 1, Len(s)) = s
 \* dropped (a restore starts a new branch; it never rewrites an old one).
 CommittedLogOnlyGrows == [][\A br \in Branches : IsPrefix(committed[br], committed'[br])]_vars
 
-\* Epochs only grow: promises (even across disk loss) and the allocator.
+\* Epochs only grow: promises (even across disk loss) and the allocator. A
+\* corrupt promise (one no allocator issued) is the exception: repairing the
+\* replica (LoseDisk) replaces it with the highest epoch issued.
 EpochsOnlyGrow == [][/\ epochAlloc' >= epochAlloc
-                     /\ \A r \in Replicas : promised'[r] >= promised[r]]_vars
+                     /\ \A r \in Replicas : promised[r] <= MaxEpoch => promised'[r] >= promised[r]]_vars
 
 \* A released reply is never taken back: the gate's commit point never moves
 \* back, and each acknowledged entry stays committed at its seq.

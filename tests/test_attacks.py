@@ -191,3 +191,43 @@ async def test_walrelay_call_takes_the_certificate_flags_and_a_client_may_not_re
     assert refused.returncode == 1 and "Forbidden" in refused.stdout, refused.stdout + refused.stderr
     wrong = await trio.to_thread.run_sync(call, "replica", "__status__")
     assert wrong.returncode == 2 and "is of role 'replica'; walrelay call needs client or admin" in wrong.stderr
+
+
+async def test_a_promise_no_allocator_issued_counts_its_replica_as_down_and_stops_no_primary(
+    cluster: Cluster,
+) -> None:
+    """One PREPARE of epoch 2^64-1 to one replica (now possible only with a primary certificate:
+    a buggy or compromised primary, or a flipped bit that got past the state file's checksum) used
+    to reset the serving primary at its next write and make every later primary give up at
+    recovery. The allocator is the only source of epochs, so a primary can tell that promise is
+    impossible (R-7.3-3, spec: Believable, FencedOnlyByIssued): it counts that replica as down,
+    says so once in its log, and keeps serving; a new primary recovers without it."""
+    await trio.to_thread.run_sync(cluster.start_replicas, 5)
+    paddr = await trio.to_thread.run_sync(lambda: cluster.start_primary("kvobj", extra=("--app", "kv")))
+    async with Client.connect(client_transport(paddr), paddr) as client:
+        assert (await client.call("put", 1, "v1")).status is ReplyStatus.OK
+
+    def fence_replica_0() -> object:
+        address = cluster.replicas[0].address
+        assert address is not None
+        with ScriptedPrimary(address, Transcript(), budget(10), CertPaths.in_dir(cluster.certs, "primary")) as peer:
+            peer.send(wire.Hello(wire.Role.PRIMARY, 0, "kvobj", 0, 0))
+            peer.send(wire.Prepare(2**64 - 1))
+            while not isinstance(msg := peer.recv(), (wire.Promise, wire.Reject)):
+                pass
+            return msg
+
+    assert isinstance(await trio.to_thread.run_sync(fence_replica_0), wire.Promise)  # it did promise
+    async with Client.connect(client_transport(paddr), paddr) as client:
+        for k in range(2, 5):  # replica 0 now refuses our APPENDs: the primary must not reset
+            assert (await client.call("put", k, f"v{k}")).status is ReplyStatus.OK
+        status = (await client.call("__status__")).body
+    notes = [r["note"] for r in status["replicas"] if r["note"]]
+    assert any("highest epoch issued is 1" in n and "counted as down" in n for n in notes), status
+    p2 = await trio.to_thread.run_sync(lambda: cluster.start_primary("kvobj", name="p2", extra=("--app", "kv")))
+    async with Client.connect(client_transport(p2), p2) as client:
+        for k in range(1, 5):
+            assert (await client.call("get", k)).body == (f"v{k}" if k > 1 else "v1")
+        assert (await client.call("put", 5, "v5")).status is ReplyStatus.OK
+    logs = await trio.to_thread.run_sync(lambda: Path(cluster.primaries[-1].log_path).read_text())
+    assert "promised epoch 18446744073709551615, but the highest epoch issued is 2" in logs, logs

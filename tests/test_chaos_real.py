@@ -32,10 +32,12 @@ from walrelay_chaos.real import (
     HarnessError,
     ImplError,
     NodeCommands,
+    SetupError,
     random_real_schedule,
     run_real,
 )
 from walrelay_chaos.s3server import S3Server
+from walrelay_chaos.verdicts import Violation
 
 pytestmark = pytest.mark.integration
 
@@ -303,10 +305,10 @@ BRIDGED: list[op.Op] = [op.Settle(500), op.Write(2), op.Settle(300), op.Bridge(0
 @pytest.mark.parametrize(
     ("mutant", "schedule", "fragment"),
     [
-        ("ack_after_2", ACK_AFTER_2, "acknowledged writes missing"),
-        ("no_epoch_check_at_replica", STALE_WRITES, "acknowledged writes missing"),
-        ("no_epoch_check_at_replica", PAUSED_PRIMARY, "acknowledged writes missing"),
-        ("no_epoch_check_at_replica", BRIDGED, "acknowledged writes missing"),
+        ("ack_after_2", ACK_AFTER_2, "acknowledged write"),
+        ("no_epoch_check_at_replica", STALE_WRITES, "acknowledged write"),
+        ("no_epoch_check_at_replica", PAUSED_PRIMARY, "acknowledged write"),
+        ("no_epoch_check_at_replica", BRIDGED, "acknowledged write"),
     ],
 )
 def test_real_mode_checkers_catch_a_mutant_the_reference_passes(
@@ -317,6 +319,7 @@ def test_real_mode_checkers_catch_a_mutant_the_reference_passes(
         out = run_real(str(tmp_path / "mut"), schedule, s3_servers[0], impl=NodeCommands.walrelay(mutant))
     except AssertionError as e:
         assert fragment in str(e), e
+        assert isinstance(e, Violation) and e.verdicts[0].prop == "acked-write-lost", e  # the record names it
     else:
         pytest.fail(f"{mutant} passed: {len(out.ok)} acknowledged, {len(out.unknown)} unknown, {out.seconds:.1f} s")
     assert _children_of_root(str(tmp_path)) == []
@@ -342,7 +345,7 @@ def test_real_power_loss_drops_unsynced_writes_and_catches_an_ack_before_fsync(
             impl=NodeCommands.walrelay("replica_acks_before_fsync"),
         )
     except AssertionError as e:
-        assert missing is None and "acknowledged writes missing" in str(e), e
+        assert missing is None and "acknowledged write" in str(e), e
     else:
         assert missing is not None, "replica_acks_before_fsync passed a real power failure"
     assert _children_of_root(str(tmp_path)) == []
@@ -461,6 +464,26 @@ def test_a_broken_implementation_is_a_harness_error_that_names_the_cause(
     assert "FileNotFoundError" in str(caught.value) and "Traceback" in caught.value.detail
 
 
+def test_an_implementation_that_refuses_the_workload_is_a_setup_error_never_invalid(
+    tmp_path: Path, s3_servers: list[S3Server]
+) -> None:
+    # docs/conformance.md's old example: walrelay without --app kv runs the flights app, which
+    # answers every put UnknownOperation. Nothing was tested: unknown (a harness error), not invalid.
+    base = NodeCommands.walrelay()
+    at = base.primary.index("--app")
+    impl = dataclasses.replace(base, primary=base.primary[:at] + base.primary[at + 2 :])
+    with pytest.raises(SetupError) as caught:
+        run_real(str(tmp_path / "run"), [op.Write(2), op.Settle(300), op.Check()], s3_servers[0], impl=impl)
+    assert not isinstance(caught.value, AssertionError)  # the campaign's verdict: unknown
+    text = str(caught.value)
+    assert text.startswith("setup error: p0 refuses the operation 'put' (UnknownOperation") and "--app kv" in text
+    # A primary that exits at once (never listens) is one too, with what it said.
+    quits = dataclasses.replace(base, primary=(sys.executable, "-c", "print('no kv here')"))
+    with pytest.raises(SetupError, match=r"the cluster did not start: .*p0 did not start \(said .no kv here.\)"):
+        run_real(str(tmp_path / "run2"), [op.Write(1)], s3_servers[0], impl=quits)
+    assert _children_of_root(str(tmp_path)) == []
+
+
 def test_an_implementation_file_is_checked_and_names_what_is_wrong(tmp_path: Path) -> None:
     good = {"replica": [sys.executable, "-m", "walrelay", *WALRELAY_REPLICA], "primary": ["x", "{s3}"]}
     path = tmp_path / "impl.json"
@@ -547,8 +570,9 @@ def test_an_implementation_given_epochs_by_the_harness_passes(tmp_path: Path, s3
     schedule = [*STALE_WRITES, op.CrashPrimary(), op.NewPrimary(), op.Write(1), op.Check()]
     out = run_real(str(tmp_path), schedule, s3_servers[0], impl=impl)
     assert len(out.ok) >= 3
-    epoch_file = tmp_path / "placement" / "obj.epoch"
-    assert int(epoch_file.read_text().split()[0]) == 4  # p0, p1, p2 and the final takeover: one epoch each
+    from walrelay.placement import EpochAllocator  # the allocator's file is checksummed: read it as it does
+
+    assert EpochAllocator(tmp_path / "placement").current("obj") == 4  # p0, p1, p2 and the takeover: one each
 
 
 def test_a_controller_killed_by_sigkill_leaves_no_node_running(tmp_path: Path) -> None:

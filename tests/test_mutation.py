@@ -44,8 +44,8 @@ def test_a_survivor_not_listed_fails_the_check_and_is_shown_with_its_diff(tmp_pa
     proc, _ = _run(tmp_path, "--equivalents", str(empty))
     assert proc.returncode == 1, proc.stdout[-4000:] + proc.stderr[-2000:]
     report = (tmp_path / "out" / "report.md").read_text()
-    assert "survivors not triaged" in report and "### reference/walrelay/placement.py:" in report
-    assert '+        text = path.read_text(encoding="ASCII")' in report
+    assert "survivors not triaged" in report and "### reference/walrelay/fsutil.py:" in report
+    assert '+    fd, tmp = tempfile.mkstemp(prefix=".TMP-", dir=directory)' in report
 
 
 def test_the_nightly_groups_cover_every_module_once() -> None:

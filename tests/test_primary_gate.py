@@ -330,6 +330,34 @@ def test_reject_stale_epoch_with_higher_promise_resets_and_fails_held_replies() 
     assert p.reset("again") == []  # resetting twice fails nothing twice
 
 
+def test_a_promise_no_allocator_issued_counts_its_replica_as_down_and_fences_nothing() -> None:
+    """R-7.3-3 (spec: Believable, FencedOnlyByIssued). A REJECT or an ACK naming an epoch above
+    every issued one comes from a corrupt replica: the primary must not reset (one replica would
+    stop the object); it counts that replica as down, with a note for ``__status__``. At exactly
+    the highest issued epoch it is a newer primary's, and fences as before."""
+    p = primary_with_held(epoch=3)
+    assert p.on_reject(0, reason=RejectReason.STALE_EPOCH, promised_epoch=2**64 - 1, message="x", issued=3) == []
+    assert p.reset_reason is None and not p.connected[0] and p.impossible == {0: 2**64 - 1}
+    note = p.replica_status()[0]["note"]
+    assert note == (
+        f"promised epoch {2**64 - 1}, but the highest epoch issued is 3: its state is corrupt; counted as down "
+        "(repair it as after a lost disk)"
+    )
+    p.on_disconnected(1)
+    assert p.on_ack(1, epoch=5, stored_through=2, chain=p.chains[2], log_epoch=5, now_us=9, issued=4) == []
+    assert p.reset_reason is None and p.impossible == {0: 2**64 - 1, 1: 5}
+    for r in (2, 3, 4):
+        ack(p, r, 2)
+    assert p.durable_seq == 2 and not p.held  # the three others still make writes durable
+    connect(p, 0)  # repaired: it promised this epoch again
+    assert p.impossible == {1: 5} and p.replica_status()[0]["note"] is None
+    [*_, reset] = p.on_reject(2, reason=RejectReason.STALE_EPOCH, promised_epoch=4, message="x", issued=4)
+    assert isinstance(reset, ResetObject) and "fenced: replica 2 promised epoch 4 > 3" in reset.reason
+    q = primary_with_held(epoch=3)
+    [*_, reset] = q.on_ack(0, epoch=4, stored_through=1, chain=q.chains[1], log_epoch=4, now_us=9, issued=4)
+    assert isinstance(reset, ResetObject) and q.reset_reason is not None
+
+
 def test_reject_that_does_not_prove_fencing_only_disconnects_that_replica() -> None:
     p = primary_with_held(epoch=3)
     assert p.on_reject(0, reason=RejectReason.STALE_EPOCH, promised_epoch=3, message="x") == []

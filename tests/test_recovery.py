@@ -268,6 +268,21 @@ def test_a_higher_promise_in_a_reject_gives_up_and_a_lost_source_is_replaced() -
     assert rec.on_disconnected(0) == [SendFetch(1, 1)]  # the next best of a still-quorate set
 
 
+def test_a_promise_no_allocator_issued_is_a_replica_down_not_a_newer_primary() -> None:
+    """R-7.3-3: before issue 17, one replica with promise 2^64-1 made every later primary give up
+    at recovery for good. Above the highest issued epoch, recovery goes on without that replica
+    (and chooses again if it was the one to fetch from); at or below it, it gives up as before."""
+    rec = Recovery(epoch=4, replicas=5, fence_quorum=3)
+    assert rec.on_reject(0, 2**64 - 1, issued=4) == [] and rec.impossible == {0: 2**64 - 1}
+    for r, n in ((1, 3), (2, 2), (3, 1), (4, 0)):
+        rec.on_promise(*promise(r, 1, n, epoch=4))
+    assert rec.chosen == 1
+    assert rec.on_reject(1, 9, issued=8) == [SendFetch(2, 1)]  # the chosen one: choose again
+    assert rec.impossible == {0: 2**64 - 1, 1: 9} and not rec.done
+    [out] = rec.on_reject(3, 8, issued=8)
+    assert isinstance(out, GiveUp) and "replica 3 promised epoch 8 > 4: a newer primary exists" in out.reason
+
+
 def test_fence_quorum_must_be_a_majority() -> None:
     with pytest.raises(ValueError, match="not a majority"):
         Recovery(epoch=2, replicas=5, fence_quorum=2)

@@ -528,7 +528,10 @@ function findDecodableAfter(data, X) {
 }
 
 // The allocator's current() (failover.md): PLACEMENT/<object>.epoch holds the highest epoch
-// issued, as decimal ASCII (observed: "1\n"). Missing file: no epoch issued yet, 0.
+// issued as a checksummed state file, exactly the line {"crc32":C,"state":{"epoch":N}} and a
+// newline, where C is the CRC-32 of {"epoch":N}. Missing file: no epoch issued yet, 0. Anything
+// else (a flipped bit, the old plain decimal) is refused, never guessed. Matched as text: N may
+// be above 2^53, which JSON.parse would round.
 function readPlacementEpoch(dir, name) {
   const f = path.join(dir, `${name}.epoch`);
   let text;
@@ -536,9 +539,10 @@ function readPlacementEpoch(dir, name) {
     if (e.code === 'ENOENT') return 0n;
     throw e;
   }
-  const t = text.trimEnd(); // ASCII decimal digits, optionally followed by whitespace (failover.md)
-  if (!/^\d+$/.test(t)) throw new StoreCorrupt(`${f}: not a decimal epoch: ${JSON.stringify(text.slice(0, 40))}`);
-  const v = BigInt(t);
+  const m = /^\{"crc32":(0|[1-9]\d*),"state":\{"epoch":(0|[1-9]\d*)\}\}\n$/.exec(text);
+  if (!m) throw new StoreCorrupt(`${f}: not an epoch state file: ${JSON.stringify(text.slice(0, 60))}`);
+  if (crc32(Buffer.from(`{"epoch":${m[2]}}`)) !== Number(m[1])) throw new StoreCorrupt(`${f}: checksum mismatch: the file is damaged`);
+  const v = BigInt(m[2]);
   if (v > U64_MAX) throw new StoreCorrupt(`${f}: epoch out of range`);
   return v;
 }

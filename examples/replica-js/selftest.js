@@ -66,7 +66,7 @@ console.log('entry vectors E1, E2: ok');
 async function wire() {
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'replica-js-'));
   fs.mkdirSync(path.join(tmp, 'pl'));
-  fs.writeFileSync(path.join(tmp, 'pl', 'flights.epoch'), '1\n');
+  fs.writeFileSync(path.join(tmp, 'pl', 'flights.epoch'), `{"crc32":${R.crc32(Buffer.from('{"epoch":1}'))},"state":{"epoch":1}}\n`);
   const p = spawn(process.execPath, [path.join(__dirname, 'replica.js'), 'replica', '--id', '2', '--listen', '127.0.0.1:0',
     '--data', path.join(tmp, 'd'), '--placement', path.join(tmp, 'pl')], { stdio: ['ignore', 'pipe', 'inherit'] });
   const addr = await new Promise((res) => p.stdout.once('data', (d) => res(/LISTENING (\S+):(\d+)/.exec(d.toString()))));

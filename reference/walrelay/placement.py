@@ -8,10 +8,11 @@ with no state for an object also reads ``current()``: it promises the highest ep
 (the spec's ``RejoinPromise``), because it cannot remember what it promised before.
 
 The reference allocator is a directory shared by the processes of one host: ``<dir>/<object>.epoch``
-holds the highest epoch issued, updated under an exclusive ``fcntl`` lock by write-temp, fsync,
-rename, fsync-directory. An epoch is returned only once it is durable, so a crash of the allocator
-(or of the whole host) can never lead to the same epoch being issued twice. In production this is a
-small linearizable service; the protocol uses only ``allocate`` and ``current``.
+holds the highest epoch issued (a checksummed state file, ``statefile.py``: a flipped bit there
+would make the allocator issue an epoch twice, or one far ahead), updated under an exclusive
+``fcntl`` lock by write-temp, fsync, rename, fsync-directory. An epoch is returned only once it is
+durable, so a crash of the allocator (or of the whole host) can never lead to the same epoch being
+issued twice. In production this is a small linearizable service; the protocol uses only ``allocate`` and ``current``.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from pathlib import Path
 from walrelay.errors import WalrelayError
 from walrelay.fsutil import makedirs_durably, replace_durably
 from walrelay.replica_store import check_object_name
+from walrelay.statefile import StateFileError, decode_state, encode_state
 
 MAX_EPOCH = 2**64 - 1  # epochs travel as u64 (docs/protocol.md)
 
@@ -66,16 +68,21 @@ class EpochAllocator:
     def _read(self, object_name: str) -> int:
         path = self._path(object_name)
         try:
-            text = path.read_text(encoding="ascii")
+            data = path.read_bytes()
         except FileNotFoundError:
             return 0
-        except (OSError, UnicodeDecodeError) as e:
-            raise PlacementError(f"{path}: cannot read the epoch: {e}") from None
-        value = text.strip()
-        if not value.isdigit() or not 0 <= int(value) <= MAX_EPOCH:
+        except OSError as e:
+            raise PlacementError(f"{path}: cannot read the epoch: {e.strerror or e}") from None
+        try:
+            epoch = decode_state(data, what=str(path)).get("epoch")
+        except StateFileError as e:
+            raise PlacementError(f"{e}; fix or restore the file by hand (docs/failover.md)") from None
+        if not isinstance(epoch, int) or isinstance(epoch, bool) or not 0 <= epoch <= MAX_EPOCH:
             # Never guess: an allocator that silently restarted at 0 would issue old epochs again.
-            raise PlacementError(f"{path}: holds {text[:40]!r}, not an epoch; fix or restore the file by hand")
-        return int(value)
+            raise PlacementError(
+                f"{path}: holds {data[:60]!r}, not an epoch; fix or restore the file by hand (docs/failover.md)"
+            )
+        return epoch
 
     def current(self, object_name: str) -> int:
         """The highest epoch ever issued for the object (0 if none)."""
@@ -88,5 +95,5 @@ class EpochAllocator:
             epoch = self._read(object_name) + 1
             if epoch > MAX_EPOCH:
                 raise PlacementError(f"object {object_name!r}: epochs exhausted")
-            replace_durably(self._path(object_name), f"{epoch}\n".encode("ascii"))
+            replace_durably(self._path(object_name), encode_state({"epoch": epoch}))
             return epoch

@@ -163,6 +163,7 @@ class PrimaryState:
         # seq -> chain, to verify ACKs and PROMISEs
         self.chains: dict[int, bytes] = {0: GENESIS_CHAIN, base_seq: base_chain, last_seq: last_chain}
         self.notes: list[str | None] = [None] * n  # why a replica is not counted, for status
+        self.impossible: dict[int, int] = {}  # replica -> a promise no allocator issued (R-7.3-3)
         self.log: dict[int, Entry] = {e.seq: e for e in recovered}  # entries a replica may still need
         self.log_bytes = sum(e.size for e in recovered)
         self.chains.update({e.seq: e.chain for e in recovered})
@@ -314,6 +315,7 @@ class PrimaryState:
                 "primary's log: the epoch was issued twice (placement misconfigured?)"
             )
         self.notes[r] = None
+        self.impossible.pop(r, None)  # repaired: it promised this epoch
         self.connected[r] = True
         self.connects[r] += 1
         self.progress_at[r] = now_us
@@ -406,13 +408,23 @@ class PrimaryState:
         self.awaiting_archive.discard(r)
 
     def on_ack(
-        self, r: int, *, epoch: int, stored_through: int, chain: bytes, log_epoch: int, now_us: int
+        self,
+        r: int,
+        *,
+        epoch: int,
+        stored_through: int,
+        chain: bytes,
+        log_epoch: int,
+        now_us: int,
+        issued: int | None = None,
     ) -> list[PrimaryEffect]:
         """AdvanceCommit's input. Acks are cumulative; a stale or future-epoch ack never counts, nor
         one from a replica that holds our entries under another log epoch (not adopted yet)."""
         if self.reset_reason is not None:
             return []
         if epoch > self.epoch:
+            if issued is not None and epoch > issued:
+                return self._impossible(r, epoch, issued)
             return self._reset(f"fenced: replica {r} acknowledged under epoch {epoch} > {self.epoch}")
         if epoch < self.epoch or stored_through > self.last_seq or log_epoch != self.epoch:
             return []  # not an ack of this primary's log; ignore rather than count it
@@ -427,10 +439,18 @@ class PrimaryState:
         # up as no progress, and on_tick resends from match + 1.
         return self._advance()
 
-    def on_reject(self, r: int, *, reason: RejectReason, promised_epoch: int, message: str) -> list[PrimaryEffect]:
+    def on_reject(
+        self, r: int, *, reason: RejectReason, promised_epoch: int, message: str, issued: int | None = None
+    ) -> list[PrimaryEffect]:
+        """Spec: ReceiveReject. ``issued``: the highest epoch the allocator has issued, read after
+        the REJECT arrived (None: no allocator, a fixed ``--epoch``). Only a Believable promise
+        fences; one above every issued epoch comes from a corrupt replica, which is counted as
+        down instead (R-7.3-3): one replica must not be able to stop the object."""
         if self.reset_reason is not None:
             return []
         if reason is RejectReason.STALE_EPOCH and promised_epoch > self.epoch:
+            if issued is not None and promised_epoch > issued:
+                return self._impossible(r, promised_epoch, issued)
             return self._reset(f"fenced: replica {r} promised epoch {promised_epoch} > {self.epoch} ({message})")
         if reason is RejectReason.DIVERGED:
             # Remembered across reconnects: assuming that log is ours again would send the same
@@ -522,6 +542,18 @@ class PrimaryState:
         if self.reset_reason is not None:
             return []
         return self._reset(reason)
+
+    def _impossible(self, r: int, promised: int, issued: int) -> list[PrimaryEffect]:
+        """Replica ``r`` names a promise no allocator issued: its state is corrupt (or it is no
+        replica). It counts as down for good: none of its ACKs count (it refuses our APPENDs
+        anyway), and its REJECTs stop nothing. The operator repairs it as after a lost disk."""
+        self.connected[r] = False
+        self.impossible[r] = promised
+        self.notes[r] = (
+            f"promised epoch {promised}, but the highest epoch issued is {issued}: its state is corrupt; "
+            "counted as down (repair it as after a lost disk)"
+        )
+        return []
 
     def _reset(self, reason: str) -> list[PrimaryEffect]:
         self.reset_reason = reason

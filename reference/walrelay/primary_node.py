@@ -44,7 +44,7 @@ from walrelay.errors import ChainError, ObjectResetError, ProtocolError, Walrela
 from walrelay.fsutil import replace_durably
 from walrelay.object_runtime import ObjectRuntime
 from walrelay.pagehash import DbChecksum
-from walrelay.placement import EpochAllocator
+from walrelay.placement import EpochAllocator, PlacementError
 from walrelay.primary import (
     FailReply,
     OpenInputGate,
@@ -277,7 +277,9 @@ class ReplicaLink:
         answer = await self._prepare(chan)
         if isinstance(answer, Reject):
             self._rejected(answer)
-            node.recovery_effects(node.recovery.on_reject(i, answer.promised_epoch))
+            node.recovery_effects(
+                node.recovery.on_reject(i, answer.promised_epoch, issued=node.issued_epoch(answer.promised_epoch))
+            )
             raise ProtocolError(f"PREPARE refused: {answer.message}")
         node.recovery_effects(node.recovery.on_promise(i, answer))
         while node.state is None and not node.stopped:
@@ -290,7 +292,9 @@ class ReplicaLink:
                 node.recovery_effects(node.recovery.on_entries(i, msg.entries, msg.final))
             elif isinstance(msg, Reject):
                 self._rejected(msg)
-                node.recovery_effects(node.recovery.on_reject(i, msg.promised_epoch))
+                node.recovery_effects(
+                    node.recovery.on_reject(i, msg.promised_epoch, issued=node.issued_epoch(msg.promised_epoch))
+                )
                 raise ProtocolError(f"FETCH refused: {msg.message}")
             elif msg is None:
                 raise trio.BrokenResourceError("replica closed the connection")
@@ -305,7 +309,11 @@ class ReplicaLink:
             self._rejected(answer)
             node.execute(
                 state.on_reject(
-                    self.index, reason=answer.reason, promised_epoch=answer.promised_epoch, message=answer.message
+                    self.index,
+                    reason=answer.reason,
+                    promised_epoch=answer.promised_epoch,
+                    message=answer.message,
+                    issued=node.issued_epoch(answer.promised_epoch),
                 )
             )
             return
@@ -373,6 +381,7 @@ class ReplicaLink:
                         chain=msg.chain,
                         log_epoch=msg.log_epoch,
                         now_us=now_us(),
+                        issued=node.issued_epoch(msg.epoch),
                     )
                 )
             elif isinstance(msg, Promise):
@@ -381,7 +390,11 @@ class ReplicaLink:
                 self._rejected(msg)
                 node.execute(
                     state.on_reject(
-                        self.index, reason=msg.reason, promised_epoch=msg.promised_epoch, message=msg.message
+                        self.index,
+                        reason=msg.reason,
+                        promised_epoch=msg.promised_epoch,
+                        message=msg.message,
+                        issued=node.issued_epoch(msg.promised_epoch),
                     )
                 )
                 if msg.reason is not RejectReason.STALE_EPOCH:
@@ -464,6 +477,28 @@ class PrimaryNode:
         self.db_path = os.path.join(data_dir, f"{self.object_name}.db")
 
     # -- recovery ------------------------------------------------------------------------------
+
+    def issued_epoch(self, promised: int) -> int | None:
+        """The highest epoch placement has issued, asked only when a replica names a promise above
+        ours (R-7.3-3): above every issued epoch, it is corrupt, not a newer primary. None (believe
+        it, and stop) when there is no allocator to ask or it cannot be read: stopping is safe."""
+        if promised <= self.epoch or self.placement is None:
+            return None
+        try:
+            issued = self.placement.current(self.object_name)
+        except PlacementError as e:
+            log.warning("object %s: cannot read placement to judge promise %d: %s", self.object_name, promised, e)
+            return None
+        if promised > issued:
+            log.error(
+                "object %s epoch %d: a replica promised epoch %d, but the highest epoch issued is %d: its state is "
+                "corrupt; counted as down (repair it as after a lost disk)",
+                self.object_name,
+                self.epoch,
+                promised,
+                issued,
+            )
+        return issued
 
     def recovery_effects(self, effects: list[RecoveryEffect]) -> None:
         for eff in effects:

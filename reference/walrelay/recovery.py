@@ -92,6 +92,7 @@ class Recovery:
         self.replicas = replicas
         self.fence_quorum = fence_quorum
         self.promises: dict[int, Promise] = {}  # replica -> its PROMISE (a reconnect replaces it)
+        self.impossible: dict[int, int] = {}  # replica -> a promise no allocator issued (R-7.3-3)
         self.chosen: int | None = None  # the replica whose log is being fetched
         self.fetched: list[Entry] = []
         self.reading_archive = False
@@ -187,9 +188,19 @@ class Recovery:
             return []
         return self._give_up(f"the archive is needed (replica {self.chosen} truncated its log) but: {reason}")
 
-    def on_reject(self, replica: int, promised_epoch: int) -> list[RecoveryEffect]:
+    def on_reject(self, replica: int, promised_epoch: int, *, issued: int | None = None) -> list[RecoveryEffect]:
+        """A REJECT of our PREPARE or FETCH. ``issued``: the highest epoch the allocator has issued,
+        read after the REJECT arrived (None: no allocator to ask, as with a fixed ``--epoch``).
+
+        Spec: ReceiveReject only for a Believable REJECT. A promise above every issued epoch is not
+        a newer primary (the allocator is the only source of epochs, and it had issued any real
+        one before the replica could promise it): that replica is corrupt, and recovery goes on
+        without it, as if it were down (R-7.3-3), instead of giving up for good."""
         if self.done or promised_epoch <= self.epoch:
             return []
+        if issued is not None and promised_epoch > issued:
+            self.impossible[replica] = promised_epoch
+            return self.on_disconnected(replica)
         return self._give_up(
             f"replica {replica} promised epoch {promised_epoch} > {self.epoch}: a newer primary exists"
         )

@@ -41,13 +41,17 @@ tlc-deep *args:
 conform *args:
     ./dev walrelay conform "$@"
 
-# chaos campaigns: 300 seeds in simulation, then 4 runs against real processes (args go to `walrelay chaos run`, e.g. --seeds 1000 --real-seeds 10 --out runs/)
+# chaos campaigns: 300 seeds in simulation, then 4 runs against real processes, into runs/<timestamp>-sim|real/ and runs/latest (args go to `walrelay chaos run`, e.g. --seeds 1000 --real-seeds 10 --shrink-budget 200)
 chaos *args:
     ./dev walrelay chaos run --mode both --seeds 300 --require-coverage "$@"
 
-# the mutant kill table: every planted bug, its directed schedule, then random search (args: --seconds S --only NAME)
+# the mutant kill table: every planted bug, its directed schedule, then random search, each kill shrunk into runs/<timestamp>-mutants/ (args: --seconds S --only NAME)
 chaos-mutants *args:
     ./dev walrelay chaos mutants --seeds 1000 --seconds 40 "$@"
+
+# browse runs/ (every campaign's verdict, seeds, shrunk reproductions, timelines) at http://127.0.0.1:8080/ (args: --port N --runs DIR)
+chaos-serve *args:
+    ./dev walrelay chaos serve "$@"
 
 # archive corruption campaign: faults on a simulated archive, judged by verify and restores (args go to `walrelay archive fuzz`, e.g. --seed 7 --json)
 archive-fuzz *args:

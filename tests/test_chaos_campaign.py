@@ -13,7 +13,7 @@ from walrelay.procs import walrelay_argv
 from walrelay_chaos import campaign
 from walrelay_chaos.campaign import random_schedule, run_campaign
 from walrelay_chaos.pace import budget
-from walrelay_chaos.replay import read_replay
+from walrelay_chaos.replay import load_replay, read_replay
 from walrelay_chaos.schedule import Op
 from walrelay_chaos.sim import World, run_schedule
 
@@ -39,7 +39,7 @@ def test_a_failing_check_makes_the_campaign_invalid_with_a_replay_per_seed(
         raise AssertionError("planted: every check fails")
 
     monkeypatch.setattr(World, "judge", judge_says_no)
-    result = run_campaign(tmp_path, seeds=3, progress=lambda line: None)
+    result = run_campaign(tmp_path, seeds=3, shrink_budget=0, progress=lambda line: None)
     body = json.loads((tmp_path / "results.json").read_text())
     assert result.exit_code == 1 and body["valid"] is False and len(body["invalid"]) == 3
     for item in body["invalid"]:
@@ -102,11 +102,12 @@ def test_planting_a_mutant_is_undone_exactly() -> None:
     assert [dict(vars(cls)) for cls in classes] == before
 
 
-def test_the_cli_kill_table_kills_every_mutant_by_directed_and_by_random_search() -> None:
+def test_the_cli_kill_table_kills_every_mutant_by_directed_and_by_random_search(tmp_path: Path) -> None:
     """The mutant table CI runs (issue 6: every mutant killed within a 10-minute budget): each
-    mutant's directed schedule, then random seeds until one kills it (40 s each at most)."""
+    mutant's directed schedule, then random seeds until one kills it (40 s each at most); each
+    shrunk killing schedule is written and still kills its mutant."""
     proc = subprocess.run(
-        walrelay_argv("chaos", "mutants", "--seeds", "1000", "--seconds", f"{budget(40):.0f}"),
+        walrelay_argv("chaos", "mutants", "--seeds", "1000", "--seconds", f"{budget(40):.0f}", "--out", str(tmp_path)),
         capture_output=True,
         text=True,
         timeout=budget(900),
@@ -122,6 +123,11 @@ def test_the_cli_kill_table_kills_every_mutant_by_directed_and_by_random_search(
     assert sorted(r[0] for r in rows) == sorted(MUTANTS)
     for r in rows:  # killed, directed, random seed, seconds, ops, shrunk: random search killed it too
         assert r[1:3] == ["yes", "yes"] and r[3].isdigit() and int(r[6]) <= int(r[5]), r
+    body = json.loads((tmp_path / "results.json").read_text())
+    assert body["valid"] is True and sorted(r["mutant"] for r in body["mutants"]) == sorted(MUTANTS)
+    for r in body["mutants"]:  # the shrunk schedule is kept, and replays as a kill of its mutant
+        replay = load_replay(r["shrunk"]["replay"])
+        assert (replay.mutant, replay.seed, len(replay.schedule)) == (r["mutant"], r["random_seed"], r["shrunk"]["ops"])
     bad = subprocess.run(
         walrelay_argv("chaos", "mutants", "--only", "nope"), capture_output=True, text=True, timeout=budget(60)
     )
@@ -147,15 +153,35 @@ def test_shrinking_keeps_only_what_the_failure_needs() -> None:
 
 def test_a_random_kill_is_shrunk_to_a_schedule_that_still_kills(tmp_path: Path) -> None:
     """The kill table's "shrunk" column: the shrunk schedule kills the mutant under the same seed,
-    and the real code passes it (no false alarm made by shrinking)."""
+    and the real code passes it (no false alarm made by shrinking); the run directory keeps the
+    killing schedule and the shrunk one, each replaying as that kill."""
     from walrelay_chaos.mutants import planted
+    from walrelay_chaos.replay import run_replay
 
-    rows = campaign.run_mutants(seeds=30, seconds=60, only=["off_by_one_segment_cut"], progress=lambda line: None)
-    row = rows[0]
+    lines: list[str] = []
+    result = campaign.run_mutants(
+        seeds=30, seconds=60, only=["off_by_one_segment_cut"], progress=lines.append, out_dir=tmp_path / "run"
+    )
+    row = result.rows[0]
     assert row.directed_killed and row.random_seed is not None and row.random_ops is not None
-    assert row.shrunk is not None and 0 < len(row.shrunk) <= row.random_ops
+    assert row.shrunk is not None and 0 < len(row.shrunk) < row.random_ops and 0 < row.shrink_runs <= 60
     with planted("off_by_one_segment_cut"), pytest.raises(AssertionError):
         run_schedule(str(tmp_path / "mutant"), row.shrunk, seed=row.random_seed)
     run_schedule(str(tmp_path / "real"), row.shrunk, seed=row.random_seed)
-    table = campaign.kill_table(rows)
+    table = campaign.kill_table(result.rows)
     assert table.splitlines()[2].split()[-2:] == [str(row.random_ops), str(len(row.shrunk))]
+    # Progress while shrinking, then the shrunk schedule and its replay command.
+    assert any(line.startswith(f"    shrinking off_by_one_segment_cut seed {row.random_seed}:") for line in lines)
+    assert f"    shrunk: {', '.join(repr(o) for o in row.shrunk)}" in lines
+    body = json.loads((tmp_path / "run" / "results.json").read_text())
+    (entry,) = body["mutants"]
+    assert body["valid"] is True and entry["shrunk"]["ops"] == len(row.shrunk)
+    for role, schedule in (("random", None), ("shrunk", row.shrunk)):
+        replay = load_replay(entry[role]["replay"] if role == "random" else entry["shrunk"]["replay"])
+        assert replay.mutant == "off_by_one_segment_cut" and replay.seed == row.random_seed
+        assert schedule is None or replay.schedule == schedule
+        assert (
+            "INVALID" in Path(entry[role]["timeline"] if role == "random" else entry["shrunk"]["timeline"]).read_text()
+        )
+    valid, verdict = run_replay(entry["shrunk"]["replay"])
+    assert not valid and verdict.startswith("invalid (mutant off_by_one_segment_cut planted)"), verdict

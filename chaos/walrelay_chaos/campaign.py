@@ -1,28 +1,37 @@
 """A chaos campaign: many seeded random schedules on the simulated cluster, each judged.
 
 Seed ``s`` gives one schedule (``random_schedule(Random(s))``: the same mix of workload and faults
-the property tests draw) and seeds the run's scheduling, so ``seed`` alone names a run: a failing
-one is written to a replay file (``seed-S.json``) that ``walrelay chaos replay`` runs again,
-exactly. Hypothesis shrinks schedules in the tests; a campaign explores more of them, for longer.
+the property tests draw) and seeds the run's scheduling, so ``seed`` alone names a run. Every seed
+gets a replay file (``seed-S/replay.json``) that ``walrelay chaos replay`` runs again, exactly; a
+failing one also its report and a shrunk reproduction (``seed-S/shrunk/``: ``mutants.shrink``
+under the same seed, within the campaign's shrink budget). Hypothesis shrinks schedules in the
+tests; a campaign explores more of them, for longer.
 
-The run directory gets ``results.json``:
+The run directory (``walrelay_chaos.runs``: by default ``runs/<timestamp>-<mode>/``, with
+``runs/latest``) gets ``results.json``, written when the campaign starts ("running") and when it
+ends:
 
-    {"valid": true | false | "unknown", "runs": N, "seeds": [first, last], "seconds": T,
-     "simulated_seconds": S, "invalid": [{"seed", "replay", "message"}],
-     "errors": [{"seed", "replay", "error"}]}
+    {"valid": true | false | "unknown" | "interrupted" | "running", "mode", "mutant", "runs": N,
+     "seeds": [first, last], "seconds": T, "simulated_seconds": S, "real_run_seconds": R,
+     "coverage": {target: runs}, "coverage_required", "coverage_missing": [...],
+     "invalid": [{"seed", "ops", "replay", "timeline", "message",
+                  "shrunk": null | {"ops", "schedule", "replay", "timeline", "message", "runs", "seconds"}}],
+     "errors": [{"seed", "ops", "replay", "timeline", "error"}],
+     "shrink_budget": B, "shrink_runs": U,
+     "seed_runs": [{"seed", "verdict": "valid" | "invalid" | "unknown", "ops", "writes": {"ok", "fail", "unknown"}}]}
 
 ``simulated_seconds`` is the mock-clock time the valid runs covered: divided by ``seconds`` it is
-how much faster than real time the simulation runs (issue 6 asks for at least 50x).
+how much faster than real time the simulation runs (issue 6 asks for at least 50x). ``writes``
+counts the writes of the whole history, every branch and stale primary included.
 
 ``valid`` is false if a checker failed on any run, "unknown" if the harness itself failed on one
 (an exception that is not a checker's verdict), true otherwise; ``walrelay chaos run`` exits 0, 1
-or 2 accordingly.
+or 2 accordingly. Ctrl-C stops the campaign at once ("interrupted", exit 130).
 """
 
 from __future__ import annotations
 
 import contextlib
-import functools
 import json
 import os
 import random
@@ -111,6 +120,11 @@ class CampaignResult:
     real_seconds: float = 0.0  # wall time of the valid runs (real mode)
     invalid: list[dict[str, Any]] = field(default_factory=list)
     errors: list[dict[str, Any]] = field(default_factory=list)
+    seed_runs: list[dict[str, Any]] = field(default_factory=list)  # every seed: verdict, ops, write counts
+    shrink_budget: int = 0  # runs the campaign may spend shrinking failing seeds, in all
+    shrink_runs: int = 0  # runs spent so far
+    interrupted: bool = False  # Ctrl-C: the verdict is "interrupted", whatever ran before
+    running: bool = False  # results.json written at the start: the campaign has not ended
 
     @property
     def coverage_missing(self) -> list[str]:
@@ -118,6 +132,10 @@ class CampaignResult:
 
     @property
     def verdict(self) -> bool | str:
+        if self.running:
+            return "running"
+        if self.interrupted:
+            return "interrupted"
         if self.invalid:
             return False
         return "unknown" if self.errors or (self.require_coverage and self.coverage_missing) else True
@@ -125,6 +143,8 @@ class CampaignResult:
     @property
     def exit_code(self) -> int:
         verdict = self.verdict
+        if verdict == "interrupted":
+            return 130
         if verdict is False:
             return 1
         return 0 if verdict is True else 2
@@ -144,7 +164,86 @@ class CampaignResult:
             "coverage_missing": self.coverage_missing,
             "invalid": self.invalid,
             "errors": self.errors,
+            "shrink_budget": self.shrink_budget,
+            "shrink_runs": self.shrink_runs,
+            "seed_runs": self.seed_runs,
         }
+
+
+def default_shrink_budget(mode: str) -> int:
+    """Runs a campaign spends shrinking failing seeds, in all: a simulated run takes about 0.1 s,
+    a real one about 10 s."""
+    return SHRINK_BUDGET_SIM if mode == "sim" else SHRINK_BUDGET_REAL
+
+
+SHRINK_BUDGET_SIM = 100
+SHRINK_BUDGET_REAL = 10
+
+
+def is_interrupt(e: BaseException | None) -> bool:
+    """Whether ``e`` is, holds or was raised while handling a KeyboardInterrupt (Ctrl-C): trio wraps
+    it in an ExceptionGroup, and real mode turns such a group into a HarnessError (whose context
+    keeps it)."""
+    seen: set[int] = set()
+    stack = [e]
+    while stack:
+        x = stack.pop()
+        if x is None or id(x) in seen:
+            continue
+        seen.add(id(x))
+        if isinstance(x, KeyboardInterrupt):
+            return True
+        if isinstance(x, BaseExceptionGroup):
+            stack.extend(x.exceptions)
+        stack += [x.__cause__, x.__context__]
+    return False
+
+
+def failure_message(e: BaseException) -> str:
+    """A checker's verdict in one line: its ``sentence()`` if it has one (a structured failure
+    record), else the first line of its text."""
+    for record in (e, *getattr(e, "verdicts", ())[:1]):  # walrelay_chaos.verdicts.Violation: its records
+        sentence = getattr(record, "sentence", None)
+        if callable(sentence):
+            with contextlib.suppress(Exception):
+                return str(sentence())
+    text = str(e).strip()
+    return text.splitlines()[0][:500] if text else type(e).__name__
+
+
+def write_counts(events: list[dict[str, Any]]) -> dict[str, int]:
+    """Writes by outcome over the whole history (every branch, the stale primaries' too): ok,
+    fail, and unknown (info, or still in flight at the end)."""
+    counts = {"ok": 0, "fail": 0, "unknown": 0}
+    pending: dict[Any, bool] = {}  # process -> its open invoke is a write
+    for e in events:
+        p = e.get("process")
+        if p == "nemesis":
+            continue
+        if e.get("type") == "invoke":
+            pending[p] = e.get("f") == "write"
+        elif pending.pop(p, False):
+            counts["ok" if e.get("type") == "ok" else "fail" if e.get("type") == "fail" else "unknown"] += 1
+    counts["unknown"] += sum(pending.values())
+    return counts
+
+
+def format_schedule(schedule: list[Op]) -> list[str]:
+    return [repr(o) for o in schedule]
+
+
+@dataclass
+class Played:
+    """One run of a schedule: its verdict (True, False: a checker failed, "unknown": the harness
+    failed), the checker's or the harness's message, and its history."""
+
+    verdict: bool | str
+    message: str = ""
+    events: list[dict[str, Any]] = field(default_factory=list)
+    reached: set[str] = field(default_factory=set)
+    detail: str = ""  # the harness failure's whole traceback
+    simulated_s: float = 0.0
+    real_s: float = 0.0
 
 
 def run_campaign(
@@ -157,15 +256,22 @@ def run_campaign(
     impl: NodeCommands | None = None,
     mutant: str | None = None,
     require_coverage: bool = False,
+    shrink_budget: int | None = None,
     progress: Callable[[str], None] = print,
 ) -> CampaignResult:
-    """Run seeds ``first_seed ..`` until ``seeds`` ran or ``minutes`` passed; write results.json.
+    """Run seeds ``first_seed ..`` until ``seeds`` ran or ``minutes`` passed; write results.json
+    (at the start, as "running", and at the end) and the run's index.html.
 
     ``mode`` "sim": the simulated cluster, exact replays; "real": OS processes over TCP with a real
-    S3-protocol server (``walrelay_chaos.real``), each run in its own ``seed-S/`` directory with its
-    timeline. A failing run's directory holds its replay file, history, timeline.html and
-    latency.png (and in real mode the processes' logs). ``mutant``: plant that bug (in this process
-    in sim mode, in every node process in real mode); replay files record it."""
+    S3-protocol server (``walrelay_chaos.real``). Every seed gets ``seed-S/replay.json``; a failing
+    one (every one in real mode) also its history, timeline.html and latency.png (and in real mode
+    the processes' logs of a failing run). A failing seed is then shrunk (``mutants.shrink``, with
+    the same seed) while ``shrink_budget`` runs remain (default: ``default_shrink_budget``; 0: no
+    shrinking), into ``seed-S/shrunk/`` with its own replay file and report. ``mutant``: plant that
+    bug (in this process in sim mode, in every node process in real mode); replay files record it.
+
+    Ctrl-C (KeyboardInterrupt) stops the campaign at once: what it started is stopped, results.json
+    says "interrupted", and the result comes back with ``interrupted`` set (no exception)."""
     if mode not in ("sim", "real"):
         raise ValueError(f"mode must be sim or real, not {mode!r}")
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -177,110 +283,253 @@ def run_campaign(
         impl=impl,
         coverage=Tally(targets),
         require_coverage=require_coverage,
+        shrink_budget=default_shrink_budget(mode) if shrink_budget is None else shrink_budget,
+        running=True,
     )
+    _write_results(out_dir, result)
     started = time.monotonic()
     deadline = None if minutes is None else started + minutes * 60
-    with contextlib.ExitStack() as stack:
-        s3 = None
-        if mode == "real":
-            from walrelay_chaos.real import NodeCommands
+    try:
+        with contextlib.ExitStack() as stack:
+            s3 = None
+            if mode == "real":
+                from walrelay_chaos.real import NodeCommands
 
-            s3 = stack.enter_context(s3_server())
-            impl = impl or NodeCommands.walrelay(mutant)
-        elif mutant is not None:
-            from walrelay_chaos.mutants import planted
+                s3 = stack.enter_context(s3_server())
+                impl = impl or NodeCommands.walrelay(mutant)
+            elif mutant is not None:
+                from walrelay_chaos.mutants import planted
 
-            stack.enter_context(planted(mutant))
-        for seed in range(first_seed, first_seed + seeds):
-            if deadline is not None and time.monotonic() >= deadline:
-                progress(f"time is up after {result.runs} runs")
-                break
-            outcome = _one_run(out_dir, seed, result, s3, impl)
-            result.runs += 1
-            result.seconds = time.monotonic() - started
-            progress(f"[{result.runs}/{seeds}] seed {seed}: {outcome}")
+                stack.enter_context(planted(mutant))
+            for seed in range(first_seed, first_seed + seeds):
+                if deadline is not None and time.monotonic() >= deadline:
+                    progress(f"time is up after {result.runs} runs")
+                    break
+                _one_run(out_dir, seed, result, s3, impl, progress, f"[{result.runs + 1}/{seeds}] seed {seed}:")
+                result.seconds = time.monotonic() - started
+    except BaseException as e:
+        if not is_interrupt(e):
+            raise
+        result.interrupted = True
+    result.running = False
     result.seconds = time.monotonic() - started
-    if result.coverage_missing:
-        progress(f"coverage: no run reached {', '.join(result.coverage_missing)}")
-    (out_dir / "results.json").write_text(json.dumps(result.to_json(), indent=1) + "\n", encoding="utf-8")
+    _write_results(out_dir, result)
+    from walrelay_chaos import runs
+
+    runs.refresh(out_dir)
     return result
 
 
-def _one_run(out_dir: Path, seed: int, result: CampaignResult, s3: Any, impl: NodeCommands | None) -> str:
-    """Run one seed, add its verdict to ``result``, write its report if it failed (or ran for real)."""
-    from walrelay_chaos.report import write_report
+def _write_results(out_dir: Path, result: CampaignResult | MutantsResult) -> None:
+    tmp = out_dir / "results.json.tmp"
+    tmp.write_text(json.dumps(result.to_json(), indent=1) + "\n", encoding="utf-8")
+    os.replace(tmp, out_dir / "results.json")
 
+
+def _play(schedule: list[Op], seed: int, s3: Any, impl: NodeCommands | None, *, logs_to: Path | None = None) -> Played:
+    """Run ``schedule`` once (real mode if ``s3``) and judge it. A Ctrl-C during the run comes out
+    as KeyboardInterrupt, whatever the harness wrapped it in. ``logs_to``: real mode, where to keep
+    the processes' logs if the run failed."""
     real = s3 is not None
+    played = Played(True)
     if real:
-        from walrelay_chaos.real import random_real_schedule, run_real, scratch_dir
+        from walrelay_chaos.real import run_real, scratch_dir
 
-        schedule = random_real_schedule(random.Random(seed))
         root = scratch_dir(seed)
     else:
-        schedule = random_schedule(random.Random(seed))
         root = tempfile.mkdtemp(prefix=f"walrelay-chaos-{seed}-", dir=scratch_root())
-    events: list[dict[str, Any]] = []
     reached: list[str] = []  # coverage targets the simulation reports (sim.EVENT_HOOK)
-    run_dir = out_dir / f"seed-{seed}"
-    verdict: bool | str = True
-    message = ""
     try:
         if real:
-            out = run_real(root, schedule, s3, history=events, impl=impl)
+            out = run_real(root, schedule, s3, history=played.events, impl=impl)
             reached.extend(out.reached)
-            summary = f"{len(out.ok)} acknowledged, {len(out.failed)} failed, {len(out.unknown)} unknown"
-            result.real_seconds += out.seconds
+            played.real_s = out.seconds
         else:
             saved, sim.EVENT_HOOK = sim.EVENT_HOOK, reached.append
             try:
-                sim_out = run_schedule(root, schedule, seed=seed, history=events)
+                sim_out = run_schedule(root, schedule, seed=seed, history=played.events)
             finally:
                 sim.EVENT_HOOK = saved
-            result.simulated_seconds += sim_out.simulated_s
-            summary = f"{len(sim_out.ok)} acknowledged, {len(sim_out.failed)} failed, {len(sim_out.unknown)} unknown"
-        text = f"{len(schedule)} ops: valid ({summary})"
-    except AssertionError as e:
-        verdict, message = False, str(e).splitlines()[0][:500]
-        text = f"{len(schedule)} ops: INVALID: {message[:200]}"
-    except Exception as e:  # the harness failed, not the system under test: no verdict
-        verdict, message = "unknown", "".join(traceback.format_exception_only(e)).strip()
-        run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "error.txt").write_text(getattr(e, "detail", "") or "".join(traceback.format_exception(e)))
-        text = f"{len(schedule)} ops: HARNESS ERROR: {type(e).__name__}: {e}"
+            played.simulated_s = sim_out.simulated_s
+    except BaseException as e:
+        if is_interrupt(e):
+            raise KeyboardInterrupt from None
+        if isinstance(e, AssertionError):
+            played.verdict, played.message = False, failure_message(e)
+        elif isinstance(e, Exception):  # the harness failed, not the system under test: no verdict
+            played.verdict = "unknown"
+            played.message = "".join(traceback.format_exception_only(e)).strip()
+            played.detail = getattr(e, "detail", "") or "".join(traceback.format_exception(e))
+        else:
+            raise
     finally:
-        assert result.coverage is not None
-        result.coverage.add(coverage.from_history(events) | set(reached))
-        if real and verdict is not True:
+        played.reached = coverage.from_history(played.events) | set(reached)
+        if real and played.verdict is not True and logs_to is not None:
             from walrelay_chaos.real import dump_logs
 
-            dump_logs(root, run_dir / "logs")
+            dump_logs(root, logs_to)
         shutil.rmtree(root, ignore_errors=True)
-    if verdict is not True or real:
-        path = write_replay(
-            run_dir / "replay.json",
-            schedule,
-            seed=seed,
-            mode=result.mode,
-            mutant=result.mutant,
-            impl=result.impl.to_json() if result.impl is not None else None,
-        )
-        write_report(
-            run_dir,
-            events,
-            verdict=verdict,
-            message=message,
-            title=f"walrelay chaos, {result.mode} mode, seed {seed}",
-            replay=replay_command(path),
-            time_unit="s" if real else "simulated s",
-        )
-        if verdict is not True:
-            entry = {"seed": seed, "replay": str(path), "timeline": str(run_dir / "timeline.html")}
-            if verdict is False:
-                result.invalid.append({**entry, "message": message})
-            else:
-                result.errors.append({**entry, "error": message})
-            text += f"\n    replay: {replay_command(path)}\n    timeline: {run_dir / 'timeline.html'}"
-    return text
+    return played
+
+
+def _report(run_dir: Path, played: Played, *, title: str, replay: Path, real: bool) -> Path:
+    from walrelay_chaos.report import write_report
+
+    write_report(
+        run_dir,
+        played.events,
+        verdict=played.verdict,
+        message=played.message,
+        title=title,
+        replay=replay_command(replay),
+        time_unit="s" if real else "simulated s",
+    )
+    return run_dir / "timeline.html"
+
+
+def _one_run(
+    out_dir: Path,
+    seed: int,
+    result: CampaignResult,
+    s3: Any,
+    impl: NodeCommands | None,
+    progress: Callable[[str], None],
+    head: str,
+) -> None:
+    """Run one seed, add its verdict to ``result`` and print it (after ``head``); write its replay
+    file (every seed), its report (if it failed, or ran for real) and, if it failed, its shrunk
+    reproduction (printed first: the shortest way to see the bug)."""
+    real = s3 is not None
+    if real:
+        from walrelay_chaos.real import random_real_schedule
+
+        schedule = random_real_schedule(random.Random(seed))
+        progress(f"{head} {len(schedule)} ops against processes...")
+    else:
+        schedule = random_schedule(random.Random(seed))
+    run_dir = out_dir / f"seed-{seed}"
+    path = _write_replay(run_dir / "replay.json", schedule, seed, result)
+    played = _play(schedule, seed, s3, impl, logs_to=run_dir / "logs")
+    assert result.coverage is not None
+    result.coverage.add(played.reached)
+    counts = write_counts(played.events)
+    word = "valid" if played.verdict is True else "invalid" if played.verdict is False else "unknown"
+    result.seed_runs.append({"seed": seed, "verdict": word, "ops": len(schedule), "writes": counts})
+    result.runs += 1  # from here on, a Ctrl-C leaves this seed's verdict counted (its report may be missing)
+    timeline = run_dir / "timeline.html"
+    entry: dict[str, Any] = {"seed": seed, "ops": len(schedule), "replay": str(path), "timeline": str(timeline)}
+    if played.verdict is True:
+        result.simulated_seconds += played.simulated_s
+        result.real_seconds += played.real_s
+        summary = f"{counts['ok']} acknowledged, {counts['fail']} failed, {counts['unknown']} unknown"
+        text = f"{len(schedule)} ops: valid ({summary})"
+    elif played.verdict is False:
+        result.invalid.append({**entry, "message": played.message, "shrunk": None})
+        text = f"{len(schedule)} ops: INVALID: {played.message[:200]}"
+    else:
+        result.errors.append({**entry, "error": played.message})
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "error.txt").write_text(played.detail)
+        text = f"{len(schedule)} ops: HARNESS ERROR: {played.message}"
+    progress(f"{head} {text}")
+    if played.verdict is True and not real:
+        return
+    _report(run_dir, played, title=f"walrelay chaos, {result.mode} mode, seed {seed}", replay=path, real=real)
+    if played.verdict is True:
+        return
+    if played.verdict is not False:
+        progress(f"    replay: {replay_command(path)}\n    timeline: {timeline}")
+        return
+    entry = result.invalid[-1]
+    _shrink_seed(run_dir, schedule, seed, played, result, s3, impl, progress, entry)
+    shrunk = entry["shrunk"]
+    lines = []
+    if shrunk is not None:
+        lines += [
+            f"    shrunk to {shrunk['ops']} ops ({shrunk['runs']} runs, {shrunk['seconds']:.1f} s): "
+            + ", ".join(shrunk["schedule"]),
+            f"      {shrunk['message'][:200]}" if shrunk["message"] != played.message else "",
+            f"      replay: {replay_command(shrunk['replay'])}",
+            f"      timeline: {shrunk['timeline']}",
+        ]
+    lines += [f"    original ({len(schedule)} ops): {replay_command(path)}", f"      timeline: {timeline}"]
+    progress("\n".join(line for line in lines if line))
+
+
+def _write_replay(path: Path, schedule: list[Op], seed: int, result: CampaignResult) -> Path:
+    return write_replay(
+        path,
+        schedule,
+        seed=seed,
+        mode=result.mode,
+        mutant=result.mutant,
+        impl=result.impl.to_json() if result.impl is not None else None,
+    )
+
+
+def _shrink_seed(
+    run_dir: Path,
+    schedule: list[Op],
+    seed: int,
+    played: Played,
+    result: CampaignResult,
+    s3: Any,
+    impl: NodeCommands | None,
+    progress: Callable[[str], None],
+    entry: dict[str, Any],
+) -> None:
+    """Shrink a failing seed's schedule within what is left of the campaign's shrink budget; write
+    ``seed-S/shrunk/`` (replay file and report of the shortest schedule found that still fails a
+    checker with the same seed) and describe it in ``entry["shrunk"]``. A Ctrl-C while shrinking
+    keeps what was found so far, then goes on as an interrupt."""
+    from walrelay_chaos.mutants import shrink
+
+    left = result.shrink_budget - result.shrink_runs
+    if left <= 0:
+        if result.shrink_budget:
+            progress(f"    not shrunk: the shrink budget ({result.shrink_budget} runs) is spent")
+        return
+    best: list[tuple[list[Op], Played]] = [(schedule, played)]  # the shortest failing schedule so far
+    started = time.monotonic()
+    runs = 0
+
+    def fails(candidate: list[Op]) -> bool:
+        nonlocal runs
+        runs += 1
+        result.shrink_runs += 1
+        p = _play(candidate, seed, s3, impl)
+        if p.verdict is not False:
+            return False
+        best[0] = (candidate, p)  # shrink keeps every candidate that fails: the last one is its answer
+        progress(f"    shrinking seed {seed}: {len(schedule)} -> {len(candidate)} ops (run {runs} of at most {left})")
+        return True
+
+    interrupt: KeyboardInterrupt | None = None
+    try:
+        shrink(schedule, fails, max_runs=left)
+    except KeyboardInterrupt as e:  # keep the shortest schedule found before Ctrl-C
+        interrupt = e
+    shrunk, shrunk_played = best[0]
+    shrunk_dir = run_dir / "shrunk"
+    path = _write_replay(shrunk_dir / "replay.json", shrunk, seed, result)
+    timeline = _report(
+        shrunk_dir,
+        shrunk_played,
+        title=f"walrelay chaos, {result.mode} mode, seed {seed}, shrunk to {len(shrunk)} of {len(schedule)} ops",
+        replay=path,
+        real=s3 is not None,
+    )
+    entry["shrunk"] = {
+        "ops": len(shrunk),
+        "schedule": format_schedule(shrunk),
+        "replay": str(path),
+        "timeline": str(timeline),
+        "message": shrunk_played.message,
+        "runs": runs,
+        "seconds": round(time.monotonic() - started, 3),
+    }
+    if interrupt is not None:
+        raise interrupt
 
 
 @contextlib.contextmanager
@@ -317,10 +566,65 @@ class KillRow:
     random_runs: int = 0
     message: str = ""
     shrunk: list[Op] | None = None  # the killing schedule, shrunk (mutants.shrink): still kills it
+    shrink_runs: int = 0
+    shrunk_message: str = ""  # the checker's verdict on the shrunk schedule
+    files: dict[str, dict[str, str]] = field(default_factory=dict)  # "directed", "random", "shrunk": replay, timeline
 
     @property
     def killed(self) -> bool:
         return self.directed_killed or self.random_seed is not None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "mutant": self.mutant,
+            "killed": self.killed,
+            "directed_killed": self.directed_killed,
+            "random_seed": self.random_seed,
+            "random_seconds": None if self.random_seconds is None else round(self.random_seconds, 3),
+            "random_ops": self.random_ops,
+            "random_runs": self.random_runs,
+            "message": self.message,
+            "shrunk": None
+            if self.shrunk is None
+            else {
+                "ops": len(self.shrunk),
+                "schedule": format_schedule(self.shrunk),
+                "runs": self.shrink_runs,
+                "message": self.shrunk_message,
+                **self.files.get("shrunk", {}),
+            },
+            "directed": self.files.get("directed"),
+            "random": self.files.get("random"),
+        }
+
+
+@dataclass
+class MutantsResult:
+    rows: list[KillRow] = field(default_factory=list)
+    finished: int = 0  # rows complete (the last may not be, after Ctrl-C)
+    interrupted: bool = False
+    running: bool = False
+    seconds: float = 0.0
+
+    @property
+    def verdict(self) -> bool | str:
+        """True: every mutant planted was killed; False: one survived."""
+        if self.running or self.interrupted:
+            return "running" if self.running else "interrupted"
+        return all(r.killed for r in self.rows)
+
+    @property
+    def exit_code(self) -> int:
+        return 130 if self.interrupted else 0 if self.verdict is True else 1
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "valid": self.verdict,
+            "mode": "mutants",
+            "mutant": None,
+            "seconds": round(self.seconds, 3),
+            "mutants": [r.to_json() for r in self.rows],
+        }
 
 
 def run_mutants(
@@ -329,69 +633,118 @@ def run_mutants(
     seconds: float,
     only: list[str] | None = None,
     progress: Callable[[str], None] = print,
-) -> list[KillRow]:
+    out_dir: Path | None = None,
+    shrink_budget: int = 60,
+) -> MutantsResult:
     """Each mutant planted in turn: its directed schedule, then random seeds 0.. until one kills
-    it, ``seeds`` ran, or ``seconds`` passed; a killing schedule is then shrunk (within 60 runs or
-    10 s more, run with the same seed). A kill is a checker's verdict (AssertionError)."""
+    it, ``seeds`` ran, or ``seconds`` passed; a killing schedule is then shrunk (at most
+    ``shrink_budget`` runs, with the same seed). A kill is a checker's verdict (AssertionError).
+
+    ``out_dir``: write ``results.json`` (each row; "valid": every mutant killed) and, per mutant,
+    ``NAME/directed/replay.json``, and ``NAME/seed-S/`` (the random kill) and
+    ``NAME/seed-S/shrunk/``, each with its replay file and report. Ctrl-C stops at once: the rows
+    so far, ``interrupted`` set, and results.json says "interrupted"."""
     from walrelay_chaos.mutants import MUTANTS, planted, shrink
 
-    def _kills(schedule: list[Op], *, seed: int) -> bool:
-        root = tempfile.mkdtemp(prefix="walrelay-shrink-", dir=scratch_root())
-        try:
-            run_schedule(root, schedule, seed=seed)
-        except AssertionError:
-            return True
-        except Exception:  # the harness failed: not a kill
-            return False
-        finally:
-            shutil.rmtree(root, ignore_errors=True)
-        return False
+    result = MutantsResult(running=True)
+    if out_dir is not None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        _write_results(out_dir, result)
+    started = time.monotonic()
 
-    rows: list[KillRow] = []
-    for name, mutant in MUTANTS.items():
-        if only and name not in only:
-            continue
-        row = KillRow(name, directed_killed=False)
-        with planted(name):
-            root = tempfile.mkdtemp(prefix="walrelay-mutant-", dir=scratch_root())
-            try:
-                run_schedule(root, mutant.directed, seed=0)
-            except AssertionError as e:
-                row.directed_killed, row.message = True, str(e).splitlines()[0][:160]
-            except Exception as e:  # the harness failed: no verdict, so no kill
-                row.message = f"harness error: {type(e).__name__}: {e}"[:160]
-            finally:
-                shutil.rmtree(root, ignore_errors=True)
-            started = time.monotonic()
-            for seed in range(seeds):
-                if time.monotonic() - started >= seconds:
-                    break
-                schedule = random_schedule(random.Random(seed))
-                root = tempfile.mkdtemp(prefix="walrelay-mutant-", dir=scratch_root())
-                row.random_runs += 1
-                try:
-                    run_schedule(root, schedule, seed=seed)
-                except AssertionError as e:
+    def keep(row: KillRow, role: str, where: str, schedule: list[Op], seed: int, played: Played) -> None:
+        if out_dir is None:
+            return
+        run_dir = out_dir / row.mutant / where
+        path = write_replay(run_dir / "replay.json", schedule, seed=seed, mutant=row.mutant)
+        row.files[role] = {"replay": str(path)}
+        if role != "directed":  # a report takes about 0.6 s (the latency plot); replaying one is quick
+            title = f"walrelay chaos, mutant {row.mutant}, {role} schedule, seed {seed}"
+            row.files[role]["timeline"] = str(_report(run_dir, played, title=title, replay=path, real=False))
+
+    try:
+        for name, mutant in MUTANTS.items():
+            if only and name not in only:
+                continue
+            row = KillRow(name, directed_killed=False)
+            result.rows.append(row)
+            with planted(name):
+                played = _play(mutant.directed, 0, None, None)
+                if played.verdict is False:
+                    row.directed_killed, row.message = True, played.message[:160]
+                elif played.verdict == "unknown":  # the harness failed: no verdict, so no kill
+                    row.message = f"harness error: {played.message}"[:160]
+                keep(row, "directed", "directed", mutant.directed, 0, played)
+                search_started = time.monotonic()
+                for seed in range(seeds):
+                    if time.monotonic() - search_started >= seconds:
+                        break
+                    schedule = random_schedule(random.Random(seed))
+                    row.random_runs += 1
+                    played = _play(schedule, seed, None, None)
+                    if played.verdict == "unknown":  # the harness failed: no verdict; go on searching
+                        row.message = row.message or f"harness error at seed {seed}: {played.message}"[:160]
+                    if played.verdict is not False:
+                        continue
                     row.random_seed, row.random_ops = seed, len(schedule)
-                    row.random_seconds = time.monotonic() - started
-                    row.message = row.message or str(e).splitlines()[0][:160]
-                    row.shrunk = shrink(schedule, functools.partial(_kills, seed=seed))
+                    row.random_seconds = time.monotonic() - search_started
+                    row.message = row.message or played.message[:160]
+                    keep(row, "random", f"seed-{seed}", schedule, seed, played)
+                    best: list[tuple[list[Op], Played]] = [(schedule, played)]
+
+                    def fails(
+                        candidate: list[Op],
+                        seed: int = seed,
+                        best: list[tuple[list[Op], Played]] = best,
+                        row: KillRow = row,
+                    ) -> bool:
+                        row.shrink_runs += 1
+                        p = _play(candidate, seed, None, None)
+                        if p.verdict is False:
+                            best[0] = (candidate, p)
+                            progress(
+                                f"    shrinking {row.mutant} seed {seed}: {row.random_ops} -> {len(candidate)} ops "
+                                f"(run {row.shrink_runs} of at most {shrink_budget})"
+                            )
+                        return p.verdict is False
+
+                    try:
+                        shrink(schedule, fails, max_runs=shrink_budget)
+                    finally:  # on Ctrl-C too: the shortest found so far
+                        row.shrunk, shrunk_played = best[0]
+                        row.shrunk_message = shrunk_played.message
+                        keep(row, "shrunk", f"seed-{seed}/shrunk", row.shrunk, seed, shrunk_played)
                     break
-                except Exception as e:  # the harness failed: no verdict; go on searching
-                    row.message = row.message or f"harness error at seed {seed}: {type(e).__name__}: {e}"[:160]
-                finally:
-                    shutil.rmtree(root, ignore_errors=True)
-        progress(
-            f"{name}: directed {'killed' if row.directed_killed else 'SURVIVED'}; random "
-            + (
-                f"killed at seed {row.random_seed} ({row.random_ops} ops, shrunk to {len(row.shrunk or ())}) "
-                f"after {row.random_seconds:.1f} s"
-                if row.random_seed is not None
-                else f"survived {row.random_runs} seeds"
-            )
+            _progress_row(row, progress)
+            result.finished += 1
+    except BaseException as e:
+        if not is_interrupt(e):
+            raise
+        result.interrupted = True
+    result.running = False
+    result.seconds = time.monotonic() - started
+    if out_dir is not None:
+        _write_results(out_dir, result)
+        from walrelay_chaos import runs
+
+        runs.refresh(out_dir)
+    return result
+
+
+def _progress_row(row: KillRow, progress: Callable[[str], None]) -> None:
+    progress(
+        f"{row.mutant}: directed {'killed' if row.directed_killed else 'SURVIVED'}; random "
+        + (
+            f"killed at seed {row.random_seed} ({row.random_ops} ops, shrunk to {len(row.shrunk or ())} in "
+            f"{row.shrink_runs} runs) after {row.random_seconds:.1f} s"
+            if row.random_seed is not None
+            else f"survived {row.random_runs} seeds"
         )
-        rows.append(row)
-    return rows
+    )
+    if row.shrunk is not None:
+        progress(f"    shrunk: {', '.join(format_schedule(row.shrunk))}")
+        if "shrunk" in row.files:
+            progress(f"      replay: {replay_command(row.files['shrunk']['replay'])}")
 
 
 def kill_table(rows: list[KillRow]) -> str:

@@ -428,23 +428,27 @@ def planted(name: str) -> Iterator[None]:
 
 
 def shrink(
-    schedule: list[Op], fails: Callable[[list[Op]], bool], *, max_runs: int = 60, max_seconds: float = 10.0
+    schedule: list[Op], fails: Callable[[list[Op]], bool], *, max_runs: int = 60, max_seconds: float | None = None
 ) -> list[Op]:
     """A shorter schedule that still fails, greedily: remove chunks (halves, quarters, .., single
     ops), keeping each removal after which ``fails`` still holds; stop when no single op can go,
-    or after ``max_runs`` tries or ``max_seconds``. A random kill is then a schedule short enough
-    to read (the kill table's "shrunk" column)."""
+    or after ``max_runs`` calls of ``fails`` (or ``max_seconds``, if given: a run budget alone gives the same
+    answer on a fast and a slow machine). A failing schedule is then short enough to read (the
+    kill table's "shrunk" column, a campaign's ``seed-S/shrunk/``)."""
     started = time.monotonic()
     runs = 0
     size = max(1, len(schedule) // 2)
     while True:
         i = 0
         while i < len(schedule):
-            if runs >= max_runs or time.monotonic() - started >= max_seconds:
-                return schedule
             candidate = schedule[:i] + schedule[i + size :]
+            if not candidate:  # nothing left to run: not a try
+                i += size
+                continue
+            if runs >= max_runs or (max_seconds is not None and time.monotonic() - started >= max_seconds):
+                return schedule
             runs += 1
-            if candidate and fails(candidate):
+            if fails(candidate):
                 schedule = candidate  # removed: try the same place again
             else:
                 i += size

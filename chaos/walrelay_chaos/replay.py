@@ -118,33 +118,56 @@ def replay_command(path: str | os.PathLike[str]) -> str:
     return f"walrelay chaos replay {path}"
 
 
-def run_replay(path: str | os.PathLike[str], out_dir: str | os.PathLike[str] | None = None) -> tuple[bool, str]:
+def report_dir_beside(path: str | os.PathLike[str]) -> Path | None:
+    """Where ``walrelay chaos replay FILE`` writes the report without ``--out``: beside a replay
+    file a campaign wrote (``seed-S/replay.json``, ``seed-S/shrunk/replay.json``) that has no
+    report yet (a passing simulated seed's: the campaign keeps only its replay file); None
+    otherwise (a failing seed keeps the report of the run that found it)."""
+    p = Path(path)
+    if p.name != "replay.json" or (p.parent / "history.jsonl").exists():
+        return None
+    seed_dir = p.parent.parent if p.parent.name == "shrunk" else p.parent
+    return p.parent if seed_dir.name.startswith("seed-") else None
+
+
+def run_replay(
+    path: str | os.PathLike[str], out_dir: str | os.PathLike[str] | None = None, *, beside: bool = False
+) -> tuple[bool, str]:
     """(valid, verdict) of one replay; ScheduleError for a bad file. ``out_dir``: write the run's
-    report there (history.jsonl, timeline.html, latency.png; ``walrelay_chaos.report``)."""
+    report there (history.jsonl, timeline.html, latency.png; ``walrelay_chaos.report``); with
+    ``beside`` and no ``out_dir``, beside a campaign's replay file that has none yet
+    (``report_dir_beside``). The verdict then ends with a line naming the timeline."""
+    from walrelay_chaos.campaign import write_counts
     from walrelay_chaos.mutants import planted
     from walrelay_chaos.sim import run_schedule, scratch_root
 
     r = load_replay(path)
+    kept = ""
+    if out_dir is None and beside:
+        out_dir = report_dir_beside(path)
+        timeline = Path(path).parent / "timeline.html"
+        if out_dir is None and Path(path).name == "replay.json" and timeline.exists():
+            kept = f"\ntimeline: {timeline} (the campaign's run; --out DIR writes this replay's)"
     planted_note = f" (mutant {r.mutant} planted)" if r.mutant else ""
     events: list[dict[str, Any]] = []
     if r.mode == "real":
         valid, verdict = _run_real_replay(r, planted_note, events)
-        _report(out_dir, events, valid, verdict, path, "s")
-        return valid, verdict
+        return valid, verdict + (_report(out_dir, events, valid, verdict, path, "s") or kept)
     root = tempfile.mkdtemp(prefix="walrelay-replay-", dir=scratch_root())
     try:
         with planted(r.mutant) if r.mutant else contextlib.nullcontext():
             out = run_schedule(root, r.schedule, quorum=r.quorum, seed=r.seed, history=events)
     except AssertionError as e:
-        _report(out_dir, events, False, str(e), path, "simulated s")
-        return False, f"invalid{planted_note}: {e}"
+        return False, f"invalid{planted_note}: {e}" + (
+            _report(out_dir, events, False, str(e), path, "simulated s") or kept
+        )
     finally:
         shutil.rmtree(root, ignore_errors=True)
-    _report(out_dir, events, True, "", path, "simulated s")
+    c = write_counts(events)
     return True, (
-        f"valid{planted_note}: {len(r.schedule)} operations; last branch's writes: {len(out.ok)} acknowledged, "
-        f"{len(out.failed)} failed, {len(out.unknown)} unknown; history {out.history}"
-    )
+        f"valid{planted_note}: {len(r.schedule)} operations; writes (every branch): {c['ok']} acknowledged, "
+        f"{c['fail']} failed, {c['unknown']} unknown; history {out.history}"
+    ) + (_report(out_dir, events, True, "", path, "simulated s") or kept)
 
 
 def _report(
@@ -154,19 +177,27 @@ def _report(
     message: str,
     path: str | os.PathLike[str],
     unit: str,
-) -> None:
-    if out_dir is not None:
-        from walrelay_chaos.report import write_report
+) -> str:
+    """Write the report into ``out_dir`` (if given); the line that names its timeline, or ""."""
+    if out_dir is None:
+        return ""
+    from walrelay_chaos import runs
+    from walrelay_chaos.report import write_report
 
-        write_report(
-            Path(out_dir),
-            events,
-            verdict=valid,
-            message="" if valid else message.splitlines()[0][:500],
-            title=f"replay of {path}",
-            replay=replay_command(path),
-            time_unit=unit,
-        )
+    out = Path(out_dir)
+    write_report(
+        out,
+        events,
+        verdict=valid,
+        message="" if valid else message.splitlines()[0][:500],
+        title=f"replay of {path}",
+        replay=replay_command(path),
+        time_unit=unit,
+    )
+    seed_dir = out.parent if out.name == "shrunk" else out
+    if seed_dir.name.startswith("seed-") and (seed_dir.parent / "results.json").exists():
+        runs.refresh(seed_dir.parent)  # the run's page links the new timeline
+    return f"\ntimeline: {out / 'timeline.html'}"
 
 
 def _run_real_replay(r: Replay, planted_note: str, events: list[dict[str, Any]]) -> tuple[bool, str]:

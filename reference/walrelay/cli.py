@@ -282,12 +282,34 @@ def build_parser() -> argparse.ArgumentParser:
     rp = chsub.add_parser(
         "replay", help="run a replay file's schedule again (exactly, in sim mode) and print the verdict"
     )
-    rp.add_argument("file", metavar="FILE", help="a replay file (JSON, written by a failing chaos run or test)")
-    rp.add_argument("--out", metavar="DIR", help="write the replay's history.jsonl, timeline.html and latency.png here")
-    cm = chsub.add_parser("mutants", help="plant each protocol bug in turn and print which the harness kills")
+    rp.add_argument(
+        "file", metavar="FILE", help="a replay file (JSON: a campaign's runs/latest/seed-S/replay.json, or a test's)"
+    )
+    rp.add_argument(
+        "--out",
+        metavar="DIR",
+        help="write the replay's history.jsonl, timeline.html and latency.png here (default: beside a campaign's "
+        "seed-S/replay.json that has no report yet, such as a passing seed's; otherwise none)",
+    )
+    cm = chsub.add_parser(
+        "mutants",
+        help="plant each protocol bug in turn and print which the harness kills",
+        description="Plant each protocol bug (mutant) in turn: run its directed schedule, then random seeds until "
+        "one kills it; shrink that schedule and write both (runs/<timestamp>-mutants/NAME/).",
+        epilog=_MUTANT_NAMES,
+        formatter_class=_MutantsHelp,
+    )
     cm.add_argument("--seeds", type=_nonneg_int, default=200, help="random seeds per mutant at most (default 200)")
     cm.add_argument("--seconds", type=_positive_float, default=60.0, help="random search per mutant (default 60)")
-    cm.add_argument("--only", action="append", metavar="NAME", help="only this mutant (repeatable)")
+    cm.add_argument("--only", action="append", metavar="NAME", help="only this mutant (repeatable; names below)")
+    cm.add_argument(
+        "--shrink-budget",
+        type=_nonneg_int,
+        default=60,
+        metavar="RUNS",
+        help="runs spent shrinking each mutant's killing schedule at most (default 60; 0: no shrinking)",
+    )
+    _add_run_dir_arguments(cm, "mutants")
     cr = chsub.add_parser("run", help="a campaign: seeded random schedules, each run and judged")
     cr.add_argument(
         "--mode",
@@ -302,8 +324,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     cr.add_argument("--first-seed", type=_nonneg_int, default=0, help="the first seed (default 0)")
     cr.add_argument("--minutes", type=_positive_float, help="stop starting runs after this long")
+    _add_run_dir_arguments(cr, "sim|real")
     cr.add_argument(
-        "--out", metavar="DIR", help="run directory for results.json and replay files (default: a new temp dir)"
+        "--shrink-budget",
+        type=_nonneg_int,
+        metavar="RUNS",
+        help="runs spent shrinking failing seeds, in all, the first failing seed first (default 100 in sim, "
+        "10 in real mode; 0: no shrinking); each shrunk schedule goes to seed-S/shrunk/",
     )
     cr.add_argument(
         "--impl",
@@ -326,6 +353,9 @@ def build_parser() -> argparse.ArgumentParser:
     rr = chsub.add_parser("report", help="draw timeline.html and latency.png again from a run's history.jsonl")
     rr.add_argument("history", metavar="HISTORY", help="a history.jsonl written by a chaos run")
     rr.add_argument("--out", metavar="DIR", help="where to write them (default: beside the history)")
+    sv = chsub.add_parser("serve", help="browse the run directories (runs/): verdicts, seeds, timelines, over HTTP")
+    sv.add_argument("--runs", metavar="DIR", default="runs", help="the runs directory (default: runs)")
+    sv.add_argument("--port", type=_nonneg_int, default=8080, help="port on 127.0.0.1 (default 8080; 0: any free)")
 
     cf = sub.add_parser(
         "conform",
@@ -485,13 +515,60 @@ async def _run_replica(args: argparse.Namespace) -> None:
     await _serve(node.serve, args.listen, node.close)
 
 
+_MUTANT_NAMES = "\0mutant names"  # replaced by the list when help is shown (the import is slow)
+
+
+class _MutantsHelp(argparse.HelpFormatter):
+    """``chaos mutants --help``: lists the mutants (walrelay_chaos.mutants) in the epilog, importing
+    them only when help is asked for."""
+
+    def add_text(self, text: str | None) -> None:
+        if text == _MUTANT_NAMES:
+            from walrelay_chaos.mutants import MUTANTS
+
+            text = "mutants: " + ", ".join(MUTANTS)
+        super().add_text(text)
+
+
+def _add_run_dir_arguments(p: argparse.ArgumentParser, kind: str) -> None:
+    p.add_argument(
+        "--runs",
+        metavar="DIR",
+        default="runs",
+        help=f"where run directories go: DIR/<timestamp>-{kind}/, with DIR/latest and DIR/index.html (default: runs)",
+    )
+    p.add_argument(
+        "--out",
+        metavar="DIR",
+        help="write to exactly this run directory instead (results.json, seed-S/, index.html; no latest link)",
+    )
+
+
+def _say(line: str) -> None:
+    print(line, flush=True)  # progress as it happens, also into a pipe (| tee)
+
+
+def _chaos_run_dir(args: argparse.Namespace, kind: str, sub: str | None = None) -> tuple[Any, str]:
+    """The run directory of a campaign (a Path: ``--out``, or a new ``--runs``/<timestamp>-<kind>/)
+    and how to name it on the console."""
+    from pathlib import Path
+
+    from walrelay_chaos import runs
+
+    if args.out:
+        out = Path(args.out) / sub if sub else Path(args.out)
+        return out, str(out)
+    out = runs.new_run_dir(Path(args.runs), kind)
+    return out, f"{out} ({Path(args.runs) / 'latest'})"
+
+
 def _run_chaos_campaign(args: argparse.Namespace) -> int:
-    import tempfile
     from pathlib import Path
 
     from walrelay_chaos.campaign import CampaignError, run_campaign
     from walrelay_chaos.mutants import MUTANTS
     from walrelay_chaos.real import ImplError, NodeCommands
+    from walrelay_chaos.replay import replay_command
 
     if args.impl and args.mode != "real":
         print(
@@ -509,13 +586,12 @@ def _run_chaos_campaign(args: argparse.Namespace) -> int:
     except ImplError as e:
         print(f"walrelay chaos run: error: --impl {e}", file=sys.stderr)
         return 2
-    out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="walrelay-chaos-run-"))
     plan = [("sim", args.seeds), ("real", args.real_seeds)] if args.mode == "both" else [(args.mode, args.seeds)]
     codes = []
     for mode, seeds in plan:
-        where = out / mode if args.mode == "both" else out
+        where, named = _chaos_run_dir(args, mode, mode if args.mode == "both" else None)
         what = "simulation" if mode == "sim" else "real processes over TCP"
-        print(f"chaos campaign ({what}): up to {seeds} seeds from {args.first_seed}; run directory {where}")
+        _say(f"chaos campaign ({what}): up to {seeds} seeds from {args.first_seed}; run directory {named}")
         try:
             result = run_campaign(
                 where,
@@ -526,11 +602,21 @@ def _run_chaos_campaign(args: argparse.Namespace) -> int:
                 impl=impl,
                 mutant=args.mutant,
                 require_coverage=args.require_coverage and mode == "sim",
+                shrink_budget=args.shrink_budget,
+                progress=_say,
             )
         except CampaignError as e:
             print(f"walrelay chaos run: error: {e}", file=sys.stderr)
             codes.append(2)  # no verdict here; a verdict already reached (sim) still counts
             continue
+        if result.interrupted:
+            found = f"; {len(result.invalid)} invalid so far" if result.invalid else ""
+            print(
+                f"walrelay chaos run: interrupted after {result.runs} runs{found}; {where / 'results.json'}",
+                file=sys.stderr,
+                flush=True,
+            )
+            return 130
         verdict = {0: "valid", 1: "INVALID", 2: "unknown (harness errors or missing coverage)"}[result.exit_code]
         if mode == "sim":
             speed = result.simulated_seconds / result.seconds if result.seconds else 0.0
@@ -538,10 +624,21 @@ def _run_chaos_campaign(args: argparse.Namespace) -> int:
         else:
             detail = f"each run's timeline in {where}/seed-S/timeline.html"
         reached = ", ".join(f"{name} {n}" for name, n in (result.coverage.counts if result.coverage else {}).items())
-        print(f"{mode}: {verdict}: {result.runs} runs in {result.seconds:.1f} s ({detail}); {where / 'results.json'}")
-        print(f"    coverage (runs that reached each case): {reached}")
+        _say(f"{mode}: {verdict}: {result.runs} runs in {result.seconds:.1f} s ({detail}); {where / 'results.json'}")
+        _say(f"    coverage (runs that reached each case): {reached}")
         if result.coverage_missing:
-            print(f"    never reached: {', '.join(result.coverage_missing)}")
+            _say(f"    never reached: {', '.join(result.coverage_missing)}")
+        if result.invalid:
+            first = result.invalid[0]
+            shrunk = first.get("shrunk")
+            if shrunk:
+                _say(f"    first failure, seed {first['seed']}, shrunk to {shrunk['ops']} of {first['ops']} ops:")
+                _say(f"      {shrunk['message']}")
+                _say(f"      {replay_command(shrunk['replay'])}")
+            else:
+                _say(f"    first failure, seed {first['seed']}: {replay_command(first['replay'])}")
+        index = Path(args.runs) / "index.html" if not args.out else where / "index.html"
+        _say(f"    browse: {index} (or walrelay chaos serve)")
         codes.append(result.exit_code)
     return 1 if 1 in codes else max(codes)
 
@@ -554,14 +651,40 @@ def _run_chaos_mutants(args: argparse.Namespace) -> int:
     if unknown:
         print(f"walrelay chaos mutants: error: no mutant {unknown[0]!r}; known: {', '.join(MUTANTS)}", file=sys.stderr)
         return 2
-    rows = run_mutants(seeds=args.seeds, seconds=args.seconds, only=args.only)
+    where, named = _chaos_run_dir(args, "mutants")
+    _say(f"chaos mutants: run directory {named}")
+    result = run_mutants(
+        seeds=args.seeds,
+        seconds=args.seconds,
+        only=args.only,
+        progress=_say,
+        out_dir=where,
+        shrink_budget=args.shrink_budget,
+    )
+    if result.interrupted:
+        print(
+            f"walrelay chaos mutants: interrupted after {result.finished} mutants; {where / 'results.json'}",
+            file=sys.stderr,
+            flush=True,
+        )
+        return 130
+    rows = result.rows
     print(kill_table(rows))
     survivors = [r.mutant for r in rows if not r.killed]
     print(
         f"{len(rows) - len(survivors)} of {len(rows)} mutants killed"
         + (f"; survived: {survivors}" if survivors else "")
+        + f"; {where / 'results.json'}"
     )
     return 1 if survivors else 0
+
+
+def _run_chaos_serve(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from walrelay_chaos.runs import serve_main
+
+    return serve_main(Path(args.runs), args.port)
 
 
 def _bookmark(text: str) -> str:
@@ -810,13 +933,15 @@ def _main(argv: Sequence[str] | None = None) -> int:
             return report_main(history, Path(args.out) if args.out else history.parent)
         if args.command == "chaos" and args.chaos_command == "mutants":
             return _run_chaos_mutants(args)
+        if args.command == "chaos" and args.chaos_command == "serve":
+            return _run_chaos_serve(args)
         if args.command == "chaos":
             from walrelay_chaos.campaign import CampaignError
             from walrelay_chaos.replay import run_replay
             from walrelay_chaos.schedule import ScheduleError
 
             try:
-                valid, verdict = run_replay(args.file, args.out)
+                valid, verdict = run_replay(args.file, args.out, beside=True)
             except (ScheduleError, CampaignError) as e:
                 print(f"walrelay chaos replay: error: {e}", file=sys.stderr)
                 return 2

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import trio
 
+from test_replica_state import make_log
 from walrelay import wire
 from walrelay.certs import CertPaths, throwaway
 from walrelay.client import Client
@@ -104,13 +105,14 @@ async def test_a_byte_flip_in_one_objects_log_fails_that_object_only_and_a_prima
 
 def _forge(address: str, tls: CertPaths | None) -> list[str]:
     """What the issue's attacker sent a replica: a HELLO to learn its epoch and chain, a PREPARE
-    with the largest epoch (which fenced every later primary), a TRUNCATE through everything, a
-    FETCH of the whole database. Returns what came back (each frame's kind), or why nothing did."""
+    with the largest epoch (which fenced every later primary), a forged APPEND, a TRUNCATE through
+    everything, a FETCH of the whole database. Returns what came back (each frame's kind), or why nothing did."""
     got: list[str] = []
     try:
         with ScriptedPrimary(address, Transcript(), budget(10), tls) as peer:
             peer.send(wire.Hello(wire.Role.PRIMARY, 0, "kvobj", 0, 0))
             peer.send(wire.Prepare(2**64 - 1))
+            peer.send(wire.Append(2**64 - 1, 0, 1, tuple(make_log(1, epoch=2**64 - 1, salt=66))))  # a forged entry
             peer.send(wire.Truncate(epoch=2**64 - 1, through=10**6, chain=bytes(16)))
             peer.send(wire.Fetch(2**64 - 1, 1, 10**6))
             while True:

@@ -11,6 +11,7 @@ from pathlib import Path
 from walrelay.procs import walrelay_argv
 from walrelay_chaos.pace import budget
 from walrelay_chaos.replay import load_replay
+from walrelay_chaos.verdicts import PROPERTIES
 
 
 def _run(*args: str) -> subprocess.CompletedProcess[str]:
@@ -30,6 +31,11 @@ def test_a_failing_seed_replays_exactly_and_its_timeline_says_why(tmp_path: Path
 
     timeline = Path(first["timeline"]).read_text()
     assert "INVALID" in timeline and first["message"][:60] in timeline.replace("&#x27;", "'")
+    # The seed's directory carries the checker's record, and the timeline names its property.
+    record = json.loads((Path(first["timeline"]).parent / "verdict.json").read_text())["verdicts"][0]
+    assert record["property"] in PROPERTIES and record["property"] != "check-failed"
+    assert record["sentence"] == first["message"]
+    assert f'property violated: <b class="pid">{record["property"]}</b>' in timeline
     assert (replay.parent / "latency.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
     again = _run("replay", str(replay), "--out", str(tmp_path / "again"))

@@ -67,7 +67,9 @@ def _boxes(page: str) -> list[tuple[str, float, float, str]]:
     return [
         (m[1], float(m[2]), float(m[3]), m[4])
         for m in re.finditer(
-            r'<div class="(op [^"]*)" title="[^"]*" style="top:([\d.]+)px;height:([\d.]+)px;[^"]*">([^<]*)<', page
+            r'<div class="(op [^"]*)"(?: id="ev-\d+")? title="[^"]*" '
+            r'style="top:([\d.]+)px;height:([\d.]+)px;[^"]*">([^<]*)<',
+            page,
         )
     ]
 
@@ -80,7 +82,9 @@ def _page_height(page: str) -> float:
 
 def _row_top(page: str, label: str) -> float:
     """The top of the nemesis label ``label`` (the row of its event)."""
-    m = re.search(r'class="nl[^"]*" title="[^"]*" style="top:([\d.]+)px;[^"]*">' + re.escape(label) + "<", page)
+    m = re.search(
+        r'class="nl[^"]*"(?: id="ev-\d+")? title="[^"]*" style="top:([\d.]+)px;[^"]*">' + re.escape(label) + "<", page
+    )
     assert m, label
     return float(m[1])
 
@@ -189,7 +193,7 @@ def test_a_long_history_stays_one_page_of_bounded_height() -> None:
 
 def test_report_files_round_trip_and_the_png_is_real(tmp_path: Path) -> None:
     written = write_report(tmp_path / "run", EVENTS, verdict=True, replay="walrelay chaos replay x.json")
-    assert set(written) == {"history", "timeline", "latency"}
+    assert set(written) == {"history", "verdict", "timeline", "latency"}
     lines = written["history"].read_text(encoding="utf-8").splitlines()
     assert len(lines) == len(EVENTS) and list(json.loads(lines[0])) == list(EVENTS[0])  # key order kept
     assert read_history(written["history"]) == EVENTS
@@ -245,7 +249,7 @@ def test_without_matplotlib_the_history_and_timeline_are_still_written(
     for name in ("matplotlib", "matplotlib.figure", "matplotlib.backends.backend_agg", "matplotlib.lines"):
         monkeypatch.setitem(sys.modules, name, None)  # import raises ImportError
     written = write_report(tmp_path, EVENTS, verdict=True)
-    assert set(written) == {"history", "timeline"}
+    assert set(written) == {"history", "verdict", "timeline"}
     assert not (tmp_path / "latency.png").exists()  # not left to pass for this run's
     page = written["timeline"].read_text(encoding="utf-8")
     assert "pip install &#x27;walrelay[chaos]&#x27;" in page and INSTALL_HINT.startswith("latency plot needs")
@@ -262,7 +266,19 @@ def test_a_failing_simulated_run_reports_its_history(tmp_path: Path) -> None:
     ops = operations(events)
     assert ops and len(_boxes(page)) == len(ops)
     assert all(op.completion is None or op.completion["process"] == op.process for op in ops)
-    assert "INVALID" in page and "acknowledged writes missing" in page
+    # The verdict names the bug: the property, the lost write, and (outlined) the operations involved.
+    sentence = "acknowledged writes missing from p1's database at a check: k=1 (ok at 0.3 s on p0)"
+    assert str(failed.value) == sentence
+    assert "INVALID" in page and "acked-write-lost" in page and sentence.replace("'", "&#x27;") in page
+    write = next(op for op in ops if op.f == "write" and op.invoke["value"] == 1)
+    read = [op for op in ops if op.f == "read" and op.node == "p1"][-1]
+    assert write.outcome == "ok" and write.node == "p0"
+    outlined = {int(i) for i in re.findall(r'<div class="op [^"]*\bhl\b[^"]*" id="ev-(\d+)"', page)}
+    assert outlined == {write.invoke_at, read.invoke_at}
+    assert f'href="#ev-{write.invoke_at}"' in page  # the header links to the box
+    body = json.loads(written["verdict"].read_text(encoding="utf-8"))
+    assert body["valid"] is False and body["verdicts"][0]["property"] == "acked-write-lost"
+    assert [o["index"] for o in body["verdicts"][0]["ops"]] == [write.invoke_at, read.invoke_at]
     instants = [e["f"] for e in events if e["process"] == "nemesis" and not e["f"].startswith(("start-", "stop-"))]
     assert "crash-primary" in instants and page.count('<div class="inst"') == len(instants)
     assert written["latency"].read_bytes().startswith(PNG_MAGIC)

@@ -52,9 +52,10 @@ import tempfile
 import time
 import traceback
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import trio
 
@@ -83,6 +84,7 @@ from walrelay_chaos.s3proxy import FaultProxy
 from walrelay_chaos.s3server import ACCESS_KEY, SECRET_KEY, S3Server
 from walrelay_chaos.schedule import Op, read_json_file
 from walrelay_chaos.sim import History, lineage
+from walrelay_chaos.verdicts import HistoryIndex, OpRef, Verdict, Violation, diff_text, plural, status_text
 
 N = 5
 OBJECT = "obj"
@@ -264,13 +266,27 @@ def _template_problem(arg: str, fields: tuple[str, ...]) -> str | None:
     return None
 
 
-class RealCheckError(AssertionError):
-    """A checker's verdict on a real run (an AssertionError, as in the simulation)."""
+class RealCheckError(Violation):
+    """A checker's verdict on a real run (a ``verdicts.Violation``, an AssertionError, as in the
+    simulation)."""
 
 
-def check(cond: bool, message: str) -> None:
-    if not cond:
-        raise RealCheckError(message)
+def _unknown_operation(reply: Any) -> bool:
+    body = reply.body if reply is not None else None
+    return (
+        reply is not None
+        and reply.status is ReplyStatus.ERROR
+        and isinstance(body, dict)
+        and body.get("type") == "UnknownOperation"
+    )
+
+
+def _refused(op_name: str, who: str, reply: Any) -> SetupError:
+    message = reply.body.get("message", "") if isinstance(reply.body, dict) else reply.body
+    return SetupError(
+        f"{who} refuses the operation {op_name!r} (UnknownOperation: {message}): the implementation under test "
+        "does not run the kv app the chaos workload needs (walrelay: --app kv in the primary's argv template)"
+    )
 
 
 @dataclass
@@ -454,9 +470,18 @@ class RealWorld:
         await self.new_primary()
         # Faults start once the cluster is up (every replica admitted as a voter): a schedule
         # that opens with a power failure would otherwise only test a cluster that never formed.
+        st: dict[str, Any] | None = None
         with trio.move_on_after(self.settle_s):
             while (st := await self.status(self.current())) is None or not _formed(st):  # noqa: ASYNC110 - another process
                 await trio.sleep(0.05)
+        first = self.current()
+        if not first.alive:
+            raise SetupError(f"the first primary {first.name} exited at once, before any fault{_log_tail(first)}")
+        if st is None or st.get("phase") != "serving":
+            raise SetupError(
+                f"the first primary {first.name} never served within {self.settle_s:g} s of starting, before any "
+                f"fault: {status_text(st)}{_log_tail(first)}"
+            )
 
     async def restart_replica(self, i: int, *, lose_disk: bool = False) -> None:
         await trio.to_thread.run_sync(self.replicas[i].kill)
@@ -559,6 +584,8 @@ class RealWorld:
             self.out.unknown.discard(k)
             self.out.failed.add(k)
             self.history.complete(process, "fail", "write", k, str(reply.body))
+            if _unknown_operation(reply):
+                raise _refused("put", name, reply)
         else:
             self.history.complete(process, "info", "write", k, str(reply.body))
 
@@ -576,6 +603,8 @@ class RealWorld:
 
     async def status(self, p: NodeProcess) -> dict[str, Any] | None:
         reply = await self.call(p, "__status__", within_s=2.0)
+        if _unknown_operation(reply):
+            raise _refused("__status__", p.name, reply)
         return reply.body if reply is not None and reply.status is ReplyStatus.OK else None
 
     async def read_all(self, p: NodeProcess, within_s: float) -> dict[int, str] | None:
@@ -587,6 +616,8 @@ class RealWorld:
                 async with Client.connect(self.transport, p.address) as client:
                     for k in range(1, self.next_key):
                         reply = await client.call("get", k)
+                        if _unknown_operation(reply):
+                            raise _refused("get", p.name, reply)
                         if reply.status is not ReplyStatus.OK:
                             return None  # fenced meanwhile: nothing to judge here
                         if reply.body is not None:
@@ -599,25 +630,106 @@ class RealWorld:
     async def check(self, p: NodeProcess, context: str, *, must_answer: bool = False) -> dict[int, str] | None:
         era = self.era
         acked = set(era.ok)
+        read_at = len(self.history.events)
         process = self.history.invoke("read", None, node=p.name)
         found = await self.read_all(p, self.settle_s if must_answer else self.call_s)
         self.history.complete(process, "info" if found is None else "ok", "read", None if found is None else len(found))
+        final = context == "after the final takeover"
         if found is None:
-            check(not must_answer, f"{context}: reads at {p.name} got no answer: {await self.status(p)}")
+            if must_answer:
+                st = await self.status(p)
+                self.fail(
+                    "reads-unanswered",
+                    f"reads at {'the final primary ' if final else ''}{p.name} got no answer within "
+                    f"{self.settle_s:g} s: {status_text(st)}",
+                    ops=[self.ops().at(read_at)],
+                    expected="an answer",
+                    found=st,
+                    where=context,
+                )
             return None
-        lost = sorted(k for k in acked if found.get(k) != f"v{k}")
-        check(not lost, f"{context}: acknowledged writes missing at {p.name}: {lost}")
-        gone = sorted(k for k in era.base if found.get(k) != era.base[k])
-        check(not gone, f"{context}: writes the last restore brought back are missing at {p.name}: {gone}")
-        wrong = sorted(k for k, v in found.items() if v != f"v{k}")
-        check(not wrong, f"{context}: wrong values for {wrong}")
-        failed = sorted(set(found) & self.out.failed)
-        check(not failed, f"{context}: writes reported as failed are present: {failed}")
-        never = sorted(set(found) - self.out.invoked)
-        check(not never, f"{context}: keys never written are present: {never}")
-        undone = sorted(set(found) - era.base.keys() - era.invoked)
-        check(not undone, f"{context}: writes the last restore undid are present at {p.name}: {undone}")
+        place = f"the final primary {p.name}'s database" if final else f"{p.name}'s database at a {context}"
+        ops = self.ops()
+        read = ops.at(read_at)
+        for prop, keys, say in (
+            ("acked-write-lost", [k for k in acked if found.get(k) is None], "acknowledged"),
+            ("restored-write-lost", [k for k in era.base if found.get(k) is None], "restored"),
+        ):
+            if keys:
+                keys = sorted(keys)
+                text, refs = ops.writes_text(keys)
+                verb = "is" if len(keys) == 1 else "are"
+                self.fail(
+                    prop,
+                    f"acknowledged writes missing from {place}: {text}"
+                    if say == "acknowledged"
+                    else f"{plural(len(keys), 'write')} {text}, brought back by the last restore, {verb} missing "
+                    f"from {place}",
+                    ops=[*refs, read],
+                    expected={str(k): era.base.get(k, f"v{k}") for k in keys},
+                    found={str(k): None for k in keys},
+                    where=context,
+                )
+        wrong = sorted(k for k, v in found.items() if v != era.base.get(k, f"v{k}"))
+        if wrong:
+            k = wrong[0]
+            w = ops.write(k)
+            by = w.describe() if w is not None else f"write k={k}"
+            self.fail(
+                "wrong-value",
+                f"{place} holds {found[k]!r} at k={k}, not the {era.base.get(k, f'v{k}')!r} that {by} wrote"
+                + (f" ({len(wrong) - 1} more keys too)" if len(wrong) > 1 else ""),
+                ops=[w, read],
+                expected={str(k): era.base.get(k, f"v{k}") for k in wrong},
+                found={str(k): found[k] for k in wrong},
+                where=context,
+            )
+        restore = ops.last("restore")
+        for prop, keys, how in (
+            ("failed-write-present", sorted(set(found) & self.out.failed), "answered ERROR"),
+            ("unwritten-key-present", sorted(set(found) - self.out.invoked), "never written"),
+            ("rolled-back-write-present", sorted(set(found) - era.base.keys() - era.invoked), "rolled back"),
+        ):
+            if keys:
+                text, refs = ops.writes_text(keys)
+                one = len(keys) == 1
+                lead = (
+                    f"{plural(len(keys), 'key')} {text}"
+                    if how == "never written"
+                    else f"{plural(len(keys), 'write')} {text}"
+                )
+                how_said = (
+                    f"rolled back by the last restore ({restore.what()})" if how == "rolled back" and restore else how
+                )
+                self.fail(
+                    prop,
+                    f"{lead} {'was' if one else 'were'} {how_said}, yet {place} holds {'it' if one else 'them'}",
+                    ops=[*refs, read, restore if how == "rolled back" else None],
+                    expected={str(k): None for k in keys},
+                    found={str(k): found[k] for k in keys},
+                    where=context,
+                )
         return found
+
+    # -- verdicts ---------------------------------------------------------------------------------
+
+    def ops(self) -> HistoryIndex:
+        return HistoryIndex(self.history.events)
+
+    def fail(
+        self,
+        prop: str,
+        text: str,
+        *,
+        ops: Sequence[OpRef | None] = (),
+        expected: Any = None,
+        found: Any = None,
+        where: str = "",
+    ) -> NoReturn:
+        """A checker's verdict: property ``prop`` violated (verdicts.PROPERTIES), said in ``text``."""
+        refs = tuple(dict.fromkeys(r for r in ops if r is not None))
+        text = text.replace(self.root, "RUN")
+        raise RealCheckError(Verdict(prop, text, refs, expected, found, where))
 
     async def bookmark(self, p: NodeProcess) -> None:
         acked = set(self.era.ok)
@@ -763,7 +875,13 @@ class RealWorld:
         self.heal()
         self.store_up()
         old = self.current()
+        restore_at = len(self.history.events)
         process = self.history.invoke("restore", target.bookmark, by_request=by_request, node=old.name)
+
+        def involved() -> list[OpRef | None]:
+            ops = self.ops()
+            return [ops.at(restore_at), ops.bookmark(target.bookmark)]
+
         undo_asked: str | None = None
         acked = set(self.era.ok)  # acknowledged before the restore was asked for: in the undo point
         if by_request:
@@ -771,12 +889,17 @@ class RealWorld:
                 self.history.complete(process, "fail", "restore", target.bookmark, "no primary serving to ask")
                 return  # nobody to ask: nothing asked
             reply = await self.call(old, "__restore__", target.bookmark, within_s=self.settle_s)
-            if reply is not None:
-                check(
-                    reply.status is ReplyStatus.OK,
-                    f"the restore request for {target.bookmark} (a {target.kind} of this run) was refused: "
-                    f"{reply.status.name} {reply.body}",
+            if reply is not None and reply.status is not ReplyStatus.OK:
+                self.fail(
+                    "restore-failed",
+                    f"{old.name} refused the restore request for {target.bookmark} (a {target.kind} of this run): "
+                    f"{reply.status.name} {_body_text(reply.body)}",
+                    ops=involved(),
+                    expected="OK",
+                    found=reply.body,
+                    where="restore",
                 )
+            if reply is not None:
                 undo_asked = str(reply.body["undo_bookmark"])
         if old.alive:
             self.history.fault("crash-primary", old.name)
@@ -796,8 +919,16 @@ class RealWorld:
         p = self.current()
         served = await self.serving(p, self.settle_s)
         st = await self.status(p)
-        check(served and st is not None, f"the restore to {target.bookmark} never served: {st}")
-        assert st is not None
+        if not served or st is None:
+            self.fail(
+                "never-served",
+                f"the restore to {target.bookmark} never served: {p.name} did not serve within {self.settle_s:g} s; "
+                + status_text(st),
+                ops=involved(),
+                expected="serving",
+                found=st,
+                where="restore",
+            )
         done = st.get("restored")
         fresh = (
             isinstance(done, dict)
@@ -818,23 +949,50 @@ class RealWorld:
             # Restoring by flag to the bookmark this branch was already made from restores nothing.
             self.history.complete(process, "ok", "restore", target.bookmark, note="already this branch")
             return
-        check(
-            isinstance(done, dict) and done.get("restored_to") == target.bookmark,
-            f"after the restore to {target.bookmark}, {p.name}'s __status__ says restored {done}",
-        )
-        assert isinstance(done, dict)
+        if not isinstance(done, dict) or done.get("restored_to") != target.bookmark:
+            self.fail(
+                "restore-failed",
+                f"asked to restore to {target.bookmark}, {p.name}'s __status__ says "
+                + (f"restored to {done.get('restored_to')}" if isinstance(done, dict) else "nothing was restored"),
+                ops=involved(),
+                expected=target.bookmark,
+                found=done,
+                where="restore",
+            )
         undo = str(done["undo_bookmark"])
-        check(undo_asked in (None, undo), f"__restore__ answered undo bookmark {undo_asked}, {p.name} says {undo}")
+        if undo_asked not in (None, undo):
+            self.fail(
+                "restore-failed",
+                f"__restore__ to {target.bookmark} answered undo bookmark {undo_asked}, but {p.name} says {undo}",
+                ops=involved(),
+                expected=undo_asked,
+                found=undo,
+                where="restore",
+            )
         found = await self.read_all(p, self.settle_s)
-        check(found is not None, f"no answer to reads after the restore to {target.bookmark}: {await self.status(p)}")
-        assert found is not None
+        if found is None:
+            st = await self.status(p)
+            self.fail(
+                "reads-unanswered",
+                f"reads at {p.name} got no answer after the restore to {target.bookmark}: {status_text(st)}",
+                ops=involved(),
+                expected="an answer",
+                found=st,
+                where="restore",
+            )
         expected = await trio.to_thread.run_sync(self.archived_data, target.bookmark, f"the {target.kind}")
-        check(
-            found == expected,
-            f"after the restore to {target.bookmark}, {p.name} holds {_diff(found, expected)} "
-            "compared with the archive's database at that bookmark",
-        )
-        self.judge_point(target, found)
+        if found != expected:
+            diff, refs = diff_text(found, expected, self.ops())
+            self.fail(
+                "pitr-inexact",
+                f"after the restore to {target.bookmark}, {p.name}'s database {diff}, compared with the archive's "
+                "database at that bookmark",
+                ops=[*involved(), *refs],
+                expected={str(k): v for k, v in sorted(expected.items())},
+                found={str(k): v for k, v in sorted(found.items())},
+                where="restore",
+            )
+        self.judge_point(target, found, where="restore")
         self.history.complete(process, "ok", "restore", target.bookmark, undo_bookmark=undo)
         self.out.bookmarks.append(Bookmarked(undo, acked, invoked, self.era.base, "undo point"))
         self.restored_branches.add(int(st["branch"]))
@@ -851,22 +1009,50 @@ class RealWorld:
         try:
             image = ArchiveReader(self.store(), OBJECT).restore_image(seq, b)
         except WalrelayError as e:
-            raise RealCheckError(f"the archive cannot restore {what} {mark}: {e}") from None
+            self.fail(
+                "pitr-inexact",
+                f"the archive cannot restore {what} {mark}: {e}",
+                ops=[self.ops().bookmark(mark)],
+                expected=f"the database at {mark}",
+                found=str(e),
+                where="archive",
+            )
         return _kv(image.image)
 
-    def judge_point(self, point: Bookmarked, data: dict[int, str]) -> None:
+    def judge_point(self, point: Bookmarked, data: dict[int, str], *, where: str = "at the end") -> None:
         """A bookmark's database against the history: every write acknowledged before it was
         asked for and whatever the restore that began its era brought, nothing invoked after it
         was answered, nothing that failed."""
         what = f"{point.kind} {point.bookmark}"
-        gone = sorted(k for k, v in point.base.items() if data.get(k) != v)
-        check(not gone, f"restore to {what} lacks writes the restore before it brought back: {gone}")
-        lost = sorted(point.acked_before - data.keys())
-        check(not lost, f"restore to {what} lacks writes acknowledged before it was taken: {lost}")
-        later = sorted(data.keys() - point.invoked_before - point.base.keys())
-        check(not later, f"restore to {what} holds writes invoked after it was taken (or undone before): {later}")
-        failed = sorted(data.keys() & self.out.failed)
-        check(not failed, f"restore to {what} holds writes reported as failed: {failed}")
+        ops = self.ops()
+        mark = ops.bookmark(point.bookmark)
+        taken = f" ({mark.when()})" if mark is not None else ""
+        for prop, keys, why in (
+            ("restored-write-lost", sorted(k for k, v in point.base.items() if data.get(k) != v), "lacks"),
+            ("pitr-inexact", sorted(point.acked_before - data.keys()), "lacks"),
+            ("pitr-inexact", sorted(data.keys() - point.invoked_before - point.base.keys()), "holds"),
+            ("failed-write-present", sorted(data.keys() & self.out.failed), "holds"),
+        ):
+            if not keys:
+                continue
+            text, refs = ops.writes_text(keys)
+            noun = plural(len(keys), "write")
+            if prop == "restored-write-lost":
+                reason = "brought back by the restore before it"
+            elif why == "lacks":
+                reason = f"acknowledged before the {point.kind} was asked for"
+            elif prop == "pitr-inexact":
+                reason = f"invoked after the {point.kind} was answered (or undone before it)"
+            else:
+                reason = "answered ERROR"
+            self.fail(
+                prop,
+                f"the archive's database at {what}{taken} {why} {noun} {text}, {reason}",
+                ops=[mark, *refs],
+                expected={str(k): (None if why == "holds" else point.base.get(k, f"v{k}")) for k in keys},
+                found={str(k): data.get(k) for k in keys},
+                where=where,
+            )
 
     async def pause(self, p: NodeProcess, seconds: float, *, takeover: bool) -> None:
         """SIGSTOP ``p`` for ``seconds`` (a new primary takes over meanwhile if ``takeover``),
@@ -953,7 +1139,17 @@ class RealWorld:
         self.history.fault("new-primary", f"p{len(self.primaries)} (the final takeover)", final=True)
         await self.new_primary()
         final = self.current()
-        check(await self.serving(final, self.settle_s), f"the final primary never served: {await self.status(final)}")
+        if not await self.serving(final, self.settle_s):
+            st = await self.status(final)
+            self.fail(
+                "never-served",
+                f"the final primary {final.name} never served within {self.settle_s:g} s of the final takeover, "
+                f"every fault healed: {status_text(st)}",
+                ops=[self.ops().nemesis("new-primary", contains="the final takeover")],
+                expected="serving",
+                found=st,
+                where="after the final takeover",
+            )
         found = await self.check(final, "after the final takeover", must_answer=True)
         assert found is not None
         st = await self.settled(final)
@@ -972,7 +1168,13 @@ class RealWorld:
                     )
                 )
             except PeerError as e:
-                raise RealCheckError(f"replica {i}'s log cannot be read over the wire: {e}") from None
+                self.fail(
+                    "replicas-disagree",
+                    f"replica r{i}'s log cannot be read over the wire after a clean restart: {e}",
+                    expected="its log",
+                    found=str(e),
+                    where="at the end",
+                )
             await trio.to_thread.run_sync(self.replicas[i].stop)
         await trio.to_thread.run_sync(self.judge_offline, found, st)
 
@@ -985,16 +1187,63 @@ class RealWorld:
                 if st is not None and _settled(st):
                     return st
                 await trio.sleep(0.2)
-        raise RealCheckError(f"{p.name} did not bring every replica and the archive up to date: {st}")
+        rows = (st or {}).get("replicas") or []
+        last = (st or {}).get("last_seq")
+        behind = [
+            f"r{r.get('replica')} ("
+            + (f"stored through {r.get('stored_through')}" if r.get("connected") else "not connected")
+            + ("" if r.get("voter") else ", not voting")
+            + ")"
+            for r in rows
+            if not (r.get("connected") and r.get("voter") and r.get("stored_through") == last)
+        ]
+        arch = (st or {}).get("archive") or {}
+        if st is not None and st.get("phase") == "serving" and not behind:
+            self.fail(
+                "archive-behind",
+                f"the archive reaches seq {arch.get('archived_through')} only, {self.settle_s:g} s after the final "
+                f"primary {p.name} made seq {st.get('durable_seq')} durable",
+                expected=st.get("durable_seq"),
+                found=arch.get("archived_through"),
+                where="after the final takeover",
+            )
+        self.fail(
+            "replicas-not-repaired",
+            f"the final primary {p.name} did not bring every replica up to seq {last} within {self.settle_s:g} s"
+            + (f": {', '.join(behind)}" if behind else f": {status_text(st)}"),
+            expected=last,
+            found=st,
+            where="after the final takeover",
+        )
 
     def judge_offline(self, found: dict[int, str], st: dict[str, Any]) -> None:
         """With every process stopped: the archive, the replicas' files and the bookmarks."""
         durable, branch = int(st["durable_seq"]), int(st["branch"])
+        end = "at the end"
         reader = ArchiveReader(self.store(), OBJECT)
         report = verify(reader)
-        check(report.ok, f"the archive does not verify: {report.problems}")
+        if not report.ok:
+            more = len(report.problems) - 1
+            self.fail(
+                "archive-invalid",
+                f"the archive does not verify: {report.problems[0]}"
+                + (f" (and {more} more {plural(more, 'problem')})" if more else ""),
+                expected="no problem",
+                found=[str(x) for x in report.problems],
+                where=end,
+            )
         log = lineage(reader, branch)
-        check(all(s in log for s in range(1, durable + 1)), f"the archive lacks seqs of 1..{durable}")
+        absent = [s for s in range(1, durable + 1) if s not in log]
+        if absent:
+            self.fail(
+                "archive-behind",
+                f"the archive lacks seqs {absent[0]}..{absent[-1]} of the final primary's durable 1..{durable}"
+                if len(absent) > 1
+                else f"the archive lacks seq {absent[0]} of the final primary's durable 1..{durable}",
+                expected=f"1..{durable}",
+                found=absent[:50],
+                where=end,
+            )
         # Replay the committed log: when each key first appears, and each bookmark's database.
         first_seq: dict[int, int] = {}
         at_seq: dict[int, dict[int, str]] = {}
@@ -1009,29 +1258,62 @@ class RealWorld:
                 first_seq.setdefault(k, seq)
             if seq in wanted:
                 at_seq[seq] = data
-            if seq == durable:
-                check(data == found, f"the archive's database at seq {durable} is not the final primary's")
+            if seq == durable and data != found:
+                diff, refs = diff_text(data, found, self.ops())
+                self.fail(
+                    "archive-differs",
+                    f"the archive's database at seq {durable} is not the final primary's: it {diff}",
+                    ops=refs,
+                    expected={str(k): v for k, v in sorted(found.items())},
+                    found={str(k): v for k, v in sorted(data.items())},
+                    where=end,
+                )
+        ops = self.ops()
         missing = sorted(self.era.ok - first_seq.keys())
-        check(not missing, f"acknowledged writes not in the committed log: {missing}")
+        if missing:
+            text, refs = ops.writes_text(missing)
+            self.fail(
+                "acked-write-lost",
+                f"acknowledged writes missing from the committed log (the archive through seq {durable}): {text}",
+                ops=refs,
+                expected={str(k): f"v{k}" for k in missing},
+                found={str(k): None for k in missing},
+                where=end,
+            )
         # Entry timestamps never go back along the committed history (protocol.md: timestamp =
         # max(clock, previous), across failovers and clock jumps): else a time names the wrong seq.
         stamps = [(seq, log[seq].timestamp_us) for seq in sorted(log) if seq <= durable]
         back = [(a, b) for a, b in itertools.pairwise(stamps) if b[1] < a[1]]
-        check(
-            not back,
-            f"entry timestamps go back: seq {back[0][1][0]} is stamped {back[0][1][1]} us, before seq "
-            f"{back[0][0][0]}'s {back[0][0][1]} us"
-            if back
-            else "",
-        )
+        if back:
+            (s1, t1), (s2, t2) = back[0]
+            keys_at = {seq: sorted(k for k, s in first_seq.items() if s == seq) for seq in (s1, s2)}
+            w1, w2 = ops.writes(keys_at[s1]), ops.writes(keys_at[s2])
+            self.fail(
+                "timestamps-go-back",
+                f"entry timestamps go back: seq {s2}"
+                + (f" ({w2[0].describe()})" if w2 else "")
+                + f" is stamped {t2} us, before seq {s1}"
+                + (f" ({w1[0].describe()})" if w1 else "")
+                + f"'s {t1} us",
+                ops=[*w1, *w2],
+                expected=f">= {t1}",
+                found=t2,
+                where=end,
+            )
         # Real-time order: acknowledged before another write was invoked -> committed before it.
         for ka, acked in self.out.acked_at.items():
             for kb, invoked in self.out.invoked_at.items():
-                if ka in first_seq and kb in first_seq and acked < invoked:
-                    check(
-                        first_seq[ka] < first_seq[kb],
-                        f"write {ka} was acknowledged before write {kb} was invoked, but is at seq "
-                        f"{first_seq[ka]}, after {first_seq[kb]}",
+                if ka in first_seq and kb in first_seq and acked < invoked and first_seq[ka] >= first_seq[kb]:
+                    wa, wb = ops.write(ka), ops.write(kb)
+                    self.fail(
+                        "real-time-order",
+                        f"{wa.describe() if wa else f'write k={ka}'} was acknowledged before "
+                        f"{wb.what() if wb else f'write k={kb}'} was invoked, but is at seq {first_seq[ka]}, "
+                        f"after its seq {first_seq[kb]}",
+                        ops=[wa, wb],
+                        expected=f"seq of k={ka} < seq of k={kb}",
+                        found={str(ka): first_seq[ka], str(kb): first_seq[kb]},
+                        where=end,
                     )
         for b in self.out.bookmarks:  # PITR at every bookmark taken and every undo point, any branch
             if _branch_of(b.bookmark) == branch and _seq_of(b.bookmark) in at_seq:
@@ -1042,11 +1324,7 @@ class RealWorld:
         last = int(st["last_seq"])
         for i, got in enumerate(self.outside_logs):
             wrong = sorted(s for s, e in got.entries.items() if s in log and log[s].chain != e.chain)
-            check(not wrong, f"replica {i}'s log, read over the wire, differs from the committed log at {wrong[:5]}")
-            check(
-                got.promise.last_seq == last,
-                f"replica {i}'s log, read over the wire, ends at seq {got.promise.last_seq}, not {last}",
-            )
+            self.replica_agrees(i, wrong, got.promise.last_seq, last, first_seq, "its log, read over the wire,")
         if not self.impl.walrelay_files:
             return  # another implementation's files: its logs were read over the wire (above)
         for i in range(N):
@@ -1057,8 +1335,35 @@ class RealWorld:
             finally:
                 store.close()
             wrong = sorted(s for s, e in held.items() if s in log and log[s].chain != e.chain)
-            check(not wrong, f"replica {i} holds entries that differ from the committed log at seqs {wrong[:5]}")
-            check(max(held, default=0) == last, f"replica {i} ends at seq {max(held, default=0)}, not {last}")
+            self.replica_agrees(i, wrong, max(held, default=0), last, first_seq, "its files")
+
+    def replica_agrees(
+        self, i: int, wrong: list[int], ends: int, last: int, first_seq: dict[int, int], how: str
+    ) -> None:
+        """Replica ``i`` holds the committed log (``wrong``: the seqs where it differs; ``ends``:
+        its last seq) through the final primary's ``last`` seq; the verdict names the committed
+        writes at the seqs where it differs."""
+        if wrong:
+            keys = sorted(k for k, s in first_seq.items() if s in set(wrong))
+            refs = self.ops().writes(keys)
+            self.fail(
+                "replicas-disagree",
+                f"replica r{i} ({how.strip(',')}) differs from the committed log at "
+                + (f"seq {wrong[0]}" if len(wrong) == 1 else f"seqs {', '.join(map(str, wrong[:5]))}")
+                + (f", where the committed log has {refs[0].describe()}" if refs else ""),
+                ops=refs,
+                expected="the committed log's entries",
+                found={"differing_seqs": wrong[:50]},
+                where="at the end",
+            )
+        if ends != last:
+            self.fail(
+                "replicas-disagree",
+                f"replica r{i} ({how.strip(',')}) ends at seq {ends}, not at the final primary's last seq {last}",
+                expected=last,
+                found=ends,
+                where="at the end",
+            )
 
 
 def _indexes(mask: int) -> list[int]:
@@ -1080,6 +1385,22 @@ async def _start(node: NodeProcess) -> None:
     await trio.to_thread.run_sync(node.wait_listening)
 
 
+def _body_text(body: Any) -> str:
+    """A reply's body in a few words (an ERROR's type and message), not a dict's repr."""
+    if isinstance(body, dict) and "message" in body:
+        return f"{body.get('type', '')}: {body['message']}".lstrip(": ")
+    return str(body)
+
+
+def _log_tail(node: NodeProcess, lines: int = 8) -> str:
+    """The end of a node's log, for a setup message ("" if it has none)."""
+    try:
+        tail = Path(node.log_path).read_text(encoding="utf-8", errors="replace").splitlines()[-lines:]
+    except OSError:
+        return ""
+    return ("; its log ends with:\n" + "\n".join(tail)) if tail else ""
+
+
 def _formed(st: dict[str, Any]) -> bool:
     return st.get("phase") == "serving" and all(r["voter"] for r in st.get("replicas", [{"voter": False}]))
 
@@ -1090,15 +1411,6 @@ def _settled(st: dict[str, Any]) -> bool:
     last, arch = st["last_seq"], st.get("archive") or {}
     replicas_done = all(r["connected"] and r["voter"] and r["stored_through"] == last for r in st["replicas"])
     return bool(replicas_done and arch.get("archived_through", -1) >= st["durable_seq"])
-
-
-def _diff(got: dict[int, str], want: dict[int, str]) -> str:
-    extra = sorted(got.keys() - want.keys())
-    missing = sorted(want.keys() - got.keys())
-    other = sorted(k for k in got.keys() & want.keys() if got[k] != want[k])
-    parts = [f"{name} {keys[:8]}{'...' if len(keys) > 8 else ''}" for name, keys in
-             (("extra keys", extra), ("missing keys", missing), ("other values at", other)) if keys]  # fmt: skip
-    return "; ".join(parts) or "the same keys"
 
 
 def _seq_of(mark: str) -> int:
@@ -1142,6 +1454,7 @@ def run_real(
     limit_s *= pace
     started = time.monotonic()
     hist = History(history, now=lambda: time.monotonic() - started)
+    stage = ["start"]  # "run" once the cluster formed: a failure before that is a setup error
 
     async def main() -> RealOutcomes:
         world: RealWorld | None = None
@@ -1152,6 +1465,7 @@ def run_real(
                     skew = any(isinstance(o, op.ClockJump) for o in schedule)
                     world = RealWorld(root, nursery, s3, hist, quorum, impl or NodeCommands.walrelay(), power, skew)
                     await world.start()
+                    stage[0] = "run"
                     for o in schedule:
                         await world.step(o)
                     await world.finish()
@@ -1173,9 +1487,17 @@ def run_real(
         return trio.run(main)
     except BaseExceptionGroup as eg:
         leaves = _leaves(eg)
+        setup = [e for e in leaves if isinstance(e, SetupError)]
+        if setup:  # nothing was tested: no verdict, whatever else failed meanwhile
+            raise setup[0] from None
         verdicts = [e for e in leaves if isinstance(e, AssertionError)]
         if verdicts:
             raise verdicts[0] from None
+        if stage[0] == "start":
+            raise SetupError(
+                "the cluster did not start: " + "; ".join(f"{type(e).__name__}: {e}" for e in leaves),
+                "".join(traceback.format_exception(eg)),
+            ) from None
         raise HarnessError(
             "; ".join(f"{type(e).__name__}: {e}" for e in leaves), "".join(traceback.format_exception(eg))
         ) from None
@@ -1188,6 +1510,16 @@ class HarnessError(WalrelayError):
     def __init__(self, message: str, detail: str = "") -> None:
         super().__init__(message)
         self.detail = detail
+
+
+class SetupError(HarnessError):
+    """The implementation under test cannot be judged: it refuses the workload's operations
+    (``UnknownOperation 'put'``: started without the kv app), a node never listens or exits at
+    once, or the first primary never serves before any fault. The verdict is *unknown*, never
+    invalid: nothing was tested. ``detail``: what the harness saw (the campaign's ``error.txt``)."""
+
+    def __init__(self, message: str, detail: str = "") -> None:
+        super().__init__(f"setup error: {message}", detail or f"setup error: {message}")
 
 
 def _leaves(eg: BaseExceptionGroup[BaseException]) -> list[BaseException]:

@@ -34,7 +34,10 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from walrelay_chaos.verdicts import Verdict
 
 Event = dict[str, Any]
 
@@ -391,6 +394,13 @@ table.counts th:first-child,table.counts td:first-child{text-align:left}
  line-height:11px;padding:0 3px;overflow:hidden;white-space:nowrap;text-overflow:ellipsis}
 .op.flight{border-style:dashed;border-bottom:none}
 .op.tiny{font-size:0}
+.op.hl{outline:3px solid #d50000;outline-offset:1px;z-index:8;font-weight:700}
+.nl.hl{outline:2px solid #d50000;z-index:8}
+.prop{margin:6px 0 2px;font-size:14px}.pid{color:#8a0020;font-family:ui-monospace,monospace}
+.ptitle{color:#555}
+ol.involved{margin:2px 0 6px;padding-left:22px;font-size:12px}
+table.ef{border-collapse:collapse;font-size:12px}table.ef th{text-align:left;vertical-align:top;padding-right:8px}
+table.ef pre{margin:0;max-height:12em;overflow:auto}
 """
 
 
@@ -455,6 +465,54 @@ def _counts_table(ops: Sequence[Op]) -> str:
     return '<table class="counts">' + "".join(rows) + "</table>"
 
 
+def _involved(verdicts: Sequence[Verdict], n: int) -> dict[int, str]:
+    """Event index (an operation's invoke, or a nemesis event) -> what its hover title adds: the
+    properties whose verdicts involve it."""
+    out: dict[int, str] = {}
+    for v in verdicts:
+        for ref in v.ops:
+            if 0 <= ref.index < n and v.prop not in out.get(ref.index, ""):
+                out[ref.index] = out.get(ref.index, "\n") + f"\n⚑ involved in the verdict: {v.prop}"
+    return out
+
+
+def _verdict_head(verdicts: Sequence[Verdict], marked: dict[int, str]) -> list[str]:
+    """The header's account of the verdict: the property named, the sentence, expected vs found,
+    and the operations involved, each a link to its (outlined) box."""
+    out: list[str] = []
+    for n, v in enumerate(verdicts):
+        lead = "property violated" if n == 0 else "and"
+        out.append(
+            f'<div class="prop">{lead}: <b class="pid">{_esc(v.prop)}</b> <span class="ptitle">'
+            f"({_esc(v.title)})</span>{' at ' + _esc(v.where) if v.where else ''}</div>"
+        )
+        out.append(f'<div class="msg">{_esc(v.sentence())}</div>')
+        links = [
+            f'<li><a href="#ev-{ref.index}">{_esc(ref.describe())}</a> <span class="note">(event {ref.index}'
+            + (f"–{ref.completion}" if ref.completion is not None else "")
+            + (f", process {_esc(ref.process)}" if ref.outcome != "nemesis" else ", nemesis")
+            + ")</span></li>"
+            for ref in v.ops
+            if ref.index in marked
+        ]
+        if links:
+            out.append('<div class="note">involved (outlined in red below, ⚑):</div><ol class="involved">')
+            out.extend(links)
+            out.append("</ol>")
+        if v.expected is not None or v.found is not None:
+            out.append(
+                '<details><summary>expected vs found</summary><table class="ef">'
+                f"<tr><th>expected</th><td><pre>{_esc(_pretty(v.expected))}</pre></td></tr>"
+                f"<tr><th>found</th><td><pre>{_esc(_pretty(v.found))}</pre></td></tr></table></details>"
+            )
+    return out
+
+
+def _pretty(value: Any) -> str:
+    text = json.dumps(value, indent=1, ensure_ascii=False, default=str)
+    return text if len(text) <= 4000 else text[:4000] + "\n…"
+
+
 def render_timeline(
     events: Sequence[Event],
     *,
@@ -464,10 +522,14 @@ def render_timeline(
     replay: str | None = None,
     time_unit: str = "simulated s",
     latency_png: str | None = "latency.png",
+    verdicts: Sequence[Verdict] = (),
 ) -> str:
     """The page. ``latency_png``: the plot's file name to link, None when it could not be drawn
-    (the header then says what to install)."""
+    (the header then says what to install). ``verdicts``: the checker's records
+    (``walrelay_chaos.verdicts``): the header names the property and says the sentence, and the
+    operations involved are outlined (``hl``) and linked from the header."""
     paired = _pair(events)
+    marked = _involved(verdicts, len(events))
     ops = paired.ops
     bands, instants = faults(events)
     lay = _layout(events)
@@ -483,7 +545,9 @@ def render_timeline(
     v = verdict_text(verdict)
     v_class = "valid" if verdict is True else "invalid" if verdict is False else "unknown"
     head = [f"<h1>{_esc(name)}</h1>", f'<div><span class="verdict {v_class}">{_esc(v)}</span></div>']
-    if message:
+    if verdicts:
+        head.extend(_verdict_head(verdicts, marked))
+    elif message:
         head.append(f'<div class="msg">{_esc(message)}</div>')
     if replay:
         head.append(f'<div class="note">replay: <code>{_esc(replay)}</code></div>')
@@ -574,14 +638,14 @@ def render_timeline(
     for at, event in enumerate(events):
         if event["process"] != NEMESIS:
             continue
-        cls = "nl i" if at in instant_at else "nl"
+        cls = ("nl i" if at in instant_at else "nl") + (" hl" if at in marked else "")
         title_text = _nemesis_title(event, at, time_unit)
         if at in restart_at:
             title_text += "\n(while already on: the band goes on)"
         elif at not in drawn_at:
             cls, title_text = "nl x", title_text + "\n(a stop with no start: no band)"
         body.append(
-            f'<div class="{cls}" title="{_esc(title_text)}" style="top:'
+            f'<div class="{cls}" id="ev-{at}" title="{_esc(title_text + marked.get(at, ""))}" style="top:'
             f"{lay.top[at] + (row - label_px) / 2:.1f}px;left:{nl_left:.0f}px;"
             f"max-width:{nem_w - nl_left + axis_w - 4:.0f}px;"
             f'font-size:{label_px:.0f}px">{_esc(_nemesis_label(event))}</div>'
@@ -604,17 +668,23 @@ def render_timeline(
         h = y1 - y0
         cls = f"op {op.outcome}" + (" flight" if op.in_flight else "") + (" tiny" if h < 11 else "")
         text = op.label() + (" … (in flight at the end)" if op.in_flight else "")
+        tip = _op_title(op, time_unit, run_end)
+        if op.invoke_at in marked:
+            cls += " hl"
+            text = "⚑ " + text
+            tip += marked[op.invoke_at]
         body.append(
-            f'<div class="{cls}" title="{_esc(_op_title(op, time_unit, run_end))}" style="top:{y0:.1f}px;'
+            f'<div class="{cls}" id="ev-{op.invoke_at}" title="{_esc(tip)}" style="top:{y0:.1f}px;'
             f'height:{h:.1f}px;left:{col_x[op.process] + 3:.0f}px;width:{col_w - 6:.0f}px">{_esc(text)}</div>'
         )
 
+    prop = f" ({verdicts[0].prop})" if verdicts else ""
     outcome_css = "".join(
         f".op.{t}{{background:{OUTCOME_FILL[t]};border-color:{OUTCOME_EDGE[t]}}}" for t in OUTCOME_FILL
     )
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
-        f"<title>{_esc(name)}: {_esc(v)}</title><style>{CSS}{outcome_css}</style></head><body>\n"
+        f"<title>{_esc(name)}: {_esc(v)}{_esc(prop)}</title><style>{CSS}{outcome_css}</style></head><body>\n"
         "<header>\n" + "\n".join(head) + "\n</header>\n"
         f'<div class="cols" style="width:{width:.0f}px">' + "".join(cols) + "</div>\n"
         f'<div class="tl" style="width:{width:.0f}px;height:{lay.height:.1f}px">\n' + "\n".join(body) + "\n</div>\n"
@@ -633,9 +703,10 @@ def write_latency_png(
     message: str = "",
     title: str = "",
     time_unit: str = "simulated s",
+    verdicts: Sequence[Verdict] = (),
 ) -> bool:
     """Draw the plot; False when matplotlib is not installed (it is an optional extra, and a run's
-    history must not be lost for want of a plot)."""
+    history must not be lost for want of a plot). The operations a verdict involves are ringed."""
     try:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
@@ -690,6 +761,23 @@ def write_latency_png(
             alpha=0.8,
             zorder=3,
         )
+    marked = _involved(verdicts, len(events))
+    rings = [
+        (op.start, max((op.latency if op.latency is not None else run_end - op.start) * 1000, LATENCY_FLOOR_MS))
+        for op in ops
+        if op.invoke_at in marked
+    ]
+    if rings:
+        ax.scatter(
+            [x for x, _ in rings],
+            [y for _, y in rings],
+            marker="o",
+            s=size * 7,
+            facecolors="none",
+            edgecolors="#d50000",
+            linewidths=2,
+            zorder=4,
+        )
     ax.set_yscale("log")
     ax.set_xlabel(f"invoke time ({_mpl(time_unit)})")
     ax.set_ylabel(f"latency (ms, log; 0 drawn at {LATENCY_FLOOR_MS:g} ms)")
@@ -714,6 +802,10 @@ def write_latency_png(
         Line2D([], [], ls="", marker="o", color=OUTCOME_EDGE[t], label=label)
         for t, label in (("ok", "ok"), ("fail", "fail"), ("info", "info (indeterminate)"))
     ]
+    if rings:
+        outcome_handles.append(
+            Line2D([], [], ls="", marker="o", mfc="none", mec="#d50000", mew=2, label=_mpl(verdicts[0].prop))
+        )
     if any(op.in_flight for op in ops):
         outcome_handles.append(
             Line2D(
@@ -757,10 +849,15 @@ def _render(
     title: str,
     replay: str | None,
     time_unit: str,
+    verdicts: Sequence[Verdict] = (),
 ) -> dict[str, Path]:
     written: dict[str, Path] = {}
     png = run_dir / "latency.png"
-    drawn = write_latency_png(png, events, verdict=verdict, message=message, title=title, time_unit=time_unit)
+    if verdicts:
+        message = verdicts[0].sentence()
+    drawn = write_latency_png(
+        png, events, verdict=verdict, message=message, title=title, time_unit=time_unit, verdicts=verdicts
+    )
     if drawn:
         written["latency"] = png
     else:
@@ -773,6 +870,7 @@ def _render(
         replay=replay,
         time_unit=time_unit,
         latency_png=png.name if drawn else None,
+        verdicts=verdicts,
     )
     timeline = run_dir / "timeline.html"
     timeline.write_text(page, encoding="utf-8")
@@ -796,20 +894,73 @@ def write_report(
     title: str = "",
     replay: str | None = None,
     time_unit: str = "simulated s",
+    verdicts: Sequence[Verdict] | None = None,
 ) -> dict[str, Path]:
-    """Write history.jsonl, timeline.html and latency.png into ``run_dir`` (made if missing).
-    ``verdict``: True valid, False invalid (``message``: the checker's), or a word ("unknown");
-    ``replay``: the command that makes the run again. Returns the files written by role
-    ("history", "timeline", "latency"; no "latency" without matplotlib). The history is written
+    """Write history.jsonl, verdict.json, timeline.html and latency.png into ``run_dir`` (made if
+    missing). ``verdict``: True valid, False invalid (``message``: the checker's), or a word
+    ("unknown"); ``replay``: the command that makes the run again; ``verdicts``: the checker's
+    records (``walrelay_chaos.verdicts``; None: those of the violation raised in this process
+    whose sentence is ``message``, if any). Returns the files written by role ("history",
+    "verdict", "timeline", "latency"; no "latency" without matplotlib). The history is written
     first, so even a drawing bug leaves the run's data behind."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     _checked(events)
     written = {"history": write_history(run_dir / "history.jsonl", events)}
+    records = _records(verdict, message, verdicts, events)
+    written["verdict"] = write_verdict(run_dir / "verdict.json", verdict, message, records)
     written.update(
-        _render(run_dir, events, verdict=verdict, message=message, title=title, replay=replay, time_unit=time_unit)
+        _render(
+            run_dir,
+            events,
+            verdict=verdict,
+            message=message,
+            title=title,
+            replay=replay,
+            time_unit=time_unit,
+            verdicts=records,
+        )
     )
     return written
+
+
+def _records(
+    verdict: bool | str, message: str, verdicts: Sequence[Verdict] | None, events: Sequence[Event]
+) -> list[Verdict]:
+    from walrelay_chaos.verdicts import Verdict, for_message
+
+    if verdicts is not None:
+        return list(verdicts)
+    if verdict is not False:
+        return []
+    found = for_message(message, events)
+    if found is not None:
+        return found
+    first = message.splitlines()[0] if message else "(no message)"
+    return [Verdict("check-failed", first)]
+
+
+def write_verdict(path: Path, verdict: bool | str, message: str, verdicts: Sequence[Verdict]) -> Path:
+    """``verdict.json``: ``{"valid": true | false | "unknown" | ..., "message": ..., "verdicts":
+    [record, ...]}`` (records: docs/chaos-history.md; empty unless invalid)."""
+    body = {
+        "valid": verdict,
+        "message": verdicts[0].sentence() if verdicts else message,
+        "verdicts": [v.to_json() for v in verdicts],
+    }
+    Path(path).write_text(json.dumps(body, indent=1, ensure_ascii=False, default=str) + "\n", encoding="utf-8")
+    return Path(path)
+
+
+def read_verdict(path: Path) -> tuple[bool | str, str, list[Verdict]] | None:
+    """A ``verdict.json`` (None if missing or unreadable: a re-drawing goes on without it)."""
+    from walrelay_chaos.verdicts import Verdict
+
+    try:
+        body = json.loads(Path(path).read_text(encoding="utf-8"))
+        return body["valid"], str(body.get("message", "")), [Verdict.from_json(v) for v in body.get("verdicts", [])]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def report_main(
@@ -823,8 +974,9 @@ def report_main(
     time_unit: str = "simulated s",
 ) -> int:
     """Re-draw timeline.html and latency.png from a history.jsonl (the CLI's hook). The verdict is
-    not in the history: "unknown" unless the caller knows it. Exit status: 0 drawn, 2 the file is
-    missing or malformed (one line on stderr)."""
+    not in the history: the ``verdict.json`` beside it says it (with the checker's records), else
+    "unknown" unless the caller knows it. Exit status: 0 drawn, 2 the file is missing or malformed
+    (one line on stderr)."""
     path = Path(history_path)
     try:
         events = read_history(path)
@@ -839,6 +991,10 @@ def report_main(
         return 2
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    records: list[Verdict] = []
+    saved = read_verdict(path.parent / "verdict.json") if verdict == "unknown" and not message else None
+    if saved is not None:
+        verdict, message, records = saved
     written = _render(
         out,
         events,
@@ -847,6 +1003,7 @@ def report_main(
         title=title or f"walrelay chaos run ({path})",
         replay=replay,
         time_unit=time_unit,
+        verdicts=records,
     )
     print(f"{len(events)} events: " + ", ".join(str(p) for p in written.values()))
     if "latency" not in written:

@@ -18,8 +18,10 @@ plays a schedule (``walrelay_chaos.schedule``) and judges it:
   timestamps never go back along the committed history, and every bookmark taken restores page
   for page, by seq and by time.
 
-A failed check raises AssertionError with what was wrong. (Moved here from the failover property
-test so that the same harness runs schedules from tests, replay files and, next, chaos campaigns.)
+A failed check raises ``verdicts.Violation`` (an AssertionError) with records that name the
+property violated, the operations of the history involved, and what was expected and found.
+(Moved here from the failover property test so that the same harness runs schedules from tests,
+replay files and chaos campaigns.)
 """
 
 from __future__ import annotations
@@ -29,14 +31,15 @@ import contextlib
 import functools
 import hashlib
 import itertools
+import json
 import math
 import os
 import random
 import shutil
 import tempfile
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any, NoReturn, cast
 
 import trio
 import trio.testing
@@ -54,7 +57,7 @@ from walrelay.entry import GENESIS_CHAIN, Entry
 from walrelay.errors import WalrelayError
 from walrelay.placement import EpochAllocator
 from walrelay.primary_node import PrimaryNode
-from walrelay.replay import Replayer
+from walrelay.replay import Replayer, open_image
 from walrelay.replica_node import ReplicaNode
 from walrelay.transport import MemoryTransport
 from walrelay.wire import ReplyStatus
@@ -92,6 +95,16 @@ from walrelay_chaos.schedule import (
     WriteStale,
 )
 from walrelay_chaos.simdisk import PowerCut, SimDisk
+from walrelay_chaos.verdicts import (
+    HistoryIndex,
+    OpRef,
+    Verdict,
+    Violation,
+    diff_text,
+    plural,
+    some,
+    status_text,
+)
 
 N = 5
 CHECKPOINT_FRAMES = 8  # the primaries' WAL checkpoint threshold here (production: 1000 frames)
@@ -757,13 +770,27 @@ class World:
         simulated seconds, or no verdict; the final check (all healed) must answer.
         """
         acked = set(self.out.ok)  # before reading: a write acknowledged meanwhile may be read or not
+        read_at = len(self.history.events)
         process = self.history.invoke("read", None, node=p.address.removeprefix("mem:"))
         found = await self.read_all(p, 60)
         self.history.complete(process, "info" if found is None else "ok", "read", None if found is None else len(found))
+        who = name(p)
+        final = context == "after the final takeover"
         if found is None:
-            assert not must_answer, f"{context}: reads at epoch {p.node.epoch} got no answer: {p.node.status()}"
+            if must_answer:
+                st = p.node.status()
+                self.fail(
+                    "reads-unanswered",
+                    f"reads at {'the final primary ' if final else ''}{who} (epoch {p.node.epoch}) got no answer "
+                    f"within 60 s: {status_text(st)}",
+                    ops=[self.ops().at(read_at)],
+                    expected="an answer",
+                    found=self.quiet(st),
+                    where=context,
+                )
             return
-        self.judge(found, self.base, self.out, context, p.node.epoch, acked=acked)
+        place = f"the final primary {who}'s database" if final else f"{who}'s database at a {context}"
+        self.judge(found, self.base, self.out, context, place, acked=acked, read_at=read_at)
 
     async def read_all(self, p: RunningPrimary, within_s: float) -> dict[int, str] | None:
         """Every key's value at p (None: no answer in time, or p was fenced meanwhile)."""
@@ -785,23 +812,107 @@ class World:
         base: dict[int, str],
         out: Outcomes,
         context: str,
-        epoch: int,
+        place: str,
         *,
         acked: set[int] | None = None,
+        read_at: int | None = None,
     ) -> None:
         """The branch's database: what it started with, every write acknowledged on it (``acked``:
         as known before the reads), nothing reported as failed, and (after a restore) nothing that
-        the restore rolled back (every write of the branch is in ``out.ok | out.unknown``)."""
+        the restore rolled back (every write of the branch is in ``out.ok | out.unknown``).
+        ``place``: whose database it is, for the verdict; ``read_at``: the read's invoke event."""
         acked = out.ok if acked is None else acked
-        lost = sorted(k for k in base.keys() | acked if found.get(k) != base.get(k, f"v{k}"))
-        assert not lost, f"{context}: acknowledged writes missing at epoch {epoch}: {lost}"
-        wrong = sorted(k for k, v in found.items() if v != f"v{k}")
-        assert not wrong, f"{context}: wrong values for {wrong}"
+        want = {k: base.get(k, f"v{k}") for k in base.keys() | acked}
+        gone = sorted(k for k in want if k not in found)
+        wrong = sorted(k for k, v in found.items() if v != want.get(k, f"v{k}"))
         failed = sorted(set(found) & out.failed)
-        assert not failed, f"{context}: writes reported as failed are present: {failed}"
-        if self.restores:
-            stray = sorted(set(found) - base.keys() - out.ok - out.unknown)
-            assert not stray, f"{context}: writes the restore rolled back are present at epoch {epoch}: {stray}"
+        stray = sorted(set(found) - base.keys() - out.ok - out.unknown) if self.restores else []
+        if not (gone or wrong or failed or stray):
+            return
+        ops = self.ops()
+        read = ops.at(read_at)
+        restore = ops.last("restore") if self.restores else None
+        if gone:
+            lost = [k for k in gone if k not in base]
+            keys = lost or gone
+            text, refs = ops.writes_text(keys)
+            verb = "is" if len(keys) == 1 else "are"
+            if lost:
+                what = f"acknowledged writes missing from {place}: {text}"
+            else:
+                what = f"{plural(len(keys), 'write')} {text}, brought back by the last restore, {verb} missing"
+                what += f" from {place}"
+            self.fail(
+                "acked-write-lost" if lost else "restored-write-lost",
+                what,
+                ops=[*refs, read] if lost else [*refs, restore, read],
+                expected={str(k): want[k] for k in keys},
+                found={str(k): None for k in keys},
+                where=context,
+            )
+        if wrong:
+            k = wrong[0]
+            w = ops.write(k)
+            by = w.describe() if w is not None else f"write k={k}"
+            self.fail(
+                "wrong-value",
+                f"{place} holds {found[k]!r} at k={k}, not the {want.get(k, f'v{k}')!r} that {by} wrote"
+                + (f" ({len(wrong) - 1} more keys too)" if len(wrong) > 1 else ""),
+                ops=[w, read],
+                expected={str(k): want.get(k, f"v{k}") for k in wrong},
+                found={str(k): found[k] for k in wrong},
+                where=context,
+            )
+        if failed:
+            text, refs = ops.writes_text(failed)
+            one = len(failed) == 1
+            self.fail(
+                "failed-write-present",
+                f"{plural(len(failed), 'write')} {text} {'was' if one else 'were'} answered ERROR, yet {place} "
+                f"holds {'it' if one else 'them'}",
+                ops=[*refs, read],
+                expected={str(k): None for k in failed},
+                found={str(k): found[k] for k in failed},
+                where=context,
+            )
+        text, refs = ops.writes_text(stray)
+        one = len(stray) == 1
+        self.fail(
+            "rolled-back-write-present",
+            f"{plural(len(stray), 'write')} {text} {'was' if one else 'were'} rolled back by the last restore"
+            + (f" ({restore.what()})" if restore is not None else "")
+            + f", yet {place} holds {'it' if one else 'them'}",
+            ops=[*refs, restore, read],
+            expected={str(k): None for k in stray},
+            found={str(k): found[k] for k in stray},
+            where=context,
+        )
+
+    # -- verdicts ---------------------------------------------------------------------------------
+
+    def ops(self) -> HistoryIndex:
+        """The history so far, to name the operations a verdict involves."""
+        return HistoryIndex(self.history.events)
+
+    def fail(
+        self,
+        prop: str,
+        text: str,
+        *,
+        ops: Sequence[OpRef | None] = (),
+        expected: Any = None,
+        found: Any = None,
+        where: str = "",
+        more: Sequence[Verdict] = (),
+    ) -> NoReturn:
+        """A checker's verdict: property ``prop`` violated (verdicts.PROPERTIES), said in ``text``."""
+        refs = tuple(dict.fromkeys(r for r in ops if r is not None))
+        text = text.replace(self.root, "RUN")  # no scratch path: a replay says the same
+        raise Violation(Verdict(prop, text, refs, expected, found, where), *more)
+
+    def quiet(self, st: dict[str, Any]) -> dict[str, Any]:
+        """A primary's status for a record (no scratch paths)."""
+        return cast("dict[str, Any]", json.loads(json.dumps(_quiet_status(st)).replace(self.root, "RUN")))
 
     async def step(self, op: Op) -> None:
         self.record_fault(op)
@@ -980,6 +1091,7 @@ class World:
         point = Point(bookmark(node.branch, seq), data, rt.image())
         entry = state.log.get(seq)
         by_time = None
+        invoked_at = len(self.history.events)
         process = self.history.invoke("bookmark", None, node=p.address.removeprefix("mem:"))
         answer: tuple[str, Any, str | None] = ("info", None, "no answer within 30 s")
         try:
@@ -1004,8 +1116,19 @@ class World:
         # The primary's answer: this entry, or a later one with the very same timestamp (writes in
         # the same microsecond; timestamps never go back, NextTs).
         b2, seq2 = parse_bookmark(by_time.body["bookmark"])
-        assert b2 == node.branch and seq2 >= seq, (by_time.body, point.bookmark)
-        assert all(state.log[x].timestamp_us == entry.timestamp_us for x in range(seq + 1, seq2 + 1) if x in state.log)
+        same_time = all(
+            state.log[x].timestamp_us == entry.timestamp_us for x in range(seq + 1, seq2 + 1) if x in state.log
+        )
+        if not (b2 == node.branch and seq2 >= seq and same_time):
+            self.fail(
+                "bookmark-time-wrong",
+                f"__bookmark_for_time__ of bookmark {point.bookmark}'s time ({entry.timestamp_us} us) answered "
+                f"{by_time.body['bookmark']}, not that bookmark or a later one of the same time",
+                ops=[self.ops().at(invoked_at)],
+                expected=point.bookmark,
+                found=by_time.body["bookmark"],
+                where="bookmark",
+            )
         if seq2 == seq:
             point.time_us = entry.timestamp_us
             _event("a bookmark's time names it")
@@ -1020,7 +1143,14 @@ class World:
         epoch_before = max(p.node.epoch for p in self.primaries)
         undo_asked = None
         node = current.address.removeprefix("mem:")
+        restore_at = len(self.history.events)
         process = self.history.invoke("restore", target.bookmark, by_request=by_request, node=node)
+
+        def involved() -> list[OpRef | None]:
+            """The restore and the bookmark it restores to (for a verdict)."""
+            ops = self.ops()
+            return [ops.at(restore_at), ops.bookmark(target.bookmark)]
+
         archiver = current.node.archive.archiver if current.node.archive is not None else None
         b, seq = parse_bookmark(target.bookmark)
         if (
@@ -1038,10 +1168,19 @@ class World:
             async with Client.connect(self.net, current.address) as client:
                 reply = await client.call("__restore__", target.bookmark)
             if reply.status is ReplyStatus.ERROR and reply.body.get("type") == "UnknownBookmark":
-                self.restore_refused(target, reply.body["message"])  # retention took it: nothing changed
+                self.restore_refused(target, reply.body["message"], involved)  # retention took it: nothing changed
                 self.history.complete(process, "fail", "restore", target.bookmark, reply.body["message"])
                 return
-            assert reply.status is ReplyStatus.OK, f"restore request for {target.bookmark}: {reply.body}"
+            if reply.status is not ReplyStatus.OK:
+                self.fail(
+                    "restore-failed",
+                    f"{node} refused the restore request for {target.bookmark}, a bookmark of this run: "
+                    f"{reply.status.name} {_message(reply.body)}",
+                    ops=involved(),
+                    expected="OK",
+                    found=reply.body,
+                    where="restore",
+                )
             undo_asked = reply.body["undo_bookmark"]
             await self.restart_primary()
         else:
@@ -1057,35 +1196,94 @@ class World:
         if f"restore to {target.bookmark} failed" in why:
             # Retention took the target while the restore ran (longer than the grace): refused, and
             # the object serves as it was; asked with --restore-to, that process exits instead.
-            self.restore_refused(target, why)
+            self.restore_refused(target, why, involved)
             self.history.complete(process, "fail", "restore", target.bookmark, why)
             if not serving:
                 self.history.fault("new-primary", f"p{len(self.primaries)} (the restore was refused)")
                 await self.new_primary()
                 p = self.primaries[-1]
-                assert await self.serving(p, 120), f"after a refused restore, no primary served: {p.node.status()}"
+                if not await self.serving(p, 120):
+                    st = p.node.status()
+                    self.fail(
+                        "never-served",
+                        f"after the restore to {target.bookmark} was refused, {name(p)} never served within 120 s: "
+                        + status_text(st),
+                        ops=involved(),
+                        expected="serving",
+                        found=self.quiet(st),
+                        where="restore",
+                    )
             return
-        assert serving, f"the restore to {target.bookmark} never served: {p.node.status()}"
+        if not serving:
+            st = p.node.status()
+            self.fail(
+                "never-served",
+                f"the restore to {target.bookmark} never served: {name(p)} did not serve within 120 s; "
+                + status_text(st),
+                ops=involved(),
+                expected="serving",
+                found=self.quiet(st),
+                where="restore",
+            )
         done = p.node.restored
         record = p.node.meta.record if p.node.meta else None
         if done is None and crash is not None and record is not None and record.branch > epoch_before:
             # The crashed primary made the branch (its marker was durable): this one serves it.
-            assert record.restored_to == target.bookmark, p.node.status()
+            if record.restored_to != target.bookmark:
+                self.wrong_restore(p, target.bookmark, record.restored_to, involved())
             done = {"restored_to": record.restored_to, "undo_bookmark": record.undo_bookmark}
         if done is None and not by_request and p.node.meta and p.node.meta.record:
             # --restore-to a bookmark the branch was already made from: not restored again.
-            assert p.node.meta.record.restored_to == target.bookmark, p.node.status()
+            if p.node.meta.record.restored_to != target.bookmark:
+                self.wrong_restore(p, target.bookmark, p.node.meta.record.restored_to, involved())
             self.history.complete(process, "ok", "restore", target.bookmark, note="already this branch")
             return
-        assert done is not None and done["restored_to"] == target.bookmark, p.node.status()
-        assert undo_asked in (None, done["undo_bookmark"]), f"undo bookmark {undo_asked} answered, {done} done"
+        if done is None or done["restored_to"] != target.bookmark:
+            self.wrong_restore(p, target.bookmark, None if done is None else done["restored_to"], involved())
+        if undo_asked not in (None, done["undo_bookmark"]):
+            self.fail(
+                "restore-failed",
+                f"the restore request for {target.bookmark} answered undo bookmark {undo_asked}, but {name(p)} "
+                f"made undo point {done['undo_bookmark']}",
+                ops=involved(),
+                expected=undo_asked,
+                found=done["undo_bookmark"],
+                where="restore",
+            )
         found = await self.read_all(p, 60)
-        assert found is not None, f"no answer after the restore to {target.bookmark}"
+        if found is None:
+            self.fail(
+                "reads-unanswered",
+                f"reads at {name(p)} got no answer within 60 s after the restore to {target.bookmark}",
+                ops=involved(),
+                expected="an answer",
+                found=self.quiet(p.node.status()),
+                where="restore",
+            )
         if target.data is not None:
-            assert found == target.data, f"restore to {target.bookmark}: {found} is not the bookmark's {target.data}"
+            if found != target.data:
+                ops = self.ops()
+                diff, refs = diff_text(found, target.data, ops)
+                mark = ops.bookmark(target.bookmark)
+                self.fail(
+                    "pitr-inexact",
+                    f"the restore to {target.bookmark}"
+                    + (f" (bookmark {mark.when()})" if mark is not None else "")
+                    + f" is not the bookmark's database: {name(p)}'s {diff}",
+                    ops=[*involved(), *refs],
+                    expected={str(k): v for k, v in sorted(target.data.items())},
+                    found={str(k): v for k, v in sorted(found.items())},
+                    where="restore",
+                )
         else:
             assert target.era is not None
-            self.judge(found, *target.era, f"undo to {target.bookmark}", p.node.epoch)
+            self.judge(
+                found,
+                *target.era,
+                f"undo to {target.bookmark}",
+                f"{name(p)}'s database after the undo to {target.bookmark}",
+                read_at=restore_at,
+            )
             target.data = found  # the same bookmark must restore the same database next time
         self.history.complete(process, "ok", "restore", target.bookmark, undo_bookmark=done["undo_bookmark"])
         self.points.append(Point(done["undo_bookmark"], era=(self.base, self.out)))
@@ -1093,12 +1291,23 @@ class World:
         self.restores += 1
         _event("restored" + (" again (a restore of a restore)" if self.restores > 1 else ""))
 
-    def restore_refused(self, target: Point, why: str) -> None:
+    def wrong_restore(self, p: RunningPrimary, want: str, got: str | None, ops: list[OpRef | None]) -> NoReturn:
+        self.fail(
+            "restore-failed",
+            f"asked to restore to {want}, {name(p)} serves "
+            + ("no restored branch" if got is None else f"a branch restored to {got}"),
+            ops=ops,
+            expected=want,
+            found=got,
+            where="restore",
+        )
+
+    def restore_refused(self, target: Point, why: str, ops: Callable[[], Sequence[OpRef | None]] = lambda: ()) -> None:
         """A restore to ``target`` was refused: right only if retention may have taken the point."""
         b, seq = parse_bookmark(target.bookmark)
         full = ListedOnce(Unretained(self.archive), OBJECT)
         why = why.replace(self.archive.describe(), "the archive")  # no scratch path: replays say the same
-        self.may_be_retired(full, b, seq, self.horizon_us(), ArchiveError(why))
+        self.may_be_retired(full, b, seq, self.horizon_us(), ArchiveError(why), ops=ops)
         _event("a restore outside the window was refused")
 
     async def bridge(self, op: Bridge) -> None:
@@ -1178,7 +1387,7 @@ class World:
         self.heal_all()
         current = self.primaries[-1]
         if not current.crashed and current.node.phase() == "serving":
-            await self.repaired(current, "the serving primary, once healed")
+            await self.repaired(current, "the serving primary", "once healed")
         for p in self.primaries:
             if not p.crashed:
                 self.history.fault("crash-primary", p.address.removeprefix("mem:"), final=True)
@@ -1186,14 +1395,35 @@ class World:
         self.history.fault("new-primary", f"p{len(self.primaries)} (the final takeover)", final=True)
         await self.new_primary()
         final = self.primaries[-1]
-        assert await self.serving(final, 120), f"the final primary never served: {final.node.status()}"
+        served = await self.serving(final, 120)
         for p in self.primaries:
             # Giving up is right when fenced, or when the store is down; an archive that
             # disagrees with the replicas' committed log is a broken invariant (ArchiveIsCommittedPrefix).
             why = p.node.gave_up or ""
-            assert not any(s in why for s in INCONSISTENT_ARCHIVE), f"a recovery found the archive wrong: {why}"
+            if any(s in why for s in INCONSISTENT_ARCHIVE):
+                self.fail(
+                    "archive-inconsistent",
+                    f"{name(p)}'s recovery found the archive is not the committed log's prefix"
+                    + (" and the final primary never served" if p is final and not served else "")
+                    + f": {why}",
+                    ops=[self.ops().nemesis("new-primary", contains="the final takeover" if p is final else name(p))],
+                    expected="the archive is a prefix of the replicas' committed log",
+                    found=why,
+                    where="after the final takeover",
+                )
+        if not served:
+            st = final.node.status()
+            self.fail(
+                "never-served",
+                f"the final primary {name(final)} never served within 120 s of the final takeover, every fault "
+                f"healed: {status_text(st)}",
+                ops=[self.ops().nemesis("new-primary", contains="the final takeover")],
+                expected="serving",
+                found=self.quiet(st),
+                where="after the final takeover",
+            )
         await self.check(final, "after the final takeover", must_answer=True)
-        await self.repaired(final, "the final primary")
+        await self.repaired(final, "the final primary", "after the final takeover")
         await self.archive_is_exact(final)
         for p in self.primaries:  # coverage: why segments were cut (walrelay_chaos.coverage)
             archiver = p.node.archive.archiver if p.node.archive is not None else None
@@ -1208,27 +1438,68 @@ class World:
         there, except that a point retention may have taken (``retired``) may be refused."""
         state, shipper = p.node.state, p.node.archive
         assert state is not None and shipper is not None
+        where = "archive, at the end"
         with trio.move_on_after(120):
             while shipper.archiver is None or shipper.archiver.archived_through < state.durable_seq:  # noqa: ASYNC110
                 await trio.sleep(0.5)
-        assert shipper.archiver is not None, shipper.status()
-        assert shipper.archiver.archived_through >= state.durable_seq, shipper.status()
+        reached = -1 if shipper.archiver is None else shipper.archiver.archived_through
+        if reached < state.durable_seq:
+            self.fail(
+                "archive-behind",
+                f"the archive reaches seq {reached} only, 120 s after the final primary {name(p)} made seq "
+                f"{state.durable_seq} durable"
+                + ("" if shipper.archiver is not None else " (its archiver never started)"),
+                expected=state.durable_seq,
+                found=reached,
+                where=where,
+            )
         # Nothing runs during these checks (no await): the archive cannot change, so its listing
         # is read once, not once per restore (which made this check quadratic in the log).
         reader = ListedOnce(self.archive, OBJECT)
         report = verify(reader)
-        assert report.ok, report.problems
+        if not report.ok:
+            more = len(report.problems) - 1
+            self.fail(
+                "archive-invalid",
+                f"the archive does not verify: {report.problems[0]}"
+                + (f" (and {more} more {plural(more, 'problem')})" if more else ""),
+                expected="no problem",
+                found=[str(x) for x in report.problems],
+                where=where,
+            )
         # The log: the archive's entries as retention found them (p recovered its prefix from
         # there, or replicas truncated it), then p's own; where both hold a seq they must agree.
         full = ListedOnce(Unretained(self.archive), OBJECT)
         log = lineage(full, p.node.branch)
         for seq, e in state.log.items():
-            assert log.setdefault(seq, e).chain == e.chain, f"the archive's seq {seq} is not the primary's"
+            if log.setdefault(seq, e).chain != e.chain:
+                self.fail(
+                    "archive-differs",
+                    f"the archive's seq {seq} is not the final primary {name(p)}'s: another entry with the same seq",
+                    ops=self.writes_of(log | dict(state.log), [seq]),
+                    expected=e.chain.hex(),
+                    found=log[seq].chain.hex(),
+                    where=where,
+                )
         # Entry timestamps never go back along the committed history (the spec's NextTs, across
         # failovers and clock jumps): a point in time names one seq only if they do not.
         stamps = [(seq, log[seq].timestamp_us) for seq in sorted(log)]
         back = [(a, b) for a, b in itertools.pairwise(stamps) if b[1] < a[1]]
-        assert not back, f"entry timestamps go back: seq {back[0][1][0]} is older than seq {back[0][0][0]}"
+        if back:
+            (s1, t1), (s2, t2) = back[0]
+            w1, w2 = self.writes_of(log, [s1]), self.writes_of(log, [s2])
+            self.fail(
+                "timestamps-go-back",
+                f"entry timestamps go back: seq {s2}"
+                + (f" ({some(w2)})" if w2 else "")
+                + f" is older than seq {s1}"
+                + (f" ({some(w1)})" if w1 else "")
+                + f", stamped {t2} us < {t1} us",
+                ops=[*w1, *w2],
+                expected=f">= {t1}",
+                found=t2,
+                where=where,
+            )
         horizon = self.horizon_us()
         logs = {p.node.branch: log}  # lineages by branch, for judging refusals
         replayer: Replayer | None = None
@@ -1245,8 +1516,18 @@ class World:
                 self.may_be_retired(full, p.node.branch, seq, horizon, err, logs)
                 refused += 1
                 continue
-            assert (restored.seq, restored.chain) == (seq, e.chain)
-            assert restored.image == images[seq], f"restore at seq {seq} differs from the committed log"
+            if (restored.seq, restored.chain) != (seq, e.chain) or restored.image != images[seq]:
+                self.fail(
+                    "pitr-inexact",
+                    f"the archive's restore to seq {seq} ({bookmark(p.node.branch, seq)}) is not the committed log's "
+                    f"database there"
+                    + ("" if restored.seq == seq else f" (it restored seq {restored.seq})")
+                    + self.carrying(log, seq),
+                    ops=self.writes_of(log, [seq]),
+                    expected={str(k): v for k, v in sorted(_kv(images[seq]).items())},
+                    found={str(k): v for k, v in sorted(_kv(restored.image).items())},
+                    where=where,
+                )
         if refused:
             _event("retention-refused-a-restore-outside-the-window")
         self.times_are_exact(reader, log, images, p.node.branch, horizon)
@@ -1256,24 +1537,69 @@ class World:
                 try:
                     got = reader.restore_image(seq, b)
                 except (ArchiveError, ObjectNotFoundError) as err:
-                    self.may_be_retired(full, b, seq, horizon, err, logs)
+                    named = functools.partial(lambda m: [self.ops().bookmark(m)], point.bookmark)
+                    self.may_be_retired(full, b, seq, horizon, err, logs, ops=named)
                     continue
-                assert got.image == point.image, f"restore to {point.bookmark} is not the primary's database then"
+                if got.image != point.image:
+                    ops = self.ops()
+                    mark = ops.bookmark(point.bookmark)
+                    diff, refs = diff_text(_kv(got.image), point.data or {}, ops)
+                    self.fail(
+                        "pitr-inexact",
+                        f"the archive's restore to {point.bookmark} is not the primary's database when "
+                        + (mark.describe() if mark is not None else "that bookmark")
+                        + f" was taken: it {diff}",
+                        ops=[mark, *refs],
+                        expected={str(k): v for k, v in sorted((point.data or {}).items())},
+                        found={str(k): v for k, v in sorted(_kv(got.image).items())},
+                        where=where,
+                    )
                 if point.time_us is not None:  # ... and at its time, from the archive alone
                     try:
                         b2, seq2 = reader.point_for_time(point.time_us, b)
                     except (ArchiveError, ObjectNotFoundError) as err:
                         # A time older than the horizon may be refused (the window is of times).
-                        assert point.time_us <= horizon, f"time {point.time_us} of {point.bookmark}: {err}"
+                        if point.time_us > horizon:
+                            self.fail(
+                                "retention-took-window",
+                                f"a restore to the time of bookmark {point.bookmark} ({point.time_us} us) was refused "
+                                f"inside retention's window (horizon {horizon} us): {err}",
+                                ops=[self.ops().bookmark(point.bookmark)],
+                                expected=point.bookmark,
+                                found=str(err),
+                                where=where,
+                            )
                         _event("retention-took-a-time")
                         continue
-                    assert seq2 >= seq, (point.bookmark, b2, seq2)  # later only if it shares the time
-                    if seq2 == seq:
-                        assert reader.restore_image(seq2, b2).image == point.image, (point.bookmark, b2, seq2)
+                    if seq2 < seq or (seq2 == seq and reader.restore_image(seq2, b2).image != point.image):
+                        self.fail(
+                            "pitr-time-inexact",
+                            f"a restore to the time of bookmark {point.bookmark} ({point.time_us} us) named "
+                            f"{bookmark(b2, seq2)}"
+                            + (", an earlier seq" if seq2 < seq else ", whose database is not the bookmark's"),
+                            ops=[self.ops().bookmark(point.bookmark)],
+                            expected=point.bookmark,
+                            found=bookmark(b2, seq2),
+                            where=where,
+                        )
 
-    @staticmethod
+    def writes_of(self, log: dict[int, Entry], seqs: Sequence[int]) -> list[OpRef]:
+        """The writes whose entries are these seqs of ``log`` (keys that appear at each seq)."""
+        wanted = {s for seq in seqs for s in (seq - 1, seq)}
+        if not wanted or min(wanted) < 0:
+            return []
+        dbs = kv_at(log, wanted)
+        keys = [
+            k for seq in seqs if seq in dbs and seq - 1 in dbs for k in sorted(dbs[seq].keys() - dbs[seq - 1].keys())
+        ]
+        return self.ops().writes(keys)
+
+    def carrying(self, log: dict[int, Entry], seq: int) -> str:
+        refs = self.writes_of(log, [seq])
+        return f" (seq {seq} is {some(refs)})" if refs else ""
+
     def times_are_exact(
-        reader: ArchiveReader, log: dict[int, Entry], images: dict[int, bytes], branch: int, horizon: int
+        self, reader: ArchiveReader, log: dict[int, Entry], images: dict[int, bytes], branch: int, horizon: int
     ) -> None:
         """A restore by time (bookmark_for_time, then restore) gives the database the committed
         history held then: at each entry's time and just before it, the state after the last entry
@@ -1284,14 +1610,32 @@ class World:
         for t in sorted(times):  # (before the first entry: before the object existed, refused)
             last = [seq for ts, seq in stamps if ts <= t]
             want = images[last[-1]] if last else b""
+            want_seq = last[-1] if last else 0
             try:
                 b2, seq2 = reader.point_for_time(t, branch)
                 got = reader.restore_image(seq2, b2).image
             except (ArchiveError, ObjectNotFoundError) as err:
-                assert t <= horizon, f"time {t} on branch {branch} refused inside retention's window: {err}"
+                if t > horizon:
+                    self.fail(
+                        "retention-took-window",
+                        f"a restore to time {t} us on branch {branch} was refused inside retention's window "
+                        f"(horizon {horizon} us): {err}",
+                        ops=self.writes_of(log, [want_seq]) if want_seq else [],
+                        expected=bookmark(branch, want_seq),
+                        found=str(err),
+                        where="archive, at the end",
+                    )
                 continue
-            want_seq = last[-1] if last else 0
-            assert got == want, f"restore to time {t} (named {bookmark(b2, seq2)}) is not seq {want_seq}'s database"
+            if got != want:
+                self.fail(
+                    "pitr-time-inexact",
+                    f"a restore to time {t} us (named {bookmark(b2, seq2)}) is not seq {want_seq}'s database, the "
+                    f"last entry at or before that time" + self.carrying(log, want_seq),
+                    ops=self.writes_of(log, [want_seq, seq2]) if want_seq else [],
+                    expected=bookmark(branch, want_seq),
+                    found=bookmark(b2, seq2),
+                    where="archive, at the end",
+                )
 
     def horizon_us(self) -> int:
         """Retention's horizon as the furthest-ahead clock that ran it sees it now: no retention
@@ -1299,22 +1643,34 @@ class World:
         now = max(self.wall(n) for n in range(len(self.primaries)))
         return now - RETENTION_WINDOW_US - RETENTION_GRACE_US
 
-    @staticmethod
     def may_be_retired(
+        self,
         full: ArchiveReader,
         branch: int,
         seq: int,
         horizon: int,
         err: Exception,
         logs: dict[int, dict[int, Entry]] | None = None,
+        *,
+        ops: Callable[[], Sequence[OpRef | None]] = lambda: (),
     ) -> None:
         """A restore to (branch, seq) was refused: right only if retention may have taken it, i.e.
         the database there stopped being the current one at or before ``horizon`` (RetentionKeepsWindow:
         every point of the window stays restorable). It stopped being current when the next entry
         of the branch's history was made, or, at the end of a branch, when a restore left it (the
         leaving branch's first own entry: later than the restore, so this errs towards allowing)."""
-        what = f"a restore to {bookmark(branch, seq)} was refused ({err})"
-        assert "replay failed" not in str(err), f"{what}: a missing object is refused, not a broken one"
+        mark = bookmark(branch, seq)
+        where = "restore refused"
+        if "replay failed" in str(err):
+            self.fail(
+                "archive-invalid",
+                f"the restore to {mark} failed on a broken archive object (a missing one is refused, a broken one "
+                f"must not be there): {err}",
+                ops=ops(),
+                expected="the database, or a refusal naming a missing object",
+                found=str(err),
+                where=where,
+            )
         logs = {} if logs is None else logs  # lineages already read, by branch (the check asks often)
         log = logs.get(branch)
         if log is None:
@@ -1328,18 +1684,35 @@ class World:
                 if rec is not None and parse_bookmark(rec.undo_bookmark)[0] == branch:
                     until = full.first_own_ts(bl, rec.fork_seq)
                     break
-        assert until is not None, f"{what}, but it is the branch's current state: retention cannot have taken it"
-        assert until <= horizon, (
-            f"{what}, but retention cannot have taken it: it was current until {until} us, after retention's "
-            f"horizon ({horizon} us: every point since is in the window, RetentionKeepsWindow)"
-        )
+        if until is None:
+            self.fail(
+                "retention-took-window",
+                f"the restore to {mark} was refused, though it is its branch's current state (retention cannot have "
+                f"taken it): {err}",
+                ops=ops(),
+                expected=bookmark(branch, seq),
+                found=str(err),
+                where=where,
+            )
+        if until > horizon:
+            self.fail(
+                "retention-took-window",
+                f"the restore to {mark} was refused inside retention's window (it was current until {until} us, "
+                f"after the horizon {horizon} us): {err}",
+                ops=ops(),
+                expected=bookmark(branch, seq),
+                found=str(err),
+                where=where,
+            )
         _event("retention-took-a-point")
 
-    async def repaired(self, p: RunningPrimary, who: str) -> None:
+    async def repaired(self, p: RunningPrimary, role: str, when: str) -> None:
         """Every replica (restarted, partitioned, or rebuilt after a disk loss) ends up holding
-        exactly p's log and voting again, unless p was fenced meanwhile."""
+        exactly p's log and voting again, unless p was fenced meanwhile. ``role``: "the final
+        primary" or "the serving primary"; ``when``: for the verdict ("once healed")."""
         state = p.node.state
         assert state is not None
+        who = f"{role} {name(p)}"
 
         def done() -> bool:
             return all(state.connected) and all(m == state.last_seq for m in state.match) and all(state.voter)
@@ -1350,27 +1723,172 @@ class World:
                 await trio.sleep(0.1)
         if state.reset_reason is not None:
             return
-        assert done(), f"{who} did not bring every replica up to date: {state.replica_status()}"
+        if not done():
+            rows = state.replica_status()
+            behind = [
+                f"r{r['replica']} ("
+                + (f"stored through {r['stored_through']}" if r["connected"] else "not connected")
+                + ("" if r["voter"] else ", not voting")
+                + ")"
+                for r in rows
+                if not (r["connected"] and r["stored_through"] == state.last_seq and r["voter"])
+            ]
+            self.fail(
+                "replicas-not-repaired",
+                f"{who} did not bring every replica up to its seq {state.last_seq} within 120 s {when}: "
+                + ", ".join(behind),
+                expected=state.last_seq,
+                found=json.loads(json.dumps(rows, default=str)),
+                where=when,
+            )
         # The whole log: what the archive holds (replicas may have dropped it), then p's.
         log = dict(state.chains)
         reader = ArchiveReader(Unretained(self.archive), OBJECT)  # what retention deleted too
         archived_log = lineage(reader, p.node.branch)
         log.update({seq: e.chain for seq, e in archived_log.items()})
+        entries = {**archived_log, **state.log}
         for i, host in enumerate(self.replicas):
             assert host is not None
             obj = host[0].get_object(OBJECT)
-            held = {e.seq: e.chain for e in obj.store.read_entries(1)}
+            held_entries = {e.seq: e for e in obj.store.read_entries(1)}
+            held = {seq: e.chain for seq, e in held_entries.items()}
             wrong = sorted(seq for seq, c in held.items() if log.get(seq) != c)
-            assert not wrong and max(held, default=0) == state.last_seq, (
-                f"replica {i} holds seqs {sorted(held)[-3:]}... (differing: {wrong[:3]}), not {who}'s log "
-                f"through {state.last_seq}"
-            )
+            if wrong or max(held, default=0) != state.last_seq:
+                self.disagree(p, who, when, i, held_entries, wrong, entries)
             # Beyond what the archive holds of this history (a stale primary still shipping may
             # have confirmed more than p knows yet, and told the replicas: that is fine).
             archived = max(archived_log, default=0)
-            assert obj.state.archived_through <= archived, (
-                f"replica {i} dropped entries through {obj.state.archived_through}, beyond the archive ({archived})"
+            if obj.state.archived_through > archived:
+                seqs = list(range(archived + 1, obj.state.archived_through + 1))
+                refs = self.writes_of(entries, seqs)
+                self.fail(
+                    "replica-truncated-unarchived",
+                    f"{when}, replica r{i} dropped entries through seq {obj.state.archived_through}, beyond the "
+                    f"archive (through seq {archived})"
+                    + (f": {some(refs)} {'is' if len(refs) == 1 else 'are'} in no segment" if refs else ""),
+                    ops=refs,
+                    expected=f"<= {archived}",
+                    found=obj.state.archived_through,
+                    where=when,
+                )
+
+    def disagree(
+        self,
+        p: RunningPrimary,
+        who: str,
+        when: str,
+        i: int,
+        held: dict[int, Entry],
+        wrong: list[int],
+        committed: dict[int, Entry],
+    ) -> NoReturn:
+        """Replica ``i`` does not hold exactly p's log. Name the writes its differing entries carry:
+        an acknowledged one that p's database lacks is the bug (a lost write the replica still has)."""
+        last = max(held, default=0)
+        lo = min(held, default=0)
+        holds = f"holds seqs {lo}..{last}" if lo < last else f"holds only seq {last}" if held else "holds no entry"
+        expected = {"last_seq": p.node.state.last_seq if p.node.state else None}
+        found: dict[str, Any] = {"replica": f"r{i}", "last_seq": last, "differing_seqs": wrong[:20]}
+        if not wrong:
+            self.fail(
+                "replicas-disagree",
+                f"{when}, replica r{i} {holds}, ending not at {who}'s last seq {expected['last_seq']}",
+                expected=expected,
+                found=found,
+                where=when,
             )
+        first = wrong[0]
+        # What the replica's differing entries wrote: its database against the committed one.
+        theirs = kv_at({**{s: e for s, e in committed.items() if s < first}, **held}, {first - 1, last})
+        carried = sorted(theirs[last].keys() - theirs[first - 1].keys()) if len(theirs) == 2 else []
+        ours = self.db(p)
+        ops = self.ops()
+        refs = ops.writes(carried)
+        found["writes_carried"] = carried
+        one = len(wrong) == 1
+        differ = f"seq {first}" if one else f"seqs {first}..{wrong[-1]}"
+        lost = [
+            r for r in refs if r.outcome == "ok" and r.value in self.out.ok and ours is not None and r.value not in ours
+        ]
+        disagreement = Verdict(
+            "replicas-disagree",
+            f"{when}, replica r{i} {holds}, "
+            + (f"differing from {who}'s log at {differ}" if len(held) > 1 else f"which differs from {who}'s log")
+            + (f": {'its entry carries' if one else 'its entries carry'} {some(refs)}" if refs else ""),
+            tuple(refs),
+            expected,
+            found,
+            when,
+        )
+        if lost:
+            self.fail(
+                "acked-write-lost",
+                f"acknowledged writes missing from {who}'s database: {some(lost).replace('write k=', 'k=')}; replica "
+                f"r{i} still holds {'it' if len(lost) == 1 else 'them'} at {differ}, where {name(p)}'s log has "
+                f"{'another entry' if one else 'other entries'}",
+                ops=lost,
+                expected={str(r.value): f"v{r.value}" for r in lost},
+                found={str(r.value): None for r in lost},
+                where=when,
+                more=[disagreement],
+            )
+        raise Violation(disagreement)
+
+    def db(self, p: RunningPrimary) -> dict[int, str] | None:
+        """p's database as it is now, read in place (no await: nothing runs meanwhile)."""
+        rt = p.node.runtime
+        if rt is None or p.crashed:
+            return None
+        return {int(k): str(v) for k, v in rt.capture.conn.execute("SELECT k, v FROM kv")}
+
+
+def _message(body: Any) -> str:
+    """An ERROR reply's body in a few words."""
+    if isinstance(body, dict) and "message" in body:
+        return f"{body.get('type', '')}: {body['message']}".lstrip(": ")
+    return str(body)
+
+
+def name(p: RunningPrimary) -> str:
+    return p.address.removeprefix("mem:")
+
+
+def _quiet_status(st: dict[str, Any]) -> dict[str, Any]:
+    """A status for a record: JSON values only, and the archive's location left out."""
+    out: dict[str, Any] = json.loads(json.dumps(st, default=str))
+    if isinstance(out.get("archive"), dict) and "store" in out["archive"]:
+        out["archive"]["store"] = "the archive"
+    return out
+
+
+def kv_at(entries: dict[int, Entry], seqs: set[int]) -> dict[int, dict[int, str]]:
+    """The kv table after each seq in ``seqs``, replaying ``entries`` from seq 1 (for verdicts:
+    which write an entry carries). A seq the entries do not reach from 1 is left out."""
+    out: dict[int, dict[int, str]] = {}
+    replayer: Replayer | None = None
+    for seq in range(1, max(seqs, default=0) + 1):
+        e = entries.get(seq)
+        if e is None:
+            break
+        replayer = replayer or Replayer(b"", e.page_size)
+        replayer.apply(e)
+        if seq in seqs:
+            out[seq] = _kv(bytes(replayer.image))
+    if 0 in seqs:
+        out[0] = {}
+    return out
+
+
+def _kv(image: bytes) -> dict[int, str]:
+    if not image:
+        return {}
+    conn = open_image(image)
+    try:
+        if not conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'kv'").fetchall():
+            return {}
+        return {int(k): str(v) for k, v in conn.execute("SELECT k, v FROM kv")}
+    finally:
+        conn.close()
 
 
 def lineage(reader: ArchiveReader, branch: int) -> dict[int, Entry]:
@@ -1475,4 +1993,13 @@ def run_schedule(
     except* AssertionError as eg:  # a checker's verdict, out of trio's ExceptionGroup
         raise eg.exceptions[0] from None
     except* WalrelayError as eg:  # a check that reads the archive found it unreadable: also a verdict
-        raise AssertionError(f"a check could not read what it must: {eg.exceptions[0]}") from None
+        err = str(eg.exceptions[0]).replace(root, "RUN")
+        raise Violation(
+            Verdict(
+                "archive-unreadable",
+                f"a check could not read what it must: {err}",
+                expected="readable",
+                found=err,
+                where="at the end",
+            )
+        ) from None

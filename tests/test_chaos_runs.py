@@ -51,6 +51,9 @@ def test_a_failing_seed_is_shrunk_and_every_seed_can_be_replayed_from_runs_lates
     assert (again.seed, again.mutant, len(again.schedule)) == (6, "ack_after_2", shrunk["ops"])
     assert [repr(o) for o in again.schedule] == shrunk["schedule"]
     assert "INVALID" in (tmp_path / shrunk["timeline"]).read_text()
+    # The checker's records, when it gives them (walrelay_chaos.verdicts), headed by the message.
+    for item in (bad, shrunk):
+        assert [v["sentence"] for v in item["verdicts"]][:1] in ([], [item["message"]]), item
     # The console: progress while shrinking, then the shrunk reproduction before the original.
     out = proc.stdout
     assert "    shrinking seed 6: 19 -> " in out

@@ -14,15 +14,18 @@ ends:
     {"valid": true | false | "unknown" | "interrupted" | "running", "mode", "mutant", "runs": N,
      "seeds": [first, last], "seconds": T, "simulated_seconds": S, "real_run_seconds": R,
      "coverage": {target: runs}, "coverage_required", "coverage_missing": [...],
-     "invalid": [{"seed", "ops", "replay", "timeline", "message",
-                  "shrunk": null | {"ops", "schedule", "replay", "timeline", "message", "runs", "seconds"}}],
+     "invalid": [{"seed", "ops", "replay", "timeline", "message", "verdicts": [record, ...],
+                  "shrunk": null | {"ops", "schedule", "replay", "timeline", "message", "verdicts", "runs",
+                                    "seconds"}}],
      "errors": [{"seed", "ops", "replay", "timeline", "error"}],
      "shrink_budget": B, "shrink_runs": U,
      "seed_runs": [{"seed", "verdict": "valid" | "invalid" | "unknown", "ops", "writes": {"ok", "fail", "unknown"}}]}
 
 ``simulated_seconds`` is the mock-clock time the valid runs covered: divided by ``seconds`` it is
 how much faster than real time the simulation runs (issue 6 asks for at least 50x). ``writes``
-counts the writes of the whole history, every branch and stale primary included.
+counts the writes of the whole history, every branch and stale primary included. ``verdicts``: the
+checker's records (``walrelay_chaos.verdicts``: property, operations involved, expected, found,
+sentence), [] for a failure that has none.
 
 ``valid`` is false if a checker failed on any run, "unknown" if the harness itself failed on one
 (an exception that is not a checker's verdict), true otherwise; ``walrelay chaos run`` exits 0, 1
@@ -211,6 +214,16 @@ def failure_message(e: BaseException) -> str:
     return text.splitlines()[0][:500] if text else type(e).__name__
 
 
+def verdict_records(e: BaseException) -> list[dict[str, Any]]:
+    """A checker failure's structured records (``walrelay_chaos.verdicts.Violation``: the property,
+    the operations involved, expected and found), as JSON; [] for a plain AssertionError."""
+    records = []
+    for v in getattr(e, "verdicts", ()):
+        with contextlib.suppress(Exception):
+            records.append(dict(v.to_json()))
+    return records
+
+
 def write_counts(events: list[dict[str, Any]]) -> dict[str, int]:
     """Writes by outcome over the whole history (every branch, the stale primaries' too): ok,
     fail, and unknown (info, or still in flight at the end)."""
@@ -242,6 +255,7 @@ class Played:
     events: list[dict[str, Any]] = field(default_factory=list)
     reached: set[str] = field(default_factory=set)
     detail: str = ""  # the harness failure's whole traceback
+    verdicts: list[dict[str, Any]] = field(default_factory=list)  # a checker's records (verdicts.Verdict.to_json)
     simulated_s: float = 0.0
     real_s: float = 0.0
 
@@ -356,6 +370,7 @@ def _play(schedule: list[Op], seed: int, s3: Any, impl: NodeCommands | None, *, 
             raise KeyboardInterrupt from None
         if isinstance(e, AssertionError):
             played.verdict, played.message = False, failure_message(e)
+            played.verdicts = verdict_records(e)
         elif isinstance(e, Exception):  # the harness failed, not the system under test: no verdict
             played.verdict = "unknown"
             played.message = "".join(traceback.format_exception_only(e)).strip()
@@ -424,7 +439,7 @@ def _one_run(
         summary = f"{counts['ok']} acknowledged, {counts['fail']} failed, {counts['unknown']} unknown"
         text = f"{len(schedule)} ops: valid ({summary})"
     elif played.verdict is False:
-        result.invalid.append({**entry, "message": played.message, "shrunk": None})
+        result.invalid.append({**entry, "message": played.message, "verdicts": played.verdicts, "shrunk": None})
         text = f"{len(schedule)} ops: INVALID: {played.message[:200]}"
     else:
         result.errors.append({**entry, "error": played.message})
@@ -525,6 +540,7 @@ def _shrink_seed(
         "replay": str(path),
         "timeline": str(timeline),
         "message": shrunk_played.message,
+        "verdicts": shrunk_played.verdicts,
         "runs": runs,
         "seconds": round(time.monotonic() - started, 3),
     }

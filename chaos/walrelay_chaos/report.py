@@ -484,7 +484,7 @@ def _verdict_head(verdicts: Sequence[Verdict], marked: dict[int, str]) -> list[s
         lead = "property violated" if n == 0 else "and"
         out.append(
             f'<div class="prop">{lead}: <b class="pid">{_esc(v.prop)}</b> <span class="ptitle">'
-            f"({_esc(v.title)})</span>{' at ' + _esc(v.where) if v.where else ''}</div>"
+            f"({_esc(v.title)})</span>{' — ' + _esc(v.where) if v.where else ''}</div>"
         )
         out.append(f'<div class="msg">{_esc(v.sentence())}</div>')
         links = [

@@ -201,7 +201,8 @@ class Verdict:
 
 # The last few violations raised in this process: a caller that only kept the message (a
 # campaign's results, a replay) finds the records again by it (``for_message``).
-_RECENT: collections.deque[Violation] = collections.deque(maxlen=16)
+# Only the records are kept (an exception would keep its traceback's frames, a whole run, alive).
+_RECENT: collections.deque[tuple[Verdict, ...]] = collections.deque(maxlen=16)
 
 
 class Violation(AssertionError):
@@ -212,7 +213,7 @@ class Violation(AssertionError):
             raise ValueError("a violation needs at least one verdict")
         super().__init__(verdicts[0].sentence())
         self.verdicts: tuple[Verdict, ...] = verdicts
-        _RECENT.append(self)
+        _RECENT.append(verdicts)
 
     def sentence(self) -> str:
         return self.verdicts[0].sentence()
@@ -237,9 +238,9 @@ def for_message(message: str, events: Sequence[dict[str, Any]] | None = None) ->
     first = message.splitlines()[0] if message else ""
     if not first:
         return None
-    for v in reversed(_RECENT):
-        if str(v).startswith(first) and (events is None or all(r.of(events) for r in v.verdicts)):
-            return list(v.verdicts)
+    for verdicts in reversed(_RECENT):
+        if verdicts[0].sentence().startswith(first) and (events is None or all(v.of(events) for v in verdicts)):
+            return list(verdicts)
     return None
 
 

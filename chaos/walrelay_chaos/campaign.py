@@ -202,6 +202,12 @@ def is_interrupt(e: BaseException | None) -> bool:
     return False
 
 
+def _clip(text: str, limit: int = 600) -> str:
+    """A verdict sentence whole on the console (they are one readable line); only a runaway
+    message is cut, and then visibly."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def failure_message(e: BaseException) -> str:
     """A checker's verdict in one line: its ``sentence()`` if it has one (a structured failure
     record), else the first line of its text."""
@@ -440,7 +446,7 @@ def _one_run(
         text = f"{len(schedule)} ops: valid ({summary})"
     elif played.verdict is False:
         result.invalid.append({**entry, "message": played.message, "verdicts": played.verdicts, "shrunk": None})
-        text = f"{len(schedule)} ops: INVALID: {played.message[:200]}"
+        text = f"{len(schedule)} ops: INVALID: {_clip(played.message)}"
     else:
         result.errors.append({**entry, "error": played.message})
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -463,7 +469,7 @@ def _one_run(
         lines += [
             f"    shrunk to {shrunk['ops']} ops ({shrunk['runs']} runs, {shrunk['seconds']:.1f} s): "
             + ", ".join(shrunk["schedule"]),
-            f"      {shrunk['message'][:200]}" if shrunk["message"] != played.message else "",
+            f"      {_clip(shrunk['message'])}" if shrunk["message"] != played.message else "",
             f"      replay: {replay_command(shrunk['replay'])}",
             f"      timeline: {shrunk['timeline']}",
         ]

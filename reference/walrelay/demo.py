@@ -920,7 +920,10 @@ async def _point_in_time_restore(
         for_time = (
             str(reply.body["bookmark"]) if reply.status is ReplyStatus.OK else f"{reply.status.name} {reply.body}"
         )
-        _say(f"      C's __bookmark_for_time__(t_mid) = {for_time} (taken in epoch {mark.epoch}: {mark.bookmark})")
+        _say(
+            f"      C's __bookmark_for_time__(t_mid) = {for_time} (the bookmark taken at t_mid, while epoch "
+            f"{mark.epoch}'s primary served: {mark.bookmark})"
+        )
 
     rc, said = await _cli("archive", "verify", OBJECT, *store)
     _say(f"      $ walrelay archive verify {OBJECT}")

@@ -253,3 +253,33 @@ def test_main_sees_ctrl_c_through_nested_exception_groups(
 
 if __name__ == "__main__":
     sys.exit(pytest.main([__file__, "-v"]))
+
+
+def _wait_for_line(cmd: Command, text: str) -> None:
+    """Blocks until the command prints a stdout line containing ``text`` (its progress: an event)."""
+    assert cmd.proc.stdout is not None
+    for raw in cmd.proc.stdout:
+        if text in raw.decode():
+            return
+    raise AssertionError(f"{cmd.name} ended before printing {text!r}: {cmd.err_path.read_text()}")
+
+
+@pytest.mark.integration
+def test_tlc_stops_on_ctrl_c_and_kills_its_java(tmp_path: Path) -> None:
+    """TLC runs as a Java child for minutes; Ctrl-C must stop it too, not leave it model-checking."""
+    cmd = Command(tmp_path, "tlc", "tlc", "r3_q2_e2_w1_c1_corrupt_promise")
+    _wait_for_line(cmd, "start r3_q2_e2_w1_c1_corrupt_promise")
+    while not any("java" in Path(f"/proc/{p}/cmdline").read_bytes().decode(errors="replace")
+                  for p in _descendants(cmd.proc.pid) if not _gone(p)):  # fmt: skip
+        assert cmd.proc.poll() is None, cmd.err_path.read_text()
+        time.sleep(0.05)  # polling for the child to exist, not a time limit
+    cmd.interrupt()
+    assert cmd.children
+    _assert_interrupted(cmd, "tlc")
+
+
+def test_archive_fuzz_stops_on_ctrl_c(tmp_path: Path) -> None:
+    cmd = Command(tmp_path, "fuzz", "archive", "fuzz", "--trials", "100000")
+    _wait_for_line(cmd, "trial")
+    cmd.interrupt()
+    _assert_interrupted(cmd, "archive")  # the handler names the command, not its subcommand

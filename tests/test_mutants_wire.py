@@ -130,3 +130,13 @@ def test_the_sender_refuses_its_own_bad_fetch_and_truncate_and_non_messages() ->
         encode_msg(Truncate(1, 0, bytes([1]) * 16))
     with pytest.raises(TypeError, match=r"^not a wire message: 'hello'$"):
         encode_msg("hello")  # type: ignore[arg-type]
+
+
+def test_a_reject_whose_text_is_not_utf8_is_still_a_reject() -> None:
+    """Bugs: the REJECT text decoded strictly, or with a misspelt error handler (mutants
+    ``.decode("utf-8")``, ``"XXreplaceXX"``, ``"REPLACE"``): a replica's refusal with a garbled
+    human-readable text would become a decode crash, and the primary would lose the reason and the
+    promised epoch it carries (which fences it, R-7.3-1). The text is for people; the fields rule."""
+    payload = encode_msg(Reject(RejectReason.STALE_EPOCH, 7, "ab"))[4:]
+    decoded = decode_payload(payload[:-2] + b"\xff\xfe")
+    assert decoded == Reject(RejectReason.STALE_EPOCH, 7, "\ufffd\ufffd")

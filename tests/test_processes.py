@@ -35,7 +35,14 @@ def test_demo_scenario_end_to_end(tmp_path: object) -> None:
     then restore from the archive every primary continued: to a mid-run bookmark and time, and to now;
     last, restore the object itself to the bookmark and undo that restore."""
     run_dir = os.path.join(str(tmp_path), "demo")
-    proc = _walrelay("demo", "--dir", run_dir, "--bookings", "24", "--hold-seconds", "1")
+    dev = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "dev")
+    proc = subprocess.run(  # the README's first command, as a user types it (./dev execs walrelay demo)
+        [dev, "demo", "--dir", run_dir, "--bookings", "24", "--hold-seconds", "1"],
+        capture_output=True,
+        text=True,
+        timeout=budget(240),
+        stdin=subprocess.DEVNULL,
+    )
     out = proc.stdout
     assert proc.returncode == 0, out + proc.stderr
     for check in (

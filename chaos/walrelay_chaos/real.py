@@ -52,10 +52,9 @@ import tempfile
 import time
 import traceback
 import uuid
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import trio
 
@@ -84,7 +83,7 @@ from walrelay_chaos.s3proxy import FaultProxy
 from walrelay_chaos.s3server import ACCESS_KEY, SECRET_KEY, S3Server
 from walrelay_chaos.schedule import Op, read_json_file
 from walrelay_chaos.sim import History, lineage
-from walrelay_chaos.verdicts import HistoryIndex, OpRef, Verdict, Violation, diff_text, plural, status_text
+from walrelay_chaos.verdicts import Judge, OpRef, Violation, diff_text, plural, status_text
 
 N = 5
 OBJECT = "obj"
@@ -327,7 +326,9 @@ class RealOutcomes:
     seconds: float = 0.0
 
 
-class RealWorld:
+class RealWorld(Judge):
+    violation = RealCheckError
+
     def __init__(
         self,
         root: str,
@@ -710,26 +711,6 @@ class RealWorld:
                     where=context,
                 )
         return found
-
-    # -- verdicts ---------------------------------------------------------------------------------
-
-    def ops(self) -> HistoryIndex:
-        return HistoryIndex(self.history.events)
-
-    def fail(
-        self,
-        prop: str,
-        text: str,
-        *,
-        ops: Sequence[OpRef | None] = (),
-        expected: Any = None,
-        found: Any = None,
-        where: str = "",
-    ) -> NoReturn:
-        """A checker's verdict: property ``prop`` violated (verdicts.PROPERTIES), said in ``text``."""
-        refs = tuple(dict.fromkeys(r for r in ops if r is not None))
-        text = text.replace(self.root, "RUN")
-        raise RealCheckError(Verdict(prop, text, refs, expected, found, where))
 
     async def bookmark(self, p: NodeProcess) -> None:
         acked = set(self.era.ok)

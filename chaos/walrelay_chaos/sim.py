@@ -96,7 +96,7 @@ from walrelay_chaos.schedule import (
 )
 from walrelay_chaos.simdisk import PowerCut, SimDisk
 from walrelay_chaos.verdicts import (
-    HistoryIndex,
+    Judge,
     OpRef,
     Verdict,
     Violation,
@@ -586,7 +586,7 @@ class History:
         self._add("nemesis", "info", f, value, **({"final": True} if final else {}))
 
 
-class World:
+class World(Judge):
     def __init__(
         self,
         root: str,
@@ -887,28 +887,6 @@ class World:
             found={str(k): found[k] for k in stray},
             where=context,
         )
-
-    # -- verdicts ---------------------------------------------------------------------------------
-
-    def ops(self) -> HistoryIndex:
-        """The history so far, to name the operations a verdict involves."""
-        return HistoryIndex(self.history.events)
-
-    def fail(
-        self,
-        prop: str,
-        text: str,
-        *,
-        ops: Sequence[OpRef | None] = (),
-        expected: Any = None,
-        found: Any = None,
-        where: str = "",
-        more: Sequence[Verdict] = (),
-    ) -> NoReturn:
-        """A checker's verdict: property ``prop`` violated (verdicts.PROPERTIES), said in ``text``."""
-        refs = tuple(dict.fromkeys(r for r in ops if r is not None))
-        text = text.replace(self.root, "RUN")  # no scratch path: a replay says the same
-        raise Violation(Verdict(prop, text, refs, expected, found, where), *more)
 
     def quiet(self, st: dict[str, Any]) -> dict[str, Any]:
         """A primary's status for a record (no scratch paths)."""

@@ -26,7 +26,7 @@ from __future__ import annotations
 import collections
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 # The properties a checker can find violated: id -> what the property says (the timeline's header
 # names it). Ids are stable: results.json and verdict.json carry them, tools may match on them.
@@ -367,3 +367,33 @@ def diff_text(got: dict[int, str], want: dict[int, str], ops: HistoryIndex) -> t
     if other:
         parts.append(f"has other values at {keys_text(other)}")
     return (" and ".join(parts) or "is the same"), refs
+
+
+class Judge:
+    """What a checker (``sim.World``, ``real.RealWorld``) needs to name a bug: its history, to
+    find the operations a verdict involves, and its scratch root, which no sentence may quote (a
+    replay elsewhere must say the same). One place, so both modes word and record verdicts alike."""
+
+    root: str
+    history: Any  # sim.History (its ``events``); not imported here: sim imports this module
+    violation: type[Violation] = Violation  # what ``fail`` raises (real mode: RealCheckError)
+
+    def ops(self) -> HistoryIndex:
+        """The history so far, to name the operations a verdict involves."""
+        return HistoryIndex(self.history.events)
+
+    def fail(
+        self,
+        prop: str,
+        text: str,
+        *,
+        ops: Sequence[OpRef | None] = (),
+        expected: Any = None,
+        found: Any = None,
+        where: str = "",
+        more: Sequence[Verdict] = (),
+    ) -> NoReturn:
+        """A checker's verdict: property ``prop`` violated (``PROPERTIES``), said in ``text``."""
+        refs = tuple(dict.fromkeys(r for r in ops if r is not None))
+        text = text.replace(self.root, "RUN")  # no scratch path: a replay says the same
+        raise self.violation(Verdict(prop, text, refs, expected, found, where), *more)

@@ -283,3 +283,11 @@ def test_archive_fuzz_stops_on_ctrl_c(tmp_path: Path) -> None:
     _wait_for_line(cmd, "trial")
     cmd.interrupt()
     _assert_interrupted(cmd, "archive")  # the handler names the command, not its subcommand
+
+
+def test_bench_stops_on_ctrl_c(tmp_path: Path) -> None:
+    """The benchmark runs for minutes and starts a cluster for its end-to-end rows."""
+    cmd = Command(tmp_path, "bench", "bench", "--seconds", "1")
+    _wait_for_line(cmd, "(b) walrelay capture")
+    cmd.interrupt()
+    _assert_interrupted(cmd, "bench")

@@ -282,3 +282,16 @@ def test_a_failing_simulated_run_reports_its_history(tmp_path: Path) -> None:
     instants = [e["f"] for e in events if e["process"] == "nemesis" and not e["f"].startswith(("start-", "stop-"))]
     assert "crash-primary" in instants and page.count('<div class="inst"') == len(instants)
     assert written["latency"].read_bytes().startswith(PNG_MAGIC)
+
+
+def test_a_latency_plot_mostly_on_its_floor_says_why() -> None:
+    """Issue 18: a 12-operation simulated run's plot was mostly points on the 0.1 ms floor, with
+    nothing saying those took no time at all. Half or fewer on the floor: no note."""
+    from walrelay_chaos.report import LATENCY_FLOOR_MS, floor_note
+
+    assert floor_note([LATENCY_FLOOR_MS] * 7 + [5.0] * 5) == (
+        "7 of 12 operations took no time on this run's clock (drawn on the dotted line); in simulation the "
+        "network and disks take none"
+    )
+    assert floor_note([LATENCY_FLOOR_MS] * 6 + [5.0] * 6) is None
+    assert floor_note([]) is None

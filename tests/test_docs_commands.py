@@ -78,13 +78,16 @@ COVERAGE: dict[str, tuple[str, str]] = {
     "walrelay call --primary HOST:PORT create_flight WR100 400": RUN,
     "walrelay call --primary HOST:PORT book WR100 7 alice": RUN,
     "walrelay call --primary HOST:PORT __bookmark__": RUN,
+    "walrelay call --primary HOST:PORT --list": RUN,
     "walrelay call --primary HOST:PORT __restore__ 00000001-000000000000002a": RUN,
     "walrelay primary ... --restore-to 00000001-000000000000002a": RUN,
     "walrelay archive ls flights --archive archive": RUN,
     "walrelay archive verify flights --archive archive": RUN,
     "walrelay archive fuzz --trials 600": RUN,  # in small: --trials 3
     "walrelay restore flights --to 00000001-000000000000002a --out f.db --archive archive": RUN,
+    "walrelay restore flights --to latest --out now.db --archive archive": RUN,
     "walrelay archive retain flights --archive archive --window-days 30 --dry-run": RUN,
+    "walrelay --version": RUN,
     "just chaos": _test("tests/test_chaos_campaign.py::test_a_campaign_of_the_real_code_is_valid"),
     "just chaos-mutants": _test(
         "tests/test_chaos_campaign.py::test_the_cli_kill_table_kills_every_mutant_by_directed_and_by_random_search"
@@ -381,6 +384,8 @@ def test_the_readme_commands_run_as_written(session: Session) -> None:
     s.call(CALL + "create_flight WR100 400", address)
     s.call(CALL + "book WR100 7 alice", address)
     bookmark = str(s.call(CALL + "__bookmark__", address)["bookmark"])
+    listed = s.run(CALL + "--list", {"HOST:PORT": address}, TLS_CLIENT)
+    assert "operations of app 'flights'" in listed and "  book " in listed and "__ops__" in listed, listed
     t_mid = time.time_ns() // 1000  # after alice, before bob: names the bookmark's point
     time.sleep(0.02)  # so that bob's timestamp lies strictly after t_mid
     s.call(CALL + "book WR100 7 alice", address, {"7 alice": "8 bob"})
@@ -411,7 +416,14 @@ def test_the_readme_commands_run_as_written(session: Session) -> None:
         assert conn.execute("SELECT seat, passenger FROM bookings").fetchall() == [(7, "alice")]
     finally:
         conn.close()
+    s.run("walrelay restore flights --to latest --out now.db --archive archive")
+    conn = apsw.Connection(str(cwd / "now.db"), flags=apsw.SQLITE_OPEN_READONLY)
+    try:  # the newest archived point: the last branch, where the restore was undone (alice and bob)
+        assert sorted(conn.execute("SELECT seat, passenger FROM bookings").fetchall()) == [(7, "alice"), (8, "bob")]
+    finally:
+        conn.close()
     s.run("walrelay archive retain flights --archive archive --window-days 30 --dry-run")
+    assert s.run("walrelay --version").startswith("walrelay ")
 
     # The commands the demo prints at the end of a run kept with --dir run as printed, on an archive.
     mark = Mark(bookmark, 0, 1, set(), t_mid)

@@ -24,10 +24,12 @@ from typing import IO
 import pytest
 import trio
 
+from interrupts import sigint_as_in_a_terminal
 from walrelay.client import Client
 from walrelay.procs import walrelay_argv
 from walrelay.transport import TcpTransport
 from walrelay.wire import ReplyStatus
+from walrelay_chaos.pace import budget
 
 
 @pytest.fixture(autouse=True)
@@ -56,6 +58,7 @@ class Command:
             stderr=self._err,
             stdin=subprocess.DEVNULL,
             start_new_session=True,
+            preexec_fn=sigint_as_in_a_terminal,
         )
         _STARTED.append(self.proc)
         self.mark = 0
@@ -76,9 +79,8 @@ class Command:
 
     def finish(self) -> tuple[int, str]:
         """Its exit status and what it wrote to stderr after the interrupt."""
-        assert self.proc.stdout is not None
-        self.proc.stdout.read()
-        code = self.proc.wait()
+        self.proc.communicate(timeout=budget(120))  # one that ignores Ctrl-C fails here, never hangs
+        code = self.proc.returncode
         self._err.close()
         return code, self.err_path.read_bytes()[self.mark :].decode()
 

@@ -14,6 +14,9 @@ from pathlib import Path
 
 import pytest
 
+from interrupts import sigint_as_in_a_terminal
+from walrelay_chaos.pace import budget
+
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.integration
 
@@ -46,6 +49,7 @@ def test_ctrl_c_stops_the_demo_kills_its_nodes_and_prints_one_line(tmp_path: Pat
         stdin=subprocess.DEVNULL,
         text=True,
         start_new_session=True,  # its own process group: the signal goes to the group, as Ctrl-C does
+        preexec_fn=sigint_as_in_a_terminal,
     )
     assert proc.stdout is not None and proc.stderr is not None
     seen: list[str] = []
@@ -61,7 +65,7 @@ def test_ctrl_c_stops_the_demo_kills_its_nodes_and_prints_one_line(tmp_path: Pat
         assert len(running) >= 6, running
         assert any(" replica " in argv for argv in running.values()), running
         os.killpg(proc.pid, signal.SIGINT)
-        rest, err = proc.communicate()
+        rest, err = proc.communicate(timeout=budget(120))  # a demo that ignores Ctrl-C fails here, never hangs
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)

@@ -215,6 +215,7 @@ def test_the_reference_primary_passes_the_primary_cases_and_ack_after_2_fails_th
         ("ack_chain_unchecked", "primary.ack-chain", "R-7.2-2"),
         ("ack_log_epoch_unchecked", "primary.ack-log-epoch", "R-7.2-2"),
         ("no_deadline", "primary.deadline", "R-7.3-2"),
+        ("believes_any_promise", "primary.impossible-promise", "R-7.3-3"),
         ("longest_log_ignoring_epochs", "primary.recovery-choice", "R-7.5-1"),
     ],
 )

@@ -46,7 +46,20 @@ def _no_deadline(mp: Patch) -> None:
     mp.setattr(PrimaryConfig, "__post_init__", post_init)
 
 
+def _believes_any_promise(mp: Patch) -> None:
+    """R-7.3-3: every REJECT with a higher promise fences, even one no allocator issued (the spec's
+    mutant ``reject_of_an_unissued_epoch_believed``): one corrupt replica stops the object."""
+    orig = PrimaryState.on_reject
+
+    def on_reject(self: PrimaryState, r: int, **kw: Any) -> Any:
+        kw["issued"] = None
+        return orig(self, r, **kw)
+
+    mp.setattr(PrimaryState, "on_reject", on_reject)
+
+
 BUGS: dict[str, Callable[[Patch], None]] = {
+    "believes_any_promise": _believes_any_promise,
     "ack_chain_unchecked": _ack_chain_unchecked,
     "ack_log_epoch_unchecked": _ack_log_epoch_unchecked,
     "no_deadline": _no_deadline,

@@ -81,6 +81,14 @@ class PrimaryCtx:
             time.sleep(0.1)
         raise Unknown(f"the primary did not serve within {max(30.0, 3 * self.timeout):.0f} s (its log: {self.root})")
 
+    def issue_epochs(self, through: int) -> None:
+        """Placement issues epochs up to ``through``, as it does for newer primaries: only then is a
+        promise of ``through`` a newer primary's (R-7.3-3), not an impossible one."""
+        alloc = EpochAllocator(self.root / "placement")
+        while alloc.current(OBJECT) < through:
+            alloc.allocate(OBJECT)
+        self.transcript.note(f"placement issued epochs through {through} (newer primaries exist)")
+
     def send(self, op: str, *args: Any) -> int:
         assert self.client is not None
         rid = next(self.ids)
@@ -184,6 +192,7 @@ def _fenced(ctx: PrimaryCtx) -> None:
     first = ctx.reply("R-7.2-1", "the first write's reply (every replica acknowledges)")
     if first.status != wire.ReplyStatus.OK:
         ctx.fail("R-7.2-1", f"a write every replica acknowledged got {first.status.name} {first.body}")
+    ctx.issue_epochs(ctx.epoch + 5)
     for i in (0, 1, 2):
         ctx.replicas[i].script.fence_at = ctx.epoch + 5
     for i in (3, 4):
@@ -199,6 +208,33 @@ def _fenced(ctx: PrimaryCtx) -> None:
     later = ctx.reply("R-7.3-1", "a later write's reply")
     if later.status == wire.ReplyStatus.OK:
         ctx.fail("R-7.3-1", "a fenced primary acknowledged a later write")
+
+
+@pcase(
+    "primary.impossible-promise",
+    ("R-7.3-3",),
+    "a REJECT naming a promise no allocator issued counts that replica as down; it fences nothing",
+)
+def _impossible_promise(ctx: PrimaryCtx) -> None:
+    ctx.start()
+    if ctx.commands.takes_epoch:  # a fixed --epoch: no allocator to ask, and believing it is right
+        ctx.transcript.note("not applicable: this implementation takes a fixed epoch, with no allocator to ask")
+        return
+    ctx.send("put", 1, "a")
+    first = ctx.reply("R-7.2-1", "the first write's reply (every replica acknowledges)")
+    if first.status != wire.ReplyStatus.OK:
+        ctx.fail("R-7.2-1", f"a write every replica acknowledged got {first.status.name} {first.body}")
+    ctx.replicas[0].script.fence_at = 2**64 - 1
+    ctx.transcript.note(f"replica 0 now refuses APPENDs as promised to epoch {2**64 - 1}, which no allocator issued")
+    for k, v in ((2, "b"), (3, "c")):
+        ctx.send("put", k, v)
+        got = ctx.reply("R-7.3-3", f"write {k}'s reply, with four replicas acknowledging and one corrupt")
+        if got.status != wire.ReplyStatus.OK:
+            ctx.fail(
+                "R-7.3-3",
+                f"one replica naming an epoch no allocator issued stopped the primary: write {k} got "
+                f"{got.status.name} {got.body}",
+            )
 
 
 def _ack_not_counted(ctx: PrimaryCtx, bad: str, what: str) -> None:

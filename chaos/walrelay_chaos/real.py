@@ -603,7 +603,11 @@ class RealWorld(Judge):
         return None
 
     async def status(self, p: NodeProcess) -> dict[str, Any] | None:
-        reply = await self.call(p, "__status__", within_s=2.0)
+        """``__status__``, on a fresh connection: its TLS handshake too is CPU work for a busy node.
+        Each try gets the scaled call budget: at a fixed 2 s, every try during a restore on a loaded
+        CI machine ended mid-handshake (the primary served, the harness never saw it, and judged
+        "never served": the machine's load measured as none when the run started)."""
+        reply = await self.call(p, "__status__", within_s=self.call_s)
         if _unknown_operation(reply):
             raise _refused("__status__", p.name, reply)
         return reply.body if reply is not None and reply.status is ReplyStatus.OK else None

@@ -194,6 +194,11 @@ _RULES = (
         "7.3",
         "A primary fenced by a REJECT(STALE_EPOCH) from a newer epoch resets: its held replies fail (UNKNOWN) and it never acknowledges a write again.",
     ),
+    Rule(
+        "R-7.3-3",
+        "7.3",
+        "A REJECT (or ACK) naming a promise above every epoch the allocator issued is a corrupt replica, not a newer primary: the primary counts that replica as down and keeps acknowledging with the others.",
+    ),
     # §8 storage
     Rule(
         "R-8-1",

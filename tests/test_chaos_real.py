@@ -525,7 +525,7 @@ def test_the_cli_runs_a_real_campaign_through_an_implementation_file_and_replays
             "--mode",
             "real",
             "--seeds",
-            "2",
+            "1",  # one run and its replay: each costs about 20 s of CI
             "--first-seed",
             "9",
             "--impl",
@@ -539,8 +539,8 @@ def test_the_cli_runs_a_real_campaign_through_an_implementation_file_and_replays
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr[-3000:]
     body = json.loads((out / "results.json").read_text())
-    assert (body["valid"], body["mode"], body["runs"]) == (True, "real", 2)
-    for seed in (9, 10):
+    assert (body["valid"], body["mode"], body["runs"]) == (True, "real", 1)
+    for seed in (9,):
         assert "valid" in (out / f"seed-{seed}" / "timeline.html").read_text()
         replay = json.loads((out / f"seed-{seed}" / "replay.json").read_text())
         assert replay["harness"] == "walrelay-chaos-real/1"
